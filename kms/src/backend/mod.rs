@@ -1,0 +1,179 @@
+//! Master-key backends: the HSM over KMIP 1.x, Vault/OpenBao Transit, and the
+//! development-only `soft` backend.
+//!
+//! Every backend wraps and unwraps short secrets (customer keys) under a master
+//! key that it never reveals. The result of a wrap is a [`MasterWrap`]: the
+//! backend-specific half of an envelope (see `crate::envelope`), recording
+//! everything needed to unwrap it later, even after the master key rotated.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use zeroize::Zeroizing;
+
+pub mod soft;
+
+/// Which backend produced a wrap. The numeric value is stored in envelopes:
+/// never renumber.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum BackendKind {
+    Soft = 1,
+    Kmip = 2,
+    Vault = 3,
+}
+
+impl BackendKind {
+    pub fn from_u8(v: u8) -> Option<Self> {
+        match v {
+            1 => Some(Self::Soft),
+            2 => Some(Self::Kmip),
+            3 => Some(Self::Vault),
+            _ => None,
+        }
+    }
+
+    /// Stable lower-case name, used in logs, metrics, audit records and `/v1/ready`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Soft => "soft",
+            Self::Kmip => "kmip1",
+            Self::Vault => "vault",
+        }
+    }
+}
+
+/// The cipher a backend used for a wrap. Stored in envelopes: never renumber.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum WrapAlgorithm {
+    /// AES-256-GCM, 96-bit IV, 128-bit tag, with associated data.
+    AesGcm = 1,
+    /// AES-256-CBC with PKCS#5 padding and a fresh 128-bit IV (KMIP 1.2/1.3 servers).
+    AesCbcPkcs5 = 2,
+    /// Vault Transit: the ciphertext is Vault's `vault:vN:...` string, as bytes.
+    VaultTransit = 3,
+}
+
+impl WrapAlgorithm {
+    pub fn from_u8(v: u8) -> Option<Self> {
+        match v {
+            1 => Some(Self::AesGcm),
+            2 => Some(Self::AesCbcPkcs5),
+            3 => Some(Self::VaultTransit),
+            _ => None,
+        }
+    }
+}
+
+/// A secret wrapped by a backend's master key: the backend half of an envelope.
+///
+/// Holds no secret: only ciphertext and the parameters needed to unwrap it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MasterWrap {
+    pub backend: BackendKind,
+    /// The master key's identifier at the backend (KMIP unique identifier,
+    /// Vault key name, soft key id).
+    pub key_id: String,
+    /// The master key's version (Vault `vN`; for KMIP and soft, 1 unless the
+    /// backend versions keys another way).
+    pub key_version: u32,
+    pub algorithm: WrapAlgorithm,
+    /// IV or nonce (empty where the algorithm carries none).
+    pub iv: Vec<u8>,
+    /// Authentication tag (empty where the algorithm carries none or appends it).
+    pub tag: Vec<u8>,
+    pub ciphertext: Vec<u8>,
+}
+
+/// What a caller may do about a backend error.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// The backend cannot be reached or is overloaded: the caller may retry later.
+    #[error("backend unavailable: {reason}")]
+    Unavailable { reason: String, retry_after: Duration },
+    /// The master key does not exist at the backend: an operator problem.
+    #[error("master key not found: {0}")]
+    KeyNotFound(String),
+    /// The master key exists but is not usable (not active, revoked, version too old).
+    #[error("master key not usable: {0}")]
+    KeyNotUsable(String),
+    /// The backend refused our identity or policy: an operator problem.
+    #[error("permission denied by the backend: {0}")]
+    PermissionDenied(String),
+    /// The ciphertext does not decrypt under the named key: the caller sent a bad blob.
+    #[error("ciphertext rejected by the backend: {0}")]
+    InvalidCiphertext(String),
+    /// Our configuration does not fit the backend (TLS, versions, cipher suites).
+    #[error("backend misconfigured: {0}")]
+    Misconfigured(String),
+    /// The backend answered something we do not understand.
+    #[error("backend protocol error: {0}")]
+    Protocol(String),
+}
+
+impl BackendError {
+    /// Whether retrying the same call later can succeed without an operator.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Unavailable { .. })
+    }
+
+    /// Stable short label for logs, metrics and audit records.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Unavailable { .. } => "backend-unavailable",
+            Self::KeyNotFound(_) => "master-key-not-found",
+            Self::KeyNotUsable(_) => "master-key-not-usable",
+            Self::PermissionDenied(_) => "backend-permission-denied",
+            Self::InvalidCiphertext(_) => "invalid-wrapped-key",
+            Self::Misconfigured(_) => "backend-misconfigured",
+            Self::Protocol(_) => "backend-protocol-error",
+        }
+    }
+}
+
+/// Result of a readiness probe.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProbeReport {
+    /// One line per endpoint, e.g. `127.0.0.1:5696 up` (no secrets).
+    pub endpoints: Vec<EndpointState>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EndpointState {
+    pub endpoint: String,
+    pub up: bool,
+    pub detail: String,
+}
+
+/// A master-key backend.
+///
+/// `aad` is associated data the backend binds to the wrap where its cipher
+/// supports it (GCM); backends that cannot bind it must still accept it.
+/// Plaintexts are short (32-byte keys); implementations must never log them.
+#[async_trait]
+pub trait Backend: Send + Sync {
+    fn kind(&self) -> BackendKind;
+
+    /// Wrap `plaintext` under the current master key version.
+    async fn wrap(&self, plaintext: &[u8], aad: &[u8]) -> Result<MasterWrap, BackendError>;
+
+    /// Unwrap a blob made by [`Backend::wrap`] of this backend kind, with
+    /// whatever key version it names.
+    async fn unwrap(
+        &self,
+        wrapped: &MasterWrap,
+        aad: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, BackendError>;
+
+    /// Re-encrypt under the current master key version. The default unwraps
+    /// and wraps again; backends with a native rewrap may do better.
+    async fn rewrap(&self, wrapped: &MasterWrap, aad: &[u8]) -> Result<MasterWrap, BackendError> {
+        let plain = self.unwrap(wrapped, aad).await?;
+        self.wrap(&plain, aad).await
+    }
+
+    /// A canary through the backend (wrap then unwrap a fixed value), with the
+    /// state of each endpoint.
+    async fn probe(&self) -> Result<ProbeReport, BackendError>;
+}

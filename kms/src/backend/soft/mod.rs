@@ -1,0 +1,1 @@
+//! The development-only software master key.

@@ -1,0 +1,1 @@
+//! Configuration: `kms.properties` into one validated, immutable `Config`.

@@ -1,0 +1,1 @@
+//! Keytool keystores (JKS and PKCS#12), detected by content.

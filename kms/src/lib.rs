@@ -1,0 +1,10 @@
+//! cmx-kms: a key management server for customer-managed keys.
+//!
+//! Module map:
+//! - [`config`]: `kms.properties` (Java `.properties` semantics) into one validated `Config`.
+//! - [`keystore`]: keytool keystores (JKS and PKCS#12), read by content.
+//! - [`backend`]: master-key backends (KMIP 1.x HSM, Vault Transit, development `soft`).
+
+pub mod backend;
+pub mod config;
+pub mod keystore;
