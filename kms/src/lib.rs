@@ -6,5 +6,8 @@
 //! - [`backend`]: master-key backends (KMIP 1.x HSM, Vault Transit, development `soft`).
 
 pub mod backend;
+pub mod cache;
+pub mod envelope;
 pub mod config;
+pub mod keys;
 pub mod keystore;

@@ -87,7 +87,7 @@ pub struct MasterWrap {
 }
 
 /// What a caller may do about a backend error.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum BackendError {
     /// The backend cannot be reached or is overloaded: the caller may retry later.
     #[error("backend unavailable: {reason}")]

@@ -1,0 +1,202 @@
+//! Byte-level encoding of envelopes. Decoding is bounds-checked and never panics.
+
+use super::{EnvelopeError, FORMAT_VERSION, KeyId, KeyType, MAGIC};
+use crate::backend::{BackendKind, MasterWrap, WrapAlgorithm};
+
+/// The common header of every envelope.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Header {
+    pub key_type: KeyType,
+    pub key_id: KeyId,
+}
+
+impl Header {
+    /// Encoded header bytes: the associated data every wrap binds.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(22);
+        out.extend_from_slice(MAGIC);
+        out.push(FORMAT_VERSION);
+        out.push(self.key_type as u8);
+        out.extend_from_slice(self.key_id.as_bytes());
+        out
+    }
+}
+
+/// A customer key wrapped by the backend's master key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CustomerEnvelope {
+    pub header: Header,
+    pub master: MasterWrap,
+}
+
+/// A user or workspace key wrapped locally under its parent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocalEnvelope {
+    pub header: Header,
+    pub parent: KeyId,
+    pub nonce: [u8; 12],
+    /// Ciphertext followed by the 16-byte GCM tag.
+    pub sealed: Vec<u8>,
+}
+
+/// Any decoded envelope.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Envelope {
+    Customer(CustomerEnvelope),
+    Local(LocalEnvelope),
+}
+
+impl CustomerEnvelope {
+    pub fn encode(&self) -> Result<Vec<u8>, EnvelopeError> {
+        let m = &self.master;
+        let mut out = self.header.to_bytes();
+        out.push(m.backend as u8);
+        out.push(m.algorithm as u8);
+        out.extend_from_slice(&m.key_version.to_be_bytes());
+        put_u8_len(&mut out, m.key_id.as_bytes(), "master key id")?;
+        put_u8_len(&mut out, &m.iv, "iv")?;
+        put_u8_len(&mut out, &m.tag, "tag")?;
+        put_u16_len(&mut out, &m.ciphertext, "ciphertext")?;
+        Ok(out)
+    }
+}
+
+impl LocalEnvelope {
+    pub fn encode(&self) -> Result<Vec<u8>, EnvelopeError> {
+        let mut out = self.header.to_bytes();
+        out.extend_from_slice(self.parent.as_bytes());
+        out.extend_from_slice(&self.nonce);
+        put_u16_len(&mut out, &self.sealed, "ciphertext")?;
+        Ok(out)
+    }
+
+    /// Associated data of a local wrap: the header and the parent's id.
+    pub fn aad(&self) -> Vec<u8> {
+        let mut aad = self.header.to_bytes();
+        aad.extend_from_slice(self.parent.as_bytes());
+        aad
+    }
+}
+
+impl Envelope {
+    /// Decode any envelope.
+    pub fn decode(bytes: &[u8]) -> Result<Self, EnvelopeError> {
+        let mut r = Reader(bytes);
+        if r.take(4, "magic")? != MAGIC {
+            return Err(EnvelopeError::BadMagic);
+        }
+        let version = r.u8("format version")?;
+        if version != FORMAT_VERSION {
+            return Err(EnvelopeError::UnsupportedVersion(version));
+        }
+        let t = r.u8("key type")?;
+        let key_type = KeyType::from_u8(t).ok_or(EnvelopeError::UnknownKeyType(t))?;
+        let key_id = KeyId::from_slice(r.take(16, "key id")?)?;
+        let header = Header { key_type, key_id };
+        let env = match key_type {
+            KeyType::Customer => {
+                let b = r.u8("backend")?;
+                let backend = BackendKind::from_u8(b).ok_or(EnvelopeError::UnknownBackend(b))?;
+                let a = r.u8("algorithm")?;
+                let algorithm =
+                    WrapAlgorithm::from_u8(a).ok_or(EnvelopeError::UnknownAlgorithm(a))?;
+                let key_version = r.u32("master key version")?;
+                let id = r.u8_len("master key id")?;
+                let key_id = String::from_utf8(id.to_vec())
+                    .map_err(|_| EnvelopeError::Truncated("master key id is not UTF-8"))?;
+                let iv = r.u8_len("iv")?.to_vec();
+                let tag = r.u8_len("tag")?.to_vec();
+                let ciphertext = r.u16_len("ciphertext")?.to_vec();
+                Envelope::Customer(CustomerEnvelope {
+                    header,
+                    master: MasterWrap { backend, key_id, key_version, algorithm, iv, tag, ciphertext },
+                })
+            }
+            KeyType::User | KeyType::Workspace => {
+                let parent = KeyId::from_slice(r.take(16, "parent key id")?)?;
+                let mut nonce = [0u8; 12];
+                nonce.copy_from_slice(r.take(12, "nonce")?);
+                let sealed = r.u16_len("ciphertext")?.to_vec();
+                Envelope::Local(LocalEnvelope { header, parent, nonce, sealed })
+            }
+        };
+        if !r.0.is_empty() {
+            return Err(EnvelopeError::TrailingBytes(r.0.len()));
+        }
+        Ok(env)
+    }
+
+    pub fn header(&self) -> &Header {
+        match self {
+            Envelope::Customer(c) => &c.header,
+            Envelope::Local(l) => &l.header,
+        }
+    }
+
+    /// Decode and require a customer key.
+    pub fn decode_customer(bytes: &[u8]) -> Result<CustomerEnvelope, EnvelopeError> {
+        match Self::decode(bytes)? {
+            Envelope::Customer(c) => Ok(c),
+            Envelope::Local(l) => Err(EnvelopeError::WrongKeyType {
+                expected: KeyType::Customer.label(),
+                found: l.header.key_type.label(),
+            }),
+        }
+    }
+
+    /// Decode and require a local envelope of the given type.
+    pub fn decode_local(bytes: &[u8], expected: KeyType) -> Result<LocalEnvelope, EnvelopeError> {
+        let env = Self::decode(bytes)?;
+        let found = env.header().key_type;
+        match env {
+            Envelope::Local(l) if found == expected => Ok(l),
+            _ => Err(EnvelopeError::WrongKeyType { expected: expected.label(), found: found.label() }),
+        }
+    }
+}
+
+fn put_u8_len(out: &mut Vec<u8>, v: &[u8], what: &'static str) -> Result<(), EnvelopeError> {
+    let len = u8::try_from(v.len()).map_err(|_| EnvelopeError::FieldTooLong(what))?;
+    out.push(len);
+    out.extend_from_slice(v);
+    Ok(())
+}
+
+fn put_u16_len(out: &mut Vec<u8>, v: &[u8], what: &'static str) -> Result<(), EnvelopeError> {
+    let len = u16::try_from(v.len()).map_err(|_| EnvelopeError::FieldTooLong(what))?;
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(v);
+    Ok(())
+}
+
+/// A bounds-checked cursor.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], EnvelopeError> {
+        if self.0.len() < n {
+            return Err(EnvelopeError::Truncated(what));
+        }
+        let (head, tail) = self.0.split_at(n);
+        self.0 = tail;
+        Ok(head)
+    }
+    fn u8(&mut self, what: &'static str) -> Result<u8, EnvelopeError> {
+        Ok(self.take(1, what)?.first().copied().unwrap_or_default())
+    }
+    fn u32(&mut self, what: &'static str) -> Result<u32, EnvelopeError> {
+        let b = self.take(4, what)?;
+        let mut a = [0u8; 4];
+        a.copy_from_slice(b);
+        Ok(u32::from_be_bytes(a))
+    }
+    fn u8_len(&mut self, what: &'static str) -> Result<&'a [u8], EnvelopeError> {
+        let n = self.u8(what)?;
+        self.take(usize::from(n), what)
+    }
+    fn u16_len(&mut self, what: &'static str) -> Result<&'a [u8], EnvelopeError> {
+        let b = self.take(2, what)?;
+        let n = u16::from_be_bytes([b.first().copied().unwrap_or(0), b.get(1).copied().unwrap_or(0)]);
+        self.take(usize::from(n), what)
+    }
+}

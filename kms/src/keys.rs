@@ -1,0 +1,252 @@
+//! The key hierarchy: customer keys under the backend's master key, user keys
+//! under customer keys, workspace keys under user keys.
+
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+
+use crate::backend::{Backend, BackendError, BackendKind};
+use crate::cache::{CacheLimits, KeyCache, Lookup};
+use crate::envelope::{
+    CryptoError, CustomerEnvelope, Envelope, EnvelopeError, Header, KeyId, KeyType, SecretKey,
+    open_local, seal_local,
+};
+
+/// Why a key operation failed.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum KeyError {
+    /// The client sent a blob that is not a valid envelope of the expected kind.
+    #[error("{field}: {source}")]
+    Envelope { field: &'static str, source: EnvelopeError },
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+}
+
+impl KeyError {
+    fn envelope(field: &'static str) -> impl FnOnce(EnvelopeError) -> Self {
+        move |source| Self::Envelope { field, source }
+    }
+}
+
+/// A freshly wrapped key.
+#[derive(Clone, Debug)]
+pub struct Wrapped {
+    pub key_id: KeyId,
+    pub blob: Vec<u8>,
+}
+
+/// What an operation touched, for logs, metrics and audit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OpInfo {
+    /// The customer key's id (every operation involves one).
+    pub customer_key: KeyId,
+    /// Whether the customer key came from the cache.
+    pub cache: Option<Lookup>,
+}
+
+/// The key service: stateless apart from the customer-key cache.
+pub struct KeyService {
+    backend: Arc<dyn Backend>,
+    cache: KeyCache<KeyError>,
+}
+
+impl KeyService {
+    pub fn new(backend: Arc<dyn Backend>, limits: CacheLimits) -> Self {
+        Self { backend, cache: KeyCache::new(limits) }
+    }
+
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+
+    pub fn backend_kind(&self) -> BackendKind {
+        self.backend.kind()
+    }
+
+    /// (hits, misses) of the customer-key cache.
+    pub fn cache_counters(&self) -> (u64, u64) {
+        self.cache.counters()
+    }
+
+    /// Generate a customer key and wrap it under the master key.
+    pub async fn create_customer_key(&self) -> Result<(Wrapped, OpInfo), KeyError> {
+        let key = SecretKey::random()?;
+        let header = Header { key_type: KeyType::Customer, key_id: KeyId::random()? };
+        let master = self.backend.wrap(key.expose(), &header.to_bytes()).await?;
+        let blob = CustomerEnvelope { header, master }.encode().map_err(KeyError::envelope("backend wrap"))?;
+        let info = OpInfo { customer_key: header.key_id, cache: None };
+        Ok((Wrapped { key_id: header.key_id, blob }, info))
+    }
+
+    /// Unwrap a customer key, through the cache.
+    async fn customer_key(&self, blob: &[u8]) -> Result<(KeyId, Arc<SecretKey>, Lookup), KeyError> {
+        let env = Envelope::decode_customer(blob).map_err(KeyError::envelope("wrapped_customer_key"))?;
+        let id: [u8; 32] = Sha256::digest(blob).into();
+        let backend = Arc::clone(&self.backend);
+        let (res, lookup) = self
+            .cache
+            .get_or_load(id, || async move {
+                let plain = backend.unwrap(&env.master, &env.header.to_bytes()).await?;
+                SecretKey::from_slice(&plain).ok_or(KeyError::Envelope {
+                    field: "wrapped_customer_key",
+                    source: EnvelopeError::Authentication("customer key"),
+                })
+            })
+            .await;
+        Ok((env.header.key_id, res?, lookup))
+    }
+
+    fn open_child(
+        parent: &SecretKey,
+        parent_id: KeyId,
+        blob: &[u8],
+        key_type: KeyType,
+        field: &'static str,
+    ) -> Result<(KeyId, SecretKey), KeyError> {
+        let env = Envelope::decode_local(blob, key_type).map_err(KeyError::envelope(field))?;
+        let key = open_local(parent, parent_id, &env).map_err(KeyError::envelope(field))?;
+        Ok((env.header.key_id, key))
+    }
+
+    fn new_child(parent: &SecretKey, parent_id: KeyId, key_type: KeyType) -> Result<Wrapped, KeyError> {
+        let (child, child_id) = (SecretKey::random()?, KeyId::random()?);
+        let env = seal_local(parent, parent_id, key_type, child_id, &child)?;
+        let blob = env.encode().map_err(KeyError::envelope("new key"))?;
+        Ok(Wrapped { key_id: child_id, blob })
+    }
+
+    /// Generate a user key under a customer key.
+    pub async fn create_user_key(&self, customer: &[u8]) -> Result<(Wrapped, OpInfo), KeyError> {
+        let (cid, ck, lookup) = self.customer_key(customer).await?;
+        let w = Self::new_child(&ck, cid, KeyType::User)?;
+        Ok((w, OpInfo { customer_key: cid, cache: Some(lookup) }))
+    }
+
+    /// Generate a workspace key under a user key.
+    pub async fn create_workspace_key(&self, customer: &[u8], user: &[u8]) -> Result<(Wrapped, OpInfo), KeyError> {
+        let (cid, ck, lookup) = self.customer_key(customer).await?;
+        let (uid, uk) = Self::open_child(&ck, cid, user, KeyType::User, "wrapped_user_key")?;
+        let w = Self::new_child(&uk, uid, KeyType::Workspace)?;
+        Ok((w, OpInfo { customer_key: cid, cache: Some(lookup) }))
+    }
+
+    /// Unwrap a workspace key through its user and customer keys.
+    pub async fn decrypt_workspace_key(
+        &self,
+        customer: &[u8],
+        user: &[u8],
+        workspace: &[u8],
+    ) -> Result<(SecretKey, OpInfo), KeyError> {
+        let (cid, ck, lookup) = self.customer_key(customer).await?;
+        let (uid, uk) = Self::open_child(&ck, cid, user, KeyType::User, "wrapped_user_key")?;
+        let (_, wk) = Self::open_child(&uk, uid, workspace, KeyType::Workspace, "wrapped_workspace_key")?;
+        Ok((wk, OpInfo { customer_key: cid, cache: Some(lookup) }))
+    }
+
+    /// Re-encrypt a customer key under the backend's current master key
+    /// version. The customer key and its id stay the same, so every user and
+    /// workspace key under it stays valid.
+    pub async fn rewrap_customer_key(&self, customer: &[u8]) -> Result<(Wrapped, OpInfo), KeyError> {
+        let env = Envelope::decode_customer(customer).map_err(KeyError::envelope("wrapped_customer_key"))?;
+        let aad = env.header.to_bytes();
+        let master = self.backend.rewrap(&env.master, &aad).await?;
+        let blob = CustomerEnvelope { header: env.header, master }
+            .encode()
+            .map_err(KeyError::envelope("backend wrap"))?;
+        let info = OpInfo { customer_key: env.header.key_id, cache: None };
+        Ok((Wrapped { key_id: env.header.key_id, blob }, info))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::soft::SoftBackend;
+    use secrecy::SecretString;
+    use std::time::Duration;
+
+    fn service(dir: &tempfile::TempDir) -> KeyService {
+        let (b, created) =
+            SoftBackend::open_or_create(&dir.path().join("soft.key"), &SecretString::from("pw")).unwrap();
+        assert!(created);
+        KeyService::new(Arc::new(b), CacheLimits { ttl: Duration::from_secs(60), max_entries: 10 })
+    }
+
+    fn is_invalid(e: KeyError) -> bool {
+        matches!(e, KeyError::Envelope { .. } | KeyError::Backend(BackendError::InvalidCiphertext(_)))
+    }
+
+    #[tokio::test]
+    async fn full_chain_and_rewrap() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = service(&dir);
+        let (c, _) = s.create_customer_key().await.unwrap();
+        let (u, _) = s.create_user_key(&c.blob).await.unwrap();
+        let (w, _) = s.create_workspace_key(&c.blob, &u.blob).await.unwrap();
+        let (k1, info) = s.decrypt_workspace_key(&c.blob, &u.blob, &w.blob).await.unwrap();
+        assert_eq!(info.customer_key, c.key_id);
+        let (k2, _) = s.decrypt_workspace_key(&c.blob, &u.blob, &w.blob).await.unwrap();
+        assert_eq!(k1.expose(), k2.expose());
+        let (c2, _) = s.rewrap_customer_key(&c.blob).await.unwrap();
+        assert_eq!(c2.key_id, c.key_id);
+        assert_ne!(c2.blob, c.blob);
+        let (k3, _) = s.decrypt_workspace_key(&c2.blob, &u.blob, &w.blob).await.unwrap();
+        assert_eq!(k1.expose(), k3.expose());
+    }
+
+    #[tokio::test]
+    async fn every_flipped_bit_is_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = service(&dir);
+        let (c, _) = s.create_customer_key().await.unwrap();
+        let (u, _) = s.create_user_key(&c.blob).await.unwrap();
+        let (w, _) = s.create_workspace_key(&c.blob, &u.blob).await.unwrap();
+        for blob_idx in 0..3 {
+            let orig = [&c.blob, &u.blob, &w.blob][blob_idx];
+            for bit in 0..orig.len() * 8 {
+                let mut t = orig.clone();
+                t[bit / 8] ^= 1 << (bit % 8);
+                let mut set = [c.blob.clone(), u.blob.clone(), w.blob.clone()];
+                set[blob_idx] = t;
+                let r = s.decrypt_workspace_key(&set[0], &set[1], &set[2]).await;
+                // A flipped master key id names a key the backend lacks
+                // (KeyNotFound); every other bit is an invalid blob.
+                assert!(r.is_err(), "blob {blob_idx} bit {bit} accepted");
+            }
+            for len in 0..orig.len() {
+                let mut set = [c.blob.clone(), u.blob.clone(), w.blob.clone()];
+                set[blob_idx] = orig[..len].to_vec();
+                let r = s.decrypt_workspace_key(&set[0], &set[1], &set[2]).await;
+                assert!(is_invalid(r.unwrap_err()), "blob {blob_idx} truncated to {len} accepted");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn types_and_parents_are_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = service(&dir);
+        let (c, _) = s.create_customer_key().await.unwrap();
+        let (c_other, _) = s.create_customer_key().await.unwrap();
+        let (u, _) = s.create_user_key(&c.blob).await.unwrap();
+        let (w, _) = s.create_workspace_key(&c.blob, &u.blob).await.unwrap();
+        // A user key passed as the workspace key.
+        let e = s.decrypt_workspace_key(&c.blob, &u.blob, &u.blob).await.unwrap_err();
+        assert!(e.to_string().contains("expected a workspace key but got a user key"), "{e}");
+        // A user key under another customer key.
+        let e = s.decrypt_workspace_key(&c_other.blob, &u.blob, &w.blob).await.unwrap_err();
+        assert!(e.to_string().contains("does not belong"), "{e}");
+        // A workspace key relabelled as a user key fails authentication.
+        let mut relabel = w.blob.clone();
+        relabel[5] = KeyType::User as u8;
+        let e = s.create_workspace_key(&c.blob, &relabel).await.unwrap_err();
+        assert!(is_invalid(e));
+        // Another format version.
+        let mut v2 = c.blob.clone();
+        v2[4] = 2;
+        let e = s.create_user_key(&v2).await.unwrap_err();
+        assert!(e.to_string().contains("unsupported wrapped-key format version 2"), "{e}");
+    }
+}
