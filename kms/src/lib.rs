@@ -8,6 +8,9 @@
 pub mod backend;
 pub mod cache;
 pub mod envelope;
+pub mod http;
 pub mod config;
 pub mod keys;
 pub mod keystore;
+pub mod readiness;
+pub mod tls;

@@ -1,0 +1,310 @@
+//! API v1: routes and handlers.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use hyper::{Method, Request, Response, StatusCode};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use zeroize::Zeroizing;
+
+use super::Peer;
+use super::body::{ResponseBody, body, read_limited};
+use super::error::ApiError;
+use crate::keys::{KeyError, KeyService, OpInfo};
+use crate::readiness::{Readiness, State};
+use crate::tls::Role;
+
+/// The operations the API serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Operation {
+    CreateCustomerKey,
+    CreateUserKey,
+    CreateWorkspaceKey,
+    DecryptWorkspaceKey,
+    RewrapCustomerKey,
+    Health,
+    Ready,
+}
+
+impl Operation {
+    pub fn label(self) -> &'static str {
+        match self {
+            Operation::CreateCustomerKey => "create-customer-key",
+            Operation::CreateUserKey => "create-user-key",
+            Operation::CreateWorkspaceKey => "create-workspace-key",
+            Operation::DecryptWorkspaceKey => "decrypt-workspace-key",
+            Operation::RewrapCustomerKey => "rewrap-customer-key",
+            Operation::Health => "health",
+            Operation::Ready => "ready",
+        }
+    }
+
+    /// Whether `role` may call this operation. Devices may only decrypt.
+    pub fn allowed(self, role: Role) -> bool {
+        match self {
+            Operation::DecryptWorkspaceKey | Operation::Health | Operation::Ready => true,
+            Operation::CreateCustomerKey
+            | Operation::CreateUserKey
+            | Operation::CreateWorkspaceKey
+            | Operation::RewrapCustomerKey => role == Role::Backend,
+        }
+    }
+}
+
+/// The route table: method, path, operation. The OpenAPI test checks that
+/// `docs/openapi.json` describes exactly these.
+pub const ROUTES: &[(&str, &str, Operation)] = &[
+    ("POST", "/v1/customer-keys", Operation::CreateCustomerKey),
+    ("POST", "/v1/user-keys", Operation::CreateUserKey),
+    ("POST", "/v1/workspace-keys", Operation::CreateWorkspaceKey),
+    ("POST", "/v1/workspace-keys/decrypt", Operation::DecryptWorkspaceKey),
+    ("POST", "/v1/customer-keys/rewrap", Operation::RewrapCustomerKey),
+    ("GET", "/v1/health", Operation::Health),
+    ("GET", "/v1/ready", Operation::Ready),
+];
+
+fn route(method: &Method, path: &str) -> Result<Operation, ApiError> {
+    let mut path_known = false;
+    for (m, p, op) in ROUTES {
+        if *p == path {
+            path_known = true;
+            if method.as_str() == *m {
+                return Ok(*op);
+            }
+        }
+    }
+    Err(if path_known { ApiError::MethodNotAllowed } else { ApiError::NotFound })
+}
+
+/// Everything a request handler needs.
+pub struct App {
+    pub keys: KeyService,
+    pub readiness: Arc<Readiness>,
+    pub max_body: usize,
+}
+
+/// The outcome of one request, for logs (and later metrics and audit).
+struct Outcome {
+    status: StatusCode,
+    label: &'static str,
+    info: Option<OpInfo>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Empty {}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CustomerReq {
+    wrapped_customer_key: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WorkspaceReq {
+    wrapped_customer_key: String,
+    wrapped_user_key: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DecryptReq {
+    wrapped_customer_key: String,
+    wrapped_user_key: String,
+    wrapped_workspace_key: String,
+}
+
+fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        // serde_json's messages name the field and position, never echo values.
+        ApiError::BadRequest(format!("the request body is not the expected JSON: {e}"))
+    })
+}
+
+fn b64(field: &'static str, s: &str) -> Result<Vec<u8>, ApiError> {
+    B64.decode(s.trim()).map_err(|_| ApiError::BadRequest(format!("{field} is not valid base64")))
+}
+
+fn json(value: &serde_json::Value) -> Zeroizing<Vec<u8>> {
+    Zeroizing::new(serde_json::to_vec(value).unwrap_or_default())
+}
+
+impl App {
+    /// Handle one request from an authenticated peer.
+    pub async fn handle(&self, req: Request<Incoming>, peer: &Peer, request_id: &str) -> Response<ResponseBody> {
+        let start = Instant::now();
+        let op = route(req.method(), req.uri().path());
+        let op_label = op.as_ref().map(|o| o.label()).unwrap_or("unknown");
+        let (resp, outcome) = match op {
+            Ok(op) => self.dispatch(op, req, peer).await,
+            Err(e) => error_response(&e),
+        };
+        let (customer_key, cache) = match outcome.info {
+            Some(i) => (i.customer_key.to_hex(), i.cache.map(|c| format!("{c:?}").to_lowercase())),
+            None => (String::new(), None),
+        };
+        tracing::info!(
+            request_id,
+            client = %peer.alias,
+            role = peer.role.label(),
+            op = op_label,
+            status = outcome.status.as_u16(),
+            outcome = outcome.label,
+            customer_key = %customer_key,
+            cache = cache.as_deref().unwrap_or("-"),
+            latency_us = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX),
+            "request"
+        );
+        let mut resp = resp;
+        if let Ok(v) = HeaderValue::from_str(request_id) {
+            resp.headers_mut().insert("x-request-id", v);
+        }
+        resp
+    }
+
+    async fn dispatch(&self, op: Operation, req: Request<Incoming>, peer: &Peer) -> (Response<ResponseBody>, Outcome) {
+        if !op.allowed(peer.role) {
+            let e = ApiError::Forbidden(format!(
+                "a {} client may not {}; devices may only decrypt workspace keys",
+                peer.role.label(),
+                op.label().replace('-', " ")
+            ));
+            return error_response(&e);
+        }
+        match op {
+            Operation::Health => ok(StatusCode::OK, &serde_json::json!({"status": "ok"}), None),
+            Operation::Ready => {
+                let r = self.readiness.current();
+                let status =
+                    if r.state == State::Unavailable { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+                let v = serde_json::to_value(&*r).unwrap_or_default();
+                ok(status, &v, None)
+            }
+            _ => match self.key_op(op, req).await {
+                Ok((status, body, info)) => {
+                    (respond(status, body, None), Outcome { status, label: "ok", info: Some(info) })
+                }
+                Err((e, info)) => {
+                    let (resp, mut outcome) = error_response(&e);
+                    outcome.info = info;
+                    (resp, outcome)
+                }
+            },
+        }
+    }
+
+    async fn key_op(
+        &self,
+        op: Operation,
+        req: Request<Incoming>,
+    ) -> Result<(StatusCode, Zeroizing<Vec<u8>>, OpInfo), (ApiError, Option<OpInfo>)> {
+        let plain = |e: ApiError| (e, None);
+        let ct_ok = req
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_none_or(|v| v.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json")));
+        if !ct_ok {
+            return Err(plain(ApiError::UnsupportedMediaType));
+        }
+        let declared = req
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let bytes = read_limited(req.into_body(), declared, self.max_body).await.map_err(plain)?;
+        let key_err = |e: KeyError| {
+            match &e {
+                KeyError::Envelope { .. } => tracing::debug!(error = %e, "invalid wrapped key"),
+                _ => tracing::warn!(error = %e, "key operation failed"),
+            }
+            (ApiError::from(&e), None)
+        };
+        match op {
+            Operation::CreateCustomerKey => {
+                let _: Empty = parse(if bytes.is_empty() { b"{}" } else { &bytes }).map_err(plain)?;
+                let (w, info) = self.keys.create_customer_key().await.map_err(key_err)?;
+                let v = serde_json::json!({"wrapped_customer_key": B64.encode(&w.blob), "key_id": w.key_id.to_hex()});
+                Ok((StatusCode::CREATED, json(&v), info))
+            }
+            Operation::CreateUserKey => {
+                let r: CustomerReq = parse(&bytes).map_err(plain)?;
+                let c = b64("wrapped_customer_key", &r.wrapped_customer_key).map_err(plain)?;
+                let (w, info) = self.keys.create_user_key(&c).await.map_err(key_err)?;
+                let v = serde_json::json!({"wrapped_user_key": B64.encode(&w.blob), "key_id": w.key_id.to_hex()});
+                Ok((StatusCode::CREATED, json(&v), info))
+            }
+            Operation::CreateWorkspaceKey => {
+                let r: WorkspaceReq = parse(&bytes).map_err(plain)?;
+                let c = b64("wrapped_customer_key", &r.wrapped_customer_key).map_err(plain)?;
+                let u = b64("wrapped_user_key", &r.wrapped_user_key).map_err(plain)?;
+                let (w, info) = self.keys.create_workspace_key(&c, &u).await.map_err(key_err)?;
+                let v =
+                    serde_json::json!({"wrapped_workspace_key": B64.encode(&w.blob), "key_id": w.key_id.to_hex()});
+                Ok((StatusCode::CREATED, json(&v), info))
+            }
+            Operation::DecryptWorkspaceKey => {
+                let r: DecryptReq = parse(&bytes).map_err(plain)?;
+                let c = b64("wrapped_customer_key", &r.wrapped_customer_key).map_err(plain)?;
+                let u = b64("wrapped_user_key", &r.wrapped_user_key).map_err(plain)?;
+                let w = b64("wrapped_workspace_key", &r.wrapped_workspace_key).map_err(plain)?;
+                let (key, info) = self.keys.decrypt_workspace_key(&c, &u, &w).await.map_err(key_err)?;
+                Ok((StatusCode::OK, workspace_key_body(key.expose()), info))
+            }
+            Operation::RewrapCustomerKey => {
+                let r: CustomerReq = parse(&bytes).map_err(plain)?;
+                let c = b64("wrapped_customer_key", &r.wrapped_customer_key).map_err(plain)?;
+                let (w, info) = self.keys.rewrap_customer_key(&c).await.map_err(key_err)?;
+                let v = serde_json::json!({"wrapped_customer_key": B64.encode(&w.blob), "key_id": w.key_id.to_hex()});
+                Ok((StatusCode::OK, json(&v), info))
+            }
+            Operation::Health | Operation::Ready => Err(plain(ApiError::Internal)),
+        }
+    }
+}
+
+/// `{"workspace_key":"<base64>"}` built in zeroizing buffers sized up front,
+/// so no copy of the key is left behind by a reallocation.
+fn workspace_key_body(key: &[u8]) -> Zeroizing<Vec<u8>> {
+    const PREFIX: &[u8] = b"{\"workspace_key\":\"";
+    const SUFFIX: &[u8] = b"\"}";
+    let mut enc = Zeroizing::new(String::with_capacity(key.len().div_ceil(3) * 4));
+    B64.encode_string(key, &mut enc);
+    let mut out = Zeroizing::new(Vec::with_capacity(PREFIX.len() + enc.len() + SUFFIX.len()));
+    out.extend_from_slice(PREFIX);
+    out.extend_from_slice(enc.as_bytes());
+    out.extend_from_slice(SUFFIX);
+    out
+}
+
+fn ok(status: StatusCode, v: &serde_json::Value, info: Option<OpInfo>) -> (Response<ResponseBody>, Outcome) {
+    (respond(status, json(v), None), Outcome { status, label: "ok", info })
+}
+
+/// Build the JSON error response for `e`.
+fn error_response(e: &ApiError) -> (Response<ResponseBody>, Outcome) {
+    let (status, label) = e.status_and_label();
+    let v = serde_json::json!({"error": label, "message": e.message()});
+    (respond(status, json(&v), e.retry_after()), Outcome { status, label, info: None })
+}
+
+fn respond(status: StatusCode, data: Zeroizing<Vec<u8>>, retry_after: Option<std::time::Duration>) -> Response<ResponseBody> {
+    let mut resp = Response::new(body(data));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert("cache-control", HeaderValue::from_static("no-store"));
+    if let Some(ra) = retry_after {
+        let secs = ra.as_secs().max(1);
+        if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+            h.insert(RETRY_AFTER, v);
+        }
+    }
+    resp
+}

@@ -1,0 +1,110 @@
+//! API errors: one exhaustive mapping to status codes and stable labels.
+
+use std::time::Duration;
+
+use hyper::StatusCode;
+
+use crate::backend::BackendError;
+use crate::keys::KeyError;
+
+/// Every error the API can answer with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ApiError {
+    /// Malformed JSON, missing field, bad base64.
+    BadRequest(String),
+    /// A wrapped key that is not valid, of the wrong type, or tampered with.
+    InvalidWrappedKey(String),
+    /// The client's role may not do this.
+    Forbidden(String),
+    NotFound,
+    MethodNotAllowed,
+    UnsupportedMediaType,
+    PayloadTooLarge { limit: usize },
+    TooManyRequests { retry_after: Duration },
+    /// The master-key backend cannot be reached now; retry later.
+    BackendUnavailable { retry_after: Duration },
+    /// The backend refused for a reason only the operator can fix.
+    BackendFailure,
+    Internal,
+}
+
+/// Every label, for the OpenAPI agreement test.
+pub const LABELS: &[&str] = &[
+    "bad-request",
+    "invalid-wrapped-key",
+    "forbidden",
+    "not-found",
+    "method-not-allowed",
+    "unsupported-media-type",
+    "payload-too-large",
+    "too-many-requests",
+    "backend-unavailable",
+    "backend-error",
+    "internal",
+];
+
+impl ApiError {
+    pub fn status_and_label(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad-request"),
+            ApiError::InvalidWrappedKey(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid-wrapped-key"),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            ApiError::NotFound => (StatusCode::NOT_FOUND, "not-found"),
+            ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed"),
+            ApiError::UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type"),
+            ApiError::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large"),
+            ApiError::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "too-many-requests"),
+            ApiError::BackendUnavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "backend-unavailable"),
+            ApiError::BackendFailure => (StatusCode::BAD_GATEWAY, "backend-error"),
+            ApiError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+
+    /// The message for the client. 5xx messages say nothing internal.
+    pub fn message(&self) -> String {
+        match self {
+            ApiError::BadRequest(m) | ApiError::InvalidWrappedKey(m) | ApiError::Forbidden(m) => m.clone(),
+            ApiError::NotFound => "no such endpoint; see the API reference".into(),
+            ApiError::MethodNotAllowed => "method not allowed on this endpoint".into(),
+            ApiError::UnsupportedMediaType => "send the body as application/json".into(),
+            ApiError::PayloadTooLarge { limit } => format!("request body larger than {limit} bytes"),
+            ApiError::TooManyRequests { .. } => "rate limit exceeded; retry after the given delay".into(),
+            ApiError::BackendUnavailable { .. } => {
+                "the key backend is unavailable; retry after the given delay".into()
+            }
+            ApiError::BackendFailure => {
+                "the key backend refused the operation; the operator finds the cause in the server log under this request id".into()
+            }
+            ApiError::Internal => "internal error; the operator finds the cause in the server log under this request id".into(),
+        }
+    }
+
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ApiError::TooManyRequests { retry_after } | ApiError::BackendUnavailable { retry_after } => Some(*retry_after),
+            _ => None,
+        }
+    }
+}
+
+impl From<&KeyError> for ApiError {
+    fn from(e: &KeyError) -> Self {
+        match e {
+            KeyError::Envelope { .. } => ApiError::InvalidWrappedKey(e.to_string()),
+            KeyError::Backend(b) => match b {
+                BackendError::Unavailable { retry_after, .. } => {
+                    ApiError::BackendUnavailable { retry_after: *retry_after }
+                }
+                BackendError::InvalidCiphertext(_) => {
+                    ApiError::InvalidWrappedKey("wrapped_customer_key: the key backend could not unwrap it".into())
+                }
+                BackendError::KeyNotFound(_)
+                | BackendError::KeyNotUsable(_)
+                | BackendError::PermissionDenied(_)
+                | BackendError::Misconfigured(_)
+                | BackendError::Protocol(_) => ApiError::BackendFailure,
+            },
+            KeyError::Crypto(_) => ApiError::Internal,
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! The HTTPS server: our own accept loop over rustls, so each connection's
+//! client certificate is known, then hyper's HTTP/1.1 per connection.
+
+pub mod api;
+pub mod body;
+pub mod error;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use rustls::ServerConfig;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+
+pub use api::App;
+
+use crate::tls::{PinnedClients, Role, pinning};
+
+/// The authenticated client of a connection.
+#[derive(Clone, Debug)]
+pub struct Peer {
+    pub alias: String,
+    pub role: Role,
+    pub subject: String,
+    pub serial: String,
+    pub fingerprint: String,
+    pub addr: SocketAddr,
+}
+
+/// The TLS side of the server, swapped as a whole on reload.
+pub struct TlsContext {
+    pub config: Arc<ServerConfig>,
+    pub pins: Arc<PinnedClients>,
+}
+
+/// Connection limits and timeouts.
+#[derive(Clone, Copy, Debug)]
+pub struct ServeSettings {
+    pub handshake_timeout: Duration,
+    /// Time a client has to send a request's headers, and the most a
+    /// keep-alive connection may sit idle between requests.
+    pub header_timeout: Duration,
+    pub shutdown_grace: Duration,
+    pub max_connections: usize,
+}
+
+/// Serve until `shutdown` resolves, then stop accepting and let open
+/// connections finish for at most `shutdown_grace`.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Arc<ArcSwap<TlsContext>>,
+    app: Arc<App>,
+    settings: ServeSettings,
+    shutdown: impl Future<Output = ()>,
+) {
+    let graceful = GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(settings.max_connections.max(1)));
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            () = &mut shutdown => break,
+            p = Arc::clone(&slots).acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let (tcp, addr) = tokio::select! {
+            () = &mut shutdown => break,
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    // EMFILE and friends: back off briefly rather than spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = tcp.set_nodelay(true);
+        let ctx = tls.load_full();
+        let app = Arc::clone(&app);
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let acceptor = TlsAcceptor::from(Arc::clone(&ctx.config));
+            let stream = match tokio::time::timeout(settings.handshake_timeout, acceptor.accept(tcp)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::info!(peer = %addr, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::info!(peer = %addr, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let Some(peer) = identify(&stream, &ctx.pins, addr) else {
+                tracing::warn!(peer = %addr, "handshake completed without a pinned client certificate");
+                return;
+            };
+            let peer = Arc::new(peer);
+            let svc = service_fn(move |req| {
+                let (app, peer) = (Arc::clone(&app), Arc::clone(&peer));
+                async move {
+                    let id = request_id();
+                    Ok::<_, Infallible>(app.handle(req, &peer, &id).await)
+                }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(settings.header_timeout)
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(stream), svc);
+            if let Err(e) = watcher.watch(conn).await {
+                tracing::debug!(peer = %addr, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    tracing::info!("stopped accepting; draining open connections");
+    if tokio::time::timeout(settings.shutdown_grace, graceful.shutdown()).await.is_err() {
+        tracing::warn!(grace_secs = settings.shutdown_grace.as_secs(), "connections still open after the grace period");
+    }
+}
+
+fn identify(
+    stream: &tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    pins: &PinnedClients,
+    addr: SocketAddr,
+) -> Option<Peer> {
+    let cert = stream.get_ref().1.peer_certificates()?.first()?;
+    let pin = pins.lookup(cert)?;
+    Some(Peer {
+        alias: pin.alias.clone(),
+        role: pin.role,
+        subject: pin.subject.clone(),
+        serial: pin.serial.clone(),
+        fingerprint: pinning::fingerprint_hex(&pin.fingerprint),
+        addr,
+    })
+}
+
+fn request_id() -> String {
+    let mut b = [0u8; 8];
+    if getrandom::fill(&mut b).is_err() {
+        return "0000000000000000".into();
+    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}

@@ -1,0 +1,143 @@
+//! Deep readiness: a periodic canary through the backend.
+//!
+//! `/v1/ready` reports the last canary's outcome: `ready`, `degraded` (slow,
+//! or some endpoints down) or `unavailable`. A down backend never blocks
+//! start-up: the node starts `unavailable` and recovers by itself.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use serde::Serialize;
+
+use crate::backend::{Backend, EndpointState};
+
+/// Readiness states.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    Ready,
+    Degraded,
+    Unavailable,
+}
+
+/// The last canary's result.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub state: State,
+    pub backend: &'static str,
+    /// Canary latency in milliseconds (absent when it failed).
+    pub latency_ms: Option<u64>,
+    pub detail: String,
+    pub endpoints: Vec<Endpoint>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Endpoint {
+    pub endpoint: String,
+    pub up: bool,
+    pub detail: String,
+}
+
+impl From<&EndpointState> for Endpoint {
+    fn from(e: &EndpointState) -> Self {
+        Self { endpoint: e.endpoint.clone(), up: e.up, detail: e.detail.clone() }
+    }
+}
+
+/// Canary settings.
+#[derive(Clone, Copy, Debug)]
+pub struct ProbeSettings {
+    pub interval: Duration,
+    pub timeout: Duration,
+    /// A canary slower than this makes the node `degraded`.
+    pub slow: Duration,
+}
+
+impl Default for ProbeSettings {
+    fn default() -> Self {
+        Self { interval: Duration::from_secs(5), timeout: Duration::from_secs(5), slow: Duration::from_secs(1) }
+    }
+}
+
+/// Shared readiness state.
+pub struct Readiness {
+    current: ArcSwap<Report>,
+}
+
+impl Readiness {
+    pub fn new(backend: &'static str) -> Self {
+        Self {
+            current: ArcSwap::from_pointee(Report {
+                state: State::Unavailable,
+                backend,
+                latency_ms: None,
+                detail: "no canary has run yet".into(),
+                endpoints: Vec::new(),
+            }),
+        }
+    }
+
+    pub fn current(&self) -> Arc<Report> {
+        self.current.load_full()
+    }
+
+    /// Run one canary now and publish its result.
+    pub async fn check(&self, backend: &dyn Backend, settings: &ProbeSettings) -> Arc<Report> {
+        let start = Instant::now();
+        let label = backend.kind().label();
+        let report = match tokio::time::timeout(settings.timeout, backend.probe()).await {
+            Ok(Ok(p)) => {
+                let elapsed = start.elapsed();
+                let any_down = p.endpoints.iter().any(|e| !e.up);
+                let all_down = !p.endpoints.is_empty() && p.endpoints.iter().all(|e| !e.up);
+                let (state, detail) = if all_down {
+                    (State::Unavailable, "every endpoint is down".to_string())
+                } else if any_down {
+                    (State::Degraded, "some endpoints are down".to_string())
+                } else if elapsed > settings.slow {
+                    (State::Degraded, format!("canary took {} ms", elapsed.as_millis()))
+                } else {
+                    (State::Ready, "canary ok".to_string())
+                };
+                Report {
+                    state,
+                    backend: label,
+                    latency_ms: Some(u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)),
+                    detail,
+                    endpoints: p.endpoints.iter().map(Endpoint::from).collect(),
+                }
+            }
+            Ok(Err(e)) => Report {
+                state: State::Unavailable,
+                backend: label,
+                latency_ms: None,
+                detail: e.to_string(),
+                endpoints: Vec::new(),
+            },
+            Err(_) => Report {
+                state: State::Unavailable,
+                backend: label,
+                latency_ms: None,
+                detail: format!("canary timed out after {} ms", settings.timeout.as_millis()),
+                endpoints: Vec::new(),
+            },
+        };
+        let prev = self.current.swap(Arc::new(report));
+        let now = self.current.load_full();
+        if prev.state != now.state {
+            tracing::info!(from = ?prev.state, to = ?now.state, detail = %now.detail, "readiness changed");
+        }
+        now
+    }
+
+    /// Run the canary every `settings.interval`, forever.
+    pub async fn run(self: Arc<Self>, backend: Arc<dyn Backend>, settings: ProbeSettings) {
+        let mut tick = tokio::time::interval(settings.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            self.check(backend.as_ref(), &settings).await;
+        }
+    }
+}
