@@ -5,12 +5,19 @@
 //! - [`keystore`]: keytool keystores (JKS and PKCS#12), read by content.
 //! - [`backend`]: master-key backends (KMIP 1.x HSM, Vault Transit, development `soft`).
 
+pub mod audit;
 pub mod backend;
 pub mod cache;
+pub mod dev;
 pub mod envelope;
 pub mod http;
 pub mod config;
 pub mod keys;
 pub mod keystore;
+pub mod limits;
+pub mod logging;
+pub mod metrics;
+pub mod notify;
 pub mod readiness;
+pub mod signals;
 pub mod tls;

@@ -11,6 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use zeroize::Zeroizing;
 
+pub mod gate;
 pub mod soft;
 
 /// Which backend produced a wrap. The numeric value is stored in envelopes:

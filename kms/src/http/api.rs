@@ -308,3 +308,82 @@ fn respond(status: StatusCode, data: Zeroizing<Vec<u8>>, retry_after: Option<std
     }
     resp
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::error::LABELS;
+    use std::collections::BTreeSet;
+
+    fn doc() -> serde_json::Value {
+        serde_json::from_str(include_str!("../../../docs/openapi.json")).unwrap()
+    }
+
+    #[test]
+    fn openapi_paths_match_the_route_table() {
+        let doc = doc();
+        let mut documented = BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for method in item.as_object().unwrap().keys() {
+                documented.insert((method.to_uppercase(), path.clone()));
+            }
+        }
+        let served: BTreeSet<_> = ROUTES.iter().map(|(m, p, _)| (m.to_string(), p.to_string())).collect();
+        assert_eq!(documented, served);
+    }
+
+    #[test]
+    fn openapi_roles_match_authorization() {
+        let doc = doc();
+        for (m, p, op) in ROUTES {
+            let roles: BTreeSet<String> = doc["paths"][p][m.to_lowercase()]["x-roles"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r.as_str().unwrap().to_string())
+                .collect();
+            let allowed: BTreeSet<String> = [Role::Backend, Role::Device]
+                .into_iter()
+                .filter(|r| op.allowed(*r))
+                .map(|r| r.label().to_string())
+                .collect();
+            assert_eq!(roles, allowed, "{m} {p}");
+        }
+    }
+
+    #[test]
+    fn openapi_error_labels_match() {
+        let doc = doc();
+        let documented: BTreeSet<&str> = doc["components"]["schemas"]["Error"]["properties"]["error"]["enum"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert_eq!(documented, LABELS.iter().copied().collect::<BTreeSet<_>>());
+        // And every error's label is in LABELS, with the status the document gives it.
+        let samples = [
+            ApiError::BadRequest(String::new()),
+            ApiError::InvalidWrappedKey(String::new()),
+            ApiError::Forbidden(String::new()),
+            ApiError::NotFound,
+            ApiError::MethodNotAllowed,
+            ApiError::UnsupportedMediaType,
+            ApiError::PayloadTooLarge { limit: 1 },
+            ApiError::TooManyRequests { retry_after: std::time::Duration::from_secs(1) },
+            ApiError::BackendUnavailable { retry_after: std::time::Duration::from_secs(1) },
+            ApiError::BackendFailure,
+            ApiError::Internal,
+        ];
+        let text = include_str!("../../../docs/openapi.json");
+        for e in samples {
+            let (status, label) = e.status_and_label();
+            assert!(LABELS.contains(&label), "{label}");
+            if !matches!(e, ApiError::NotFound | ApiError::MethodNotAllowed) {
+                let decrypt = &doc["paths"]["/v1/workspace-keys/decrypt"]["post"]["responses"][status.as_str()];
+                assert!(decrypt["description"].as_str().unwrap().contains(label), "{label} under {status} in the document");
+            }
+            assert!(text.contains(label));
+        }
+    }
+}
