@@ -1,0 +1,184 @@
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Duration;
+
+use secrecy::ExposeSecret;
+
+use super::*;
+
+const MINIMAL: &str = "kms.keystore.file=kmsKeystore.jks\nkms.keystore.password=changeit\nkms.hsm.server.url=hsm.example.com\n";
+
+fn parse(text: &str) -> Result<Loaded, ConfigErrors> {
+    parse_str(text, Path::new("/etc/kms/kms.properties"), &[])
+}
+
+fn errors(text: &str) -> Vec<String> {
+    match parse(text) {
+        Ok(_) => panic!("expected errors for {text:?}"),
+        Err(e) => e.errors.iter().map(ToString::to_string).collect(),
+    }
+}
+
+#[test]
+fn the_loader_takes_exactly_the_documented_keys() {
+    let mut file = ConfigFile::new(
+        Path::new("/x/kms.properties"),
+        properties::lex(MINIMAL),
+        &[],
+    );
+    build(&mut file, Path::new("/x/kms.properties"));
+    let taken: BTreeSet<&str> = file.taken().iter().copied().collect();
+    let documented: BTreeSet<&str> = keys::KEYS.iter().map(|k| k.name).collect();
+    assert_eq!(taken, documented);
+}
+
+#[test]
+fn minimal_config_gets_the_defaults() {
+    let loaded = parse(MINIMAL).unwrap();
+    assert_eq!(loaded.warnings, vec![]);
+    let c = loaded.config;
+    assert_eq!(c.keystore.file, Path::new("/etc/kms/kmsKeystore.jks"));
+    assert_eq!(c.keystore.password.expose_secret(), "changeit");
+    assert_eq!(c.keystore.key_password().expose_secret(), "changeit");
+    assert_eq!(c.keystore.alias, "kmsClient");
+    assert_eq!(c.hsm.protocol, Protocol::Kmip1);
+    assert_eq!(
+        c.hsm.endpoints,
+        vec![HsmEndpoint {
+            scheme: None,
+            host: "hsm.example.com".into(),
+            port: 5696
+        }]
+    );
+    assert_eq!(c.server.port, 8443);
+    assert_eq!(c.server.idle_timeout, Duration::from_secs(60));
+    assert_eq!(c.hsm.pool.max_lifetime, Duration::from_secs(3600));
+    assert_eq!(c.hsm.soft.key_file, Path::new("/etc/kms/soft-master.key"));
+    assert_eq!(c.hsm.vault.auth, VaultAuth::Token);
+    assert_eq!(c.cache.kind, CacheType::Local);
+    assert_eq!(c.clients.role_of("CMXBACKEND1"), Some(ClientRole::Backend));
+    assert_eq!(c.clients.role_of("cmxDevice"), Some(ClientRole::Device));
+    assert_eq!(c.clients.role_of("kmipSigningCA"), None);
+    assert!(c.metrics.enabled());
+}
+
+#[test]
+fn debug_redacts_passwords() {
+    let text = format!("{MINIMAL}kms.keystore.key-password=keypass123\n");
+    let shown = format!("{:?}", parse(&text).unwrap().config);
+    assert!(
+        !shown.contains("changeit") && !shown.contains("keypass123"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn secrets_never_appear_in_errors() {
+    let text =
+        "kms.keystore.file=k\nkms.keystore.pasword=hunter2\nkms.keystore.password=\\uZZZZhunter3";
+    let env = [(
+        "CMX_KMS_KEYSTORE_PASWORD".to_string(),
+        "hunter4".to_string(),
+    )];
+    let e = parse_str(text, Path::new("/k.properties"), &env).unwrap_err();
+    let shown = format!("{e}\n{e:?}");
+    for secret in ["hunter2", "hunter3", "hunter4"] {
+        assert!(!shown.contains(secret), "{shown}");
+    }
+}
+
+#[test]
+fn empty_values_mean_the_default_and_empty_required_values_are_errors() {
+    let c = parse(&format!(
+        "{MINIMAL}kms.server.port=\nkms.hsm.vault.namespace="
+    ))
+    .unwrap()
+    .config;
+    assert_eq!(c.server.port, 8443);
+    assert_eq!(c.hsm.vault.namespace, None);
+    assert_eq!(
+        errors("kms.keystore.file=k\nkms.keystore.password=\nkms.hsm.server.url=h"),
+        ["/etc/kms/kms.properties:2: kms.keystore.password: is empty; set the keystore password"]
+    );
+}
+
+#[test]
+fn missing_required_keys_are_all_reported() {
+    assert_eq!(
+        errors(""),
+        [
+            "/etc/kms/kms.properties: kms.keystore.file: missing; add kms.keystore.file=/usr/share/kms/conf/kmsKeystore.jks (the keystore's path)",
+            "/etc/kms/kms.properties: kms.keystore.password: missing; add kms.keystore.password=the keystore password",
+            "/etc/kms/kms.properties: kms.hsm.server.url: missing; add kms.hsm.server.url=<HSM host[:port]>, e.g. https://kmshsm.myCorp.com",
+        ]
+    );
+}
+
+#[test]
+fn soft_needs_no_url() {
+    let c = parse("kms.keystore.file=k\nkms.keystore.password=p\nkms.hsm.protocol=Soft").unwrap();
+    assert_eq!(c.config.hsm.protocol, Protocol::Soft);
+    assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+}
+
+#[test]
+fn vault_auth_requirements() {
+    let base = "kms.keystore.file=k\nkms.keystore.password=p\nkms.hsm.server.url=https://v\nkms.hsm.protocol=vault\n";
+    assert_eq!(
+        errors(&format!("{base}kms.hsm.vault.auth=azure")),
+        [
+            "/etc/kms/kms.properties:5: kms.hsm.vault.auth.azure.role: missing, but required because kms.hsm.vault.auth is azure; add kms.hsm.vault.auth.azure.role=<Vault role for Azure login>"
+        ]
+    );
+    assert_eq!(
+        errors(&format!("{base}kms.hsm.vault.auth=approle")).len(),
+        2
+    );
+    let c = parse(&format!("{base}kms.hsm.vault.auth=approle\nkms.hsm.vault.auth.approle.role-id=r\nkms.hsm.vault.auth.approle.secret-id.file=sid"))
+        .unwrap()
+        .config;
+    assert_eq!(c.hsm.endpoints.first().map(|e| e.port), Some(8200));
+    assert_eq!(
+        c.hsm.vault.auth,
+        VaultAuth::AppRole {
+            role_id: "r".into(),
+            secret_id_file: "/etc/kms/sid".into(),
+            path: "/v1/auth/approle/login".into()
+        }
+    );
+    let loaded = parse(&format!(
+        "{base}kms.hsm.vault.auth=cert\nkms.hsm.vault.auth.azure.role=x"
+    ))
+    .unwrap();
+    assert_eq!(loaded.warnings.len(), 1);
+    assert!(
+        loaded
+            .warnings
+            .iter()
+            .all(|w| w.key.as_deref() == Some("kms.hsm.vault.auth.azure.role"))
+    );
+}
+
+#[test]
+fn cross_key_checks() {
+    let e = errors(&format!("{MINIMAL}kms.clients.device.aliases=*"));
+    assert_eq!(e.len(), 3, "{e:?}");
+    assert!(
+        e.iter()
+            .all(|l| l.contains("kms.clients.device.aliases: pattern '*' matches")),
+        "{e:?}"
+    );
+    let e = errors(&format!("{MINIMAL}kms.clients.device.aliases=cmxbackend*"));
+    assert_eq!(e.len(), 1, "{e:?}");
+    let e = errors(&format!("{MINIMAL}kms.metrics.port=8443"));
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(parse(&format!("{MINIMAL}kms.metrics.port=0")).is_ok());
+    let e = errors(&format!("{MINIMAL}kms.limits.device.burst=0"));
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        parse(&format!(
+            "{MINIMAL}kms.limits.device.burst=0\nkms.limits.device.rate=0"
+        ))
+        .is_ok()
+    );
+}
