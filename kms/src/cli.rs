@@ -54,6 +54,15 @@ enum Command {
     /// Inspect and convert keystores.
     #[command(subcommand)]
     Keystore(KeystoreCommand),
+    /// Work with the audit trail.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check a file's hash chain: finds removed, edited and inserted lines.
+    Verify { file: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -99,6 +108,7 @@ pub fn main() -> ExitCode {
         Command::Keystore(KeystoreCommand::ConvertLegacy { input, output, password_file, out_password_file }) => {
             crate::check::convert_legacy(&input, &output, password_file.as_deref(), out_password_file.as_deref())
         }
+        Command::Audit(AuditCommand::Verify { file }) => crate::check::audit_verify(&file),
     })
 }
 
@@ -140,15 +150,7 @@ fn run_node(config: &Config, dev: Option<&DevFolder>) -> u8 {
         Err(code) => return code,
     };
     rt.block_on(async {
-        let started = node::backend(config).map(|b| (b,));
-        let backend = match started {
-            Ok((b,)) => b,
-            Err(e) => {
-                eprintln!("cmx-kms: {e}");
-                return exit::CONFIG;
-            }
-        };
-        let node = match Node::bind(config, backend).await {
+        let node = match Node::bind(config).await {
             Ok(n) => n,
             Err(e @ node::StartError::Bind { .. }) => {
                 eprintln!("cmx-kms: {e}");

@@ -49,12 +49,19 @@ pub struct OpInfo {
 /// The key service: stateless apart from the customer-key cache.
 pub struct KeyService {
     backend: Arc<dyn Backend>,
-    cache: KeyCache<KeyError>,
+    cache: Arc<KeyCache<KeyError>>,
 }
 
 impl KeyService {
     pub fn new(backend: Arc<dyn Backend>, limits: CacheLimits) -> Self {
-        Self { backend, cache: KeyCache::new(limits) }
+        Self { backend, cache: Arc::new(KeyCache::new(limits)) }
+    }
+
+    /// The same service over another backend (after a reload), keeping the
+    /// cache: cached customer keys are the plaintexts of exact blobs and stay
+    /// valid whatever the backend's settings.
+    pub fn with_backend(&self, backend: Arc<dyn Backend>) -> Self {
+        Self { backend, cache: Arc::clone(&self.cache) }
     }
 
     pub fn backend(&self) -> &Arc<dyn Backend> {

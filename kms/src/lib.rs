@@ -8,6 +8,8 @@
 pub mod audit;
 pub mod backend;
 pub mod cache;
+pub mod check;
+pub mod cli;
 pub mod dev;
 pub mod envelope;
 pub mod http;
@@ -17,6 +19,7 @@ pub mod keystore;
 pub mod limits;
 pub mod logging;
 pub mod metrics;
+pub mod node;
 pub mod notify;
 pub mod readiness;
 pub mod signals;

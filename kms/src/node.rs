@@ -1,23 +1,31 @@
-//! Building and running a node from a validated `Config`.
+//! Building, running and reloading a node from a validated `Config`.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 
+use crate::audit::{AuditLog, Event as AuditEvent};
 use crate::backend::Backend;
+use crate::backend::gate::GatedBackend;
 use crate::backend::soft::SoftBackend;
 use crate::cache::CacheLimits;
 use crate::config::{Config, Protocol};
+use crate::http::api::AppSettings;
 use crate::http::{self, App, ServeSettings, TlsContext};
 use crate::keys::KeyService;
 use crate::keystore::{KeyStore, KeystoreError};
-use crate::readiness::{ProbeSettings, Readiness};
-use crate::tls::{self, PinnedClient, PinnedClients, Role};
+use crate::limits::{Rate, RateLimiter};
+use crate::metrics::Metrics;
+use crate::readiness::{ProbeSettings, Readiness, State};
+use crate::tls::{self, PinnedClient, PinnedClients, Refusal, RefusalHook, Role};
 
-/// Why a node could not start. Each is fatal and names what to fix.
+/// Why a node could not start (or reload). Each names what to fix.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("keystore {path}: {source}")]
@@ -28,6 +36,10 @@ pub enum StartError {
     Tls(#[from] tls::TlsError),
     #[error("{0}")]
     Backend(String),
+    #[error("{0}")]
+    Audit(#[from] crate::audit::AuditError),
+    #[error("{0}")]
+    Config(String),
     #[error("cannot listen on {addr}: {source} (is another process using the port?)")]
     Bind { addr: SocketAddr, source: std::io::Error },
 }
@@ -39,13 +51,9 @@ pub fn load_keystore(config: &Config) -> Result<KeyStore, StartError> {
         .map_err(|source| StartError::Keystore { path: ks.file.display().to_string(), source })
 }
 
-/// The server's TLS context from the keystore: identity `kms.server.key.alias`,
-/// clients pinned from the certificate entries matching the alias patterns.
-pub fn tls_context(config: &Config, keystore: &KeyStore) -> Result<TlsContext, StartError> {
+/// The keystore's certificate entries that are pinned clients, with roles.
+pub fn pinned_clients(config: &Config, keystore: &KeyStore) -> Result<Vec<PinnedClient>, StartError> {
     let path = config.keystore.file.display().to_string();
-    let server = keystore
-        .private_key(&config.server.key_alias)
-        .map_err(|source| StartError::Keystore { path: path.clone(), source })?;
     let mut pins = Vec::new();
     for entry in keystore.certificates() {
         let role = if config.clients.backend_aliases.iter().any(|p| p.matches(entry.alias())) {
@@ -60,21 +68,25 @@ pub fn tls_context(config: &Config, keystore: &KeyStore) -> Result<TlsContext, S
         pins.push(pin);
     }
     if pins.is_empty() {
-        let patterns: Vec<String> = config
-            .clients
-            .backend_aliases
-            .iter()
-            .chain(&config.clients.device_aliases)
-            .map(ToString::to_string)
-            .collect();
+        let patterns: Vec<String> =
+            config.clients.backend_aliases.iter().chain(&config.clients.device_aliases).map(ToString::to_string).collect();
         return Err(tls::TlsError::NoClients(patterns.join(", ")).into());
     }
-    let pins = Arc::new(PinnedClients::new(pins));
-    let cfg = tls::server_config(server.chain().to_vec(), server.key_der(), Arc::clone(&pins), None)?;
+    Ok(pins)
+}
+
+/// The server's TLS context: identity `kms.server.key.alias`, pinned clients.
+pub fn tls_context(config: &Config, keystore: &KeyStore, hook: Option<RefusalHook>) -> Result<TlsContext, StartError> {
+    let server = keystore.private_key(&config.server.key_alias).map_err(|source| StartError::Keystore {
+        path: config.keystore.file.display().to_string(),
+        source,
+    })?;
+    let pins = Arc::new(PinnedClients::new(pinned_clients(config, keystore)?));
+    let cfg = tls::server_config(server.chain().to_vec(), server.key_der(), Arc::clone(&pins), hook)?;
     Ok(TlsContext { config: cfg, pins })
 }
 
-/// The master-key backend the config selects.
+/// The master-key backend the config selects (without the gate).
 pub fn backend(config: &Config) -> Result<Arc<dyn Backend>, StartError> {
     match config.hsm.protocol {
         Protocol::Soft => {
@@ -89,58 +101,206 @@ pub fn backend(config: &Config) -> Result<Arc<dyn Backend>, StartError> {
             }
             Ok(Arc::new(b))
         }
-        other => Err(StartError::Backend(format!(
-            "kms.hsm.protocol={other} is not available in this build yet"
-        ))),
+        other => Err(StartError::Backend(format!("kms.hsm.protocol={} is not available in this build yet", other.label()))),
     }
+}
+
+fn app_settings(config: &Config) -> AppSettings {
+    let rate = |r: &crate::config::RateLimit| Rate { per_second: f64::from(r.rate), burst: f64::from(r.burst) };
+    AppSettings {
+        max_body: config.server.max_request_bytes,
+        backend_rate: rate(&config.limits.backend),
+        device_rate: rate(&config.limits.device),
+    }
+}
+
+fn serve_settings(config: &Config) -> ServeSettings {
+    let s = &config.server;
+    ServeSettings {
+        handshake_timeout: s.handshake_timeout,
+        header_timeout: s.header_timeout,
+        shutdown_grace: s.shutdown_grace,
+        max_connections: s.max_connections,
+    }
+}
+
+/// Days until each keystore certificate expires, for the metrics.
+fn cert_expiry(keystore: &KeyStore) -> BTreeMap<(String, String), i64> {
+    let now = i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs()).unwrap_or(0);
+    let days = |der: &[u8]| {
+        x509_parser::parse_x509_certificate(der).ok().map(|(_, c)| (c.validity().not_after.timestamp() - now).div_euclid(86_400))
+    };
+    let mut out = BTreeMap::new();
+    for (alias, _) in keystore.entries() {
+        if let Ok(pk) = keystore.private_key(alias) {
+            if let Some(d) = pk.chain().first().and_then(|c| days(c.as_ref())) {
+                out.insert((alias.to_owned(), "private-key".to_owned()), d);
+            }
+        } else if let Ok(c) = keystore.certificate(alias) {
+            if let Some(d) = days(c.cert().as_ref()) {
+                out.insert((alias.to_owned(), "certificate".to_owned()), d);
+            }
+        }
+    }
+    out
+}
+
+/// What a refused handshake leaves behind: a metric (counted in the accept
+/// loop) and an audit record.
+fn refusal_hook(audit: Option<Arc<AuditLog>>) -> RefusalHook {
+    Arc::new(move |why: Refusal, subject: &str, fingerprint: &str| {
+        if let Some(audit) = &audit {
+            let event = AuditEvent {
+                client_subject: subject.to_owned(),
+                client_fingerprint: fingerprint.to_owned(),
+                operation: "tls-handshake".into(),
+                outcome: format!("refused-{}", why.label()),
+                ..AuditEvent::default()
+            };
+            if let Err(e) = audit.record(&event) {
+                tracing::error!(error = %e, "audit record of a refused handshake not written");
+            }
+        }
+    })
 }
 
 /// A node that is listening.
 pub struct Node {
     pub local_addr: SocketAddr,
+    pub metrics_addr: Option<SocketAddr>,
     pub app: Arc<App>,
     pub tls: Arc<ArcSwap<TlsContext>>,
     listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
     settings: ServeSettings,
     probe: ProbeSettings,
+    config_path: PathBuf,
 }
 
 impl Node {
-    /// Build everything and bind the listener; nothing is served yet.
-    pub async fn bind(config: &Config, backend: Arc<dyn Backend>) -> Result<Self, StartError> {
+    /// Build everything and bind the listeners; nothing is served yet.
+    pub async fn bind(config: &Config) -> Result<Self, StartError> {
+        let b = backend(config)?;
+        Self::bind_with_backend(config, b).await
+    }
+
+    /// As [`Node::bind`], with a backend built by the caller.
+    pub async fn bind_with_backend(config: &Config, backend: Arc<dyn Backend>) -> Result<Self, StartError> {
+        let metrics = Arc::new(Metrics::default());
+        metrics.vault_token_ttl_seconds.store(-1, std::sync::atomic::Ordering::Relaxed);
+        let audit = Some(Arc::new(AuditLog::open(&config.audit.file)?));
         let keystore = load_keystore(config)?;
-        let ctx = tls_context(config, &keystore)?;
-        let readiness = Arc::new(Readiness::new(backend.kind().label()));
+        let ctx = tls_context(config, &keystore, Some(refusal_hook(audit.clone())))?;
+        metrics.set_cert_expiry(cert_expiry(&keystore));
+        let gated: Arc<dyn Backend> =
+            Arc::new(GatedBackend::new(backend, config.limits.backend_concurrency, Arc::clone(&metrics)));
+        let readiness = Arc::new(Readiness::new(gated.kind().label()));
         let cache = CacheLimits { ttl: config.cache.ttl, max_entries: config.cache.max_entries };
         let app = Arc::new(App {
-            keys: KeyService::new(backend, cache),
+            keys: ArcSwap::from_pointee(KeyService::new(gated, cache)),
             readiness,
-            max_body: config.server.max_request_bytes,
+            settings: ArcSwap::from_pointee(app_settings(config)),
+            metrics,
+            audit,
+            limiter: RateLimiter::default(),
         });
         let addr = SocketAddr::new(config.server.address, config.server.port);
         let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
         let local_addr = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
-        let s = &config.server;
+        let (metrics_listener, metrics_addr) = if config.metrics.port == 0 {
+            (None, None)
+        } else {
+            let maddr = SocketAddr::new(config.metrics.address, config.metrics.port);
+            let l = TcpListener::bind(maddr).await.map_err(|source| StartError::Bind { addr: maddr, source })?;
+            let a = l.local_addr().ok();
+            (Some(l), a)
+        };
         Ok(Self {
             local_addr,
+            metrics_addr,
             app,
             tls: Arc::new(ArcSwap::from_pointee(ctx)),
             listener,
-            settings: ServeSettings {
-                handshake_timeout: s.handshake_timeout,
-                header_timeout: s.header_timeout,
-                shutdown_grace: s.shutdown_grace,
-                max_connections: s.max_connections,
-            },
+            metrics_listener,
+            settings: serve_settings(config),
             probe: ProbeSettings::default(),
+            config_path: config.source.clone(),
         })
     }
 
-    /// Serve until `shutdown` resolves; the readiness canary runs meanwhile.
+    /// A handle that reloads this node's configuration.
+    pub fn reloader(&self) -> Reloader {
+        Reloader { path: self.config_path.clone(), app: Arc::clone(&self.app), tls: Arc::clone(&self.tls) }
+    }
+
+    /// Serve until `shutdown` resolves. The readiness canary, the systemd
+    /// watchdog, the metrics listener and SIGHUP reloads run meanwhile.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let backend = Arc::clone(self.app.keys.backend());
-        let canary = tokio::spawn(Arc::clone(&self.app.readiness).run(backend, self.probe));
-        http::serve(self.listener, self.tls, self.app, self.settings, shutdown).await;
-        canary.abort();
+        let backend = Arc::clone(self.app.keys.load().backend());
+        let mut tasks = vec![
+            tokio::spawn(Arc::clone(&self.app.readiness).run(backend, self.probe)),
+            tokio::spawn(crate::notify::watchdog()),
+            tokio::spawn(crate::signals::reload_on_sighup(self.reloader())),
+        ];
+        if let Some(l) = self.metrics_listener {
+            tasks.push(tokio::spawn(crate::http::metrics::serve(l, Arc::clone(&self.app))));
+        }
+        crate::notify::ready(&format!("serving on {}", self.local_addr));
+        http::serve(self.listener, self.tls, self.app, self.settings, async {
+            shutdown.await;
+            crate::notify::stopping();
+        })
+        .await;
+        for t in tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Re-reads kms.properties and the keystore, validates everything, then swaps
+/// the TLS configuration, pinned clients, limits and backend for new
+/// connections. On any error the node keeps its current configuration.
+#[derive(Clone)]
+pub struct Reloader {
+    path: PathBuf,
+    app: Arc<App>,
+    tls: Arc<ArcSwap<TlsContext>>,
+}
+
+impl Reloader {
+    pub fn metrics(&self) -> &Metrics {
+        &self.app.metrics
+    }
+
+    pub fn reload(&self) -> Result<(), StartError> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        let loaded = crate::config::load(&self.path, &env).map_err(|e| StartError::Config(e.to_string()))?;
+        for w in &loaded.warnings {
+            tracing::warn!("{w}");
+        }
+        let config = loaded.config;
+        let keystore = load_keystore(&config)?;
+        let ctx = tls_context(&config, &keystore, Some(refusal_hook(self.app.audit.clone())))?;
+        let backend = backend(&config)?;
+        // Everything is valid: publish.
+        let gated: Arc<dyn Backend> =
+            Arc::new(GatedBackend::new(backend, config.limits.backend_concurrency, Arc::clone(&self.app.metrics)));
+        let keys = self.app.keys.load().with_backend(gated);
+        self.app.keys.store(Arc::new(keys));
+        self.app.settings.store(Arc::new(app_settings(&config)));
+        self.app.metrics.set_cert_expiry(cert_expiry(&keystore));
+        let pins = ctx.pins.len();
+        self.tls.store(Arc::new(ctx));
+        tracing::info!(pinned_clients = pins, "configuration reloaded");
+        Ok(())
+    }
+}
+
+/// Readiness as a number for the metrics: 2 ready, 1 degraded, 0 unavailable.
+pub fn ready_gauge(state: State) -> u8 {
+    match state {
+        State::Ready => 2,
+        State::Degraded => 1,
+        State::Unavailable => 0,
     }
 }

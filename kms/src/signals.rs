@@ -19,3 +19,26 @@ pub async fn shutdown() {
         }
     }
 }
+
+/// Reload the configuration on every SIGHUP (`systemctl reload`), forever.
+pub async fn reload_on_sighup(reloader: crate::node::Reloader) {
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::error!("cannot install the SIGHUP handler; reloads need a restart");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        tracing::info!("SIGHUP: reloading configuration");
+        crate::notify::reloading();
+        match reloader.reload() {
+            Ok(()) => {
+                reloader.metrics().reload(true);
+                crate::notify::ready("configuration reloaded");
+            }
+            Err(e) => {
+                reloader.metrics().reload(false);
+                tracing::error!(error = %e, "reload failed; still serving with the previous configuration");
+                crate::notify::ready("reload failed; serving with the previous configuration");
+            }
+        }
+    }
+}

@@ -12,7 +12,15 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use zeroize::Zeroizing;
 
+use std::sync::atomic::Ordering;
+
+use arc_swap::ArcSwap;
+
 use super::Peer;
+use crate::audit::{AuditLog, Event as AuditEvent};
+use crate::cache::Lookup;
+use crate::limits::{Rate, RateLimiter};
+use crate::metrics::Metrics;
 use super::body::{ResponseBody, body, read_limited};
 use super::error::ApiError;
 use crate::keys::{KeyError, KeyService, OpInfo};
@@ -81,18 +89,39 @@ fn route(method: &Method, path: &str) -> Result<Operation, ApiError> {
     Err(if path_known { ApiError::MethodNotAllowed } else { ApiError::NotFound })
 }
 
-/// Everything a request handler needs.
-pub struct App {
-    pub keys: KeyService,
-    pub readiness: Arc<Readiness>,
+/// Settings a reload may change.
+#[derive(Clone, Copy, Debug)]
+pub struct AppSettings {
     pub max_body: usize,
+    pub backend_rate: Rate,
+    pub device_rate: Rate,
 }
 
-/// The outcome of one request, for logs (and later metrics and audit).
+/// Everything a request handler needs.
+pub struct App {
+    /// The key service; swapped on reload (the cache is shared across swaps).
+    pub keys: ArcSwap<KeyService>,
+    pub readiness: Arc<Readiness>,
+    pub settings: ArcSwap<AppSettings>,
+    pub metrics: Arc<Metrics>,
+    pub audit: Option<Arc<AuditLog>>,
+    pub limiter: RateLimiter,
+}
+
+/// The outcome of one request, for logs, metrics and audit.
 struct Outcome {
     status: StatusCode,
     label: &'static str,
     info: Option<OpInfo>,
+}
+
+/// Decrements the in-flight gauge when a request ends, however it ends.
+struct InFlight<'a>(&'a Metrics);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 #[derive(Deserialize)]
@@ -136,19 +165,53 @@ fn json(value: &serde_json::Value) -> Zeroizing<Vec<u8>> {
 }
 
 impl App {
-    /// Handle one request from an authenticated peer.
+    /// Handle one request from an authenticated peer: route, rate limit,
+    /// serve, audit, count.
     pub async fn handle(&self, req: Request<Incoming>, peer: &Peer, request_id: &str) -> Response<ResponseBody> {
         let start = Instant::now();
+        self.metrics.in_flight.fetch_add(1, Ordering::Relaxed);
+        let _in_flight = InFlight(&self.metrics);
         let op = route(req.method(), req.uri().path());
         let op_label = op.as_ref().map(|o| o.label()).unwrap_or("unknown");
-        let (resp, outcome) = match op {
-            Ok(op) => self.dispatch(op, req, peer).await,
+        let keys = self.keys.load_full();
+        let is_key_op = op.as_ref().is_ok_and(|o| !matches!(o, Operation::Health | Operation::Ready));
+        let (mut resp, mut outcome) = match op {
+            Ok(op) => match self.admit(op, peer) {
+                Ok(()) => self.dispatch(op, req, peer, &keys).await,
+                Err(e) => error_response(&e),
+            },
             Err(e) => error_response(&e),
         };
+        let elapsed = start.elapsed();
         let (customer_key, cache) = match outcome.info {
-            Some(i) => (i.customer_key.to_hex(), i.cache.map(|c| format!("{c:?}").to_lowercase())),
+            Some(i) => (i.customer_key.to_hex(), i.cache.map(|c| if c == Lookup::Hit { "hit" } else { "miss" })),
             None => (String::new(), None),
         };
+        if is_key_op {
+            if let Some(audit) = &self.audit {
+                let event = AuditEvent {
+                    request_id: request_id.to_owned(),
+                    client_alias: peer.alias.clone(),
+                    client_subject: peer.subject.clone(),
+                    client_serial: peer.serial.clone(),
+                    client_fingerprint: peer.fingerprint.clone(),
+                    role: peer.role.label().to_owned(),
+                    operation: op_label.to_owned(),
+                    key_id: customer_key.clone(),
+                    backend: keys.backend_kind().label().to_owned(),
+                    cache: cache.unwrap_or_default().to_owned(),
+                    outcome: outcome.label.to_owned(),
+                    status: outcome.status.as_u16(),
+                    latency_us: u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+                };
+                if let Err(e) = audit.record(&event) {
+                    self.metrics.audit_failures.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(error = %e, request_id, "audit record not written: refusing the operation");
+                    (resp, outcome) = error_response(&ApiError::AuditUnavailable);
+                }
+            }
+        }
+        self.metrics.request(op_label, peer.role.label(), outcome.label, elapsed);
         tracing::info!(
             request_id,
             client = %peer.alias,
@@ -157,26 +220,46 @@ impl App {
             status = outcome.status.as_u16(),
             outcome = outcome.label,
             customer_key = %customer_key,
-            cache = cache.as_deref().unwrap_or("-"),
-            latency_us = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX),
+            cache = cache.unwrap_or("-"),
+            latency_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
             "request"
         );
-        let mut resp = resp;
         if let Ok(v) = HeaderValue::from_str(request_id) {
             resp.headers_mut().insert("x-request-id", v);
         }
         resp
     }
 
-    async fn dispatch(&self, op: Operation, req: Request<Incoming>, peer: &Peer) -> (Response<ResponseBody>, Outcome) {
+    /// Authorization by role, then the role's rate limit for this identity.
+    fn admit(&self, op: Operation, peer: &Peer) -> Result<(), ApiError> {
         if !op.allowed(peer.role) {
-            let e = ApiError::Forbidden(format!(
+            return Err(ApiError::Forbidden(format!(
                 "a {} client may not {}; devices may only decrypt workspace keys",
                 peer.role.label(),
                 op.label().replace('-', " ")
-            ));
-            return error_response(&e);
+            )));
         }
+        if matches!(op, Operation::Health | Operation::Ready) {
+            return Ok(());
+        }
+        let settings = self.settings.load();
+        let rate = match peer.role {
+            Role::Backend => settings.backend_rate,
+            Role::Device => settings.device_rate,
+        };
+        self.limiter.check(&peer.fingerprint, rate).map_err(|wait| {
+            self.metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
+            ApiError::TooManyRequests { retry_after: wait }
+        })
+    }
+
+    async fn dispatch(
+        &self,
+        op: Operation,
+        req: Request<Incoming>,
+        _peer: &Peer,
+        keys: &KeyService,
+    ) -> (Response<ResponseBody>, Outcome) {
         match op {
             Operation::Health => ok(StatusCode::OK, &serde_json::json!({"status": "ok"}), None),
             Operation::Ready => {
@@ -186,7 +269,7 @@ impl App {
                 let v = serde_json::to_value(&*r).unwrap_or_default();
                 ok(status, &v, None)
             }
-            _ => match self.key_op(op, req).await {
+            _ => match self.key_op(op, req, keys).await {
                 Ok((status, body, info)) => {
                     (respond(status, body, None), Outcome { status, label: "ok", info: Some(info) })
                 }
@@ -203,6 +286,7 @@ impl App {
         &self,
         op: Operation,
         req: Request<Incoming>,
+        keys: &KeyService,
     ) -> Result<(StatusCode, Zeroizing<Vec<u8>>, OpInfo), (ApiError, Option<OpInfo>)> {
         let plain = |e: ApiError| (e, None);
         let ct_ok = req
@@ -218,7 +302,7 @@ impl App {
             .get(CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        let bytes = read_limited(req.into_body(), declared, self.max_body).await.map_err(plain)?;
+        let bytes = read_limited(req.into_body(), declared, self.settings.load().max_body).await.map_err(plain)?;
         let key_err = |e: KeyError| {
             match &e {
                 KeyError::Envelope { .. } => tracing::debug!(error = %e, "invalid wrapped key"),
@@ -229,14 +313,14 @@ impl App {
         match op {
             Operation::CreateCustomerKey => {
                 let _: Empty = parse(if bytes.is_empty() { b"{}" } else { &bytes }).map_err(plain)?;
-                let (w, info) = self.keys.create_customer_key().await.map_err(key_err)?;
+                let (w, info) = keys.create_customer_key().await.map_err(key_err)?;
                 let v = serde_json::json!({"wrapped_customer_key": B64.encode(&w.blob), "key_id": w.key_id.to_hex()});
                 Ok((StatusCode::CREATED, json(&v), info))
             }
             Operation::CreateUserKey => {
                 let r: CustomerReq = parse(&bytes).map_err(plain)?;
                 let c = b64("wrapped_customer_key", &r.wrapped_customer_key).map_err(plain)?;
-                let (w, info) = self.keys.create_user_key(&c).await.map_err(key_err)?;
+                let (w, info) = keys.create_user_key(&c).await.map_err(key_err)?;
                 let v = serde_json::json!({"wrapped_user_key": B64.encode(&w.blob), "key_id": w.key_id.to_hex()});
                 Ok((StatusCode::CREATED, json(&v), info))
             }
@@ -244,7 +328,7 @@ impl App {
                 let r: WorkspaceReq = parse(&bytes).map_err(plain)?;
                 let c = b64("wrapped_customer_key", &r.wrapped_customer_key).map_err(plain)?;
                 let u = b64("wrapped_user_key", &r.wrapped_user_key).map_err(plain)?;
-                let (w, info) = self.keys.create_workspace_key(&c, &u).await.map_err(key_err)?;
+                let (w, info) = keys.create_workspace_key(&c, &u).await.map_err(key_err)?;
                 let v =
                     serde_json::json!({"wrapped_workspace_key": B64.encode(&w.blob), "key_id": w.key_id.to_hex()});
                 Ok((StatusCode::CREATED, json(&v), info))
@@ -254,13 +338,13 @@ impl App {
                 let c = b64("wrapped_customer_key", &r.wrapped_customer_key).map_err(plain)?;
                 let u = b64("wrapped_user_key", &r.wrapped_user_key).map_err(plain)?;
                 let w = b64("wrapped_workspace_key", &r.wrapped_workspace_key).map_err(plain)?;
-                let (key, info) = self.keys.decrypt_workspace_key(&c, &u, &w).await.map_err(key_err)?;
+                let (key, info) = keys.decrypt_workspace_key(&c, &u, &w).await.map_err(key_err)?;
                 Ok((StatusCode::OK, workspace_key_body(key.expose()), info))
             }
             Operation::RewrapCustomerKey => {
                 let r: CustomerReq = parse(&bytes).map_err(plain)?;
                 let c = b64("wrapped_customer_key", &r.wrapped_customer_key).map_err(plain)?;
-                let (w, info) = self.keys.rewrap_customer_key(&c).await.map_err(key_err)?;
+                let (w, info) = keys.rewrap_customer_key(&c).await.map_err(key_err)?;
                 let v = serde_json::json!({"wrapped_customer_key": B64.encode(&w.blob), "key_id": w.key_id.to_hex()});
                 Ok((StatusCode::OK, json(&v), info))
             }
@@ -373,6 +457,7 @@ mod tests {
             ApiError::TooManyRequests { retry_after: std::time::Duration::from_secs(1) },
             ApiError::BackendUnavailable { retry_after: std::time::Duration::from_secs(1) },
             ApiError::BackendFailure,
+            ApiError::AuditUnavailable,
             ApiError::Internal,
         ];
         let text = include_str!("../../../docs/openapi.json");

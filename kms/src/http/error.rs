@@ -25,6 +25,8 @@ pub enum ApiError {
     BackendUnavailable { retry_after: Duration },
     /// The backend refused for a reason only the operator can fix.
     BackendFailure,
+    /// The audit trail cannot be written, so no key operation is served.
+    AuditUnavailable,
     Internal,
 }
 
@@ -40,6 +42,7 @@ pub const LABELS: &[&str] = &[
     "too-many-requests",
     "backend-unavailable",
     "backend-error",
+    "audit-unavailable",
     "internal",
 ];
 
@@ -56,6 +59,7 @@ impl ApiError {
             ApiError::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "too-many-requests"),
             ApiError::BackendUnavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "backend-unavailable"),
             ApiError::BackendFailure => (StatusCode::BAD_GATEWAY, "backend-error"),
+            ApiError::AuditUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "audit-unavailable"),
             ApiError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -75,6 +79,9 @@ impl ApiError {
             ApiError::BackendFailure => {
                 "the key backend refused the operation; the operator finds the cause in the server log under this request id".into()
             }
+            ApiError::AuditUnavailable => {
+                "the audit trail cannot be written, so key operations are refused; the operator finds the cause in the server log".into()
+            }
             ApiError::Internal => "internal error; the operator finds the cause in the server log under this request id".into(),
         }
     }
@@ -82,6 +89,7 @@ impl ApiError {
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             ApiError::TooManyRequests { retry_after } | ApiError::BackendUnavailable { retry_after } => Some(*retry_after),
+            ApiError::AuditUnavailable => Some(std::time::Duration::from_secs(5)),
             _ => None,
         }
     }

@@ -4,6 +4,7 @@
 pub mod api;
 pub mod body;
 pub mod error;
+pub mod metrics;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -94,10 +95,12 @@ pub async fn serve(
             let stream = match tokio::time::timeout(settings.handshake_timeout, acceptor.accept(tcp)).await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
+                    app.metrics.handshake_failure(handshake_reason(&e));
                     tracing::info!(peer = %addr, error = %e, "TLS handshake failed");
                     return;
                 }
                 Err(_) => {
+                    app.metrics.handshake_failure("timeout");
                     tracing::info!(peer = %addr, "TLS handshake timed out");
                     return;
                 }
@@ -146,6 +149,25 @@ fn identify(
         fingerprint: pinning::fingerprint_hex(&pin.fingerprint),
         addr,
     })
+}
+
+/// A stable reason label for a failed handshake.
+fn handshake_reason(e: &std::io::Error) -> &'static str {
+    use rustls::{CertificateError, Error};
+    let Some(tls) = e.get_ref().and_then(|inner| inner.downcast_ref::<Error>()) else {
+        return "io";
+    };
+    match tls {
+        Error::NoCertificatesPresented => "no-certificate",
+        Error::InvalidCertificate(CertificateError::ApplicationVerificationFailure) => "not-pinned",
+        Error::InvalidCertificate(CertificateError::Expired) => "expired",
+        Error::InvalidCertificate(CertificateError::NotValidYet) => "not-yet-valid",
+        Error::InvalidCertificate(_) => "bad-certificate",
+        Error::PeerIncompatible(_) => "incompatible",
+        Error::NoApplicationProtocol => "no-alpn",
+        Error::AlertReceived(_) => "alert-received",
+        _ => "protocol",
+    }
 }
 
 fn request_id() -> String {

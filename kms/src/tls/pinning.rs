@@ -127,8 +127,9 @@ impl Refusal {
     }
 }
 
-/// Called for each refused client certificate (logging, metrics).
-pub type RefusalHook = Arc<dyn Fn(Refusal) + Send + Sync>;
+/// Called for each refused client certificate with the reason, the
+/// certificate's subject and its SHA-256 fingerprint (for the audit trail).
+pub type RefusalHook = Arc<dyn Fn(Refusal, &str, &str) + Send + Sync>;
 
 /// The rustls verifier that enforces the pins.
 pub struct PinningVerifier {
@@ -152,14 +153,10 @@ impl PinningVerifier {
         let subject = x509_parser::parse_x509_certificate(cert.as_ref())
             .map(|(_, x)| x.subject().to_string())
             .unwrap_or_else(|_| "<unparsable certificate>".into());
-        tracing::warn!(
-            reason = why.label(),
-            subject = %subject,
-            fingerprint = %fingerprint_hex(&fingerprint(cert)),
-            "refused client certificate"
-        );
+        let fp = fingerprint_hex(&fingerprint(cert));
+        tracing::warn!(reason = why.label(), subject = %subject, fingerprint = %fp, "refused client certificate");
         if let Some(hook) = &self.on_refusal {
-            hook(why);
+            hook(why, &subject, &fp);
         }
         rustls::Error::InvalidCertificate(match why {
             Refusal::Expired => CertificateError::Expired,

@@ -1,0 +1,53 @@
+//! The metrics listener: plain HTTP, `GET /metrics` only, on a loopback
+//! address by default (see `crate::metrics` for who may read it).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::service::service_fn;
+use hyper::{Method, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+
+use super::App;
+use crate::node::ready_gauge;
+
+/// Serve `/metrics` forever.
+pub async fn serve(listener: TcpListener, app: Arc<App>) {
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let app = Arc::clone(&app);
+        tokio::spawn(async move {
+            let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                let app = Arc::clone(&app);
+                async move {
+                    let mut resp = if req.method() == Method::GET && req.uri().path() == "/metrics" {
+                        let cache = app.keys.load().cache_counters();
+                        let ready = ready_gauge(app.readiness.current().state);
+                        Response::new(Full::new(Bytes::from(app.metrics.render(cache, ready))))
+                    } else {
+                        let mut r = Response::new(Full::new(Bytes::from_static(b"only GET /metrics here\n")));
+                        *r.status_mut() = StatusCode::NOT_FOUND;
+                        r
+                    };
+                    resp.headers_mut().insert(
+                        hyper::header::CONTENT_TYPE,
+                        hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"),
+                    );
+                    Ok::<_, Infallible>(resp)
+                }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10))
+                .serve_connection(TokioIo::new(tcp), svc)
+                .await;
+        });
+    }
+}
