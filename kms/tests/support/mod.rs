@@ -1,0 +1,4 @@
+//! Shared support for the integration tests (`mod support;`).
+#![allow(dead_code)]
+
+pub mod guide_pki;
