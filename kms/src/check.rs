@@ -26,7 +26,7 @@ pub struct Findings {
 pub fn check_keystore(config: &Config, ks: &KeyStore) -> Findings {
     let mut f = Findings::default();
     let now = i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs()).unwrap_or(0);
-    let mut need = |alias: &str, kind: EntryKind, key: &str, f: &mut Findings| {
+    let need = |alias: &str, kind: EntryKind, key: &str, f: &mut Findings| {
         let found = match kind {
             EntryKind::PrivateKey => ks.private_key(alias).map(|_| ()),
             EntryKind::Certificate => ks.certificate(alias).map(|_| ()),

@@ -161,7 +161,7 @@ fn run_node(config: &Config, dev: Option<&DevFolder>) -> u8 {
                 return exit::CONFIG;
             }
         };
-        tracing::info!(address = %node.local_addr, backend = node.app.keys.backend_kind().label(), "listening");
+        tracing::info!(address = %node.local_addr, backend = node.app.keys.load().backend_kind().label(), "listening");
         if let Some(d) = dev {
             #[allow(clippy::print_stdout)]
             {
