@@ -56,10 +56,18 @@ struct Record<'a> {
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
     #[error("cannot open the audit file {path}: {source}")]
-    Open { path: PathBuf, source: std::io::Error },
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot write the audit file {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
-    #[error("the audit file {path} ends with a line that is not an audit record; move it away so a new file starts")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "the audit file {path} ends with a line that is not an audit record; move it away so a new file starts"
+    )]
     BadTail { path: PathBuf },
 }
 
@@ -78,19 +86,34 @@ pub struct AuditLog {
 impl AuditLog {
     /// Open (or create, mode 0640) the audit file and continue its chain.
     pub fn open(path: &Path) -> Result<Self, AuditError> {
-        let open_err = |source| AuditError::Open { path: path.to_owned(), source };
-        let mut file =
-            OpenOptions::new().create(true).append(true).read(true).mode(0o640).open(path).map_err(open_err)?;
+        let open_err = |source| AuditError::Open {
+            path: path.to_owned(),
+            source,
+        };
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .read(true)
+            .mode(0o640)
+            .open(path)
+            .map_err(open_err)?;
         let (seq, prev) = match last_line(&mut file).map_err(open_err)? {
             None => (0, ZERO_HASH.to_string()),
             Some(line) => {
                 let v: serde_json::Value =
-                    serde_json::from_str(&line).map_err(|_| AuditError::BadTail { path: path.to_owned() })?;
-                let seq = v["seq"].as_u64().ok_or_else(|| AuditError::BadTail { path: path.to_owned() })?;
+                    serde_json::from_str(&line).map_err(|_| AuditError::BadTail {
+                        path: path.to_owned(),
+                    })?;
+                let seq = v["seq"].as_u64().ok_or_else(|| AuditError::BadTail {
+                    path: path.to_owned(),
+                })?;
                 (seq + 1, hash_hex(line.as_bytes()))
             }
         };
-        Ok(Self { path: path.to_owned(), chain: Mutex::new(Chain { file, seq, prev }) })
+        Ok(Self {
+            path: path.to_owned(),
+            chain: Mutex::new(Chain { file, seq, prev }),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -101,7 +124,12 @@ impl AuditLog {
     /// that `verify` reports), and the chain state is left unchanged.
     pub fn record(&self, event: &Event) -> Result<(), AuditError> {
         let mut chain = self.chain.lock().unwrap_or_else(|p| p.into_inner());
-        let rec = Record { seq: chain.seq, time: rfc3339_now(), event, prev: &chain.prev };
+        let rec = Record {
+            seq: chain.seq,
+            time: rfc3339_now(),
+            event,
+            prev: &chain.prev,
+        };
         let mut line = serde_json::to_string(&rec).unwrap_or_default();
         let hash = hash_hex(line.as_bytes());
         line.push('\n');
@@ -109,7 +137,10 @@ impl AuditLog {
             .file
             .write_all(line.as_bytes())
             .and_then(|()| chain.file.flush())
-            .map_err(|source| AuditError::Write { path: self.path.clone(), source })?;
+            .map_err(|source| AuditError::Write {
+                path: self.path.clone(),
+                source,
+            })?;
         chain.seq += 1;
         chain.prev = hash;
         Ok(())
@@ -117,7 +148,10 @@ impl AuditLog {
 }
 
 fn hash_hex(b: &[u8]) -> String {
-    Sha256::digest(b).iter().map(|x| format!("{x:02x}")).collect()
+    Sha256::digest(b)
+        .iter()
+        .map(|x| format!("{x:02x}"))
+        .collect()
 }
 
 /// The last non-empty line of a file (reads at most the last 64 KiB).
@@ -126,8 +160,14 @@ fn last_line(file: &mut File) -> std::io::Result<Option<String>> {
     let start = len.saturating_sub(64 * 1024);
     file.seek(SeekFrom::Start(start))?;
     let mut tail = String::new();
-    file.take(64 * 1024).read_to_string(&mut tail).or_else(|_| Ok::<usize, std::io::Error>(0))?;
-    Ok(tail.lines().rev().find(|l| !l.trim().is_empty()).map(str::to_owned))
+    file.take(64 * 1024)
+        .read_to_string(&mut tail)
+        .or_else(|_| Ok::<usize, std::io::Error>(0))?;
+    Ok(tail
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .map(str::to_owned))
 }
 
 /// Problems `verify` found, one per broken link.
@@ -152,7 +192,8 @@ pub fn verify(path: &Path) -> std::io::Result<Verification> {
             continue;
         }
         let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
-            out.problems.push(format!("line {n}: not a JSON record (edited or truncated)"));
+            out.problems
+                .push(format!("line {n}: not a JSON record (edited or truncated)"));
             prev = hash_hex(line.as_bytes());
             continue;
         };
@@ -178,7 +219,9 @@ pub fn verify(path: &Path) -> std::io::Result<Verification> {
 
 /// UTC time as RFC 3339 with milliseconds, e.g. `2026-11-28T20:15:03.123Z`.
 pub fn rfc3339_now() -> String {
-    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     let secs = d.as_secs();
     let days = i64::try_from(secs / 86_400).unwrap_or(0);
     let rem = secs % 86_400;
@@ -206,7 +249,12 @@ mod tests {
     use super::*;
 
     fn event(op: &str) -> Event {
-        Event { operation: op.into(), outcome: "ok".into(), status: 200, ..Event::default() }
+        Event {
+            operation: op.into(),
+            outcome: "ok".into(),
+            status: 200,
+            ..Event::default()
+        }
     }
 
     #[test]
@@ -229,12 +277,21 @@ mod tests {
         let deleted = [lines[0], lines[2], lines[3]].join("\n") + "\n";
         std::fs::write(&path, deleted).unwrap();
         let v = verify(&path).unwrap();
-        assert!(v.problems.iter().any(|p| p.starts_with("line 2: sequence number 2, expected 1")), "{:?}", v.problems);
+        assert!(
+            v.problems
+                .iter()
+                .any(|p| p.starts_with("line 2: sequence number 2, expected 1")),
+            "{:?}",
+            v.problems
+        );
         // Edit line 3's outcome.
         let edited = text.replacen("\"operation\":\"c\"", "\"operation\":\"x\"", 1);
         std::fs::write(&path, edited).unwrap();
         let v = verify(&path).unwrap();
-        assert_eq!(v.problems, vec!["line 4: hash chain broken: the line before it was edited, removed or inserted"]);
+        assert_eq!(
+            v.problems,
+            vec!["line 4: hash chain broken: the line before it was edited, removed or inserted"]
+        );
     }
 
     #[test]

@@ -25,7 +25,13 @@ pub struct Findings {
 /// and hold the right kind of entry, clients are pinned, certificates valid.
 pub fn check_keystore(config: &Config, ks: &KeyStore) -> Findings {
     let mut f = Findings::default();
-    let now = i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs()).unwrap_or(0);
+    let now = i64::try_from(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs(),
+    )
+    .unwrap_or(0);
     let need = |alias: &str, kind: EntryKind, key: &str, f: &mut Findings| {
         let found = match kind {
             EntryKind::PrivateKey => ks.private_key(alias).map(|_| ()),
@@ -35,14 +41,32 @@ pub fn check_keystore(config: &Config, ks: &KeyStore) -> Findings {
             f.problems.push(format!("{key}={alias}: {e}"));
         }
     };
-    need(&config.server.key_alias, EntryKind::PrivateKey, "kms.server.key.alias", &mut f);
+    need(
+        &config.server.key_alias,
+        EntryKind::PrivateKey,
+        "kms.server.key.alias",
+        &mut f,
+    );
     if config.hsm.protocol == Protocol::Kmip1 {
-        need(&config.keystore.alias, EntryKind::PrivateKey, "kms.keystore.alias", &mut f);
-        need(&config.hsm.ca_alias, EntryKind::Certificate, "kms.hsm.ca.alias", &mut f);
+        need(
+            &config.keystore.alias,
+            EntryKind::PrivateKey,
+            "kms.keystore.alias",
+            &mut f,
+        );
+        need(
+            &config.hsm.ca_alias,
+            EntryKind::Certificate,
+            "kms.hsm.ca.alias",
+            &mut f,
+        );
     }
     match node::pinned_clients(config, ks) {
         Ok(pins) => {
-            let backends = pins.iter().filter(|p| p.role == crate::tls::Role::Backend).count();
+            let backends = pins
+                .iter()
+                .filter(|p| p.role == crate::tls::Role::Backend)
+                .count();
             let devices = pins.len() - backends;
             if backends == 0 {
                 f.warnings.push(
@@ -56,12 +80,20 @@ pub fn check_keystore(config: &Config, ks: &KeyStore) -> Findings {
             for p in &pins {
                 let days = (p.not_after - now).div_euclid(86_400);
                 if p.not_after < now {
-                    f.warnings.push(format!("client certificate '{}' ({}) expired; it is refused", p.alias, p.subject));
+                    f.warnings.push(format!(
+                        "client certificate '{}' ({}) expired; it is refused",
+                        p.alias, p.subject
+                    ));
                 } else if days < EXPIRY_WARNING_DAYS {
-                    f.warnings.push(format!("client certificate '{}' expires in {days} day(s)", p.alias));
+                    f.warnings.push(format!(
+                        "client certificate '{}' expires in {days} day(s)",
+                        p.alias
+                    ));
                 }
             }
-            f.notes.push(format!("{backends} backend and {devices} device client certificate(s) pinned"));
+            f.notes.push(format!(
+                "{backends} backend and {devices} device client certificate(s) pinned"
+            ));
         }
         Err(e) => f.problems.push(e.to_string()),
     }
@@ -76,7 +108,8 @@ pub fn check_keystore(config: &Config, ks: &KeyStore) -> Findings {
                         config.server.key_alias
                     ));
                 } else if days < EXPIRY_WARNING_DAYS {
-                    f.warnings.push(format!("the server certificate expires in {days} day(s)"));
+                    f.warnings
+                        .push(format!("the server certificate expires in {days} day(s)"));
                 }
             }
         }
@@ -99,7 +132,9 @@ pub fn run(path: &Path) -> u8 {
     };
     let f = check_keystore(&config, &ks);
     if config.hsm.protocol == Protocol::Soft {
-        println!("warning: kms.hsm.protocol=soft is for development only: the master key is not in an HSM");
+        println!(
+            "warning: kms.hsm.protocol=soft is for development only: the master key is not in an HSM"
+        );
     }
     for w in &f.warnings {
         println!("warning: {w}");
@@ -114,7 +149,12 @@ pub fn run(path: &Path) -> u8 {
     for n in &f.notes {
         println!("{n}");
     }
-    println!("{}: configuration OK ({} backend, keystore {})", path.display(), config.hsm.protocol.label(), ks.format());
+    println!(
+        "{}: configuration OK ({} backend, keystore {})",
+        path.display(),
+        config.hsm.protocol.label(),
+        ks.format()
+    );
     exit::OK
 }
 
@@ -144,7 +184,12 @@ pub fn keystore_list(path: &Path, verbose: bool, password_file: Option<&Path>) -
 }
 
 /// `cmx-kms keystore convert-legacy IN OUT`.
-pub fn convert_legacy(input: &Path, output: &Path, pw_file: Option<&Path>, out_pw_file: Option<&Path>) -> u8 {
+pub fn convert_legacy(
+    input: &Path,
+    output: &Path,
+    pw_file: Option<&Path>,
+    out_pw_file: Option<&Path>,
+) -> u8 {
     let in_pw = match password(pw_file, "Enter the password of the legacy .p12: ") {
         Ok(p) => p,
         Err(c) => return c,
@@ -176,7 +221,10 @@ pub fn convert_legacy(input: &Path, output: &Path, pw_file: Option<&Path>, out_p
         .open(output)
         .and_then(|mut f| std::io::Write::write_all(&mut f, &out));
     if let Err(e) = write {
-        eprintln!("cannot write {}: {e} (the output file must not exist yet)", output.display());
+        eprintln!(
+            "cannot write {}: {e} (the output file must not exist yet)",
+            output.display()
+        );
         return exit::IOERR;
     }
     println!("wrote {} (PBES2/AES-256, SHA-256 MAC)", output.display());
@@ -194,7 +242,12 @@ pub fn audit_verify(path: &Path) -> u8 {
             for p in &v.problems {
                 println!("{}: {p}", path.display());
             }
-            println!("{}: {} record(s), {} problem(s)", path.display(), v.records, v.problems.len());
+            println!(
+                "{}: {} record(s), {} problem(s)",
+                path.display(),
+                v.records,
+                v.problems.len()
+            );
             exit::DATAERR
         }
         Err(e) => {
@@ -206,6 +259,9 @@ pub fn audit_verify(path: &Path) -> u8 {
 
 impl From<StartError> for Findings {
     fn from(e: StartError) -> Self {
-        Findings { problems: vec![e.to_string()], ..Findings::default() }
+        Findings {
+            problems: vec![e.to_string()],
+            ..Findings::default()
+        }
     }
 }

@@ -25,7 +25,11 @@ pub mod exit {
 }
 
 #[derive(Parser)]
-#[command(name = "cmx-kms", version, about = "Key management server for customer-managed keys")]
+#[command(
+    name = "cmx-kms",
+    version,
+    about = "Key management server for customer-managed keys"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -94,7 +98,11 @@ pub fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { exit::USAGE } else { exit::OK });
+            return ExitCode::from(if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            });
         }
     };
     crate::logging::init();
@@ -102,12 +110,22 @@ pub fn main() -> ExitCode {
         Command::Serve { config } => serve(&config),
         Command::Dev { dir, port } => dev(&dir, port),
         Command::CheckConfig { config } => crate::check::run(&config),
-        Command::Keystore(KeystoreCommand::List { path, verbose, password_file }) => {
-            crate::check::keystore_list(&path, verbose, password_file.as_deref())
-        }
-        Command::Keystore(KeystoreCommand::ConvertLegacy { input, output, password_file, out_password_file }) => {
-            crate::check::convert_legacy(&input, &output, password_file.as_deref(), out_password_file.as_deref())
-        }
+        Command::Keystore(KeystoreCommand::List {
+            path,
+            verbose,
+            password_file,
+        }) => crate::check::keystore_list(&path, verbose, password_file.as_deref()),
+        Command::Keystore(KeystoreCommand::ConvertLegacy {
+            input,
+            output,
+            password_file,
+            out_password_file,
+        }) => crate::check::convert_legacy(
+            &input,
+            &output,
+            password_file.as_deref(),
+            out_password_file.as_deref(),
+        ),
         Command::Audit(AuditCommand::Verify { file }) => crate::check::audit_verify(&file),
     })
 }
@@ -130,10 +148,13 @@ pub fn load_config(path: &Path) -> Result<Config, u8> {
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, u8> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| {
-        eprintln!("cannot start the async runtime: {e}");
-        exit::SOFTWARE
-    })
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("cannot start the async runtime: {e}");
+            exit::SOFTWARE
+        })
 }
 
 fn serve(path: &Path) -> u8 {

@@ -11,15 +11,18 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 
 /// Why the development folder could not be prepared.
 #[derive(Debug, thiserror::Error)]
 pub enum DevError {
     #[error("cannot write {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot make the development certificates: {0}")]
     Cert(#[from] rcgen::Error),
     #[error("cannot write the development keystore: {0}")]
@@ -57,17 +60,33 @@ impl DevFolder {
         if properties.exists() {
             let text = fs::read_to_string(&properties).map_err(io(&properties))?;
             let find = |k: &str| {
-                text.lines().find_map(|l| l.strip_prefix(k).and_then(|r| r.strip_prefix('=')).map(str::to_owned))
+                text.lines().find_map(|l| {
+                    l.strip_prefix(k)
+                        .and_then(|r| r.strip_prefix('='))
+                        .map(str::to_owned)
+                })
             };
             let password = find("kms.keystore.password").unwrap_or_default();
-            let port = find("kms.server.port").and_then(|p| p.parse().ok()).unwrap_or(port);
-            return Ok(Self { dir, properties, port, password });
+            let port = find("kms.server.port")
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(port);
+            return Ok(Self {
+                dir,
+                properties,
+                port,
+                password,
+            });
         }
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).map_err(io(&dir))?;
         let mut pw = [0u8; 12];
         getrandom::fill(&mut pw).map_err(|_| DevError::Rng)?;
         let password: String = pw.iter().map(|b| format!("{b:02x}")).collect();
-        let folder = Self { dir, properties, port, password };
+        let folder = Self {
+            dir,
+            properties,
+            port,
+            password,
+        };
         folder.make_pki()?;
         folder.write_properties()?;
         Ok(folder)
@@ -81,7 +100,10 @@ impl DevFolder {
             .truncate(true)
             .mode(0o600)
             .open(&path)
-            .map_err(|source| DevError::Io { path: path.clone(), source })?;
+            .map_err(|source| DevError::Io {
+                path: path.clone(),
+                source,
+            })?;
         std::io::Write::write_all(&mut f, data).map_err(|source| DevError::Io { path, source })
     }
 
@@ -99,7 +121,9 @@ impl DevFolder {
         let ca_p12 = p12_cert(ca_cert.der())?;
 
         let mut server = CertificateParams::new(vec!["localhost".to_string()])?;
-        server.subject_alt_names.push(SanType::IpAddress(std::net::IpAddr::from([127, 0, 0, 1])));
+        server
+            .subject_alt_names
+            .push(SanType::IpAddress(std::net::IpAddr::from([127, 0, 0, 1])));
         server.distinguished_name = dn("localhost");
         server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         let server_key = KeyPair::generate()?;
@@ -111,7 +135,10 @@ impl DevFolder {
             p12_keystore::PrivateKey::from_der(&server_key.serialize_der()).map_err(ks_err)?,
             [p12_cert(server_cert.der())?, ca_p12.clone()],
         );
-        ks.add_entry("kmsserver", p12_keystore::KeyStoreEntry::PrivateKeyChain(chain));
+        ks.add_entry(
+            "kmsserver",
+            p12_keystore::KeyStoreEntry::PrivateKeyChain(chain),
+        );
 
         for name in NAMES {
             let mut p = CertificateParams::new(Vec::<String>::new())?;
@@ -130,16 +157,28 @@ impl DevFolder {
                 [der.clone(), ca_p12.clone()],
             );
             own.add_entry(name, p12_keystore::KeyStoreEntry::PrivateKeyChain(chain));
-            self.write(&format!("{name}.p12"), &own.writer(&self.password).write().map_err(ks_err)?)?;
+            self.write(
+                &format!("{name}.p12"),
+                &own.writer(&self.password).write().map_err(ks_err)?,
+            )?;
             ks.add_entry(name, p12_keystore::KeyStoreEntry::Certificate(der));
         }
-        self.write("kmsKeystore.jks", &ks.writer(&self.password).write().map_err(ks_err)?)
+        self.write(
+            "kmsKeystore.jks",
+            &ks.writer(&self.password).write().map_err(ks_err)?,
+        )
     }
 
     fn write_properties(&self) -> Result<(), DevError> {
         let mut t = String::new();
-        let _ = writeln!(t, "# cmx-kms development node, made by `cmx-kms dev`. NOT FOR PRODUCTION:");
-        let _ = writeln!(t, "# the master key is a software key in soft-master.key, not in an HSM.");
+        let _ = writeln!(
+            t,
+            "# cmx-kms development node, made by `cmx-kms dev`. NOT FOR PRODUCTION:"
+        );
+        let _ = writeln!(
+            t,
+            "# the master key is a software key in soft-master.key, not in an HSM."
+        );
         let _ = writeln!(t, "kms.keystore.file=kmsKeystore.jks");
         let _ = writeln!(t, "kms.keystore.password={}", self.password);
         let _ = writeln!(t, "kms.hsm.protocol=soft");
@@ -156,13 +195,35 @@ impl DevFolder {
         let d = self.dir.display();
         let url = format!("https://127.0.0.1:{}", self.port);
         let mut t = String::new();
-        let _ = writeln!(t, "B=\"curl -sS --cacert {d}/ca.crt --cert {d}/cmxBackend.crt --key {d}/cmxBackend.key -H content-type:application/json\"");
-        let _ = writeln!(t, "D=\"curl -sS --cacert {d}/ca.crt --cert-type P12 --cert {d}/cmxDevice.p12:{} -H content-type:application/json\"", self.password);
-        let _ = writeln!(t, "field() {{ sed -n \"s/.*\\\"$1\\\":\\\"\\([^\\\"]*\\)\\\".*/\\1/p\"; }}");
-        let _ = writeln!(t, "C=$($B -X POST -d '{{}}' {url}/v1/customer-keys | field wrapped_customer_key)");
-        let _ = writeln!(t, "U=$($B -X POST -d \"{{\\\"wrapped_customer_key\\\":\\\"$C\\\"}}\" {url}/v1/user-keys | field wrapped_user_key)");
-        let _ = writeln!(t, "W=$($B -X POST -d \"{{\\\"wrapped_customer_key\\\":\\\"$C\\\",\\\"wrapped_user_key\\\":\\\"$U\\\"}}\" {url}/v1/workspace-keys | field wrapped_workspace_key)");
-        let _ = writeln!(t, "$D -X POST -d \"{{\\\"wrapped_customer_key\\\":\\\"$C\\\",\\\"wrapped_user_key\\\":\\\"$U\\\",\\\"wrapped_workspace_key\\\":\\\"$W\\\"}}\" {url}/v1/workspace-keys/decrypt");
+        let _ = writeln!(
+            t,
+            "B=\"curl -sS --cacert {d}/ca.crt --cert {d}/cmxBackend.crt --key {d}/cmxBackend.key -H content-type:application/json\""
+        );
+        let _ = writeln!(
+            t,
+            "D=\"curl -sS --cacert {d}/ca.crt --cert-type P12 --cert {d}/cmxDevice.p12:{} -H content-type:application/json\"",
+            self.password
+        );
+        let _ = writeln!(
+            t,
+            "field() {{ sed -n \"s/.*\\\"$1\\\":\\\"\\([^\\\"]*\\)\\\".*/\\1/p\"; }}"
+        );
+        let _ = writeln!(
+            t,
+            "C=$($B -X POST -d '{{}}' {url}/v1/customer-keys | field wrapped_customer_key)"
+        );
+        let _ = writeln!(
+            t,
+            "U=$($B -X POST -d \"{{\\\"wrapped_customer_key\\\":\\\"$C\\\"}}\" {url}/v1/user-keys | field wrapped_user_key)"
+        );
+        let _ = writeln!(
+            t,
+            "W=$($B -X POST -d \"{{\\\"wrapped_customer_key\\\":\\\"$C\\\",\\\"wrapped_user_key\\\":\\\"$U\\\"}}\" {url}/v1/workspace-keys | field wrapped_workspace_key)"
+        );
+        let _ = writeln!(
+            t,
+            "$D -X POST -d \"{{\\\"wrapped_customer_key\\\":\\\"$C\\\",\\\"wrapped_user_key\\\":\\\"$U\\\",\\\"wrapped_workspace_key\\\":\\\"$W\\\"}}\" {url}/v1/workspace-keys/decrypt"
+        );
         t
     }
 }

@@ -17,7 +17,10 @@ use crate::envelope::{
 pub enum KeyError {
     /// The client sent a blob that is not a valid envelope of the expected kind.
     #[error("{field}: {source}")]
-    Envelope { field: &'static str, source: EnvelopeError },
+    Envelope {
+        field: &'static str,
+        source: EnvelopeError,
+    },
     #[error(transparent)]
     Backend(#[from] BackendError),
     #[error(transparent)]
@@ -54,14 +57,20 @@ pub struct KeyService {
 
 impl KeyService {
     pub fn new(backend: Arc<dyn Backend>, limits: CacheLimits) -> Self {
-        Self { backend, cache: Arc::new(KeyCache::new(limits)) }
+        Self {
+            backend,
+            cache: Arc::new(KeyCache::new(limits)),
+        }
     }
 
     /// The same service over another backend (after a reload), keeping the
     /// cache: cached customer keys are the plaintexts of exact blobs and stay
     /// valid whatever the backend's settings.
     pub fn with_backend(&self, backend: Arc<dyn Backend>) -> Self {
-        Self { backend, cache: Arc::clone(&self.cache) }
+        Self {
+            backend,
+            cache: Arc::clone(&self.cache),
+        }
     }
 
     pub fn backend(&self) -> &Arc<dyn Backend> {
@@ -80,16 +89,31 @@ impl KeyService {
     /// Generate a customer key and wrap it under the master key.
     pub async fn create_customer_key(&self) -> Result<(Wrapped, OpInfo), KeyError> {
         let key = SecretKey::random()?;
-        let header = Header { key_type: KeyType::Customer, key_id: KeyId::random()? };
+        let header = Header {
+            key_type: KeyType::Customer,
+            key_id: KeyId::random()?,
+        };
         let master = self.backend.wrap(key.expose(), &header.to_bytes()).await?;
-        let blob = CustomerEnvelope { header, master }.encode().map_err(KeyError::envelope("backend wrap"))?;
-        let info = OpInfo { customer_key: header.key_id, cache: None };
-        Ok((Wrapped { key_id: header.key_id, blob }, info))
+        let blob = CustomerEnvelope { header, master }
+            .encode()
+            .map_err(KeyError::envelope("backend wrap"))?;
+        let info = OpInfo {
+            customer_key: header.key_id,
+            cache: None,
+        };
+        Ok((
+            Wrapped {
+                key_id: header.key_id,
+                blob,
+            },
+            info,
+        ))
     }
 
     /// Unwrap a customer key, through the cache.
     async fn customer_key(&self, blob: &[u8]) -> Result<(KeyId, Arc<SecretKey>, Lookup), KeyError> {
-        let env = Envelope::decode_customer(blob).map_err(KeyError::envelope("wrapped_customer_key"))?;
+        let env =
+            Envelope::decode_customer(blob).map_err(KeyError::envelope("wrapped_customer_key"))?;
         let id: [u8; 32] = Sha256::digest(blob).into();
         let backend = Arc::clone(&self.backend);
         let (res, lookup) = self
@@ -117,26 +141,49 @@ impl KeyService {
         Ok((env.header.key_id, key))
     }
 
-    fn new_child(parent: &SecretKey, parent_id: KeyId, key_type: KeyType) -> Result<Wrapped, KeyError> {
+    fn new_child(
+        parent: &SecretKey,
+        parent_id: KeyId,
+        key_type: KeyType,
+    ) -> Result<Wrapped, KeyError> {
         let (child, child_id) = (SecretKey::random()?, KeyId::random()?);
         let env = seal_local(parent, parent_id, key_type, child_id, &child)?;
         let blob = env.encode().map_err(KeyError::envelope("new key"))?;
-        Ok(Wrapped { key_id: child_id, blob })
+        Ok(Wrapped {
+            key_id: child_id,
+            blob,
+        })
     }
 
     /// Generate a user key under a customer key.
     pub async fn create_user_key(&self, customer: &[u8]) -> Result<(Wrapped, OpInfo), KeyError> {
         let (cid, ck, lookup) = self.customer_key(customer).await?;
         let w = Self::new_child(&ck, cid, KeyType::User)?;
-        Ok((w, OpInfo { customer_key: cid, cache: Some(lookup) }))
+        Ok((
+            w,
+            OpInfo {
+                customer_key: cid,
+                cache: Some(lookup),
+            },
+        ))
     }
 
     /// Generate a workspace key under a user key.
-    pub async fn create_workspace_key(&self, customer: &[u8], user: &[u8]) -> Result<(Wrapped, OpInfo), KeyError> {
+    pub async fn create_workspace_key(
+        &self,
+        customer: &[u8],
+        user: &[u8],
+    ) -> Result<(Wrapped, OpInfo), KeyError> {
         let (cid, ck, lookup) = self.customer_key(customer).await?;
         let (uid, uk) = Self::open_child(&ck, cid, user, KeyType::User, "wrapped_user_key")?;
         let w = Self::new_child(&uk, uid, KeyType::Workspace)?;
-        Ok((w, OpInfo { customer_key: cid, cache: Some(lookup) }))
+        Ok((
+            w,
+            OpInfo {
+                customer_key: cid,
+                cache: Some(lookup),
+            },
+        ))
     }
 
     /// Unwrap a workspace key through its user and customer keys.
@@ -148,22 +195,50 @@ impl KeyService {
     ) -> Result<(SecretKey, OpInfo), KeyError> {
         let (cid, ck, lookup) = self.customer_key(customer).await?;
         let (uid, uk) = Self::open_child(&ck, cid, user, KeyType::User, "wrapped_user_key")?;
-        let (_, wk) = Self::open_child(&uk, uid, workspace, KeyType::Workspace, "wrapped_workspace_key")?;
-        Ok((wk, OpInfo { customer_key: cid, cache: Some(lookup) }))
+        let (_, wk) = Self::open_child(
+            &uk,
+            uid,
+            workspace,
+            KeyType::Workspace,
+            "wrapped_workspace_key",
+        )?;
+        Ok((
+            wk,
+            OpInfo {
+                customer_key: cid,
+                cache: Some(lookup),
+            },
+        ))
     }
 
     /// Re-encrypt a customer key under the backend's current master key
     /// version. The customer key and its id stay the same, so every user and
     /// workspace key under it stays valid.
-    pub async fn rewrap_customer_key(&self, customer: &[u8]) -> Result<(Wrapped, OpInfo), KeyError> {
-        let env = Envelope::decode_customer(customer).map_err(KeyError::envelope("wrapped_customer_key"))?;
+    pub async fn rewrap_customer_key(
+        &self,
+        customer: &[u8],
+    ) -> Result<(Wrapped, OpInfo), KeyError> {
+        let env = Envelope::decode_customer(customer)
+            .map_err(KeyError::envelope("wrapped_customer_key"))?;
         let aad = env.header.to_bytes();
         let master = self.backend.rewrap(&env.master, &aad).await?;
-        let blob = CustomerEnvelope { header: env.header, master }
-            .encode()
-            .map_err(KeyError::envelope("backend wrap"))?;
-        let info = OpInfo { customer_key: env.header.key_id, cache: None };
-        Ok((Wrapped { key_id: env.header.key_id, blob }, info))
+        let blob = CustomerEnvelope {
+            header: env.header,
+            master,
+        }
+        .encode()
+        .map_err(KeyError::envelope("backend wrap"))?;
+        let info = OpInfo {
+            customer_key: env.header.key_id,
+            cache: None,
+        };
+        Ok((
+            Wrapped {
+                key_id: env.header.key_id,
+                blob,
+            },
+            info,
+        ))
     }
 }
 
@@ -176,13 +251,23 @@ mod tests {
 
     fn service(dir: &tempfile::TempDir) -> KeyService {
         let (b, created) =
-            SoftBackend::open_or_create(&dir.path().join("soft.key"), &SecretString::from("pw")).unwrap();
+            SoftBackend::open_or_create(&dir.path().join("soft.key"), &SecretString::from("pw"))
+                .unwrap();
         assert!(created);
-        KeyService::new(Arc::new(b), CacheLimits { ttl: Duration::from_secs(60), max_entries: 10 })
+        KeyService::new(
+            Arc::new(b),
+            CacheLimits {
+                ttl: Duration::from_secs(60),
+                max_entries: 10,
+            },
+        )
     }
 
     fn is_invalid(e: KeyError) -> bool {
-        matches!(e, KeyError::Envelope { .. } | KeyError::Backend(BackendError::InvalidCiphertext(_)))
+        matches!(
+            e,
+            KeyError::Envelope { .. } | KeyError::Backend(BackendError::InvalidCiphertext(_))
+        )
     }
 
     #[tokio::test]
@@ -192,14 +277,23 @@ mod tests {
         let (c, _) = s.create_customer_key().await.unwrap();
         let (u, _) = s.create_user_key(&c.blob).await.unwrap();
         let (w, _) = s.create_workspace_key(&c.blob, &u.blob).await.unwrap();
-        let (k1, info) = s.decrypt_workspace_key(&c.blob, &u.blob, &w.blob).await.unwrap();
+        let (k1, info) = s
+            .decrypt_workspace_key(&c.blob, &u.blob, &w.blob)
+            .await
+            .unwrap();
         assert_eq!(info.customer_key, c.key_id);
-        let (k2, _) = s.decrypt_workspace_key(&c.blob, &u.blob, &w.blob).await.unwrap();
+        let (k2, _) = s
+            .decrypt_workspace_key(&c.blob, &u.blob, &w.blob)
+            .await
+            .unwrap();
         assert_eq!(k1.expose(), k2.expose());
         let (c2, _) = s.rewrap_customer_key(&c.blob).await.unwrap();
         assert_eq!(c2.key_id, c.key_id);
         assert_ne!(c2.blob, c.blob);
-        let (k3, _) = s.decrypt_workspace_key(&c2.blob, &u.blob, &w.blob).await.unwrap();
+        let (k3, _) = s
+            .decrypt_workspace_key(&c2.blob, &u.blob, &w.blob)
+            .await
+            .unwrap();
         assert_eq!(k1.expose(), k3.expose());
     }
 
@@ -226,7 +320,10 @@ mod tests {
                 let mut set = [c.blob.clone(), u.blob.clone(), w.blob.clone()];
                 set[blob_idx] = orig[..len].to_vec();
                 let r = s.decrypt_workspace_key(&set[0], &set[1], &set[2]).await;
-                assert!(is_invalid(r.unwrap_err()), "blob {blob_idx} truncated to {len} accepted");
+                assert!(
+                    is_invalid(r.unwrap_err()),
+                    "blob {blob_idx} truncated to {len} accepted"
+                );
             }
         }
     }
@@ -240,10 +337,20 @@ mod tests {
         let (u, _) = s.create_user_key(&c.blob).await.unwrap();
         let (w, _) = s.create_workspace_key(&c.blob, &u.blob).await.unwrap();
         // A user key passed as the workspace key.
-        let e = s.decrypt_workspace_key(&c.blob, &u.blob, &u.blob).await.unwrap_err();
-        assert!(e.to_string().contains("expected a workspace key but got a user key"), "{e}");
+        let e = s
+            .decrypt_workspace_key(&c.blob, &u.blob, &u.blob)
+            .await
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("expected a workspace key but got a user key"),
+            "{e}"
+        );
         // A user key under another customer key.
-        let e = s.decrypt_workspace_key(&c_other.blob, &u.blob, &w.blob).await.unwrap_err();
+        let e = s
+            .decrypt_workspace_key(&c_other.blob, &u.blob, &w.blob)
+            .await
+            .unwrap_err();
         assert!(e.to_string().contains("does not belong"), "{e}");
         // A workspace key relabelled as a user key fails authentication.
         let mut relabel = w.blob.clone();
@@ -254,6 +361,10 @@ mod tests {
         let mut v2 = c.blob.clone();
         v2[4] = 2;
         let e = s.create_user_key(&v2).await.unwrap_err();
-        assert!(e.to_string().contains("unsupported wrapped-key format version 2"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("unsupported wrapped-key format version 2"),
+            "{e}"
+        );
     }
 }

@@ -28,7 +28,10 @@ pub struct RateLimiter {
 
 impl Default for RateLimiter {
     fn default() -> Self {
-        Self { buckets: Mutex::new(HashMap::new()), max_tracked: 100_000 }
+        Self {
+            buckets: Mutex::new(HashMap::new()),
+            max_tracked: 100_000,
+        }
     }
 }
 
@@ -41,9 +44,14 @@ impl RateLimiter {
         let now = Instant::now();
         let mut map = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() >= self.max_tracked && !map.contains_key(identity) {
-            map.retain(|_, b| now.duration_since(b.last).as_secs_f64() * rate.per_second + b.tokens < rate.burst);
+            map.retain(|_, b| {
+                now.duration_since(b.last).as_secs_f64() * rate.per_second + b.tokens < rate.burst
+            });
         }
-        let b = map.entry(identity.to_owned()).or_insert(Bucket { tokens: rate.burst, last: now });
+        let b = map.entry(identity.to_owned()).or_insert(Bucket {
+            tokens: rate.burst,
+            last: now,
+        });
         let elapsed = now.duration_since(b.last).as_secs_f64();
         b.tokens = (b.tokens + elapsed * rate.per_second).min(rate.burst);
         b.last = now;
@@ -64,7 +72,10 @@ mod tests {
     #[test]
     fn burst_then_refuse_then_refill() {
         let l = RateLimiter::default();
-        let r = Rate { per_second: 50.0, burst: 3.0 };
+        let r = Rate {
+            per_second: 50.0,
+            burst: 3.0,
+        };
         for _ in 0..3 {
             assert!(l.check("dev", r).is_ok());
         }
@@ -79,7 +90,16 @@ mod tests {
     fn zero_rate_is_unlimited() {
         let l = RateLimiter::default();
         for _ in 0..1000 {
-            assert!(l.check("x", Rate { per_second: 0.0, burst: 0.0 }).is_ok());
+            assert!(
+                l.check(
+                    "x",
+                    Rate {
+                        per_second: 0.0,
+                        burst: 0.0
+                    }
+                )
+                .is_ok()
+            );
         }
     }
 }

@@ -9,7 +9,12 @@ pub fn init() {
     let filter = EnvFilter::try_new(format!("{filter},rustls=warn,hyper=warn,h2=warn"))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let under_journald = std::env::var_os("JOURNAL_STREAM").is_some();
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(ansi);
     let _ = if under_journald {
         builder.without_time().with_ansi(false).try_init()
     } else {

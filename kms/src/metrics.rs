@@ -10,7 +10,9 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Latency histogram bucket bounds, in seconds.
-const BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+const BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 
 #[derive(Default)]
 struct Histogram {
@@ -41,7 +43,11 @@ impl Histogram {
             let c = self.counts.get(i).copied().unwrap_or(0);
             let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{b}\"}} {c}");
         }
-        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}", self.count);
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}",
+            self.count
+        );
         let _ = writeln!(out, "{name}_sum{{{labels}}} {}", self.sum);
         let _ = writeln!(out, "{name}_count{{{labels}}} {}", self.count);
     }
@@ -68,13 +74,20 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 fn esc(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 impl Metrics {
     pub fn request(&self, operation: &str, role: &str, outcome: &str, latency: Duration) {
-        *lock(&self.requests).entry((operation.into(), role.into(), outcome.into())).or_default() += 1;
-        lock(&self.request_latency).entry(operation.into()).or_default().observe(latency.as_secs_f64());
+        *lock(&self.requests)
+            .entry((operation.into(), role.into(), outcome.into()))
+            .or_default() += 1;
+        lock(&self.request_latency)
+            .entry(operation.into())
+            .or_default()
+            .observe(latency.as_secs_f64());
     }
 
     pub fn backend_call(&self, latency: Duration, error: Option<&str>) {
@@ -85,11 +98,15 @@ impl Metrics {
     }
 
     pub fn handshake_failure(&self, reason: &str) {
-        *lock(&self.handshake_failures).entry(reason.into()).or_default() += 1;
+        *lock(&self.handshake_failures)
+            .entry(reason.into())
+            .or_default() += 1;
     }
 
     pub fn reload(&self, ok: bool) {
-        *lock(&self.reloads).entry(if ok { "success" } else { "failure" }.into()).or_default() += 1;
+        *lock(&self.reloads)
+            .entry(if ok { "success" } else { "failure" }.into())
+            .or_default() += 1;
     }
 
     /// Replace the certificate expiry gauges (alias, kind) → days left.
@@ -100,7 +117,10 @@ impl Metrics {
     /// Render everything; `extra` adds gauges computed at scrape time.
     pub fn render(&self, cache: (u64, u64), ready_state: u8) -> String {
         let mut o = String::new();
-        let _ = writeln!(o, "# HELP cmx_kms_requests_total API requests by operation, role and outcome label.");
+        let _ = writeln!(
+            o,
+            "# HELP cmx_kms_requests_total API requests by operation, role and outcome label."
+        );
         let _ = writeln!(o, "# TYPE cmx_kms_requests_total counter");
         for ((op, role, outcome), n) in lock(&self.requests).iter() {
             let _ = writeln!(
@@ -111,24 +131,53 @@ impl Metrics {
                 esc(outcome)
             );
         }
-        let _ = writeln!(o, "# HELP cmx_kms_request_duration_seconds API request latency.");
+        let _ = writeln!(
+            o,
+            "# HELP cmx_kms_request_duration_seconds API request latency."
+        );
         let _ = writeln!(o, "# TYPE cmx_kms_request_duration_seconds histogram");
         for (op, h) in lock(&self.request_latency).iter() {
-            h.render(&mut o, "cmx_kms_request_duration_seconds", &format!("operation=\"{}\"", esc(op)));
+            h.render(
+                &mut o,
+                "cmx_kms_request_duration_seconds",
+                &format!("operation=\"{}\"", esc(op)),
+            );
         }
-        let _ = writeln!(o, "# HELP cmx_kms_backend_duration_seconds Latency of calls to the master-key backend.");
+        let _ = writeln!(
+            o,
+            "# HELP cmx_kms_backend_duration_seconds Latency of calls to the master-key backend."
+        );
         let _ = writeln!(o, "# TYPE cmx_kms_backend_duration_seconds histogram");
         lock(&self.backend_latency).render(&mut o, "cmx_kms_backend_duration_seconds", "");
-        counter_map(&mut o, "cmx_kms_backend_errors_total", "Backend errors by label.", "error", &lock(&self.backend_errors));
-        let _ = writeln!(o, "# HELP cmx_kms_cache_hits_total Customer-key cache hits.");
+        counter_map(
+            &mut o,
+            "cmx_kms_backend_errors_total",
+            "Backend errors by label.",
+            "error",
+            &lock(&self.backend_errors),
+        );
+        let _ = writeln!(
+            o,
+            "# HELP cmx_kms_cache_hits_total Customer-key cache hits."
+        );
         let _ = writeln!(o, "# TYPE cmx_kms_cache_hits_total counter");
         let _ = writeln!(o, "cmx_kms_cache_hits_total {}", cache.0);
-        let _ = writeln!(o, "# HELP cmx_kms_cache_misses_total Customer-key cache misses (backend unwraps).");
+        let _ = writeln!(
+            o,
+            "# HELP cmx_kms_cache_misses_total Customer-key cache misses (backend unwraps)."
+        );
         let _ = writeln!(o, "# TYPE cmx_kms_cache_misses_total counter");
         let _ = writeln!(o, "cmx_kms_cache_misses_total {}", cache.1);
-        let _ = writeln!(o, "# HELP cmx_kms_in_flight_requests Requests being served now.");
+        let _ = writeln!(
+            o,
+            "# HELP cmx_kms_in_flight_requests Requests being served now."
+        );
         let _ = writeln!(o, "# TYPE cmx_kms_in_flight_requests gauge");
-        let _ = writeln!(o, "cmx_kms_in_flight_requests {}", self.in_flight.load(Ordering::Relaxed));
+        let _ = writeln!(
+            o,
+            "cmx_kms_in_flight_requests {}",
+            self.in_flight.load(Ordering::Relaxed)
+        );
         counter_map(
             &mut o,
             "cmx_kms_tls_handshake_failures_total",
@@ -136,24 +185,62 @@ impl Metrics {
             "reason",
             &lock(&self.handshake_failures),
         );
-        counter_map(&mut o, "cmx_kms_reloads_total", "Configuration reloads by result.", "result", &lock(&self.reloads));
-        let _ = writeln!(o, "# HELP cmx_kms_certificate_expiry_days Days until each keystore certificate expires.");
+        counter_map(
+            &mut o,
+            "cmx_kms_reloads_total",
+            "Configuration reloads by result.",
+            "result",
+            &lock(&self.reloads),
+        );
+        let _ = writeln!(
+            o,
+            "# HELP cmx_kms_certificate_expiry_days Days until each keystore certificate expires."
+        );
         let _ = writeln!(o, "# TYPE cmx_kms_certificate_expiry_days gauge");
         for ((alias, kind), days) in lock(&self.cert_expiry_days).iter() {
-            let _ = writeln!(o, "cmx_kms_certificate_expiry_days{{alias=\"{}\",entry=\"{}\"}} {days}", esc(alias), esc(kind));
+            let _ = writeln!(
+                o,
+                "cmx_kms_certificate_expiry_days{{alias=\"{}\",entry=\"{}\"}} {days}",
+                esc(alias),
+                esc(kind)
+            );
         }
-        let _ = writeln!(o, "# HELP cmx_kms_audit_failures_total Audit records that could not be written (operations refused).");
+        let _ = writeln!(
+            o,
+            "# HELP cmx_kms_audit_failures_total Audit records that could not be written (operations refused)."
+        );
         let _ = writeln!(o, "# TYPE cmx_kms_audit_failures_total counter");
-        let _ = writeln!(o, "cmx_kms_audit_failures_total {}", self.audit_failures.load(Ordering::Relaxed));
-        let _ = writeln!(o, "# HELP cmx_kms_rate_limited_total Requests refused by a rate limit.");
+        let _ = writeln!(
+            o,
+            "cmx_kms_audit_failures_total {}",
+            self.audit_failures.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            o,
+            "# HELP cmx_kms_rate_limited_total Requests refused by a rate limit."
+        );
         let _ = writeln!(o, "# TYPE cmx_kms_rate_limited_total counter");
-        let _ = writeln!(o, "cmx_kms_rate_limited_total {}", self.rate_limited.load(Ordering::Relaxed));
-        let _ = writeln!(o, "# HELP cmx_kms_ready Readiness: 2 ready, 1 degraded, 0 unavailable.");
+        let _ = writeln!(
+            o,
+            "cmx_kms_rate_limited_total {}",
+            self.rate_limited.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            o,
+            "# HELP cmx_kms_ready Readiness: 2 ready, 1 degraded, 0 unavailable."
+        );
         let _ = writeln!(o, "# TYPE cmx_kms_ready gauge");
         let _ = writeln!(o, "cmx_kms_ready {ready_state}");
-        let _ = writeln!(o, "# HELP cmx_kms_vault_token_ttl_seconds Seconds left on the Vault token (-1: not using Vault).");
+        let _ = writeln!(
+            o,
+            "# HELP cmx_kms_vault_token_ttl_seconds Seconds left on the Vault token (-1: not using Vault)."
+        );
         let _ = writeln!(o, "# TYPE cmx_kms_vault_token_ttl_seconds gauge");
-        let _ = writeln!(o, "cmx_kms_vault_token_ttl_seconds {}", self.vault_token_ttl_seconds.load(Ordering::Relaxed));
+        let _ = writeln!(
+            o,
+            "cmx_kms_vault_token_ttl_seconds {}",
+            self.vault_token_ttl_seconds.load(Ordering::Relaxed)
+        );
         o
     }
 }

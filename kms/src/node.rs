@@ -41,48 +41,88 @@ pub enum StartError {
     #[error("{0}")]
     Config(String),
     #[error("cannot listen on {addr}: {source} (is another process using the port?)")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// Load the keystore the config names.
 pub fn load_keystore(config: &Config) -> Result<KeyStore, StartError> {
     let ks = &config.keystore;
-    KeyStore::load(&ks.file, &ks.password, ks.key_password.as_ref())
-        .map_err(|source| StartError::Keystore { path: ks.file.display().to_string(), source })
+    KeyStore::load(&ks.file, &ks.password, ks.key_password.as_ref()).map_err(|source| {
+        StartError::Keystore {
+            path: ks.file.display().to_string(),
+            source,
+        }
+    })
 }
 
 /// The keystore's certificate entries that are pinned clients, with roles.
-pub fn pinned_clients(config: &Config, keystore: &KeyStore) -> Result<Vec<PinnedClient>, StartError> {
+pub fn pinned_clients(
+    config: &Config,
+    keystore: &KeyStore,
+) -> Result<Vec<PinnedClient>, StartError> {
     let path = config.keystore.file.display().to_string();
     let mut pins = Vec::new();
     for entry in keystore.certificates() {
-        let role = if config.clients.backend_aliases.iter().any(|p| p.matches(entry.alias())) {
+        let role = if config
+            .clients
+            .backend_aliases
+            .iter()
+            .any(|p| p.matches(entry.alias()))
+        {
             Role::Backend
-        } else if config.clients.device_aliases.iter().any(|p| p.matches(entry.alias())) {
+        } else if config
+            .clients
+            .device_aliases
+            .iter()
+            .any(|p| p.matches(entry.alias()))
+        {
             Role::Device
         } else {
             continue;
         };
-        let pin = PinnedClient::new(entry.alias(), role, entry.cert())
-            .map_err(|message| StartError::KeystoreContent { path: path.clone(), message })?;
+        let pin = PinnedClient::new(entry.alias(), role, entry.cert()).map_err(|message| {
+            StartError::KeystoreContent {
+                path: path.clone(),
+                message,
+            }
+        })?;
         pins.push(pin);
     }
     if pins.is_empty() {
-        let patterns: Vec<String> =
-            config.clients.backend_aliases.iter().chain(&config.clients.device_aliases).map(ToString::to_string).collect();
+        let patterns: Vec<String> = config
+            .clients
+            .backend_aliases
+            .iter()
+            .chain(&config.clients.device_aliases)
+            .map(ToString::to_string)
+            .collect();
         return Err(tls::TlsError::NoClients(patterns.join(", ")).into());
     }
     Ok(pins)
 }
 
 /// The server's TLS context: identity `kms.server.key.alias`, pinned clients.
-pub fn tls_context(config: &Config, keystore: &KeyStore, hook: Option<RefusalHook>) -> Result<TlsContext, StartError> {
-    let server = keystore.private_key(&config.server.key_alias).map_err(|source| StartError::Keystore {
-        path: config.keystore.file.display().to_string(),
-        source,
-    })?;
+pub fn tls_context(
+    config: &Config,
+    keystore: &KeyStore,
+    hook: Option<RefusalHook>,
+) -> Result<TlsContext, StartError> {
+    let server = keystore
+        .private_key(&config.server.key_alias)
+        .map_err(|source| StartError::Keystore {
+            path: config.keystore.file.display().to_string(),
+            source,
+        })?;
     let pins = Arc::new(PinnedClients::new(pinned_clients(config, keystore)?));
-    let cfg = tls::server_config(server.chain().to_vec(), server.key_der(), Arc::clone(&pins), hook)?;
+    let cfg = tls::server_config(
+        server.chain().to_vec(),
+        server.key_der(),
+        Arc::clone(&pins),
+        hook,
+    )?;
     Ok(TlsContext { config: cfg, pins })
 }
 
@@ -94,19 +134,26 @@ pub fn backend(config: &Config) -> Result<Arc<dyn Backend>, StartError> {
                 "the soft backend is for development and demos only: the master key is a software key in {}, not in an HSM",
                 config.hsm.soft.key_file.display()
             );
-            let (b, created) = SoftBackend::open_or_create(&config.hsm.soft.key_file, &config.keystore.password)
-                .map_err(|e| StartError::Backend(e.to_string()))?;
+            let (b, created) =
+                SoftBackend::open_or_create(&config.hsm.soft.key_file, &config.keystore.password)
+                    .map_err(|e| StartError::Backend(e.to_string()))?;
             if created {
                 tracing::warn!(key_id = b.key_id(), "created a new soft master key");
             }
             Ok(Arc::new(b))
         }
-        other => Err(StartError::Backend(format!("kms.hsm.protocol={} is not available in this build yet", other.label()))),
+        other => Err(StartError::Backend(format!(
+            "kms.hsm.protocol={} is not available in this build yet",
+            other.label()
+        ))),
     }
 }
 
 fn app_settings(config: &Config) -> AppSettings {
-    let rate = |r: &crate::config::RateLimit| Rate { per_second: f64::from(r.rate), burst: f64::from(r.burst) };
+    let rate = |r: &crate::config::RateLimit| Rate {
+        per_second: f64::from(r.rate),
+        burst: f64::from(r.burst),
+    };
     AppSettings {
         max_body: config.server.max_request_bytes,
         backend_rate: rate(&config.limits.backend),
@@ -126,9 +173,17 @@ fn serve_settings(config: &Config) -> ServeSettings {
 
 /// Days until each keystore certificate expires, for the metrics.
 fn cert_expiry(keystore: &KeyStore) -> BTreeMap<(String, String), i64> {
-    let now = i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs()).unwrap_or(0);
+    let now = i64::try_from(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs(),
+    )
+    .unwrap_or(0);
     let days = |der: &[u8]| {
-        x509_parser::parse_x509_certificate(der).ok().map(|(_, c)| (c.validity().not_after.timestamp() - now).div_euclid(86_400))
+        x509_parser::parse_x509_certificate(der)
+            .ok()
+            .map(|(_, c)| (c.validity().not_after.timestamp() - now).div_euclid(86_400))
     };
     let mut out = BTreeMap::new();
     for (alias, _) in keystore.entries() {
@@ -185,17 +240,28 @@ impl Node {
     }
 
     /// As [`Node::bind`], with a backend built by the caller.
-    pub async fn bind_with_backend(config: &Config, backend: Arc<dyn Backend>) -> Result<Self, StartError> {
+    pub async fn bind_with_backend(
+        config: &Config,
+        backend: Arc<dyn Backend>,
+    ) -> Result<Self, StartError> {
         let metrics = Arc::new(Metrics::default());
-        metrics.vault_token_ttl_seconds.store(-1, std::sync::atomic::Ordering::Relaxed);
+        metrics
+            .vault_token_ttl_seconds
+            .store(-1, std::sync::atomic::Ordering::Relaxed);
         let audit = Some(Arc::new(AuditLog::open(&config.audit.file)?));
         let keystore = load_keystore(config)?;
         let ctx = tls_context(config, &keystore, Some(refusal_hook(audit.clone())))?;
         metrics.set_cert_expiry(cert_expiry(&keystore));
-        let gated: Arc<dyn Backend> =
-            Arc::new(GatedBackend::new(backend, config.limits.backend_concurrency, Arc::clone(&metrics)));
+        let gated: Arc<dyn Backend> = Arc::new(GatedBackend::new(
+            backend,
+            config.limits.backend_concurrency,
+            Arc::clone(&metrics),
+        ));
         let readiness = Arc::new(Readiness::new(gated.kind().label()));
-        let cache = CacheLimits { ttl: config.cache.ttl, max_entries: config.cache.max_entries };
+        let cache = CacheLimits {
+            ttl: config.cache.ttl,
+            max_entries: config.cache.max_entries,
+        };
         let app = Arc::new(App {
             keys: ArcSwap::from_pointee(KeyService::new(gated, cache)),
             readiness,
@@ -205,13 +271,22 @@ impl Node {
             limiter: RateLimiter::default(),
         });
         let addr = SocketAddr::new(config.server.address, config.server.port);
-        let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
-        let local_addr = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind { addr, source })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| StartError::Bind { addr, source })?;
         let (metrics_listener, metrics_addr) = if config.metrics.port == 0 {
             (None, None)
         } else {
             let maddr = SocketAddr::new(config.metrics.address, config.metrics.port);
-            let l = TcpListener::bind(maddr).await.map_err(|source| StartError::Bind { addr: maddr, source })?;
+            let l = TcpListener::bind(maddr)
+                .await
+                .map_err(|source| StartError::Bind {
+                    addr: maddr,
+                    source,
+                })?;
             let a = l.local_addr().ok();
             (Some(l), a)
         };
@@ -230,7 +305,11 @@ impl Node {
 
     /// A handle that reloads this node's configuration.
     pub fn reloader(&self) -> Reloader {
-        Reloader { path: self.config_path.clone(), app: Arc::clone(&self.app), tls: Arc::clone(&self.tls) }
+        Reloader {
+            path: self.config_path.clone(),
+            app: Arc::clone(&self.app),
+            tls: Arc::clone(&self.tls),
+        }
     }
 
     /// Serve until `shutdown` resolves. The readiness canary, the systemd
@@ -243,7 +322,10 @@ impl Node {
             tokio::spawn(crate::signals::reload_on_sighup(self.reloader())),
         ];
         if let Some(l) = self.metrics_listener {
-            tasks.push(tokio::spawn(crate::http::metrics::serve(l, Arc::clone(&self.app))));
+            tasks.push(tokio::spawn(crate::http::metrics::serve(
+                l,
+                Arc::clone(&self.app),
+            )));
         }
         crate::notify::ready(&format!("serving on {}", self.local_addr));
         http::serve(self.listener, self.tls, self.app, self.settings, async {
@@ -274,17 +356,25 @@ impl Reloader {
 
     pub fn reload(&self) -> Result<(), StartError> {
         let env: Vec<(String, String)> = std::env::vars().collect();
-        let loaded = crate::config::load(&self.path, &env).map_err(|e| StartError::Config(e.to_string()))?;
+        let loaded =
+            crate::config::load(&self.path, &env).map_err(|e| StartError::Config(e.to_string()))?;
         for w in &loaded.warnings {
             tracing::warn!("{w}");
         }
         let config = loaded.config;
         let keystore = load_keystore(&config)?;
-        let ctx = tls_context(&config, &keystore, Some(refusal_hook(self.app.audit.clone())))?;
+        let ctx = tls_context(
+            &config,
+            &keystore,
+            Some(refusal_hook(self.app.audit.clone())),
+        )?;
         let backend = backend(&config)?;
         // Everything is valid: publish.
-        let gated: Arc<dyn Backend> =
-            Arc::new(GatedBackend::new(backend, config.limits.backend_concurrency, Arc::clone(&self.app.metrics)));
+        let gated: Arc<dyn Backend> = Arc::new(GatedBackend::new(
+            backend,
+            config.limits.backend_concurrency,
+            Arc::clone(&self.app.metrics),
+        ));
         let keys = self.app.keys.load().with_backend(gated);
         self.app.keys.store(Arc::new(keys));
         self.app.settings.store(Arc::new(app_settings(&config)));

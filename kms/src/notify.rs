@@ -21,7 +21,10 @@ pub fn ready(status: &str) {
 }
 
 pub fn reloading() {
-    let mut states = vec![NotifyState::Reloading, NotifyState::Status("reloading configuration")];
+    let mut states = vec![
+        NotifyState::Reloading,
+        NotifyState::Status("reloading configuration"),
+    ];
     if let Ok(m) = NotifyState::monotonic_usec_now() {
         states.push(m);
     }
@@ -29,7 +32,10 @@ pub fn reloading() {
 }
 
 pub fn stopping() {
-    send(&[NotifyState::Stopping, NotifyState::Status("stopping: draining connections")]);
+    send(&[
+        NotifyState::Stopping,
+        NotifyState::Status("stopping: draining connections"),
+    ]);
 }
 
 pub fn status(status: &str) {

@@ -41,7 +41,11 @@ pub struct Endpoint {
 
 impl From<&EndpointState> for Endpoint {
     fn from(e: &EndpointState) -> Self {
-        Self { endpoint: e.endpoint.clone(), up: e.up, detail: e.detail.clone() }
+        Self {
+            endpoint: e.endpoint.clone(),
+            up: e.up,
+            detail: e.detail.clone(),
+        }
     }
 }
 
@@ -56,7 +60,11 @@ pub struct ProbeSettings {
 
 impl Default for ProbeSettings {
     fn default() -> Self {
-        Self { interval: Duration::from_secs(5), timeout: Duration::from_secs(5), slow: Duration::from_secs(1) }
+        Self {
+            interval: Duration::from_secs(5),
+            timeout: Duration::from_secs(5),
+            slow: Duration::from_secs(1),
+        }
     }
 }
 
@@ -96,7 +104,10 @@ impl Readiness {
                 } else if any_down {
                     (State::Degraded, "some endpoints are down".to_string())
                 } else if elapsed > settings.slow {
-                    (State::Degraded, format!("canary took {} ms", elapsed.as_millis()))
+                    (
+                        State::Degraded,
+                        format!("canary took {} ms", elapsed.as_millis()),
+                    )
                 } else {
                     (State::Ready, "canary ok".to_string())
                 };

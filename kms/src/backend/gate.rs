@@ -21,7 +21,12 @@ pub struct GatedBackend {
 impl GatedBackend {
     pub fn new(inner: Arc<dyn Backend>, max_concurrent: usize, metrics: Arc<Metrics>) -> Self {
         let limit = max_concurrent.max(1);
-        Self { inner, permits: Semaphore::new(limit), limit, metrics }
+        Self {
+            inner,
+            permits: Semaphore::new(limit),
+            limit,
+            metrics,
+        }
     }
 
     pub fn inner(&self) -> &Arc<dyn Backend> {
@@ -34,15 +39,20 @@ impl GatedBackend {
     {
         let Ok(_permit) = self.permits.try_acquire() else {
             let e = BackendError::Unavailable {
-                reason: format!("{} backend calls already in flight (kms.limits.backend-concurrency)", self.limit),
+                reason: format!(
+                    "{} backend calls already in flight (kms.limits.backend-concurrency)",
+                    self.limit
+                ),
                 retry_after: Duration::from_secs(1),
             };
-            self.metrics.backend_call(Duration::ZERO, Some("backend-busy"));
+            self.metrics
+                .backend_call(Duration::ZERO, Some("backend-busy"));
             return Err(e);
         };
         let start = Instant::now();
         let r = call.await;
-        self.metrics.backend_call(start.elapsed(), r.as_ref().err().map(BackendError::label));
+        self.metrics
+            .backend_call(start.elapsed(), r.as_ref().err().map(BackendError::label));
         r
     }
 }
@@ -57,7 +67,11 @@ impl Backend for GatedBackend {
         self.gated(self.inner.wrap(plaintext, aad)).await
     }
 
-    async fn unwrap(&self, wrapped: &MasterWrap, aad: &[u8]) -> Result<Zeroizing<Vec<u8>>, BackendError> {
+    async fn unwrap(
+        &self,
+        wrapped: &MasterWrap,
+        aad: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, BackendError> {
         self.gated(self.inner.unwrap(wrapped, aad)).await
     }
 

@@ -79,7 +79,11 @@ impl<E: Clone> KeyCache<E> {
     /// Return the cached key for `id`, or run `load` (once for all concurrent
     /// callers) and cache its result. Errors are shared with the callers that
     /// waited, and never cached.
-    pub async fn get_or_load<F, Fut>(&self, id: CacheKey, load: F) -> (Result<Arc<SecretKey>, E>, Lookup)
+    pub async fn get_or_load<F, Fut>(
+        &self,
+        id: CacheKey,
+        load: F,
+    ) -> (Result<Arc<SecretKey>, E>, Lookup)
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<SecretKey, E>>,
@@ -95,7 +99,11 @@ impl<E: Clone> KeyCache<E> {
                 }
                 st.entries.remove(&id);
             }
-            Arc::clone(st.flights.entry(id).or_insert_with(|| Arc::new(OnceCell::new())))
+            Arc::clone(
+                st.flights
+                    .entry(id)
+                    .or_insert_with(|| Arc::new(OnceCell::new())),
+            )
         };
         let mut ran = false;
         let result = flight
@@ -139,7 +147,11 @@ impl<E: Clone> KeyCache<E> {
                 }
             }
         }
-        if st.entries.insert(id, (key, now + self.limits.ttl)).is_none() {
+        if st
+            .entries
+            .insert(id, (key, now + self.limits.ttl))
+            .is_none()
+        {
             st.order.push_back(id);
         }
     }
@@ -169,7 +181,10 @@ impl<E: Clone> KeyCache<E> {
 
     /// (hits, misses) since start.
     pub fn counters(&self) -> (u64, u64) {
-        (self.hits.load(Ordering::Relaxed), self.misses.load(Ordering::Relaxed))
+        (
+            self.hits.load(Ordering::Relaxed),
+            self.misses.load(Ordering::Relaxed),
+        )
     }
 }
 
@@ -179,7 +194,10 @@ mod tests {
     use std::sync::atomic::AtomicUsize;
 
     fn limits(ttl_ms: u64, max: usize) -> CacheLimits {
-        CacheLimits { ttl: Duration::from_millis(ttl_ms), max_entries: max }
+        CacheLimits {
+            ttl: Duration::from_millis(ttl_ms),
+            max_entries: max,
+        }
     }
 
     #[tokio::test]
@@ -210,9 +228,15 @@ mod tests {
     #[tokio::test]
     async fn errors_are_shared_but_not_cached() {
         let cache: KeyCache<String> = KeyCache::new(limits(60_000, 10));
-        let (r, l) = cache.get_or_load([1; 32], || async { Err("down".to_string()) }).await;
+        let (r, l) = cache
+            .get_or_load([1; 32], || async { Err("down".to_string()) })
+            .await;
         assert_eq!((r.unwrap_err().as_str(), l), ("down", Lookup::Miss));
-        let (r, l) = cache.get_or_load([1; 32], || async { Ok(SecretKey::from_slice(&[2; 32]).unwrap()) }).await;
+        let (r, l) = cache
+            .get_or_load([1; 32], || async {
+                Ok(SecretKey::from_slice(&[2; 32]).unwrap())
+            })
+            .await;
         assert!(r.is_ok());
         assert_eq!(l, Lookup::Miss);
         assert_eq!(cache.len(), 1);
@@ -222,13 +246,25 @@ mod tests {
     async fn ttl_and_size_bound() {
         let cache: KeyCache<String> = KeyCache::new(limits(100, 2));
         for i in 0..3u8 {
-            let _ = cache.get_or_load([i; 32], || async move { Ok(SecretKey::from_slice(&[i; 32]).unwrap()) }).await;
+            let _ = cache
+                .get_or_load([i; 32], || async move {
+                    Ok(SecretKey::from_slice(&[i; 32]).unwrap())
+                })
+                .await;
         }
         assert_eq!(cache.len(), 2, "size bound holds");
-        let (_, l) = cache.get_or_load([0; 32], || async { Ok(SecretKey::from_slice(&[0; 32]).unwrap()) }).await;
+        let (_, l) = cache
+            .get_or_load([0; 32], || async {
+                Ok(SecretKey::from_slice(&[0; 32]).unwrap())
+            })
+            .await;
         assert_eq!(l, Lookup::Miss, "oldest entry was evicted");
         tokio::time::sleep(Duration::from_millis(150)).await;
-        let (_, l) = cache.get_or_load([2; 32], || async { Ok(SecretKey::from_slice(&[2; 32]).unwrap()) }).await;
+        let (_, l) = cache
+            .get_or_load([2; 32], || async {
+                Ok(SecretKey::from_slice(&[2; 32]).unwrap())
+            })
+            .await;
         assert_eq!(l, Lookup::Miss, "entry expired after its TTL");
     }
 
@@ -236,7 +272,11 @@ mod tests {
     async fn ttl_zero_disables_caching() {
         let cache: KeyCache<String> = KeyCache::new(limits(0, 10));
         for _ in 0..2 {
-            let (_, l) = cache.get_or_load([3; 32], || async { Ok(SecretKey::from_slice(&[3; 32]).unwrap()) }).await;
+            let (_, l) = cache
+                .get_or_load([3; 32], || async {
+                    Ok(SecretKey::from_slice(&[3; 32]).unwrap())
+                })
+                .await;
             assert_eq!(l, Lookup::Miss);
         }
         assert!(cache.is_empty());

@@ -109,7 +109,15 @@ impl Envelope {
                 let ciphertext = r.u16_len("ciphertext")?.to_vec();
                 Envelope::Customer(CustomerEnvelope {
                     header,
-                    master: MasterWrap { backend, key_id, key_version, algorithm, iv, tag, ciphertext },
+                    master: MasterWrap {
+                        backend,
+                        key_id,
+                        key_version,
+                        algorithm,
+                        iv,
+                        tag,
+                        ciphertext,
+                    },
                 })
             }
             KeyType::User | KeyType::Workspace => {
@@ -117,7 +125,12 @@ impl Envelope {
                 let mut nonce = [0u8; 12];
                 nonce.copy_from_slice(r.take(12, "nonce")?);
                 let sealed = r.u16_len("ciphertext")?.to_vec();
-                Envelope::Local(LocalEnvelope { header, parent, nonce, sealed })
+                Envelope::Local(LocalEnvelope {
+                    header,
+                    parent,
+                    nonce,
+                    sealed,
+                })
             }
         };
         if !r.0.is_empty() {
@@ -150,7 +163,10 @@ impl Envelope {
         let found = env.header().key_type;
         match env {
             Envelope::Local(l) if found == expected => Ok(l),
-            _ => Err(EnvelopeError::WrongKeyType { expected: expected.label(), found: found.label() }),
+            _ => Err(EnvelopeError::WrongKeyType {
+                expected: expected.label(),
+                found: found.label(),
+            }),
         }
     }
 }
@@ -196,7 +212,10 @@ impl<'a> Reader<'a> {
     }
     fn u16_len(&mut self, what: &'static str) -> Result<&'a [u8], EnvelopeError> {
         let b = self.take(2, what)?;
-        let n = u16::from_be_bytes([b.first().copied().unwrap_or(0), b.get(1).copied().unwrap_or(0)]);
+        let n = u16::from_be_bytes([
+            b.first().copied().unwrap_or(0),
+            b.get(1).copied().unwrap_or(0),
+        ]);
         self.take(usize::from(n), what)
     }
 }

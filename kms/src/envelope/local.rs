@@ -32,7 +32,9 @@ impl KeyId {
         Ok(Self(b))
     }
     pub fn from_slice(b: &[u8]) -> Result<Self, EnvelopeError> {
-        let a: [u8; 16] = b.try_into().map_err(|_| EnvelopeError::Truncated("key id"))?;
+        let a: [u8; 16] = b
+            .try_into()
+            .map_err(|_| EnvelopeError::Truncated("key id"))?;
         Ok(Self(a))
     }
     pub fn as_bytes(&self) -> &[u8; 16] {
@@ -96,7 +98,10 @@ pub fn seal_local(
     let mut nonce = [0u8; 12];
     getrandom::fill(&mut nonce).map_err(|_| CryptoError::Rng)?;
     let mut env = LocalEnvelope {
-        header: Header { key_type, key_id: child_id },
+        header: Header {
+            key_type,
+            key_id: child_id,
+        },
         parent: parent_id,
         nonce,
         sealed: Vec::new(),
@@ -104,7 +109,13 @@ pub fn seal_local(
     let aad = env.aad();
     let cipher = Aes256Gcm::new(parent.expose().into());
     env.sealed = cipher
-        .encrypt(&Nonce::from(nonce), Payload { msg: child.expose(), aad: &aad })
+        .encrypt(
+            &Nonce::from(nonce),
+            Payload {
+                msg: child.expose(),
+                aad: &aad,
+            },
+        )
         .map_err(|_| CryptoError::Encrypt)?;
     Ok(env)
 }
@@ -121,13 +132,22 @@ pub fn open_local(
             KeyType::Workspace => KeyType::User.label(),
             _ => KeyType::Customer.label(),
         };
-        return Err(EnvelopeError::WrongParent { child: what, parent: parent_label });
+        return Err(EnvelopeError::WrongParent {
+            child: what,
+            parent: parent_label,
+        });
     }
     let cipher = Aes256Gcm::new(parent.expose().into());
     let aad = env.aad();
     let plain = Zeroizing::new(
         cipher
-            .decrypt(&Nonce::from(env.nonce), Payload { msg: &env.sealed, aad: &aad })
+            .decrypt(
+                &Nonce::from(env.nonce),
+                Payload {
+                    msg: &env.sealed,
+                    aad: &aad,
+                },
+            )
             .map_err(|_| EnvelopeError::Authentication(what))?,
     );
     SecretKey::from_slice(&plain).ok_or(EnvelopeError::Authentication(what))

@@ -66,12 +66,17 @@ pub enum EnvelopeError {
     Truncated(&'static str),
     #[error("the blob is not a cmx-kms wrapped key (bad magic)")]
     BadMagic,
-    #[error("unsupported wrapped-key format version {0} (this server reads version {FORMAT_VERSION})")]
+    #[error(
+        "unsupported wrapped-key format version {0} (this server reads version {FORMAT_VERSION})"
+    )]
     UnsupportedVersion(u8),
     #[error("unknown key type {0}")]
     UnknownKeyType(u8),
     #[error("expected a {expected} but got a {found}")]
-    WrongKeyType { expected: &'static str, found: &'static str },
+    WrongKeyType {
+        expected: &'static str,
+        found: &'static str,
+    },
     #[error("unknown backend {0}")]
     UnknownBackend(u8),
     #[error("unknown wrap algorithm {0}")]
@@ -81,7 +86,10 @@ pub enum EnvelopeError {
     #[error("field too long to encode: {0}")]
     FieldTooLong(&'static str),
     #[error("the {child} does not belong to this {parent}")]
-    WrongParent { child: &'static str, parent: &'static str },
+    WrongParent {
+        child: &'static str,
+        parent: &'static str,
+    },
     #[error("the {0} failed authentication (tampered, or wrapped under another key)")]
     Authentication(&'static str),
 }

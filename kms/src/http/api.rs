@@ -17,13 +17,13 @@ use std::sync::atomic::Ordering;
 use arc_swap::ArcSwap;
 
 use super::Peer;
-use crate::audit::{AuditLog, Event as AuditEvent};
-use crate::cache::Lookup;
-use crate::limits::{Rate, RateLimiter};
-use crate::metrics::Metrics;
 use super::body::{ResponseBody, body, read_limited};
 use super::error::ApiError;
+use crate::audit::{AuditLog, Event as AuditEvent};
+use crate::cache::Lookup;
 use crate::keys::{KeyError, KeyService, OpInfo};
+use crate::limits::{Rate, RateLimiter};
+use crate::metrics::Metrics;
 use crate::readiness::{Readiness, State};
 use crate::tls::Role;
 
@@ -70,8 +70,16 @@ pub const ROUTES: &[(&str, &str, Operation)] = &[
     ("POST", "/v1/customer-keys", Operation::CreateCustomerKey),
     ("POST", "/v1/user-keys", Operation::CreateUserKey),
     ("POST", "/v1/workspace-keys", Operation::CreateWorkspaceKey),
-    ("POST", "/v1/workspace-keys/decrypt", Operation::DecryptWorkspaceKey),
-    ("POST", "/v1/customer-keys/rewrap", Operation::RewrapCustomerKey),
+    (
+        "POST",
+        "/v1/workspace-keys/decrypt",
+        Operation::DecryptWorkspaceKey,
+    ),
+    (
+        "POST",
+        "/v1/customer-keys/rewrap",
+        Operation::RewrapCustomerKey,
+    ),
     ("GET", "/v1/health", Operation::Health),
     ("GET", "/v1/ready", Operation::Ready),
 ];
@@ -86,7 +94,11 @@ fn route(method: &Method, path: &str) -> Result<Operation, ApiError> {
             }
         }
     }
-    Err(if path_known { ApiError::MethodNotAllowed } else { ApiError::NotFound })
+    Err(if path_known {
+        ApiError::MethodNotAllowed
+    } else {
+        ApiError::NotFound
+    })
 }
 
 /// Settings a reload may change.
@@ -157,7 +169,8 @@ fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 }
 
 fn b64(field: &'static str, s: &str) -> Result<Vec<u8>, ApiError> {
-    B64.decode(s.trim()).map_err(|_| ApiError::BadRequest(format!("{field} is not valid base64")))
+    B64.decode(s.trim())
+        .map_err(|_| ApiError::BadRequest(format!("{field} is not valid base64")))
 }
 
 fn json(value: &serde_json::Value) -> Zeroizing<Vec<u8>> {
@@ -167,14 +180,21 @@ fn json(value: &serde_json::Value) -> Zeroizing<Vec<u8>> {
 impl App {
     /// Handle one request from an authenticated peer: route, rate limit,
     /// serve, audit, count.
-    pub async fn handle(&self, req: Request<Incoming>, peer: &Peer, request_id: &str) -> Response<ResponseBody> {
+    pub async fn handle(
+        &self,
+        req: Request<Incoming>,
+        peer: &Peer,
+        request_id: &str,
+    ) -> Response<ResponseBody> {
         let start = Instant::now();
         self.metrics.in_flight.fetch_add(1, Ordering::Relaxed);
         let _in_flight = InFlight(&self.metrics);
         let op = route(req.method(), req.uri().path());
         let op_label = op.as_ref().map(|o| o.label()).unwrap_or("unknown");
         let keys = self.keys.load_full();
-        let is_key_op = op.as_ref().is_ok_and(|o| !matches!(o, Operation::Health | Operation::Ready));
+        let is_key_op = op
+            .as_ref()
+            .is_ok_and(|o| !matches!(o, Operation::Health | Operation::Ready));
         let (mut resp, mut outcome) = match op {
             Ok(op) => match self.admit(op, peer) {
                 Ok(()) => self.dispatch(op, req, peer, &keys).await,
@@ -184,7 +204,11 @@ impl App {
         };
         let elapsed = start.elapsed();
         let (customer_key, cache) = match outcome.info {
-            Some(i) => (i.customer_key.to_hex(), i.cache.map(|c| if c == Lookup::Hit { "hit" } else { "miss" })),
+            Some(i) => (
+                i.customer_key.to_hex(),
+                i.cache
+                    .map(|c| if c == Lookup::Hit { "hit" } else { "miss" }),
+            ),
             None => (String::new(), None),
         };
         if is_key_op {
@@ -211,7 +235,8 @@ impl App {
                 }
             }
         }
-        self.metrics.request(op_label, peer.role.label(), outcome.label, elapsed);
+        self.metrics
+            .request(op_label, peer.role.label(), outcome.label, elapsed);
         tracing::info!(
             request_id,
             client = %peer.alias,
@@ -264,15 +289,23 @@ impl App {
             Operation::Health => ok(StatusCode::OK, &serde_json::json!({"status": "ok"}), None),
             Operation::Ready => {
                 let r = self.readiness.current();
-                let status =
-                    if r.state == State::Unavailable { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+                let status = if r.state == State::Unavailable {
+                    StatusCode::SERVICE_UNAVAILABLE
+                } else {
+                    StatusCode::OK
+                };
                 let v = serde_json::to_value(&*r).unwrap_or_default();
                 ok(status, &v, None)
             }
             _ => match self.key_op(op, req, keys).await {
-                Ok((status, body, info)) => {
-                    (respond(status, body, None), Outcome { status, label: "ok", info: Some(info) })
-                }
+                Ok((status, body, info)) => (
+                    respond(status, body, None),
+                    Outcome {
+                        status,
+                        label: "ok",
+                        info: Some(info),
+                    },
+                ),
                 Err((e, info)) => {
                     let (resp, mut outcome) = error_response(&e);
                     outcome.info = info;
@@ -293,7 +326,11 @@ impl App {
             .headers()
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .is_none_or(|v| v.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json")));
+            .is_none_or(|v| {
+                v.split(';')
+                    .next()
+                    .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+            });
         if !ct_ok {
             return Err(plain(ApiError::UnsupportedMediaType));
         }
@@ -302,7 +339,9 @@ impl App {
             .get(CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        let bytes = read_limited(req.into_body(), declared, self.settings.load().max_body).await.map_err(plain)?;
+        let bytes = read_limited(req.into_body(), declared, self.settings.load().max_body)
+            .await
+            .map_err(plain)?;
         let key_err = |e: KeyError| {
             match &e {
                 KeyError::Envelope { .. } => tracing::debug!(error = %e, "invalid wrapped key"),
@@ -312,7 +351,8 @@ impl App {
         };
         match op {
             Operation::CreateCustomerKey => {
-                let _: Empty = parse(if bytes.is_empty() { b"{}" } else { &bytes }).map_err(plain)?;
+                let _: Empty =
+                    parse(if bytes.is_empty() { b"{}" } else { &bytes }).map_err(plain)?;
                 let (w, info) = keys.create_customer_key().await.map_err(key_err)?;
                 let v = serde_json::json!({"wrapped_customer_key": B64.encode(&w.blob), "key_id": w.key_id.to_hex()});
                 Ok((StatusCode::CREATED, json(&v), info))
@@ -329,8 +369,7 @@ impl App {
                 let c = b64("wrapped_customer_key", &r.wrapped_customer_key).map_err(plain)?;
                 let u = b64("wrapped_user_key", &r.wrapped_user_key).map_err(plain)?;
                 let (w, info) = keys.create_workspace_key(&c, &u).await.map_err(key_err)?;
-                let v =
-                    serde_json::json!({"wrapped_workspace_key": B64.encode(&w.blob), "key_id": w.key_id.to_hex()});
+                let v = serde_json::json!({"wrapped_workspace_key": B64.encode(&w.blob), "key_id": w.key_id.to_hex()});
                 Ok((StatusCode::CREATED, json(&v), info))
             }
             Operation::DecryptWorkspaceKey => {
@@ -338,7 +377,10 @@ impl App {
                 let c = b64("wrapped_customer_key", &r.wrapped_customer_key).map_err(plain)?;
                 let u = b64("wrapped_user_key", &r.wrapped_user_key).map_err(plain)?;
                 let w = b64("wrapped_workspace_key", &r.wrapped_workspace_key).map_err(plain)?;
-                let (key, info) = keys.decrypt_workspace_key(&c, &u, &w).await.map_err(key_err)?;
+                let (key, info) = keys
+                    .decrypt_workspace_key(&c, &u, &w)
+                    .await
+                    .map_err(key_err)?;
                 Ok((StatusCode::OK, workspace_key_body(key.expose()), info))
             }
             Operation::RewrapCustomerKey => {
@@ -367,18 +409,40 @@ fn workspace_key_body(key: &[u8]) -> Zeroizing<Vec<u8>> {
     out
 }
 
-fn ok(status: StatusCode, v: &serde_json::Value, info: Option<OpInfo>) -> (Response<ResponseBody>, Outcome) {
-    (respond(status, json(v), None), Outcome { status, label: "ok", info })
+fn ok(
+    status: StatusCode,
+    v: &serde_json::Value,
+    info: Option<OpInfo>,
+) -> (Response<ResponseBody>, Outcome) {
+    (
+        respond(status, json(v), None),
+        Outcome {
+            status,
+            label: "ok",
+            info,
+        },
+    )
 }
 
 /// Build the JSON error response for `e`.
 fn error_response(e: &ApiError) -> (Response<ResponseBody>, Outcome) {
     let (status, label) = e.status_and_label();
     let v = serde_json::json!({"error": label, "message": e.message()});
-    (respond(status, json(&v), e.retry_after()), Outcome { status, label, info: None })
+    (
+        respond(status, json(&v), e.retry_after()),
+        Outcome {
+            status,
+            label,
+            info: None,
+        },
+    )
 }
 
-fn respond(status: StatusCode, data: Zeroizing<Vec<u8>>, retry_after: Option<std::time::Duration>) -> Response<ResponseBody> {
+fn respond(
+    status: StatusCode,
+    data: Zeroizing<Vec<u8>>,
+    retry_after: Option<std::time::Duration>,
+) -> Response<ResponseBody> {
     let mut resp = Response::new(body(data));
     *resp.status_mut() = status;
     let h = resp.headers_mut();
@@ -412,7 +476,10 @@ mod tests {
                 documented.insert((method.to_uppercase(), path.clone()));
             }
         }
-        let served: BTreeSet<_> = ROUTES.iter().map(|(m, p, _)| (m.to_string(), p.to_string())).collect();
+        let served: BTreeSet<_> = ROUTES
+            .iter()
+            .map(|(m, p, _)| (m.to_string(), p.to_string()))
+            .collect();
         assert_eq!(documented, served);
     }
 
@@ -438,12 +505,13 @@ mod tests {
     #[test]
     fn openapi_error_labels_match() {
         let doc = doc();
-        let documented: BTreeSet<&str> = doc["components"]["schemas"]["Error"]["properties"]["error"]["enum"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_str().unwrap())
-            .collect();
+        let documented: BTreeSet<&str> =
+            doc["components"]["schemas"]["Error"]["properties"]["error"]["enum"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap())
+                .collect();
         assert_eq!(documented, LABELS.iter().copied().collect::<BTreeSet<_>>());
         // And every error's label is in LABELS, with the status the document gives it.
         let samples = [
@@ -454,8 +522,12 @@ mod tests {
             ApiError::MethodNotAllowed,
             ApiError::UnsupportedMediaType,
             ApiError::PayloadTooLarge { limit: 1 },
-            ApiError::TooManyRequests { retry_after: std::time::Duration::from_secs(1) },
-            ApiError::BackendUnavailable { retry_after: std::time::Duration::from_secs(1) },
+            ApiError::TooManyRequests {
+                retry_after: std::time::Duration::from_secs(1),
+            },
+            ApiError::BackendUnavailable {
+                retry_after: std::time::Duration::from_secs(1),
+            },
             ApiError::BackendFailure,
             ApiError::AuditUnavailable,
             ApiError::Internal,
@@ -465,8 +537,12 @@ mod tests {
             let (status, label) = e.status_and_label();
             assert!(LABELS.contains(&label), "{label}");
             if !matches!(e, ApiError::NotFound | ApiError::MethodNotAllowed) {
-                let decrypt = &doc["paths"]["/v1/workspace-keys/decrypt"]["post"]["responses"][status.as_str()];
-                assert!(decrypt["description"].as_str().unwrap().contains(label), "{label} under {status} in the document");
+                let decrypt = &doc["paths"]["/v1/workspace-keys/decrypt"]["post"]["responses"]
+                    [status.as_str()];
+                assert!(
+                    decrypt["description"].as_str().unwrap().contains(label),
+                    "{label} under {status} in the document"
+                );
             }
             assert!(text.contains(label));
         }

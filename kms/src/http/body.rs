@@ -40,13 +40,21 @@ pub fn body(data: Zeroizing<Vec<u8>>) -> ResponseBody {
 
 /// Read a request body of at most `limit` bytes. A declared length over the
 /// limit is refused before anything is read.
-pub async fn read_limited(body: Incoming, declared: Option<u64>, limit: usize) -> Result<Bytes, ApiError> {
+pub async fn read_limited(
+    body: Incoming,
+    declared: Option<u64>,
+    limit: usize,
+) -> Result<Bytes, ApiError> {
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(ApiError::PayloadTooLarge { limit });
     }
     match Limited::new(body, limit).collect().await {
         Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::PayloadTooLarge { limit }),
-        Err(_) => Err(ApiError::BadRequest("the request body could not be read".into())),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(ApiError::PayloadTooLarge { limit })
+        }
+        Err(_) => Err(ApiError::BadRequest(
+            "the request body could not be read".into(),
+        )),
     }
 }

@@ -19,10 +19,16 @@ pub enum ApiError {
     NotFound,
     MethodNotAllowed,
     UnsupportedMediaType,
-    PayloadTooLarge { limit: usize },
-    TooManyRequests { retry_after: Duration },
+    PayloadTooLarge {
+        limit: usize,
+    },
+    TooManyRequests {
+        retry_after: Duration,
+    },
     /// The master-key backend cannot be reached now; retry later.
-    BackendUnavailable { retry_after: Duration },
+    BackendUnavailable {
+        retry_after: Duration,
+    },
     /// The backend refused for a reason only the operator can fix.
     BackendFailure,
     /// The audit trail cannot be written, so no key operation is served.
@@ -50,14 +56,24 @@ impl ApiError {
     pub fn status_and_label(&self) -> (StatusCode, &'static str) {
         match self {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad-request"),
-            ApiError::InvalidWrappedKey(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid-wrapped-key"),
+            ApiError::InvalidWrappedKey(_) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "invalid-wrapped-key")
+            }
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not-found"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed"),
-            ApiError::UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type"),
-            ApiError::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large"),
-            ApiError::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "too-many-requests"),
-            ApiError::BackendUnavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "backend-unavailable"),
+            ApiError::UnsupportedMediaType => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type")
+            }
+            ApiError::PayloadTooLarge { .. } => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large")
+            }
+            ApiError::TooManyRequests { .. } => {
+                (StatusCode::TOO_MANY_REQUESTS, "too-many-requests")
+            }
+            ApiError::BackendUnavailable { .. } => {
+                (StatusCode::SERVICE_UNAVAILABLE, "backend-unavailable")
+            }
             ApiError::BackendFailure => (StatusCode::BAD_GATEWAY, "backend-error"),
             ApiError::AuditUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "audit-unavailable"),
             ApiError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
@@ -88,7 +104,8 @@ impl ApiError {
 
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            ApiError::TooManyRequests { retry_after } | ApiError::BackendUnavailable { retry_after } => Some(*retry_after),
+            ApiError::TooManyRequests { retry_after }
+            | ApiError::BackendUnavailable { retry_after } => Some(*retry_after),
             ApiError::AuditUnavailable => Some(std::time::Duration::from_secs(5)),
             _ => None,
         }
@@ -100,12 +117,12 @@ impl From<&KeyError> for ApiError {
         match e {
             KeyError::Envelope { .. } => ApiError::InvalidWrappedKey(e.to_string()),
             KeyError::Backend(b) => match b {
-                BackendError::Unavailable { retry_after, .. } => {
-                    ApiError::BackendUnavailable { retry_after: *retry_after }
-                }
-                BackendError::InvalidCiphertext(_) => {
-                    ApiError::InvalidWrappedKey("wrapped_customer_key: the key backend could not unwrap it".into())
-                }
+                BackendError::Unavailable { retry_after, .. } => ApiError::BackendUnavailable {
+                    retry_after: *retry_after,
+                },
+                BackendError::InvalidCiphertext(_) => ApiError::InvalidWrappedKey(
+                    "wrapped_customer_key: the key backend could not unwrap it".into(),
+                ),
                 BackendError::KeyNotFound(_)
                 | BackendError::KeyNotUsable(_)
                 | BackendError::PermissionDenied(_)

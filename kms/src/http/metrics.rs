@@ -27,12 +27,15 @@ pub async fn serve(listener: TcpListener, app: Arc<App>) {
             let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                 let app = Arc::clone(&app);
                 async move {
-                    let mut resp = if req.method() == Method::GET && req.uri().path() == "/metrics" {
+                    let mut resp = if req.method() == Method::GET && req.uri().path() == "/metrics"
+                    {
                         let cache = app.keys.load().cache_counters();
                         let ready = ready_gauge(app.readiness.current().state);
                         Response::new(Full::new(Bytes::from(app.metrics.render(cache, ready))))
                     } else {
-                        let mut r = Response::new(Full::new(Bytes::from_static(b"only GET /metrics here\n")));
+                        let mut r = Response::new(Full::new(Bytes::from_static(
+                            b"only GET /metrics here\n",
+                        )));
                         *r.status_mut() = StatusCode::NOT_FOUND;
                         r
                     };

@@ -92,7 +92,12 @@ pub async fn serve(
         tokio::spawn(async move {
             let _permit = permit;
             let acceptor = TlsAcceptor::from(Arc::clone(&ctx.config));
-            let stream = match tokio::time::timeout(settings.handshake_timeout, acceptor.accept(tcp)).await {
+            let stream = match tokio::time::timeout(
+                settings.handshake_timeout,
+                acceptor.accept(tcp),
+            )
+            .await
+            {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
                     app.metrics.handshake_failure(handshake_reason(&e));
@@ -129,8 +134,14 @@ pub async fn serve(
     }
     drop(listener);
     tracing::info!("stopped accepting; draining open connections");
-    if tokio::time::timeout(settings.shutdown_grace, graceful.shutdown()).await.is_err() {
-        tracing::warn!(grace_secs = settings.shutdown_grace.as_secs(), "connections still open after the grace period");
+    if tokio::time::timeout(settings.shutdown_grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            grace_secs = settings.shutdown_grace.as_secs(),
+            "connections still open after the grace period"
+        );
     }
 }
 

@@ -18,7 +18,9 @@ pub enum TlsError {
     EmptyChain,
     #[error("the server key does not fit its certificate, or is of an unsupported type: {0}")]
     BadIdentity(rustls::Error),
-    #[error("no client certificate is pinned: import the backend and device certificates into the keystore (aliases {0})")]
+    #[error(
+        "no client certificate is pinned: import the backend and device certificates into the keystore (aliases {0})"
+    )]
     NoClients(String),
 }
 
@@ -38,7 +40,8 @@ pub fn server_config(
         return Err(TlsError::EmptyChain);
     }
     let provider = provider();
-    let verifier = PinningVerifier::new(pins, provider.signature_verification_algorithms, on_refusal);
+    let verifier =
+        PinningVerifier::new(pins, provider.signature_verification_algorithms, on_refusal);
     let mut cfg = ServerConfig::builder_with_provider(Arc::clone(&provider))
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(TlsError::BadIdentity)?

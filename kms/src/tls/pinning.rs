@@ -46,7 +46,10 @@ pub fn fingerprint(cert: &CertificateDer<'_>) -> Fingerprint {
 
 /// Colon-separated upper-case hex, as keytool prints fingerprints.
 pub fn fingerprint_hex(fp: &Fingerprint) -> String {
-    fp.iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
+    fp.iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 /// One pinned client certificate.
@@ -65,8 +68,9 @@ pub struct PinnedClient {
 impl PinnedClient {
     /// Pin `cert` under `alias` with `role`. Fails if the certificate cannot be parsed.
     pub fn new(alias: &str, role: Role, cert: &CertificateDer<'_>) -> Result<Self, String> {
-        let (_, x) = x509_parser::parse_x509_certificate(cert.as_ref())
-            .map_err(|e| format!("certificate entry '{alias}' is not a valid X.509 certificate: {e}"))?;
+        let (_, x) = x509_parser::parse_x509_certificate(cert.as_ref()).map_err(|e| {
+            format!("certificate entry '{alias}' is not a valid X.509 certificate: {e}")
+        })?;
         Ok(Self {
             alias: alias.to_owned(),
             role,
@@ -87,7 +91,9 @@ pub struct PinnedClients {
 
 impl PinnedClients {
     pub fn new(clients: Vec<PinnedClient>) -> Self {
-        Self { by_fp: clients.into_iter().map(|c| (c.fingerprint, c)).collect() }
+        Self {
+            by_fp: clients.into_iter().map(|c| (c.fingerprint, c)).collect(),
+        }
     }
 
     pub fn lookup(&self, cert: &CertificateDer<'_>) -> Option<&PinnedClient> {
@@ -140,13 +146,23 @@ pub struct PinningVerifier {
 
 impl fmt::Debug for PinningVerifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PinningVerifier").field("pins", &self.pins.len()).finish_non_exhaustive()
+        f.debug_struct("PinningVerifier")
+            .field("pins", &self.pins.len())
+            .finish_non_exhaustive()
     }
 }
 
 impl PinningVerifier {
-    pub fn new(pins: Arc<PinnedClients>, algorithms: WebPkiSupportedAlgorithms, on_refusal: Option<RefusalHook>) -> Self {
-        Self { pins, algorithms, on_refusal }
+    pub fn new(
+        pins: Arc<PinnedClients>,
+        algorithms: WebPkiSupportedAlgorithms,
+        on_refusal: Option<RefusalHook>,
+    ) -> Self {
+        Self {
+            pins,
+            algorithms,
+            on_refusal,
+        }
     }
 
     fn refuse(&self, why: Refusal, cert: &CertificateDer<'_>) -> rustls::Error {

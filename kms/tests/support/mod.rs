@@ -2,3 +2,4 @@
 #![allow(dead_code)]
 
 pub mod guide_pki;
+pub mod node;

@@ -20,7 +20,9 @@ use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use secrecy::{ExposeSecret, SecretString};
 use zeroize::Zeroizing;
 
-use super::{Backend, BackendError, BackendKind, EndpointState, MasterWrap, ProbeReport, WrapAlgorithm};
+use super::{
+    Backend, BackendError, BackendKind, EndpointState, MasterWrap, ProbeReport, WrapAlgorithm,
+};
 
 const FILE_MAGIC: &[u8; 8] = b"CMXSOFT1";
 const PBKDF2_ROUNDS: u32 = 200_000;
@@ -31,9 +33,15 @@ const CANARY: &[u8] = b"cmx-kms readiness canary";
 #[derive(Debug, thiserror::Error)]
 pub enum SoftKeyError {
     #[error("cannot read the soft master key file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot create the soft master key file {path}: {source}")]
-    Create { path: PathBuf, source: std::io::Error },
+    Create {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error(
         "{path} is not a cmx-kms soft master key file (or it is damaged); move it away to create a new key, which makes every key wrapped by the old one unreadable"
     )]
@@ -56,20 +64,28 @@ pub struct SoftBackend {
 
 impl std::fmt::Debug for SoftBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SoftBackend").field("key_id", &self.key_id).finish_non_exhaustive()
+        f.debug_struct("SoftBackend")
+            .field("key_id", &self.key_id)
+            .finish_non_exhaustive()
     }
 }
 
 impl SoftBackend {
     /// Open the sealed key at `path`, creating it (mode 0600) if absent.
     /// Returns the backend and whether the key was created now.
-    pub fn open_or_create(path: &Path, password: &SecretString) -> Result<(Self, bool), SoftKeyError> {
+    pub fn open_or_create(
+        path: &Path,
+        password: &SecretString,
+    ) -> Result<(Self, bool), SoftKeyError> {
         match fs::read(path) {
             Ok(bytes) => Ok((Self::unseal(path, &bytes, password)?, false)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 Ok((Self::create(path, password)?, true))
             }
-            Err(source) => Err(SoftKeyError::Read { path: path.to_owned(), source }),
+            Err(source) => Err(SoftKeyError::Read {
+                path: path.to_owned(),
+                source,
+            }),
         }
     }
 
@@ -85,7 +101,11 @@ impl SoftBackend {
         let sealing = sealing_key(password, &salt)?;
         let mut sealed = master.to_vec();
         sealing
-            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(key_id.as_bytes()), &mut sealed)
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(key_id.as_bytes()),
+                &mut sealed,
+            )
             .map_err(|_| SoftKeyError::Rng)?;
         let mut file = Vec::new();
         file.extend_from_slice(FILE_MAGIC);
@@ -93,15 +113,29 @@ impl SoftBackend {
         file.extend_from_slice(&salt);
         file.extend_from_slice(&nonce);
         file.extend_from_slice(&sealed);
-        let create_err = |source| SoftKeyError::Create { path: path.to_owned(), source };
-        let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(create_err)?;
-        f.write_all(&file).and_then(|()| f.sync_all()).map_err(create_err)?;
+        let create_err = |source| SoftKeyError::Create {
+            path: path.to_owned(),
+            source,
+        };
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(create_err)?;
+        f.write_all(&file)
+            .and_then(|()| f.sync_all())
+            .map_err(create_err)?;
         Self::from_key(master.as_slice(), key_id)
     }
 
     fn unseal(path: &Path, bytes: &[u8], password: &SecretString) -> Result<Self, SoftKeyError> {
-        let corrupt = || SoftKeyError::Corrupt { path: path.to_owned() };
-        let rest = bytes.strip_prefix(FILE_MAGIC.as_slice()).ok_or_else(corrupt)?;
+        let corrupt = || SoftKeyError::Corrupt {
+            path: path.to_owned(),
+        };
+        let rest = bytes
+            .strip_prefix(FILE_MAGIC.as_slice())
+            .ok_or_else(corrupt)?;
         if rest.len() != 8 + 16 + 12 + 32 + TAG_LEN {
             return Err(corrupt());
         }
@@ -113,13 +147,19 @@ impl SoftBackend {
         let mut buf = Zeroizing::new(sealed.to_vec());
         let master = sealing_key(password, salt)?
             .open_in_place(nonce, Aad::from(key_id.as_bytes()), &mut buf)
-            .map_err(|_| SoftKeyError::WrongPassword { path: path.to_owned() })?;
+            .map_err(|_| SoftKeyError::WrongPassword {
+                path: path.to_owned(),
+            })?;
         Self::from_key(master, key_id)
     }
 
     fn from_key(master: &[u8], key_id: String) -> Result<Self, SoftKeyError> {
         let unbound = UnboundKey::new(&AES_256_GCM, master).map_err(|_| SoftKeyError::Rng)?;
-        Ok(Self { key: LessSafeKey::new(unbound), key_id, unavailable: AtomicBool::new(false) })
+        Ok(Self {
+            key: LessSafeKey::new(unbound),
+            key_id,
+            unavailable: AtomicBool::new(false),
+        })
     }
 
     /// The master key's id (not secret).
@@ -147,7 +187,13 @@ impl SoftBackend {
 fn sealing_key(password: &SecretString, salt: &[u8]) -> Result<LessSafeKey, SoftKeyError> {
     let mut k = Zeroizing::new([0u8; 32]);
     let rounds = NonZeroU32::new(PBKDF2_ROUNDS).unwrap_or(NonZeroU32::MIN);
-    ring::pbkdf2::derive(ring::pbkdf2::PBKDF2_HMAC_SHA256, rounds, salt, password.expose_secret().as_bytes(), k.as_mut());
+    ring::pbkdf2::derive(
+        ring::pbkdf2::PBKDF2_HMAC_SHA256,
+        rounds,
+        salt,
+        password.expose_secret().as_bytes(),
+        k.as_mut(),
+    );
     let unbound = UnboundKey::new(&AES_256_GCM, k.as_slice()).map_err(|_| SoftKeyError::Rng)?;
     Ok(LessSafeKey::new(unbound))
 }
@@ -165,8 +211,9 @@ impl Backend for SoftBackend {
     async fn wrap(&self, plaintext: &[u8], aad: &[u8]) -> Result<MasterWrap, BackendError> {
         self.check_up()?;
         let mut iv = [0u8; 12];
-        getrandom::fill(&mut iv)
-            .map_err(|_| BackendError::Misconfigured("the system random generator failed".into()))?;
+        getrandom::fill(&mut iv).map_err(|_| {
+            BackendError::Misconfigured("the system random generator failed".into())
+        })?;
         let mut buf = plaintext.to_vec();
         let tag = self
             .key
@@ -225,7 +272,11 @@ impl Backend for SoftBackend {
             endpoints: vec![EndpointState {
                 endpoint: "soft".into(),
                 up,
-                detail: if up { "canary ok".into() } else { "canary mismatch".into() },
+                detail: if up {
+                    "canary ok".into()
+                } else {
+                    "canary mismatch".into()
+                },
             }],
         })
     }

@@ -1,0 +1,408 @@
+//! A real `cmx-kms serve` process on 127.0.0.1 and a real HTTPS client with
+//! client certificates (rustls), for the server's integration tests.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::Write as _;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+
+use super::guide_pki::{GuidePki, Identity};
+
+/// A free port on 127.0.0.1 (bound then released: good enough for tests).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running `cmx-kms serve`.
+pub struct TestNode {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub metrics_addr: SocketAddr,
+    pub dir: PathBuf,
+    pub properties: PathBuf,
+    pub log: PathBuf,
+    pub audit: PathBuf,
+}
+
+impl TestNode {
+    /// The properties a test node runs with: the guide's keystore, the soft
+    /// backend, free ports, files in `dir`; `extra` lines are appended.
+    pub fn properties(
+        pki: &GuidePki,
+        dir: &Path,
+        port: u16,
+        metrics_port: u16,
+        extra: &str,
+    ) -> String {
+        format!(
+            "kms.keystore.file={}\nkms.keystore.password={}\nkms.keystore.alias=kmsClient\n\
+             kms.hsm.protocol=soft\nkms.hsm.soft.key.file={}\nkms.server.address=127.0.0.1\n\
+             kms.server.port={port}\nkms.metrics.port={metrics_port}\nkms.audit.file={}\n{extra}",
+            pki.keystore.display(),
+            pki.store_password,
+            dir.join("soft-master.key").display(),
+            dir.join("audit.log").display(),
+        )
+    }
+
+    /// Start a node with the guide's keystore and the soft backend.
+    pub fn start(pki: &GuidePki, dir: &Path, extra: &str) -> TestNode {
+        Self::start_with(
+            dir,
+            |port, mport| Self::properties(pki, dir, port, mport, extra),
+            &[],
+        )
+    }
+
+    /// Start a node with properties made by `props(port, metrics_port)` and extra env vars.
+    pub fn start_with(
+        dir: &Path,
+        props: impl Fn(u16, u16) -> String,
+        env: &[(&str, &str)],
+    ) -> TestNode {
+        std::fs::create_dir_all(dir).unwrap();
+        let (port, mport) = (free_port(), free_port());
+        let properties = dir.join("kms.properties");
+        std::fs::write(&properties, props(port, mport)).unwrap();
+        let log = dir.join("server.log");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cmx-kms"));
+        cmd.arg("serve")
+            .arg("-c")
+            .arg(&properties)
+            .env("CMX_KMS_LOG", "trace")
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(dir.join("server.stdout")).unwrap())
+            .stderr(std::fs::File::create(&log).unwrap());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().unwrap();
+        let mut node = TestNode {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            metrics_addr: SocketAddr::from(([127, 0, 0, 1], mport)),
+            dir: dir.to_owned(),
+            properties,
+            log,
+            audit: dir.join("audit.log"),
+        };
+        node.wait_listening();
+        node
+    }
+
+    fn wait_listening(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("cmx-kms exited with {status}:\n{}", self.log_text());
+            }
+            if TcpStream::connect(self.addr).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "cmx-kms did not listen on {} within 20 s:\n{}",
+            self.addr,
+            self.log_text()
+        );
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+
+    /// A client presenting `id`'s certificate.
+    pub fn client(&self, pki: &GuidePki, id: &Identity) -> Client {
+        Client::new(self.addr, &pki.ca.cert, Some((&id.cert, &id.key)))
+    }
+
+    /// A client presenting no certificate.
+    pub fn anonymous(&self, pki: &GuidePki) -> Client {
+        Client::new(self.addr, &pki.ca.cert, None)
+    }
+
+    /// GET /metrics (plain HTTP on loopback).
+    pub fn metrics(&self) -> String {
+        let mut s = TcpStream::connect(self.metrics_addr).unwrap();
+        write!(
+            s,
+            "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut s, &mut out).unwrap();
+        out.split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A response.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    /// The `error` label of an error body.
+    pub fn label(&self) -> String {
+        self.json()["error"].as_str().unwrap_or_default().to_owned()
+    }
+}
+
+/// An HTTPS client with an optional client certificate. One connection per
+/// request unless [`Client::keep_alive`] is used.
+#[derive(Clone)]
+pub struct Client {
+    addr: SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+}
+
+impl Client {
+    pub fn new(addr: SocketAddr, ca: &Path, identity: Option<(&Path, &Path)>) -> Client {
+        let mut roots = rustls::RootCertStore::empty();
+        for c in CertificateDer::pem_file_iter(ca).unwrap() {
+            roots.add(c.unwrap()).unwrap();
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let b = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots);
+        let config = match identity {
+            Some((cert, key)) => {
+                let chain: Vec<_> = CertificateDer::pem_file_iter(cert)
+                    .unwrap()
+                    .map(|c| c.unwrap())
+                    .collect();
+                let key = PrivateKeyDer::from_pem_file(key).unwrap();
+                b.with_client_auth_cert(chain, key).unwrap()
+            }
+            None => b.with_no_client_auth(),
+        };
+        Client {
+            addr,
+            config: Arc::new(config),
+        }
+    }
+
+    /// Force one TLS version (for the protocol tests).
+    pub fn with_versions(
+        mut self,
+        versions: &[&'static rustls::SupportedProtocolVersion],
+        ca: &Path,
+        id: (&Path, &Path),
+    ) -> Client {
+        let mut roots = rustls::RootCertStore::empty();
+        for c in CertificateDer::pem_file_iter(ca).unwrap() {
+            roots.add(c.unwrap()).unwrap();
+        }
+        let chain: Vec<_> = CertificateDer::pem_file_iter(id.0)
+            .unwrap()
+            .map(|c| c.unwrap())
+            .collect();
+        let key = PrivateKeyDer::from_pem_file(id.1).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        self.config = Arc::new(
+            rustls::ClientConfig::builder_with_provider(provider)
+                .with_protocol_versions(versions)
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_client_auth_cert(chain, key)
+                .unwrap(),
+        );
+        self
+    }
+
+    fn connect(&self) -> Result<rustls::StreamOwned<rustls::ClientConnection, TcpStream>, String> {
+        let tcp = TcpStream::connect(self.addr).map_err(|e| e.to_string())?;
+        tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let conn = rustls::ClientConnection::new(
+            Arc::clone(&self.config),
+            ServerName::try_from("localhost").unwrap(),
+        )
+        .map_err(|e| e.to_string())?;
+        let mut tls = rustls::StreamOwned::new(conn, tcp);
+        while tls.conn.is_handshaking() {
+            tls.conn
+                .complete_io(&mut tls.sock)
+                .map_err(|e| format!("handshake: {e}"))?;
+        }
+        Ok(tls)
+    }
+
+    /// One request on a fresh connection. `Err` when the TLS connection is
+    /// refused (at the handshake, or by the alert TLS 1.3 sends after it).
+    pub fn request(&self, method: &str, path: &str, body: Option<&[u8]>) -> Result<Resp, String> {
+        self.request_with(method, path, body, &[])
+    }
+
+    pub fn request_with(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+        headers: &[(&str, &str)],
+    ) -> Result<Resp, String> {
+        let mut tls = self.connect()?;
+        send(&mut tls, method, path, body, headers, true).map_err(|e| e.to_string())?;
+        read_response(&mut tls)
+    }
+
+    pub fn post(&self, path: &str, json: &serde_json::Value) -> Resp {
+        self.request("POST", path, Some(json.to_string().as_bytes()))
+            .unwrap()
+    }
+
+    /// A persistent connection for several requests.
+    pub fn keep_alive(&self) -> Result<KeepAlive, String> {
+        Ok(KeepAlive {
+            tls: self.connect()?,
+        })
+    }
+}
+
+/// A keep-alive connection.
+pub struct KeepAlive {
+    tls: rustls::StreamOwned<rustls::ClientConnection, TcpStream>,
+}
+
+impl KeepAlive {
+    pub fn post(&mut self, path: &str, json: &serde_json::Value) -> Result<Resp, String> {
+        send(
+            &mut self.tls,
+            "POST",
+            path,
+            Some(json.to_string().as_bytes()),
+            &[],
+            false,
+        )
+        .map_err(|e| e.to_string())?;
+        read_response(&mut self.tls)
+    }
+}
+
+fn send(
+    tls: &mut impl std::io::Write,
+    method: &str,
+    path: &str,
+    body: Option<&[u8]>,
+    headers: &[(&str, &str)],
+    close: bool,
+) -> std::io::Result<()> {
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\n");
+    if close {
+        req.push_str("Connection: close\r\n");
+    }
+    let mut has_ct = false;
+    for (k, v) in headers {
+        has_ct |= k.eq_ignore_ascii_case("content-type");
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if let Some(b) = body {
+        if !has_ct {
+            req.push_str("Content-Type: application/json\r\n");
+        }
+        if !headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        {
+            req.push_str(&format!("Content-Length: {}\r\n", b.len()));
+        }
+    }
+    req.push_str("\r\n");
+    tls.write_all(req.as_bytes())?;
+    if let Some(b) = body {
+        tls.write_all(b)?;
+    }
+    tls.flush()
+}
+
+fn read_response(tls: &mut impl std::io::Read) -> Result<Resp, String> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let (head_end, status, headers) = loop {
+        let n = tls.read(&mut chunk).map_err(|e| format!("read: {e}"))?;
+        if n == 0 {
+            return Err(format!("connection closed after {} bytes", buf.len()));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(pos) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..pos]).to_string();
+            let mut lines = head.split("\r\n");
+            let status: u16 = lines
+                .next()
+                .unwrap()
+                .split(' ')
+                .nth(1)
+                .unwrap()
+                .parse()
+                .unwrap();
+            let headers: Vec<(String, String)> = lines
+                .filter_map(|l| {
+                    l.split_once(':')
+                        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+                })
+                .collect();
+            break (pos + 4, status, headers);
+        }
+    };
+    let len: usize = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .map(|(_, v)| v.parse().unwrap())
+        .unwrap_or(0);
+    while buf.len() < head_end + len {
+        let n = tls
+            .read(&mut chunk)
+            .map_err(|e| format!("read body: {e}"))?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    Ok(Resp {
+        status,
+        headers,
+        body: buf[head_end..(head_end + len).min(buf.len())].to_vec(),
+    })
+}
