@@ -303,6 +303,11 @@ impl Node {
         })
     }
 
+    /// Change how often and how patiently the readiness canary runs.
+    pub fn set_probe_settings(&mut self, probe: ProbeSettings) {
+        self.probe = probe;
+    }
+
     /// A handle that reloads this node's configuration.
     pub fn reloader(&self) -> Reloader {
         Reloader {
