@@ -67,7 +67,8 @@ const fn legacy(name: &'static str, replaced_by: &'static str, ty: &'static str)
 pub const ENV_PREFIX: &str = "CMX_KMS_";
 
 /// `CMX_KMS_*` variables that are not configuration keys, so never reported as unknown:
-/// the log filter, the test-bed directory of the test suite, and the configuration path.
+/// the log filter, the test-bed directory of the test suite, and one reserved for a
+/// configuration path.
 pub const NON_CONFIG_ENV_VARS: &[&str] = &["CMX_KMS_LOG", "CMX_KMS_TESTBED", "CMX_KMS_CONFIG"];
 
 /// The environment variable that overrides `key`: `CMX_KMS_` + the key without its leading
