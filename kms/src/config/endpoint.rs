@@ -45,20 +45,22 @@ impl fmt::Display for HsmEndpoint {
     }
 }
 
-/// Parses a comma-separated endpoint list for `protocol`; items without a port get
-/// `default_port`.
+/// Parses a comma-separated endpoint list; items without a port get `default_port`.
+/// Schemes are checked against `protocol` when it is given.
 pub fn parse_list(
     text: &str,
-    protocol: Protocol,
+    protocol: Option<Protocol>,
     default_port: u16,
 ) -> Result<Vec<HsmEndpoint>, String> {
     let mut out = Vec::new();
     for item in text.split(',') {
         let item = item.trim();
-        let endpoint = parse_one(item, default_port)
-            .map_err(|why| format!("has an invalid item '{}': it {why}", item.escape_debug()))?;
-        check_scheme(&endpoint, protocol)
-            .map_err(|why| format!("has an invalid item '{}': it {why}", item.escape_debug()))?;
+        let invalid =
+            |why: String| format!("has an invalid item '{}': it {why}", item.escape_debug());
+        let endpoint = parse_one(item, default_port).map_err(invalid)?;
+        if let Some(protocol) = protocol {
+            check_scheme(&endpoint, protocol).map_err(invalid)?;
+        }
         out.push(endpoint);
     }
     Ok(out)
@@ -166,7 +168,7 @@ mod tests {
     use super::*;
 
     fn one(text: &str, protocol: Protocol) -> HsmEndpoint {
-        let list = parse_list(text, protocol, 5696).unwrap();
+        let list = parse_list(text, Some(protocol), 5696).unwrap();
         assert_eq!(list.len(), 1);
         list.into_iter().next().unwrap()
     }
@@ -195,7 +197,7 @@ mod tests {
 
     #[test]
     fn failover_lists() {
-        let list = parse_list("a:1, b ,https://c:3", Protocol::Kmip1, 7).unwrap();
+        let list = parse_list("a:1, b ,https://c:3", Some(Protocol::Kmip1), 7).unwrap();
         let shown: Vec<String> = list.iter().map(ToString::to_string).collect();
         assert_eq!(shown, ["a:1", "b:7", "https://c:3"]);
     }
@@ -220,19 +222,22 @@ mod tests {
             "1a://h",
             "h:",
         ] {
-            assert!(parse_list(bad, Protocol::Kmip1, 5696).is_err(), "{bad}");
+            assert!(
+                parse_list(bad, Some(Protocol::Kmip1), 5696).is_err(),
+                "{bad}"
+            );
         }
     }
 
     #[test]
     fn schemes_per_protocol() {
-        assert!(parse_list("http://h", Protocol::Kmip1, 1).is_err());
-        assert!(parse_list("ftp://h", Protocol::Kmip1, 1).is_err());
-        assert!(parse_list("http://vault.example.com", Protocol::Vault, 1).is_err());
-        assert!(parse_list("kmip://vault", Protocol::Vault, 1).is_err());
-        assert!(parse_list("http://127.0.0.1:8200", Protocol::Vault, 1).is_ok());
-        assert!(parse_list("http://localhost", Protocol::Vault, 1).is_ok());
-        assert!(parse_list("http://[::1]:8200", Protocol::Vault, 1).is_ok());
-        assert!(parse_list("https://vault.example.com", Protocol::Vault, 1).is_ok());
+        assert!(parse_list("http://h", Some(Protocol::Kmip1), 1).is_err());
+        assert!(parse_list("ftp://h", Some(Protocol::Kmip1), 1).is_err());
+        assert!(parse_list("http://vault.example.com", Some(Protocol::Vault), 1).is_err());
+        assert!(parse_list("kmip://vault", Some(Protocol::Vault), 1).is_err());
+        assert!(parse_list("http://127.0.0.1:8200", Some(Protocol::Vault), 1).is_ok());
+        assert!(parse_list("http://localhost", Some(Protocol::Vault), 1).is_ok());
+        assert!(parse_list("http://[::1]:8200", Some(Protocol::Vault), 1).is_ok());
+        assert!(parse_list("https://vault.example.com", Some(Protocol::Vault), 1).is_ok());
     }
 }

@@ -27,7 +27,7 @@ impl fmt::Display for Origin {
                 line: Some(line),
             } => write!(f, "{}:{line}", path.display()),
             Self::File { path, line: None } => write!(f, "{}", path.display()),
-            Self::Env { var } => write!(f, "environment variable {var}"),
+            Self::Env { var } => write!(f, "environment variable {}", var.escape_debug()),
         }
     }
 }
@@ -47,7 +47,9 @@ pub struct ConfigError {
 }
 
 fn key_prefix(key: &Option<String>) -> String {
-    key.as_ref().map(|k| format!("{k}: ")).unwrap_or_default()
+    key.as_ref()
+        .map(|k| format!("{}: ", k.escape_debug()))
+        .unwrap_or_default()
 }
 
 /// What is wrong with a setting. Each message ends with what to do.
@@ -71,12 +73,12 @@ pub enum Problem {
     /// A key set twice in the file (Java would silently keep the last).
     #[error("set again here, first set on line {first_line}; keep only one of the two lines")]
     DuplicateKey { first_line: usize },
-    /// A required key is absent.
-    #[error("missing; add {hint}")]
-    Missing { hint: String },
-    /// A required key is present but empty.
-    #[error("is empty; set {hint}")]
-    Empty { hint: String },
+    /// A required key is absent; `what` describes the value to give.
+    #[error("missing; add it with {what}")]
+    Missing { what: String },
+    /// A required key is present but empty; `what` describes the value to give.
+    #[error("is empty; set it to {what}")]
+    Empty { what: String },
     /// A value that does not parse or is out of range. `value` is already quoted, or
     /// `(hidden)` for secrets.
     #[error("{value} {expected}")]

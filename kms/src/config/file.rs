@@ -199,26 +199,24 @@ impl ConfigFile {
         }
     }
 
-    /// Takes a required `key`; reports it missing or empty with `hint` saying what to add.
-    pub fn get_required(&mut self, key: &'static str, hint: &str) -> Option<Raw> {
+    /// Takes a required `key`; reports it missing or empty, `what` describing the value.
+    pub fn get_required(&mut self, key: &'static str, what: &str) -> Option<Raw> {
         match self.lookup(key) {
             Lookup::Set(raw) => return Some(raw),
             Lookup::Reported => {}
-            Lookup::Absent => {
-                let hint = format!("{key}={hint}");
-                self.error(self.at(None), Some(key), Problem::Missing { hint });
-            }
-            Lookup::Empty(origin) => {
-                self.error(
-                    origin,
-                    Some(key),
-                    Problem::Empty {
-                        hint: hint.to_string(),
-                    },
-                );
-            }
+            Lookup::Absent => self.report_required(None, key, what),
+            Lookup::Empty(origin) => self.report_required(Some(origin), key, what),
         }
         None
+    }
+
+    /// Reports a required key as missing (no origin) or empty (where it is set empty).
+    pub fn report_required(&mut self, origin: Option<Origin>, key: &str, what: &str) {
+        let what = what.to_string();
+        match origin {
+            Some(origin) => self.error(origin, Some(key), Problem::Empty { what }),
+            None => self.error(self.at(None), Some(key), Problem::Missing { what }),
+        }
     }
 
     /// Parses a taken value with `parse`, reporting a failure.

@@ -9,7 +9,7 @@ use crate::backend::BackendKind;
 
 use super::defaults as d;
 use super::endpoint::{self, HsmEndpoint};
-use super::error::{Problem, Warning};
+use super::error::{Origin, Warning};
 use super::file::ConfigFile;
 use super::keys::KEYS;
 use super::values::{int_in, one_of, port, positive_duration};
@@ -148,7 +148,13 @@ const URL: &str = "kms.hsm.server.url";
 
 impl HsmSettings {
     pub(super) fn take(file: &mut ConfigFile) -> Self {
-        let protocol = file.parse_or("kms.hsm.protocol", Protocol::Kmip1, one_of(PROTOCOLS));
+        // `known` is None when the protocol is invalid (reported): checks that depend on it
+        // are then skipped rather than run against a guess.
+        let known = match file.get("kms.hsm.protocol") {
+            Some(raw) => file.check("kms.hsm.protocol", raw, one_of(PROTOCOLS)),
+            None => Some(Protocol::Kmip1),
+        };
+        let protocol = known.unwrap_or(Protocol::Kmip1);
         if protocol == Protocol::Soft {
             let warning = Warning::Other(
                 "the soft backend keeps the master key in a file on this host: for development and demos only"
@@ -169,7 +175,7 @@ impl HsmSettings {
             Some((key, raw)) => file.check(key, raw, port).unwrap_or(default_port),
             None => default_port,
         };
-        let endpoints = Self::endpoints(file, protocol, server_port);
+        let endpoints = Self::endpoints(file, known, server_port);
         let this = Self {
             protocol,
             endpoints,
@@ -227,17 +233,26 @@ impl HsmSettings {
                 ),
                 operation_policy_name: file.string("kms.hsm.kmip.operation-policy-name"),
             },
-            vault: VaultSettings::take(file, protocol == Protocol::Vault),
+            vault: VaultSettings::take(file, known.map(|p| p == Protocol::Vault)),
             soft: SoftSettings {
                 key_file: file.path_or("kms.hsm.soft.key.file", d::SOFT_KEY_FILE),
             },
         };
-        warn_unused(file, protocol);
+        if let Some(protocol) = known {
+            warn_unused(file, protocol);
+        }
         this
     }
 
-    fn endpoints(file: &mut ConfigFile, protocol: Protocol, port: u16) -> Vec<HsmEndpoint> {
+    fn endpoints(file: &mut ConfigFile, known: Option<Protocol>, port: u16) -> Vec<HsmEndpoint> {
         let url = file.get_with_legacy(URL, "kmip.server.url");
+        let Some(protocol) = known else {
+            // Protocol unknown: check the syntax only.
+            if let Some((key, raw)) = url {
+                file.check(key, raw, |text| endpoint::parse_list(text, None, port));
+            }
+            return Vec::new();
+        };
         match (protocol, url) {
             (Protocol::Soft, Some((key, raw))) => {
                 let reason = "kms.hsm.protocol is soft".to_string();
@@ -246,26 +261,22 @@ impl HsmSettings {
             }
             (Protocol::Soft, None) => Vec::new(),
             (_, Some((key, raw))) => file
-                .check(key, raw, |text| endpoint::parse_list(text, protocol, port))
+                .check(key, raw, |text| {
+                    endpoint::parse_list(text, Some(protocol), port)
+                })
                 .unwrap_or_default(),
             (_, None) => {
-                let example = if protocol == Protocol::Vault {
-                    "<Vault address>, e.g. https://vault.example.com:8200"
+                let what = if protocol == Protocol::Vault {
+                    "the Vault address, e.g. https://vault.example.com:8200 (required with kms.hsm.protocol=vault)"
                 } else {
-                    "<HSM host[:port]>, e.g. https://kmshsm.myCorp.com"
+                    "the HSM's address, e.g. https://kmshsm.myCorp.com (required with kms.hsm.protocol=kmip1)"
                 };
-                let origin = file.origin_of(URL);
-                let problem = match origin {
-                    // Set but empty: say so where it is.
-                    super::error::Origin::File { line: Some(_), .. }
-                    | super::error::Origin::Env { .. } => Problem::Empty {
-                        hint: example.to_string(),
-                    },
-                    super::error::Origin::File { line: None, .. } => Problem::Missing {
-                        hint: format!("{URL}={example}"),
-                    },
+                // Set but empty: say so where it is; absent: say it is missing.
+                let origin = match file.origin_of(URL) {
+                    Origin::File { line: None, .. } => None,
+                    origin => Some(origin),
                 };
-                file.error(origin, Some(URL), problem);
+                file.report_required(origin, URL, what);
                 Vec::new()
             }
         }

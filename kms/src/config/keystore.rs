@@ -34,7 +34,7 @@ impl KeystoreSettings {
         let path = file
             .get_required(
                 "kms.keystore.file",
-                "/usr/share/kms/conf/kmsKeystore.jks (the keystore's path)",
+                "the keystore's path, e.g. /usr/share/kms/conf/kmsKeystore.jks",
             )
             .map(|raw| file.resolve(&raw.value));
         let password = file

@@ -98,7 +98,9 @@ fn empty_values_mean_the_default_and_empty_required_values_are_errors() {
     assert_eq!(c.hsm.vault.namespace, None);
     assert_eq!(
         errors("kms.keystore.file=k\nkms.keystore.password=\nkms.hsm.server.url=h"),
-        ["/etc/kms/kms.properties:2: kms.keystore.password: is empty; set the keystore password"]
+        [
+            "/etc/kms/kms.properties:2: kms.keystore.password: is empty; set it to the keystore password"
+        ]
     );
 }
 
@@ -107,9 +109,9 @@ fn missing_required_keys_are_all_reported() {
     assert_eq!(
         errors(""),
         [
-            "/etc/kms/kms.properties: kms.keystore.file: missing; add kms.keystore.file=/usr/share/kms/conf/kmsKeystore.jks (the keystore's path)",
-            "/etc/kms/kms.properties: kms.keystore.password: missing; add kms.keystore.password=the keystore password",
-            "/etc/kms/kms.properties: kms.hsm.server.url: missing; add kms.hsm.server.url=<HSM host[:port]>, e.g. https://kmshsm.myCorp.com",
+            "/etc/kms/kms.properties: kms.keystore.file: missing; add it with the keystore's path, e.g. /usr/share/kms/conf/kmsKeystore.jks",
+            "/etc/kms/kms.properties: kms.keystore.password: missing; add it with the keystore password",
+            "/etc/kms/kms.properties: kms.hsm.server.url: missing; add it with the HSM's address, e.g. https://kmshsm.myCorp.com (required with kms.hsm.protocol=kmip1)",
         ]
     );
 }
@@ -181,4 +183,85 @@ fn cross_key_checks() {
         ))
         .is_ok()
     );
+}
+
+#[test]
+fn odd_keys_cannot_break_the_one_line_per_error_rule() {
+    let e = parse_str(
+        "k\\nx=1\n\\u0000\\r=2",
+        Path::new("/k"),
+        &[("CMX_KMS_A\nB".into(), "v".into())],
+    )
+    .unwrap_err();
+    assert_eq!(e.to_string().lines().count(), e.errors.len(), "{e}");
+}
+
+#[test]
+fn the_loader_never_panics_and_keeps_one_line_per_error() {
+    // A deterministic mini-fuzz: fragments of real keys and lexer-significant characters.
+    let pieces = [
+        "kms.",
+        "server.",
+        "port",
+        "keystore.",
+        "password",
+        "file",
+        "hsm.",
+        "protocol",
+        "vault",
+        "soft",
+        "url",
+        "kmip.server.url",
+        "=",
+        ":",
+        " ",
+        "\\",
+        "\n",
+        "\r\n",
+        "#",
+        "\\u",
+        "D83D",
+        "0",
+        "84x3",
+        "[::1]",
+        ",",
+        "*",
+        "https://",
+        "\u{e9}",
+        "azure",
+        "auth.",
+        "10s",
+    ];
+    let mut state: u64 = 0x2545_F491_4F6C_DD1D;
+    for _ in 0..1500 {
+        let mut text = String::new();
+        for _ in 0..(state % 30) {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            text.push_str(pieces[usize::try_from(state % pieces.len() as u64).unwrap()]);
+        }
+        if let Err(e) = parse_str(&text, Path::new("/f/kms.properties"), &[]) {
+            assert_eq!(
+                e.to_string().lines().count(),
+                e.errors.len(),
+                "{text:?}\n{e}"
+            );
+        }
+    }
+}
+
+#[test]
+fn an_invalid_protocol_does_not_cascade() {
+    let text = "kms.keystore.file=k\nkms.keystore.password=p\nkms.hsm.protocol=vaultt\n\
+                kms.hsm.server.url=http://vault.example.com\nkms.hsm.vault.auth=azure\n";
+    let e = parse(text).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "/etc/kms/kms.properties:3: kms.hsm.protocol: 'vaultt' is not one of kmip1, vault, soft"
+    );
+    assert_eq!(e.warnings, vec![]);
+    // The URL's syntax is still checked.
+    let e = parse(&text.replace("http://vault.example.com", "h:84x3")).unwrap_err();
+    assert_eq!(e.errors.len(), 2, "{e}");
 }

@@ -98,9 +98,10 @@ fn mount(text: &str) -> Result<String, String> {
 }
 
 impl VaultSettings {
-    /// Takes every `kms.hsm.vault.*` key. `active` is false when another protocol is chosen:
-    /// the keys are then checked but draw a warning.
-    pub(super) fn take(file: &mut ConfigFile, active: bool) -> Self {
+    /// Takes every `kms.hsm.vault.*` key. `active` is `Some(true)` when the protocol is
+    /// vault, `Some(false)` for another protocol (set keys then draw a warning), `None`
+    /// when the protocol is invalid (then neither requirements nor warnings apply).
+    pub(super) fn take(file: &mut ConfigFile, active: Option<bool>) -> Self {
         let method_key = "kms.hsm.vault.auth";
         let method = file.parse_or(method_key, Method::Token, one_of(METHODS));
         let namespace = file.string("kms.hsm.vault.namespace");
@@ -135,7 +136,10 @@ impl VaultSettings {
         );
         let cert_role = file.string("kms.hsm.vault.auth.cert.role");
 
-        let require = Required { active, method };
+        let require = Required {
+            active: active == Some(true),
+            method,
+        };
         let auth = match method {
             Method::Token => VaultAuth::Token,
             Method::Azure => VaultAuth::Azure {
@@ -176,7 +180,9 @@ impl VaultSettings {
             auth,
             renew_before_expiry,
         };
-        this.warn_unused(file, active, method);
+        if let Some(active) = active {
+            this.warn_unused(file, active, method);
+        }
         this
     }
 
