@@ -1,0 +1,269 @@
+//! The `cmx-kms` command line as an operator uses it: `check-config`,
+//! `keystore list`, `keystore convert-legacy`, on files made by real keytool
+//! and openssl.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use support::guide_pki::{GuidePki, PkiOptions, StoreType, openssl, parse_keytool_list_v};
+
+fn cmx(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_cmx-kms"));
+    c.args(args).env_remove("CMX_KMS_KEYSTORE_PASSWORD");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().unwrap()
+}
+
+/// Write a password file as an operator must: readable by its owner only.
+fn password_file(path: &Path, password: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, format!("{password}\n")).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn pki(dir: &Path, store_type: StoreType) -> GuidePki {
+    std::fs::create_dir_all(dir).unwrap();
+    GuidePki::generate(
+        dir,
+        PkiOptions {
+            store_type,
+            ..PkiOptions::default()
+        },
+    )
+}
+
+/// kms.properties as the guide's examples write it (KMIP flavour).
+fn guide_properties(pki: &GuidePki) -> String {
+    format!(
+        "kms.keystore.file={}\nkms.keystore.password={}\nkms.keystore.alias=kmsClient\n\
+         kms.hsm.server.url=https://kmshsm.myCorp.com\nkms.hsm.server.port=5696\n\
+         kms.distributed.cache.config.file=/usr/share/kms/conf/jgroups.xml\nkms.cache.type=none\n",
+        pki.keystore.display(),
+        pki.store_password
+    )
+}
+
+#[test]
+fn check_config_accepts_the_guide_and_names_line_and_key_of_each_mistake() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki(&dir.path().join("pki"), StoreType::DefaultPkcs12);
+    let good = guide_properties(&pki);
+    let path = dir.path().join("kms.properties");
+    std::fs::write(&path, &good).unwrap();
+    let o = cmx(&["check-config", "-c", path.to_str().unwrap()], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("configuration OK"));
+
+    let cases = [
+        ("unknown key", "kms.sever.port=8443\n", "kms.sever.port"),
+        (
+            "duplicate key",
+            "kms.keystore.alias=kmsClient\n",
+            "kms.keystore.alias",
+        ),
+        ("bad port", "kms.server.port=84x3\n", "kms.server.port"),
+        (
+            "legacy and new URLs disagree",
+            "kmip.server.url=other-hsm.myCorp.com\n",
+            "kmip.server.url",
+        ),
+    ];
+    let lines = good.lines().count();
+    for (what, extra, key) in cases {
+        std::fs::write(&path, format!("{good}{extra}")).unwrap();
+        let o = cmx(&["check-config", "-c", path.to_str().unwrap()], &[]);
+        let out = text(&o);
+        assert_eq!(o.status.code(), Some(78), "{what}: {out}");
+        // The line is named as the problem's location or, for a conflict
+        // between two lines, in the message itself.
+        let n = lines + 1;
+        let at = format!("{}:{n}:", path.display());
+        let named =
+            |l: &&str| (l.contains(&at) || l.contains(&format!("line {n}"))) && l.contains(key);
+        assert!(
+            out.lines().any(|l| named(&l)),
+            "{what}: line {n} and {key} not named in:\n{out}"
+        );
+    }
+
+    // The keystore side: a wrong password and a missing alias are named too.
+    std::fs::write(
+        &path,
+        good.replace(
+            &format!("password={}", pki.store_password),
+            "password=wrong",
+        ),
+    )
+    .unwrap();
+    let o = cmx(&["check-config", "-c", path.to_str().unwrap()], &[]);
+    assert_eq!(o.status.code(), Some(78));
+    assert!(text(&o).contains("password is wrong"), "{}", text(&o));
+    std::fs::write(&path, format!("{good}kms.server.key.alias=tomcat\n")).unwrap();
+    let o = cmx(&["check-config", "-c", path.to_str().unwrap()], &[]);
+    assert_eq!(o.status.code(), Some(78));
+    let out = text(&o);
+    assert!(
+        out.contains("kms.server.key.alias=tomcat") && out.contains("kmsserver"),
+        "{out}"
+    );
+}
+
+#[test]
+fn keystore_list_agrees_with_keytool_for_each_store_type() {
+    let dir = tempfile::tempdir().unwrap();
+    for (i, st) in [
+        StoreType::Jks,
+        StoreType::DefaultPkcs12,
+        StoreType::LegacyPkcs12,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let pki = pki(&dir.path().join(format!("pki{i}")), st);
+        let keytool_out = support::guide_pki::keytool_list_v(&pki.keystore, &pki.store_password);
+        let want = parse_keytool_list_v(&keytool_out);
+        let pwfile = dir.path().join(format!("pw{i}"));
+        password_file(&pwfile, &pki.store_password);
+        let o = cmx(
+            &[
+                "keystore",
+                "list",
+                "-v",
+                pki.keystore.to_str().unwrap(),
+                "--password-file",
+                pwfile.to_str().unwrap(),
+            ],
+            &[],
+        );
+        assert_eq!(o.status.code(), Some(0), "{st:?}: {}", text(&o));
+        let ours = String::from_utf8_lossy(&o.stdout).to_string();
+        for e in &want {
+            assert!(
+                ours.to_lowercase().contains(&e.alias.to_lowercase()),
+                "{st:?}: alias {} missing:\n{ours}",
+                e.alias
+            );
+            assert!(
+                ours.contains(&e.entry_type),
+                "{st:?}: type {} missing",
+                e.entry_type
+            );
+            for fp in &e.sha256 {
+                assert!(
+                    ours.contains(fp),
+                    "{st:?}: fingerprint {fp} of {} missing:\n{ours}",
+                    e.alias
+                );
+            }
+        }
+        // The password may also come from the environment; never from argv.
+        let o = cmx(
+            &["keystore", "list", pki.keystore.to_str().unwrap()],
+            &[("CMX_KMS_KEYSTORE_PASSWORD", &pki.store_password)],
+        );
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    }
+    let pwfile = dir.path().join("pw-open");
+    std::fs::write(&pwfile, "x").unwrap();
+    let o = cmx(
+        &[
+            "keystore",
+            "list",
+            "/etc/hostname",
+            "--password-file",
+            pwfile.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(64),
+        "a world-readable password file is refused: {}",
+        text(&o)
+    );
+    password_file(&pwfile, "x");
+    let o = cmx(
+        &[
+            "keystore",
+            "list",
+            "/etc/hostname",
+            "--password-file",
+            pwfile.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(65), "not a keystore: {}", text(&o));
+}
+
+#[test]
+fn convert_legacy_output_is_read_by_openssl_without_legacy_and_by_keytool() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki(&dir.path().join("pki"), StoreType::LegacyPkcs12);
+    let pw = &pki.store_password;
+    // The legacy store needs -legacy in OpenSSL 3: that is the problem solved here.
+    let before = Command::new("openssl")
+        .args(["pkcs12", "-info", "-noout", "-in"])
+        .arg(&pki.keystore)
+        .args(["-passin", &format!("pass:{pw}")])
+        .output()
+        .unwrap();
+    assert!(
+        !before.status.success(),
+        "OpenSSL 3 should refuse the legacy store without -legacy"
+    );
+    let pwfile = dir.path().join("pw");
+    password_file(&pwfile, pw);
+    let out = dir.path().join("converted.p12");
+    let o = cmx(
+        &[
+            "keystore",
+            "convert-legacy",
+            pki.keystore.to_str().unwrap(),
+            out.to_str().unwrap(),
+            "--password-file",
+            pwfile.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let info = openssl(
+        dir.path(),
+        &format!(
+            "pkcs12 -info -noout -in {} -passin pass:{pw}",
+            out.display()
+        ),
+    );
+    assert!(info.status.success());
+    let listed = support::guide_pki::keytool_list_v(&out, pw);
+    let entries = parse_keytool_list_v(&listed);
+    assert!(
+        entries.iter().any(|e| e.entry_type == "PrivateKeyEntry"),
+        "{listed}"
+    );
+    // Never overwrites.
+    let o = cmx(
+        &[
+            "keystore",
+            "convert-legacy",
+            pki.keystore.to_str().unwrap(),
+            out.to_str().unwrap(),
+            "--password-file",
+            pwfile.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_ne!(o.status.code(), Some(0));
+}

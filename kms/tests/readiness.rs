@@ -1,0 +1,96 @@
+//! Deep readiness follows the backend: a node whose soft backend is switched
+//! off (the one fake here: it stands for an unreachable HSM) turns
+//! `unavailable` and answers `backend-unavailable` with Retry-After, then
+//! recovers by itself when the backend returns, without a restart.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cmx_kms::backend::soft::SoftBackend;
+use cmx_kms::node::Node;
+use cmx_kms::readiness::ProbeSettings;
+use secrecy::SecretString;
+use serde_json::json;
+use support::guide_pki::{GuidePki, PkiOptions};
+use support::node::{Client, TestNode};
+
+#[test]
+fn readiness_tracks_the_backend_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("pki")).unwrap();
+    let pki = GuidePki::generate(&dir.path().join("pki"), PkiOptions::default());
+    let text = TestNode::properties(&pki, dir.path(), 1, 0, "");
+    let mut config = cmx_kms::config::parse_str(&text, &dir.path().join("kms.properties"), &[])
+        .unwrap()
+        .config;
+    config.server.port = 0;
+    let (soft, _) = SoftBackend::open_or_create(
+        &config.hsm.soft.key_file,
+        &SecretString::from(pki.store_password.clone()),
+    )
+    .unwrap();
+    let soft = Arc::new(soft);
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut node = rt
+        .block_on(Node::bind_with_backend(&config, soft.clone()))
+        .unwrap();
+    node.set_probe_settings(ProbeSettings {
+        interval: Duration::from_millis(100),
+        timeout: Duration::from_secs(2),
+        slow: Duration::from_secs(1),
+    });
+    let addr = node.local_addr;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let served = rt.spawn(node.run(async {
+        let _ = stop_rx.await;
+    }));
+
+    let client = Client::new(
+        addr,
+        &pki.ca.cert,
+        Some((&pki.cmx_backend.cert, &pki.cmx_backend.key)),
+    );
+    let state = || {
+        let r = client.request("GET", "/v1/ready", None).unwrap();
+        (r.status, r.json()["state"].as_str().unwrap().to_owned())
+    };
+    let wait_state = |want: (u16, &str)| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let s = state();
+            if (s.0, s.1.as_str()) == want {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "readiness stuck at {s:?}, wanted {want:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    wait_state((200, "ready"));
+    let c = client.post("/v1/customer-keys", &json!({}));
+    assert_eq!(c.status, 201);
+
+    soft.set_unavailable(true);
+    wait_state((503, "unavailable"));
+    let r = client.post("/v1/customer-keys", &json!({}));
+    assert_eq!((r.status, r.label().as_str()), (503, "backend-unavailable"));
+    assert!(r.header("retry-after").is_some());
+    assert_eq!(
+        client.request("GET", "/v1/health", None).unwrap().status,
+        200,
+        "liveness stays up"
+    );
+
+    soft.set_unavailable(false);
+    wait_state((200, "ready"));
+    assert_eq!(client.post("/v1/customer-keys", &json!({})).status, 201);
+
+    stop_tx.send(()).unwrap();
+    rt.block_on(served).unwrap();
+}
