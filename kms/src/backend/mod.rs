@@ -11,6 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use zeroize::Zeroizing;
 
+pub mod kmip;
 pub mod soft;
 
 /// Which backend produced a wrap. The numeric value is stored in envelopes:
@@ -91,7 +92,10 @@ pub struct MasterWrap {
 pub enum BackendError {
     /// The backend cannot be reached or is overloaded: the caller may retry later.
     #[error("backend unavailable: {reason}")]
-    Unavailable { reason: String, retry_after: Duration },
+    Unavailable {
+        reason: String,
+        retry_after: Duration,
+    },
     /// The master key does not exist at the backend: an operator problem.
     #[error("master key not found: {0}")]
     KeyNotFound(String),
