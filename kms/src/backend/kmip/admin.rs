@@ -230,3 +230,19 @@ pub async fn check(backend: &KmipBackend) -> CheckReport {
     report.step("encrypt/decrypt", canary);
     report
 }
+
+/// Revokes one master key version (reason: cessation of operation). Blobs
+/// wrapped under it no longer unwrap: rewrap them first.
+pub async fn revoke_version(backend: &KmipBackend, uid: &str) -> Result<(), BackendError> {
+    keys::revoke(&backend.client, uid).await?;
+    backend.forget_current_key();
+    Ok(())
+}
+
+/// Destroys one master key version that is no longer active (revoke it
+/// first). Blobs wrapped under it are lost for good.
+pub async fn destroy_version(backend: &KmipBackend, uid: &str) -> Result<(), BackendError> {
+    keys::destroy(&backend.client, uid).await?;
+    backend.forget_current_key();
+    Ok(())
+}

@@ -47,11 +47,6 @@ pub enum ConnError {
 }
 
 impl ConnError {
-    /// Whether the connection is unusable afterwards and the endpoint may be down.
-    pub fn is_transport(&self) -> bool {
-        !matches!(self, Self::BadHost(_))
-    }
-
     /// Whether an operator must fix configuration (retrying will not help).
     pub fn is_config(&self) -> bool {
         matches!(

@@ -48,7 +48,7 @@ fn protocol(e: messages::MessageError) -> BackendError {
 }
 
 /// Locates every object named `name` and reads its state and dates.
-pub async fn find(client: &Client, name: &str) -> Result<Vec<KeyInfo>, BackendError> {
+pub(crate) async fn find(client: &Client, name: &str) -> Result<Vec<KeyInfo>, BackendError> {
     let answer = client
         .call(op::LOCATE, CallOptions::DEFAULT, |_| {
             messages::locate_by_name(name)
@@ -65,7 +65,7 @@ pub async fn find(client: &Client, name: &str) -> Result<Vec<KeyInfo>, BackendEr
 }
 
 /// Reads state and dates of one object.
-pub async fn attributes(client: &Client, uid: &str) -> Result<KeyAttributes, BackendError> {
+pub(crate) async fn attributes(client: &Client, uid: &str) -> Result<KeyAttributes, BackendError> {
     let answer = client
         .call(op::GET_ATTRIBUTES, CallOptions::DEFAULT, |_| {
             messages::get_attributes(uid, &ATTRIBUTE_NAMES)
@@ -87,7 +87,7 @@ fn age_key(k: &KeyInfo) -> (i64, u64, &str) {
 }
 
 /// The newest active version, or an error saying in plain words what is wrong.
-pub fn choose_current<'a>(name: &str, keys: &'a [KeyInfo]) -> Result<&'a KeyInfo, BackendError> {
+pub(crate) fn choose_current<'a>(name: &str, keys: &'a [KeyInfo]) -> Result<&'a KeyInfo, BackendError> {
     if keys.is_empty() {
         return Err(BackendError::KeyNotFound(format!(
             "the HSM has no key named {name:?} visible to the kmsClient identity: create it \
@@ -111,7 +111,7 @@ pub fn choose_current<'a>(name: &str, keys: &'a [KeyInfo]) -> Result<&'a KeyInfo
 }
 
 /// Creates a new AES-256 key version named `name` and activates it.
-pub async fn create_active(
+pub(crate) async fn create_active(
     client: &Client,
     name: &str,
     policy: Option<&str>,
@@ -133,7 +133,7 @@ pub async fn create_active(
 }
 
 /// Activates `uid`.
-pub async fn activate(client: &Client, uid: &str) -> Result<(), BackendError> {
+pub(crate) async fn activate(client: &Client, uid: &str) -> Result<(), BackendError> {
     client
         .call(op::ACTIVATE, CallOptions::DEFAULT, |_| {
             messages::uid_only(uid)
@@ -144,7 +144,7 @@ pub async fn activate(client: &Client, uid: &str) -> Result<(), BackendError> {
 }
 
 /// Revokes `uid` (reason: cessation of operation). It can no longer encrypt or decrypt.
-pub async fn revoke(client: &Client, uid: &str) -> Result<(), BackendError> {
+pub(crate) async fn revoke(client: &Client, uid: &str) -> Result<(), BackendError> {
     client
         .call(op::REVOKE, CallOptions::DEFAULT, |_| {
             messages::revoke(uid, Some("retired by cmx-kms"))
@@ -155,7 +155,7 @@ pub async fn revoke(client: &Client, uid: &str) -> Result<(), BackendError> {
 }
 
 /// Destroys `uid` (it must not be active). Blobs wrapped under it are lost.
-pub async fn destroy(client: &Client, uid: &str) -> Result<(), BackendError> {
+pub(crate) async fn destroy(client: &Client, uid: &str) -> Result<(), BackendError> {
     client
         .call(op::DESTROY, CallOptions::DEFAULT, |_| {
             messages::uid_only(uid)
