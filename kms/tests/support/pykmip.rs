@@ -237,6 +237,7 @@ impl PyKmip {
     pub fn stop(&mut self) {
         let Some(mut child) = self.child.take() else { return };
         let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT);
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(15);
         while Instant::now() < deadline {
@@ -252,6 +253,23 @@ impl PyKmip {
         while TcpListener::bind(("127.0.0.1", self.port)).is_err() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// Freezes the server (SIGSTOP): it still accepts TCP connections in the
+    /// kernel backlog but never answers. [`PyKmip::resume`] thaws it.
+    pub fn pause(&self) {
+        self.signal(nix::sys::signal::Signal::SIGSTOP);
+    }
+
+    /// Thaws a paused server (SIGCONT).
+    pub fn resume(&self) {
+        self.signal(nix::sys::signal::Signal::SIGCONT);
+    }
+
+    fn signal(&self, signal: nix::sys::signal::Signal) {
+        let child = self.child.as_ref().expect("PyKMIP running");
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
+        nix::sys::signal::kill(pid, signal).expect("signal PyKMIP");
     }
 
     /// The server's log so far.

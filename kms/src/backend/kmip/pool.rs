@@ -225,6 +225,8 @@ impl Client {
                     self.give_back(ep, conn, permit);
                     return Attempt::Answered(resp, version);
                 }
+                // A hung HSM is not a stale connection: do not wait twice.
+                Err(e @ ConnError::Timeout(_)) => return Attempt::Failed(e),
                 Err(e) => {
                     // A pooled connection can die quietly (HSM restart, idle
                     // timeout, load balancer): retry once on a fresh one.
