@@ -95,7 +95,11 @@ async fn check_names_each_problem() {
     let mut shared = server.settings("shared-key");
     shared.operation_policy_name = Some("shared".into());
     let owner = backend_with(shared.clone(), pki.client_identity(), pki.trust());
-    kmip::init(&owner).await.expect("init shared");
+    if let Err(e) = kmip::init(&owner).await {
+        let log = server.log();
+        let policy: Vec<&str> = log.lines().filter(|l| l.contains("olicy")).collect();
+        panic!("init with the shared policy: {e}\n{}", policy.join("\n"));
+    }
     let w = owner.wrap(b"shared secret", b"").await.expect("owner wrap");
     let other = backend_with(
         shared,

@@ -147,6 +147,9 @@ pub const SHARED_POLICY: &str = r#"{ "shared": { "preset": { "SYMMETRIC_KEY": {
   "ACTIVATE": "ALLOW_ALL", "REVOKE": "ALLOW_ALL", "DESTROY": "ALLOW_ALL",
   "ENCRYPT": "ALLOW_ALL", "DECRYPT": "ALLOW_ALL" } } } }"#;
 
+/// What PyKMIP logs once it has loaded [`SHARED_POLICY`].
+const POLICY_LOADED: &str = "Loading policy: shared";
+
 /// A free TCP port on 127.0.0.1 (free when asked; good enough for tests).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -200,6 +203,7 @@ impl PyKmip {
     /// Starts the stopped server again on the same port with the same database.
     pub fn start_again(&mut self) {
         assert!(self.child.is_none(), "PyKMIP already running");
+        let policies_loaded = self.log().matches(POLICY_LOADED).count();
         let out = fs::File::create(self.dir.join("server.stdout")).expect("stdout file");
         let err = out.try_clone().expect("stdout file");
         let child = Command::new(pykmip_server())
@@ -216,7 +220,11 @@ impl PyKmip {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            // Listening is not enough: the policy monitor loads the policy
+            // directory a moment later, and keys may be created under it.
+            if self.log().matches(POLICY_LOADED).count() > policies_loaded
+                && TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+            {
                 return;
             }
             if let Some(c) = self.child.as_mut() {
