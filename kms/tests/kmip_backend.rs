@@ -1,6 +1,13 @@
 //! The KMIP backend against a real PyKMIP server: init, wrap/unwrap, both
 //! cipher paths, rotation, rewrap, concurrency.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout
+)]
+
 #[path = "support/pykmip.rs"]
 mod pykmip;
 
@@ -50,19 +57,37 @@ async fn kmip_backend_against_pykmip() {
     assert!(matches!(err, BackendError::InvalidCiphertext(_)), "{err:?}");
     let mut tampered = w.clone();
     tampered.tag[0] ^= 1;
-    let err = gcm.unwrap(&tampered, b"customer-1").await.expect_err("bad tag");
+    let err = gcm
+        .unwrap(&tampered, b"customer-1")
+        .await
+        .expect_err("bad tag");
     assert!(matches!(err, BackendError::InvalidCiphertext(_)), "{err:?}");
 
     // Pinned 1.2 → AES-CBC-PKCS5, and each backend unwraps the other's blobs.
     let mut pinned = server.settings("cmx-master");
     pinned.version = Some((1, 2));
     let cbc = backend(&pki, pinned);
-    let c = cbc.wrap(&secret, b"ignored by CBC").await.expect("cbc wrap");
+    let c = cbc
+        .wrap(&secret, b"ignored by CBC")
+        .await
+        .expect("cbc wrap");
     assert_eq!(c.algorithm, WrapAlgorithm::AesCbcPkcs5);
     assert_eq!((c.iv.len(), c.tag.len(), c.ciphertext.len()), (16, 0, 48));
-    assert_eq!(cbc.unwrap(&c, b"").await.expect("cbc unwrap").as_slice(), &secret);
-    assert_eq!(gcm.unwrap(&c, b"").await.expect("cbc by gcm").as_slice(), &secret);
-    assert_eq!(cbc.unwrap(&w, b"customer-1").await.expect("gcm by cbc").as_slice(), &secret);
+    assert_eq!(
+        cbc.unwrap(&c, b"").await.expect("cbc unwrap").as_slice(),
+        &secret
+    );
+    assert_eq!(
+        gcm.unwrap(&c, b"").await.expect("cbc by gcm").as_slice(),
+        &secret
+    );
+    assert_eq!(
+        cbc.unwrap(&w, b"customer-1")
+            .await
+            .expect("gcm by cbc")
+            .as_slice(),
+        &secret
+    );
     let mut bad = c.clone();
     bad.ciphertext[47] ^= 0x55;
     let err = cbc.unwrap(&bad, b"").await.expect_err("bad padding");
@@ -73,37 +98,71 @@ async fn kmip_backend_against_pykmip() {
     assert_eq!(rotated.previous.as_deref(), Some(first.uid.as_str()));
     assert_ne!(rotated.uid, first.uid);
     println!("{rotated}");
-    let w2 = gcm.wrap(&secret, b"customer-1").await.expect("wrap after rotate");
+    let w2 = gcm
+        .wrap(&secret, b"customer-1")
+        .await
+        .expect("wrap after rotate");
     assert_eq!(w2.key_id, rotated.uid);
-    assert_eq!(gcm.unwrap(&w, b"customer-1").await.expect("old gcm").as_slice(), &secret);
-    assert_eq!(gcm.unwrap(&c, b"").await.expect("old cbc").as_slice(), &secret);
+    assert_eq!(
+        gcm.unwrap(&w, b"customer-1")
+            .await
+            .expect("old gcm")
+            .as_slice(),
+        &secret
+    );
+    assert_eq!(
+        gcm.unwrap(&c, b"").await.expect("old cbc").as_slice(),
+        &secret
+    );
     let moved = gcm.rewrap(&w, b"customer-1").await.expect("rewrap");
     assert_eq!(moved.key_id, rotated.uid);
-    assert_eq!(gcm.unwrap(&moved, b"customer-1").await.expect("rewrapped").as_slice(), &secret);
+    assert_eq!(
+        gcm.unwrap(&moved, b"customer-1")
+            .await
+            .expect("rewrapped")
+            .as_slice(),
+        &secret
+    );
     // The other backend instance caches its current key: it picks up the
     // rotation once told to look again (or after current_key_ttl).
     cbc.forget_current_key();
-    assert_eq!(cbc.wrap(&secret, b"").await.expect("cbc wrap").key_id, rotated.uid);
+    assert_eq!(
+        cbc.wrap(&secret, b"").await.expect("cbc wrap").key_id,
+        rotated.uid
+    );
 
     // A retired (revoked) version: unwrap says the key is not usable.
     let versions = gcm.key_versions().await.expect("versions");
     assert_eq!(versions.len(), 2);
     assert!(versions.iter().all(|k| k.is_active()));
-    kmip::admin::revoke_version(&gcm, &first.uid).await.expect("revoke");
-    let err = gcm.unwrap(&w, b"customer-1").await.expect_err("revoked key");
+    kmip::admin::revoke_version(&gcm, &first.uid)
+        .await
+        .expect("revoke");
+    let err = gcm
+        .unwrap(&w, b"customer-1")
+        .await
+        .expect_err("revoked key");
     assert!(matches!(err, BackendError::KeyNotUsable(_)), "{err:?}");
     assert!(err.to_string().contains(&first.uid), "{err}");
     // Destroy it: it is gone from Locate, unwrap of its blobs says the key is missing.
-    kmip::admin::destroy_version(&gcm, &first.uid).await.expect("destroy");
+    kmip::admin::destroy_version(&gcm, &first.uid)
+        .await
+        .expect("destroy");
     assert_eq!(gcm.key_versions().await.expect("versions").len(), 1);
-    let err = gcm.unwrap(&w, b"customer-1").await.expect_err("destroyed key");
+    let err = gcm
+        .unwrap(&w, b"customer-1")
+        .await
+        .expect_err("destroyed key");
     assert!(matches!(err, BackendError::KeyNotFound(_)), "{err:?}");
 
     // probe: canary plus endpoint state.
     let report = gcm.probe().await.expect("probe");
     assert_eq!(report.endpoints.len(), 1);
     assert!(report.endpoints[0].up, "{report:?}");
-    assert!(report.endpoints[0].detail.contains("KMIP 1.4"), "{report:?}");
+    assert!(
+        report.endpoints[0].detail.contains("KMIP 1.4"),
+        "{report:?}"
+    );
 
     // 100 concurrent unwraps of one blob, over the pool (default 8 connections).
     let gcm = Arc::new(gcm);

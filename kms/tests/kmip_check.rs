@@ -1,6 +1,13 @@
 //! `hsm check` against a real PyKMIP server: each misconfiguration gets its
 //! own plain message.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout
+)]
+
 #[path = "support/pykmip.rs"]
 mod pykmip;
 
@@ -32,15 +39,27 @@ async fn check_names_each_problem() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let pki = Pki::generate(&tmp.path().join("pki"));
     let server = PyKmip::start(&pki, &tmp.path().join("pykmip"), "server-ec");
-    let good = || backend_with(server.settings("checked"), pki.client_identity(), pki.trust());
+    let good = || {
+        backend_with(
+            server.settings("checked"),
+            pki.client_identity(),
+            pki.trust(),
+        )
+    };
 
     // Missing master key.
     let report = kmip::check(&good()).await;
     println!("{report}");
     assert!(!report.is_ok());
     let detail = failed_step(&report, "locate master key");
-    assert!(detail.contains("no key named \"checked\"") && detail.contains("hsm init"), "{report}");
-    assert!(report.steps[0].ok && report.steps[0].detail.contains("KMIP 1.4"), "{report}");
+    assert!(
+        detail.contains("no key named \"checked\"") && detail.contains("hsm init"),
+        "{report}"
+    );
+    assert!(
+        report.steps[0].ok && report.steps[0].detail.contains("KMIP 1.4"),
+        "{report}"
+    );
     assert!(report.steps[0].detail.contains("PyKMIP"), "{report}");
 
     // All good after init.
@@ -54,12 +73,19 @@ async fn check_names_each_problem() {
     // Wrong kmsClient certificate (signed by a CA PyKMIP does not trust).
     let rogue = backend_with(
         server.settings("checked"),
-        (pki.chain("rogue-client", "rogue-ca"), pki.key("rogue-client")),
+        (
+            pki.chain("rogue-client", "rogue-ca"),
+            pki.key("rogue-client"),
+        ),
         pki.trust(),
     );
     let report = kmip::check(&rogue).await;
     println!("{report}");
-    assert_eq!(report.tls_problem, Some(TlsProblem::ClientCertRejected), "{report}");
+    assert_eq!(
+        report.tls_problem,
+        Some(TlsProblem::ClientCertRejected),
+        "{report}"
+    );
     assert!(failed_step(&report, "connect").contains("rejected the kmsClient certificate"));
     let err = rogue.wrap(b"x", b"").await.expect_err("rogue wrap");
     assert!(matches!(err, BackendError::Misconfigured(_)), "{err:?}");
@@ -72,8 +98,15 @@ async fn check_names_each_problem() {
     );
     let report = kmip::check(&unknown).await;
     println!("{report}");
-    assert_eq!(report.tls_problem, Some(TlsProblem::UnknownServerCa), "{report}");
-    assert!(failed_step(&report, "connect").contains("unknown CA"), "{report}");
+    assert_eq!(
+        report.tls_problem,
+        Some(TlsProblem::UnknownServerCa),
+        "{report}"
+    );
+    assert!(
+        failed_step(&report, "connect").contains("unknown CA"),
+        "{report}"
+    );
 
     // Another identity (another CN): PyKMIP hides keys it does not own.
     let other = backend_with(
@@ -106,15 +139,27 @@ async fn check_names_each_problem() {
         (pki.chain("other-client", "hsm-ca"), pki.key("other-client")),
         pki.trust(),
     );
-    assert_eq!(other.unwrap(&w, b"").await.expect("shared unwrap").as_slice(), b"shared secret");
+    assert_eq!(
+        other
+            .unwrap(&w, b"")
+            .await
+            .expect("shared unwrap")
+            .as_slice(),
+        b"shared secret"
+    );
     assert!(kmip::check(&other).await.is_ok());
 
     // Master key not active.
-    kmip::admin::revoke_version(&b, &init.uid).await.expect("revoke");
+    kmip::admin::revoke_version(&b, &init.uid)
+        .await
+        .expect("revoke");
     let report = kmip::check(&b).await;
     println!("{report}");
     let detail = failed_step(&report, "master key active");
-    assert!(detail.contains("none is active") && detail.contains("hsm rotate"), "{report}");
+    assert!(
+        detail.contains("none is active") && detail.contains("hsm rotate"),
+        "{report}"
+    );
     let err = b.wrap(b"x", b"").await.expect_err("inactive");
     assert!(matches!(err, BackendError::KeyNotUsable(_)), "{err:?}");
 
@@ -126,7 +171,10 @@ async fn check_names_each_problem() {
     );
     let report = kmip::check(&nobody).await;
     println!("{report}");
-    assert!(failed_step(&report, "connect").contains("check that the HSM runs"), "{report}");
+    assert!(
+        failed_step(&report, "connect").contains("check that the HSM runs"),
+        "{report}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -137,7 +185,11 @@ async fn check_names_cipher_suite_mismatch_with_rsa_pykmip() {
     let b = backend_with(server.settings("rsa"), pki.client_identity(), pki.trust());
     let report = kmip::check(&b).await;
     println!("{report}");
-    assert_eq!(report.tls_problem, Some(TlsProblem::NoSharedCipher), "{report}");
+    assert_eq!(
+        report.tls_problem,
+        Some(TlsProblem::NoSharedCipher),
+        "{report}"
+    );
     let detail = failed_step(&report, "connect");
     assert!(detail.contains("share no TLS cipher suite"), "{report}");
     assert!(detail.contains("ECDSA certificate"), "{report}");

@@ -1,6 +1,13 @@
 //! The KMIP backend when the HSM misbehaves, against a real PyKMIP server:
 //! stopped, hung, restarted, first endpoint down, idle connections.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout
+)]
+
 #[path = "support/pykmip.rs"]
 mod pykmip;
 
@@ -18,7 +25,10 @@ fn backend(pki: &Pki, settings: KmipSettings) -> KmipBackend {
 fn assert_unavailable(err: &BackendError) {
     match err {
         BackendError::Unavailable { retry_after, .. } => {
-            assert!(!retry_after.is_zero() && *retry_after <= Duration::from_secs(5), "{err:?}")
+            assert!(
+                !retry_after.is_zero() && *retry_after <= Duration::from_secs(5),
+                "{err:?}"
+            )
         }
         other => panic!("expected Unavailable, got {other:?}"),
     }
@@ -34,7 +44,10 @@ async fn stopped_hung_and_restarted_hsm() {
     settings.connect_timeout = Duration::from_secs(2);
     let b = backend(&pki, settings);
     kmip::init(&b).await.expect("init");
-    let w = b.wrap(b"0123456789abcdef0123456789abcdef", b"a").await.expect("wrap");
+    let w = b
+        .wrap(b"0123456789abcdef0123456789abcdef", b"a")
+        .await
+        .expect("wrap");
     b.probe().await.expect("probe while up");
 
     // Hung HSM (SIGSTOP): the pooled connection times out after the request
@@ -43,12 +56,23 @@ async fn stopped_hung_and_restarted_hsm() {
     let t = Instant::now();
     let err = b.unwrap(&w, b"a").await.expect_err("hung HSM");
     assert_unavailable(&err);
-    assert!(t.elapsed() < Duration::from_secs(4), "took {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(4),
+        "took {:?}",
+        t.elapsed()
+    );
     // A new connection to a hung HSM: the handshake times out (connect timeout).
     let t = Instant::now();
-    let err = b.unwrap(&w, b"a").await.expect_err("hung HSM, new connection");
+    let err = b
+        .unwrap(&w, b"a")
+        .await
+        .expect_err("hung HSM, new connection");
     assert_unavailable(&err);
-    assert!(t.elapsed() < Duration::from_secs(4), "took {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(4),
+        "took {:?}",
+        t.elapsed()
+    );
     server.resume();
 
     // Stopped HSM: fail fast, probe fails, readiness shows the endpoint down.
@@ -57,7 +81,11 @@ async fn stopped_hung_and_restarted_hsm() {
         let t = Instant::now();
         let err = b.unwrap(&w, b"a").await.expect_err("stopped HSM");
         assert_unavailable(&err);
-        assert!(t.elapsed() < Duration::from_secs(1), "took {:?}", t.elapsed());
+        assert!(
+            t.elapsed() < Duration::from_secs(1),
+            "took {:?}",
+            t.elapsed()
+        );
     }
     let err = b.probe().await.expect_err("probe while down");
     assert_unavailable(&err);
@@ -87,16 +115,29 @@ async fn first_endpoint_down_second_serves() {
     let pki = Pki::generate(&tmp.path().join("pki"));
     let server = PyKmip::start(&pki, &tmp.path().join("pykmip"), "server-ec");
     let dead = pykmip::free_port();
-    let b = backend(&pki, pykmip::test_settings(&[dead, server.port], "failover"));
+    let b = backend(
+        &pki,
+        pykmip::test_settings(&[dead, server.port], "failover"),
+    );
     kmip::init(&b).await.expect("init via second endpoint");
     for _ in 0..4 {
         let w = b.wrap(b"secret", b"x").await.expect("wrap");
-        assert_eq!(b.unwrap(&w, b"x").await.expect("unwrap").as_slice(), b"secret");
+        assert_eq!(
+            b.unwrap(&w, b"x").await.expect("unwrap").as_slice(),
+            b"secret"
+        );
     }
     let report = b.probe().await.expect("probe");
-    let states: Vec<_> = report.endpoints.iter().map(|e| (e.up, e.detail.clone())).collect();
+    let states: Vec<_> = report
+        .endpoints
+        .iter()
+        .map(|e| (e.up, e.detail.clone()))
+        .collect();
     assert!(!report.endpoints[0].up, "{states:?}");
-    assert!(report.endpoints[0].endpoint.ends_with(&format!(":{dead}")), "{states:?}");
+    assert!(
+        report.endpoints[0].endpoint.ends_with(&format!(":{dead}")),
+        "{states:?}"
+    );
     assert!(report.endpoints[1].up, "{states:?}");
 }
 
@@ -120,7 +161,22 @@ async fn idle_connections_survive_or_are_replaced() {
     let w = b.wrap(b"secret", b"x").await.expect("wrap");
     s.unwrap(&w, b"x").await.expect("unwrap");
     tokio::time::sleep(Duration::from_secs(12)).await;
-    assert!(server.log().contains("The read operation timed out"), "PyKMIP did not time out the idle connection");
-    assert_eq!(b.unwrap(&w, b"x").await.expect("after idle, long").as_slice(), b"secret");
-    assert_eq!(s.unwrap(&w, b"x").await.expect("after idle, short").as_slice(), b"secret");
+    assert!(
+        server.log().contains("The read operation timed out"),
+        "PyKMIP did not time out the idle connection"
+    );
+    assert_eq!(
+        b.unwrap(&w, b"x")
+            .await
+            .expect("after idle, long")
+            .as_slice(),
+        b"secret"
+    );
+    assert_eq!(
+        s.unwrap(&w, b"x")
+            .await
+            .expect("after idle, short")
+            .as_slice(),
+        b"secret"
+    );
 }

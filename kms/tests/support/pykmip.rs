@@ -6,7 +6,7 @@
 //! `${CMX_KMS_TESTBED:-${XDG_CACHE_HOME:-$HOME/.cache}/cmx-kms-testbed}/venv-pykmip`,
 //! installed by `scripts/testbed/install-pykmip.sh`. Tests FAIL when it is missing.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::fs;
 use std::net::{TcpListener, TcpStream};
@@ -26,7 +26,9 @@ pub fn testbed_dir() -> PathBuf {
     let cache = std::env::var_os("XDG_CACHE_HOME")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache"));
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache")
+        });
     cache.join("cmx-kms-testbed")
 }
 
@@ -68,13 +70,39 @@ impl Pki {
     pub fn generate(dir: &Path) -> Self {
         fs::create_dir_all(dir).expect("pki dir");
         for ca in ["hsm-ca", "rogue-ca"] {
-            openssl(dir, &["genpkey", "-quiet", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", &format!("{ca}.key")]);
-            openssl(dir, &[
-                "req", "-x509", "-new", "-key", &format!("{ca}.key"), "-out", &format!("{ca}.crt"),
-                "-days", "30", "-subj", &format!("/CN=Test {ca}"),
-                "-addext", "basicConstraints=critical,CA:TRUE",
-                "-addext", "keyUsage=critical,keyCertSign,cRLSign",
-            ]);
+            openssl(
+                dir,
+                &[
+                    "genpkey",
+                    "-quiet",
+                    "-algorithm",
+                    "EC",
+                    "-pkeyopt",
+                    "ec_paramgen_curve:P-256",
+                    "-out",
+                    &format!("{ca}.key"),
+                ],
+            );
+            openssl(
+                dir,
+                &[
+                    "req",
+                    "-x509",
+                    "-new",
+                    "-key",
+                    &format!("{ca}.key"),
+                    "-out",
+                    &format!("{ca}.crt"),
+                    "-days",
+                    "30",
+                    "-subj",
+                    &format!("/CN=Test {ca}"),
+                    "-addext",
+                    "basicConstraints=critical,CA:TRUE",
+                    "-addext",
+                    "keyUsage=critical,keyCertSign,cRLSign",
+                ],
+            );
         }
         let leaf = |name: &str, alg: &str, cn: &str, eku: &str, ca: &str| {
             let keygen: &[&str] = if alg == "ec" {
@@ -87,7 +115,19 @@ impl Pki {
             args.extend_from_slice(keygen);
             args.extend_from_slice(&["-out", &key]);
             openssl(dir, &args);
-            openssl(dir, &["req", "-new", "-key", &key, "-subj", &format!("/CN={cn}"), "-out", &format!("{name}.csr")]);
+            openssl(
+                dir,
+                &[
+                    "req",
+                    "-new",
+                    "-key",
+                    &key,
+                    "-subj",
+                    &format!("/CN={cn}"),
+                    "-out",
+                    &format!("{name}.csr"),
+                ],
+            );
             fs::write(
                 dir.join(format!("{name}.ext")),
                 format!(
@@ -96,18 +136,35 @@ impl Pki {
                 ),
             )
             .expect("ext file");
-            openssl(dir, &[
-                "x509", "-req", "-in", &format!("{name}.csr"), "-CA", &format!("{ca}.crt"),
-                "-CAkey", &format!("{ca}.key"), "-CAcreateserial", "-days", "30",
-                "-extfile", &format!("{name}.ext"), "-out", &format!("{name}.crt"),
-            ]);
+            openssl(
+                dir,
+                &[
+                    "x509",
+                    "-req",
+                    "-in",
+                    &format!("{name}.csr"),
+                    "-CA",
+                    &format!("{ca}.crt"),
+                    "-CAkey",
+                    &format!("{ca}.key"),
+                    "-CAcreateserial",
+                    "-days",
+                    "30",
+                    "-extfile",
+                    &format!("{name}.ext"),
+                    "-out",
+                    &format!("{name}.crt"),
+                ],
+            );
         };
         leaf("server-ec", "ec", "localhost", "serverAuth", "hsm-ca");
         leaf("server-rsa", "rsa", "localhost", "serverAuth", "hsm-ca");
         leaf("client", "ec", "kms-client", "clientAuth", "hsm-ca");
         leaf("other-client", "ec", "other-client", "clientAuth", "hsm-ca");
         leaf("rogue-client", "ec", "kms-client", "clientAuth", "rogue-ca");
-        Self { dir: dir.to_owned() }
+        Self {
+            dir: dir.to_owned(),
+        }
     }
 
     pub fn path(&self, file: &str) -> PathBuf {
@@ -227,23 +284,27 @@ impl PyKmip {
             {
                 return;
             }
-            if let Some(c) = self.child.as_mut() {
-                if let Ok(Some(status)) = c.try_wait() {
-                    panic!(
-                        "PyKMIP exited ({status}) before listening: {}\n{}",
-                        fs::read_to_string(self.dir.join("server.stdout")).unwrap_or_default(),
-                        self.log()
-                    );
-                }
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+                panic!(
+                    "PyKMIP exited ({status}) before listening: {}\n{}",
+                    fs::read_to_string(self.dir.join("server.stdout")).unwrap_or_default(),
+                    self.log()
+                );
             }
-            assert!(Instant::now() < deadline, "PyKMIP did not listen within 30 s:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "PyKMIP did not listen within 30 s:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
 
     /// Stops the server (SIGTERM, so its helper processes go too) and waits for it.
     pub fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else { return };
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
         let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT);
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
@@ -299,7 +360,11 @@ impl PyKmip {
 
 /// Settings for endpoints on 127.0.0.1 at `ports`, with short timeouts.
 pub fn test_settings(ports: &[u16], key_name: &str) -> KmipSettings {
-    let mut s = KmipSettings::new("127.0.0.1", ports.first().copied().unwrap_or(5696), key_name);
+    let mut s = KmipSettings::new(
+        "127.0.0.1",
+        ports.first().copied().unwrap_or(5696),
+        key_name,
+    );
     s.endpoints = ports.iter().map(|p| ("127.0.0.1".to_owned(), *p)).collect();
     s.connect_timeout = Duration::from_secs(3);
     s.request_timeout = Duration::from_secs(5);

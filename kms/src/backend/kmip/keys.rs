@@ -87,7 +87,10 @@ fn age_key(k: &KeyInfo) -> (i64, u64, &str) {
 }
 
 /// The newest active version, or an error saying in plain words what is wrong.
-pub(crate) fn choose_current<'a>(name: &str, keys: &'a [KeyInfo]) -> Result<&'a KeyInfo, BackendError> {
+pub(crate) fn choose_current<'a>(
+    name: &str,
+    keys: &'a [KeyInfo],
+) -> Result<&'a KeyInfo, BackendError> {
     if keys.is_empty() {
         return Err(BackendError::KeyNotFound(format!(
             "the HSM has no key named {name:?} visible to the kmsClient identity: create it \
@@ -123,7 +126,7 @@ pub(crate) async fn create_active(
     };
     let answer = client
         .call(op::CREATE, options, |_| {
-            messages::create_aes_key(name, MASTER_KEY_BITS, policy)
+            messages::create_aes_key(Some(name), MASTER_KEY_BITS, policy)
         })
         .await
         .map_err(|e| to_backend(e, name))?;
@@ -147,7 +150,12 @@ pub(crate) async fn activate(client: &Client, uid: &str) -> Result<(), BackendEr
 pub(crate) async fn revoke(client: &Client, uid: &str) -> Result<(), BackendError> {
     client
         .call(op::REVOKE, CallOptions::DEFAULT, |_| {
-            messages::revoke(uid, Some("retired by cmx-kms"))
+            messages::revoke(
+                uid,
+                tags::REVOCATION_REASON_CESSATION_OF_OPERATION,
+                Some("retired by cmx-kms"),
+                None,
+            )
         })
         .await
         .map_err(|e| to_backend(e, uid))?;
@@ -163,4 +171,47 @@ pub(crate) async fn destroy(client: &Client, uid: &str) -> Result<(), BackendErr
         .await
         .map_err(|e| to_backend(e, uid))?;
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    fn key(uid: &str, state: u32, activated: Option<i64>) -> KeyInfo {
+        KeyInfo {
+            uid: uid.into(),
+            attributes: KeyAttributes {
+                state: Some(state),
+                initial_date: Some(100),
+                activation_date: activated,
+            },
+        }
+    }
+
+    #[test]
+    fn current_is_the_newest_active_version() {
+        use tags::state::{ACTIVE, DEACTIVATED, PRE_ACTIVE};
+        let keys = [
+            key("9", ACTIVE, Some(200)),
+            key("10", ACTIVE, Some(200)),
+            key("11", PRE_ACTIVE, None),
+            key("12", DEACTIVATED, Some(300)),
+            key("3", ACTIVE, Some(150)),
+        ];
+        // Same activation second: the numerically larger identifier wins.
+        assert_eq!(
+            choose_current("m", &keys).map(|k| k.uid.as_str()).ok(),
+            Some("10")
+        );
+        let err = choose_current("m", &keys[2..4]).expect_err("none active");
+        assert!(matches!(err, BackendError::KeyNotUsable(_)), "{err:?}");
+        assert!(
+            err.to_string()
+                .contains("11 is pre-active, 12 is deactivated"),
+            "{err}"
+        );
+        let err = choose_current("m", &[]).expect_err("none");
+        assert!(matches!(err, BackendError::KeyNotFound(_)), "{err:?}");
+    }
 }

@@ -126,7 +126,7 @@ fn attribute(name: &str, value: Item) -> Item {
     )
 }
 
-fn name_attribute(name: &str) -> Item {
+pub(super) fn name_attribute(name: &str) -> Item {
     attribute(
         "Name",
         Item::structure(
@@ -144,9 +144,9 @@ pub fn locate_by_name(name: &str) -> Item {
     payload(vec![name_attribute(name)])
 }
 
-/// Create an AES key of `bits` bits for Encrypt and Decrypt, named `name`,
-/// optionally under an Operation Policy Name.
-pub fn create_aes_key(name: &str, bits: i32, policy: Option<&str>) -> Item {
+/// Create an AES key of `bits` bits for Encrypt and Decrypt, named `name`
+/// (when given), optionally under an Operation Policy Name.
+pub fn create_aes_key(name: Option<&str>, bits: i32, policy: Option<&str>) -> Item {
     let mut attributes = vec![
         attribute(
             "Cryptographic Algorithm",
@@ -157,8 +157,10 @@ pub fn create_aes_key(name: &str, bits: i32, policy: Option<&str>) -> Item {
             "Cryptographic Usage Mask",
             int(0, t::USAGE_MASK_ENCRYPT | t::USAGE_MASK_DECRYPT),
         ),
-        name_attribute(name),
     ];
+    if let Some(name) = name {
+        attributes.push(name_attribute(name));
+    }
     if let Some(policy) = policy {
         attributes.push(attribute("Operation Policy Name", text(0, policy)));
     }
@@ -180,63 +182,100 @@ pub fn get_attributes(id: &str, names: &[&str]) -> Item {
     payload(items)
 }
 
-/// Revoke `id` with reason Cessation of Operation.
-pub fn revoke(id: &str, message: Option<&str>) -> Item {
-    let mut reason = vec![enumeration(
-        t::REVOCATION_REASON_CODE,
-        t::REVOCATION_REASON_CESSATION_OF_OPERATION,
-    )];
+/// Revoke `id` with a Revocation Reason Code, an optional message and, for
+/// compromises, the Compromise Occurrence Date.
+pub fn revoke(id: &str, code: u32, message: Option<&str>, compromise_date: Option<i64>) -> Item {
+    let mut reason = vec![enumeration(t::REVOCATION_REASON_CODE, code)];
     if let Some(m) = message {
         reason.push(text(t::REVOCATION_MESSAGE, m));
     }
-    payload(vec![uid(id), Item::structure(t::REVOCATION_REASON, reason)])
+    let mut items = vec![uid(id), Item::structure(t::REVOCATION_REASON, reason)];
+    if let Some(date) = compromise_date {
+        items.push(Item::new(
+            t::COMPROMISE_OCCURRENCE_DATE,
+            Value::DateTime(date),
+        ));
+    }
+    payload(items)
 }
 
-/// Cryptographic Parameters (the subset we send), in specification order.
+/// Cryptographic Parameters, every KMIP 1.4 field, in specification order.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CryptoParams {
     pub block_cipher_mode: Option<u32>,
     pub padding_method: Option<u32>,
+    pub hashing_algorithm: Option<u32>,
+    pub key_role_type: Option<u32>,
+    pub digital_signature_algorithm: Option<u32>,
     pub cryptographic_algorithm: Option<u32>,
     pub random_iv: Option<bool>,
+    pub iv_length: Option<i32>,
     pub tag_length: Option<i32>,
+    pub fixed_field_length: Option<i32>,
+    pub invocation_field_length: Option<i32>,
+    pub counter_length: Option<i32>,
+    pub initial_counter_value: Option<i32>,
 }
 
 impl CryptoParams {
+    const NONE: Self = Self {
+        block_cipher_mode: None,
+        padding_method: None,
+        hashing_algorithm: None,
+        key_role_type: None,
+        digital_signature_algorithm: None,
+        cryptographic_algorithm: None,
+        random_iv: None,
+        iv_length: None,
+        tag_length: None,
+        fixed_field_length: None,
+        invocation_field_length: None,
+        counter_length: None,
+        initial_counter_value: None,
+    };
     /// AES-GCM with a 16-byte tag.
     pub const AES_GCM: Self = Self {
         block_cipher_mode: Some(t::BLOCK_CIPHER_MODE_GCM),
-        padding_method: None,
         cryptographic_algorithm: Some(t::CRYPTOGRAPHIC_ALGORITHM_AES),
-        random_iv: None,
         tag_length: Some(16),
+        ..Self::NONE
     };
     /// AES-CBC with PKCS#5 padding.
     pub const AES_CBC_PKCS5: Self = Self {
         block_cipher_mode: Some(t::BLOCK_CIPHER_MODE_CBC),
         padding_method: Some(t::PADDING_METHOD_PKCS5),
         cryptographic_algorithm: Some(t::CRYPTOGRAPHIC_ALGORITHM_AES),
-        random_iv: None,
-        tag_length: None,
+        ..Self::NONE
     };
 
     fn to_item(self) -> Item {
-        let mut items = Vec::new();
-        if let Some(v) = self.block_cipher_mode {
-            items.push(enumeration(t::BLOCK_CIPHER_MODE, v));
-        }
-        if let Some(v) = self.padding_method {
-            items.push(enumeration(t::PADDING_METHOD, v));
-        }
-        if let Some(v) = self.cryptographic_algorithm {
-            items.push(enumeration(t::CRYPTOGRAPHIC_ALGORITHM, v));
-        }
+        let enums = [
+            (t::BLOCK_CIPHER_MODE, self.block_cipher_mode),
+            (t::PADDING_METHOD, self.padding_method),
+            (t::HASHING_ALGORITHM, self.hashing_algorithm),
+            (t::KEY_ROLE_TYPE, self.key_role_type),
+            (
+                t::DIGITAL_SIGNATURE_ALGORITHM,
+                self.digital_signature_algorithm,
+            ),
+            (t::CRYPTOGRAPHIC_ALGORITHM, self.cryptographic_algorithm),
+        ];
+        let ints = [
+            (t::IV_LENGTH, self.iv_length),
+            (t::TAG_LENGTH, self.tag_length),
+            (t::FIXED_FIELD_LENGTH, self.fixed_field_length),
+            (t::INVOCATION_FIELD_LENGTH, self.invocation_field_length),
+            (t::COUNTER_LENGTH, self.counter_length),
+            (t::INITIAL_COUNTER_VALUE, self.initial_counter_value),
+        ];
+        let mut items: Vec<Item> = enums
+            .iter()
+            .filter_map(|(tag, v)| v.map(|v| enumeration(*tag, v)))
+            .collect();
         if let Some(v) = self.random_iv {
             items.push(Item::new(t::RANDOM_IV, Value::Boolean(v)));
         }
-        if let Some(v) = self.tag_length {
-            items.push(int(t::TAG_LENGTH, v));
-        }
+        items.extend(ints.iter().filter_map(|(tag, v)| v.map(|v| int(*tag, v))));
         Item::structure(t::CRYPTOGRAPHIC_PARAMETERS, items)
     }
 }

@@ -21,6 +21,9 @@ pub mod tags;
 pub mod tls;
 pub mod ttlv;
 
+#[cfg(test)]
+pub(crate) mod test_vectors;
+
 pub use admin::{CheckReport, CheckStep, InitReport, RotateReport, check, init, rotate};
 pub use backend::KmipBackend;
 pub use keys::KeyInfo;

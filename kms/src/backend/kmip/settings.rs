@@ -118,3 +118,29 @@ impl KmipSettings {
         Ok(())
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation_names_the_problem() {
+        let ok = KmipSettings::new("hsm.example", DEFAULT_PORT, "master");
+        assert_eq!(ok.validate(), Ok(()));
+        let mut s = ok.clone();
+        s.version = Some((1, 1));
+        assert!(s.validate().unwrap_err().contains("1.2, 1.3 or 1.4"));
+        s.version = Some((2, 0));
+        assert!(s.validate().is_err());
+        let mut s = ok.clone();
+        s.endpoints.clear();
+        assert!(s.validate().unwrap_err().contains("kms.hsm.server.url"));
+        let mut s = ok.clone();
+        s.key_name = " ".into();
+        assert!(s.validate().unwrap_err().contains("kms.hsm.key.name"));
+        let mut s = ok;
+        s.pool.max_connections = 0;
+        assert!(s.validate().is_err());
+    }
+}

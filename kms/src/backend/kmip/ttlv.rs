@@ -323,4 +323,4 @@ impl fmt::Debug for Value {
 
 #[cfg(test)]
 #[path = "ttlv_tests.rs"]
-mod tests;
+pub(crate) mod tests;
