@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use zeroize::Zeroizing;
 
 pub mod gate;
+pub mod kmip;
 pub mod soft;
 
 /// Which backend produced a wrap. The numeric value is stored in envelopes:

@@ -1,0 +1,248 @@
+//! Operator functions behind `cmx-kms hsm init|rotate|check`.
+
+use std::fmt;
+
+use super::backend::KmipBackend;
+use super::conn::ConnError;
+use super::keys;
+use super::tls::TlsProblem;
+use crate::backend::{Backend, BackendError};
+
+/// What `hsm init` did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InitReport {
+    pub key_name: String,
+    /// The unique identifier of the active master key.
+    pub uid: String,
+    /// Whether init created it (false: it existed already).
+    pub created: bool,
+}
+
+impl fmt::Display for InitReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.created {
+            write!(
+                f,
+                "created and activated master key {:?} at the HSM: unique identifier {}",
+                self.key_name, self.uid
+            )
+        } else {
+            write!(
+                f,
+                "master key {:?} already exists and is active at the HSM: unique identifier {} \
+                 (nothing changed)",
+                self.key_name, self.uid
+            )
+        }
+    }
+}
+
+/// Creates and activates the master key unless an active one exists.
+///
+/// Refuses (with [`BackendError::KeyNotUsable`]) when keys of that name
+/// exist but none is active: that needs an operator's decision.
+pub async fn init(backend: &KmipBackend) -> Result<InitReport, BackendError> {
+    let name = backend.settings().key_name.clone();
+    let found = backend.key_versions().await?;
+    if !found.is_empty() {
+        let current = keys::choose_current(&name, &found)?;
+        return Ok(InitReport {
+            key_name: name,
+            uid: current.uid.clone(),
+            created: false,
+        });
+    }
+    let policy = backend.settings().operation_policy_name.as_deref();
+    let uid = keys::create_active(&backend.client, &name, policy).await?;
+    backend.forget_current_key();
+    Ok(InitReport {
+        key_name: name,
+        uid,
+        created: true,
+    })
+}
+
+/// What `hsm rotate` did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RotateReport {
+    pub key_name: String,
+    /// The version new wraps used before (absent if there was none).
+    pub previous: Option<String>,
+    /// The new current version.
+    pub uid: String,
+}
+
+impl fmt::Display for RotateReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "created and activated a new version of master key {:?}: unique identifier {}",
+            self.key_name, self.uid
+        )?;
+        if let Some(p) = &self.previous {
+            write!(
+                f,
+                "; the previous version {p} stays active so existing blobs still unwrap \
+                 (rewrap them to move them to the new version)"
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Creates and activates a new master key version under the same name.
+/// Older versions stay active for unwrapping.
+pub async fn rotate(backend: &KmipBackend) -> Result<RotateReport, BackendError> {
+    let name = backend.settings().key_name.clone();
+    let found = backend.key_versions().await?;
+    let previous = keys::choose_current(&name, &found)
+        .ok()
+        .map(|k| k.uid.clone());
+    let policy = backend.settings().operation_policy_name.as_deref();
+    let uid = keys::create_active(&backend.client, &name, policy).await?;
+    backend.forget_current_key();
+    Ok(RotateReport {
+        key_name: name,
+        previous,
+        uid,
+    })
+}
+
+/// One step of `hsm check`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckStep {
+    pub name: String,
+    pub ok: bool,
+    /// What was found, or what is wrong and what to do about it.
+    pub detail: String,
+}
+
+/// What `hsm check` found, one step per line.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CheckReport {
+    pub steps: Vec<CheckStep>,
+    /// The TLS problem found, if any, for callers that act on it.
+    pub tls_problem: Option<TlsProblem>,
+}
+
+impl CheckReport {
+    /// Whether every step passed.
+    pub fn is_ok(&self) -> bool {
+        !self.steps.is_empty() && self.steps.iter().all(|s| s.ok)
+    }
+
+    fn step(&mut self, name: impl Into<String>, result: Result<String, String>) -> bool {
+        let ok = result.is_ok();
+        self.steps.push(CheckStep {
+            name: name.into(),
+            ok,
+            detail: result.unwrap_or_else(|e| e),
+        });
+        ok
+    }
+}
+
+impl fmt::Display for CheckReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for s in &self.steps {
+            let mark = if s.ok { "ok    " } else { "FAILED" };
+            writeln!(f, "{mark} {}: {}", s.name, s.detail)?;
+        }
+        if self.is_ok() {
+            write!(f, "HSM check passed")
+        } else {
+            write!(f, "HSM check FAILED")
+        }
+    }
+}
+
+/// Connects to each endpoint, negotiates, locates the master key, checks that
+/// it is active and runs one encrypt/decrypt. Never fails: problems are steps.
+pub async fn check(backend: &KmipBackend) -> CheckReport {
+    let mut report = CheckReport::default();
+    let mut reachable = 0;
+    for ep in backend.client.check_endpoints().await {
+        let result = match ep.result {
+            Ok((version, vendor)) => {
+                reachable += 1;
+                let vendor = vendor.map_or(String::new(), |v| format!(", server {v:?}"));
+                Ok(format!("TLS and KMIP {version} negotiated{vendor}"))
+            }
+            Err(ConnError::Tls { problem, message }) => {
+                report.tls_problem.get_or_insert(problem);
+                Err(message)
+            }
+            Err(e @ (ConnError::Connect(_) | ConnError::ConnectTimeout(_))) => Err(format!(
+                "{e}: check that the HSM runs and that kms.hsm.server.url/port point at it"
+            )),
+            Err(e) => Err(e.to_string()),
+        };
+        report.step(format!("connect {}", ep.endpoint), result);
+    }
+    if reachable == 0 {
+        return report;
+    }
+    let name = backend.settings().key_name.clone();
+    let found = match backend.key_versions().await {
+        Ok(found) => found,
+        Err(e) => {
+            report.step("locate master key", Err(e.to_string()));
+            return report;
+        }
+    };
+    let located = keys::choose_current(&name, &found).map_err(|e| e.to_string());
+    let located = match (found.is_empty(), located) {
+        (true, Err(e)) => {
+            report.step(format!("locate master key {name:?}"), Err(e));
+            return report;
+        }
+        (_, located) => {
+            let list: Vec<String> = found
+                .iter()
+                .map(|k| format!("{} ({})", k.uid, k.state_name()))
+                .collect();
+            report.step(
+                format!("locate master key {name:?}"),
+                Ok(format!("found {}", list.join(", "))),
+            );
+            located
+        }
+    };
+    let current = match located {
+        Ok(k) => {
+            report.step(
+                "master key active",
+                Ok(format!("current version {}", k.uid)),
+            );
+            k.uid.clone()
+        }
+        Err(e) => {
+            report.step("master key active", Err(e));
+            return report;
+        }
+    };
+    backend.forget_current_key();
+    let canary = backend
+        .probe()
+        .await
+        .map(|_| format!("wrapped and unwrapped a test value under {current}"))
+        .map_err(|e| e.to_string());
+    report.step("encrypt/decrypt", canary);
+    report
+}
+
+/// Revokes one master key version (reason: cessation of operation). Blobs
+/// wrapped under it no longer unwrap: rewrap them first.
+pub async fn revoke_version(backend: &KmipBackend, uid: &str) -> Result<(), BackendError> {
+    keys::revoke(&backend.client, uid).await?;
+    backend.forget_current_key();
+    Ok(())
+}
+
+/// Destroys one master key version that is no longer active (revoke it
+/// first). Blobs wrapped under it are lost for good.
+pub async fn destroy_version(backend: &KmipBackend, uid: &str) -> Result<(), BackendError> {
+    keys::destroy(&backend.client, uid).await?;
+    backend.forget_current_key();
+    Ok(())
+}

@@ -1,0 +1,422 @@
+//! The KMIP client: a pool of persistent TLS connections per endpoint,
+//! version negotiation per connection, one transparent retry on a broken
+//! pooled connection, failover in endpoint order, and a circuit breaker per
+//! endpoint.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use rustls::ClientConfig;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::conn::{self, ConnError, Connection};
+use super::messages::{self, ProtocolVersion};
+use super::response::{self, Failure};
+use super::settings::KmipSettings;
+use super::tags::{self, operation as op};
+use super::ttlv::Item;
+use crate::backend::{BackendError, EndpointState};
+
+/// Versions we offer in Discover Versions, most preferred first.
+pub const OUR_VERSIONS: [ProtocolVersion; 3] = [
+    ProtocolVersion::V1_4,
+    ProtocolVersion::V1_3,
+    ProtocolVersion::V1_2,
+];
+
+/// The version in the header of a Discover Versions request.
+const DISCOVERY_HEADER_VERSION: ProtocolVersion = ProtocolVersion::V1_2;
+
+/// A failed call: either the server answered with a KMIP failure, or we
+/// could not get an answer at all.
+#[derive(Debug)]
+pub enum CallError {
+    Kmip(Failure),
+    Backend(BackendError),
+}
+
+impl From<BackendError> for CallError {
+    fn from(e: BackendError) -> Self {
+        Self::Backend(e)
+    }
+}
+
+/// What `hsm check` learnt about one endpoint.
+#[derive(Debug)]
+pub struct EndpointCheck {
+    pub endpoint: String,
+    /// The negotiated version and the vendor identification, or what failed.
+    pub result: Result<(ProtocolVersion, Option<String>), ConnError>,
+}
+
+/// A successful call: the payload and the version the request was sent in.
+#[derive(Debug)]
+pub struct Answer {
+    pub payload: Option<Item>,
+    pub version: ProtocolVersion,
+}
+
+/// What a request needs from the connection it runs on.
+#[derive(Clone, Copy, Debug)]
+pub struct CallOptions {
+    /// Send with this version instead of the connection's (GCM needs 1.4).
+    pub version: Option<ProtocolVersion>,
+    /// Whether a retry after the request may have reached the server is
+    /// harmless. Requests that are not (Create) always use a fresh connection.
+    pub idempotent: bool,
+}
+
+impl CallOptions {
+    pub const DEFAULT: Self = Self {
+        version: None,
+        idempotent: true,
+    };
+}
+
+#[derive(Debug, Default)]
+struct Health {
+    consecutive_failures: u32,
+    open_until: Option<Instant>,
+    last_error: Option<String>,
+    last_ok: Option<Instant>,
+    version: Option<ProtocolVersion>,
+}
+
+struct Endpoint {
+    host: String,
+    port: u16,
+    label: String,
+    idle: Mutex<Vec<Connection>>,
+    permits: Arc<Semaphore>,
+    health: Mutex<Health>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The KMIP client shared by every task of the backend.
+pub struct Client {
+    endpoints: Vec<Endpoint>,
+    tls: Arc<ClientConfig>,
+    settings: KmipSettings,
+}
+
+enum Attempt {
+    Answered(response::Response, ProtocolVersion),
+    Busy,
+    Failed(ConnError),
+}
+
+impl Client {
+    /// A client; makes no connection yet.
+    pub fn new(settings: KmipSettings, tls: Arc<ClientConfig>) -> Self {
+        let endpoints = settings
+            .endpoints
+            .iter()
+            .map(|(host, port)| Endpoint {
+                host: host.clone(),
+                port: *port,
+                label: format!("{host}:{port}"),
+                idle: Mutex::new(Vec::new()),
+                permits: Arc::new(Semaphore::new(settings.pool.max_connections)),
+                health: Mutex::new(Health::default()),
+            })
+            .collect();
+        Self {
+            endpoints,
+            tls,
+            settings,
+        }
+    }
+
+    /// The settings this client was built with.
+    pub fn settings(&self) -> &KmipSettings {
+        &self.settings
+    }
+
+    /// Runs one operation on the first endpoint that answers.
+    ///
+    /// `build` makes the payload for the version the chosen connection speaks.
+    pub async fn call(
+        &self,
+        operation: u32,
+        options: CallOptions,
+        build: impl Fn(ProtocolVersion) -> Item,
+    ) -> Result<Answer, CallError> {
+        let mut problems = Vec::new();
+        let mut all_config = true;
+        let mut retry_after = self.settings.breaker.cooldown;
+        for ep in &self.endpoints {
+            if let Some(remaining) = ep.breaker_open() {
+                problems.push(format!(
+                    "{}: circuit breaker open for {}s after repeated failures",
+                    ep.label,
+                    remaining.as_secs().max(1)
+                ));
+                retry_after = retry_after.min(remaining.max(Duration::from_secs(1)));
+                all_config = false;
+                continue;
+            }
+            match self.attempt(ep, operation, options, &build).await {
+                Attempt::Answered(resp, version) => {
+                    ep.record_success();
+                    return match resp.result {
+                        Ok(payload) => Ok(Answer { payload, version }),
+                        Err(failure) => Err(CallError::Kmip(failure)),
+                    };
+                }
+                Attempt::Busy => {
+                    all_config = false;
+                    problems.push(format!(
+                        "{}: all {} connections busy for {:?}",
+                        ep.label, self.settings.pool.max_connections, self.settings.request_timeout
+                    ));
+                }
+                Attempt::Failed(e) => {
+                    all_config &= e.is_config();
+                    tracing::warn!(endpoint = %ep.label, operation = op::name(operation), error = %e, "KMIP endpoint failed");
+                    problems.push(format!("{}: {e}", ep.label));
+                    ep.record_failure(&e, &self.settings);
+                }
+            }
+        }
+        let reason = problems.join("; ");
+        Err(CallError::Backend(if all_config && !problems.is_empty() {
+            BackendError::Misconfigured(reason)
+        } else {
+            BackendError::Unavailable {
+                reason: format!("no KMIP endpoint answered: {reason}"),
+                retry_after,
+            }
+        }))
+    }
+
+    async fn attempt(
+        &self,
+        ep: &Endpoint,
+        operation: u32,
+        options: CallOptions,
+        build: &impl Fn(ProtocolVersion) -> Item,
+    ) -> Attempt {
+        let s = &self.settings;
+        let permit =
+            match tokio::time::timeout(s.request_timeout, ep.permits.clone().acquire_owned()).await
+            {
+                Ok(Ok(permit)) => permit,
+                _ => return Attempt::Busy,
+            };
+        if options.idempotent
+            && let Some(mut conn) = self.take_idle(ep).await
+        {
+            let version = options.version.unwrap_or(conn.version);
+            let payload = build(conn.version);
+            match conn
+                .exchange(
+                    version,
+                    operation,
+                    payload,
+                    s.max_response_bytes,
+                    s.request_timeout,
+                )
+                .await
+            {
+                Ok(resp) => {
+                    self.give_back(ep, conn, permit);
+                    return Attempt::Answered(resp, version);
+                }
+                // A hung HSM is not a stale connection: do not wait twice.
+                Err(e @ ConnError::Timeout(_)) => return Attempt::Failed(e),
+                Err(e) => {
+                    // A pooled connection can die quietly (HSM restart, idle
+                    // timeout, load balancer): retry once on a fresh one.
+                    tracing::debug!(endpoint = %ep.label, error = %e, "pooled KMIP connection broken, reconnecting");
+                }
+            }
+        }
+        let mut conn = match self.open(ep).await {
+            Ok(conn) => conn,
+            Err(e) => return Attempt::Failed(e),
+        };
+        let version = options.version.unwrap_or(conn.version);
+        let payload = build(conn.version);
+        match conn
+            .exchange(
+                version,
+                operation,
+                payload,
+                s.max_response_bytes,
+                s.request_timeout,
+            )
+            .await
+        {
+            Ok(resp) => {
+                self.give_back(ep, conn, permit);
+                Attempt::Answered(resp, version)
+            }
+            Err(e) => Attempt::Failed(e),
+        }
+    }
+
+    /// Takes the most recently used idle connection that is still fit for use.
+    async fn take_idle(&self, ep: &Endpoint) -> Option<Connection> {
+        let pool = &self.settings.pool;
+        loop {
+            let mut conn = lock(&ep.idle).pop()?;
+            if conn.last_used.elapsed() >= pool.idle_timeout
+                || conn.created.elapsed() >= pool.max_lifetime
+            {
+                continue;
+            }
+            if conn.looks_alive().await {
+                return Some(conn);
+            }
+        }
+    }
+
+    fn give_back(&self, ep: &Endpoint, conn: Connection, permit: OwnedSemaphorePermit) {
+        let mut idle = lock(&ep.idle);
+        if idle.len() < self.settings.pool.max_connections {
+            idle.push(conn);
+        }
+        drop(permit);
+    }
+
+    /// Connects and settles the protocol version of the new connection.
+    async fn open(&self, ep: &Endpoint) -> Result<Connection, ConnError> {
+        let s = &self.settings;
+        let stream = conn::connect(&ep.host, ep.port, self.tls.clone(), s.connect_timeout).await?;
+        if let Some((major, minor)) = s.version {
+            let version = ProtocolVersion::new(major, minor);
+            lock(&ep.health).version = Some(version);
+            return Ok(Connection::new(stream, version));
+        }
+        let mut conn = Connection::new(stream, DISCOVERY_HEADER_VERSION);
+        let resp = conn
+            .exchange(
+                DISCOVERY_HEADER_VERSION,
+                op::DISCOVER_VERSIONS,
+                messages::discover_versions(&OUR_VERSIONS),
+                s.max_response_bytes,
+                s.request_timeout,
+            )
+            .await?;
+        let offered = match resp.result {
+            Ok(payload) => response::discover_versions(payload.as_ref())?,
+            Err(f) => {
+                return Err(ConnError::Unsupported(format!(
+                    "the HSM does not answer Discover Versions ({f}): pin the KMIP version \
+                     (1.2, 1.3 or 1.4) in the configuration"
+                )));
+            }
+        };
+        let Some(version) = offered.into_iter().find(|v| OUR_VERSIONS.contains(v)) else {
+            return Err(ConnError::Unsupported(
+                "the HSM speaks none of KMIP 1.2, 1.3 and 1.4 (Encrypt and Decrypt need 1.2 or later)"
+                    .into(),
+            ));
+        };
+        conn.version = version;
+        lock(&ep.health).version = Some(version);
+        Ok(conn)
+    }
+
+    /// Connects to every endpoint on a fresh connection (bypassing the pool),
+    /// negotiates the version and asks Query for the vendor, for `hsm check`.
+    pub async fn check_endpoints(&self) -> Vec<EndpointCheck> {
+        let mut out = Vec::with_capacity(self.endpoints.len());
+        for ep in &self.endpoints {
+            let result = self.check_one(ep).await;
+            match &result {
+                Ok(_) => ep.record_success(),
+                Err(e) => ep.record_failure(e, &self.settings),
+            }
+            out.push(EndpointCheck {
+                endpoint: ep.label.clone(),
+                result,
+            });
+        }
+        out
+    }
+
+    async fn check_one(
+        &self,
+        ep: &Endpoint,
+    ) -> Result<(ProtocolVersion, Option<String>), ConnError> {
+        let s = &self.settings;
+        let mut conn = self.open(ep).await?;
+        let resp = conn
+            .exchange(
+                conn.version,
+                op::QUERY,
+                messages::query(&[tags::QUERY_OPERATIONS, tags::QUERY_SERVER_INFORMATION]),
+                s.max_response_bytes,
+                s.request_timeout,
+            )
+            .await?;
+        let vendor = match resp.result {
+            Ok(payload) => response::query(payload.as_ref())?.vendor,
+            Err(_) => None,
+        };
+        Ok((conn.version, vendor))
+    }
+
+    /// The state of each endpoint as last seen, for readiness and `hsm check`.
+    pub fn endpoint_states(&self) -> Vec<EndpointState> {
+        self.endpoints.iter().map(Endpoint::state).collect()
+    }
+}
+
+impl Endpoint {
+    /// Remaining open time, when the breaker is open.
+    fn breaker_open(&self) -> Option<Duration> {
+        let health = lock(&self.health);
+        let until = health.open_until?;
+        until.checked_duration_since(Instant::now())
+    }
+
+    fn record_success(&self) {
+        let mut h = lock(&self.health);
+        h.consecutive_failures = 0;
+        h.open_until = None;
+        h.last_error = None;
+        h.last_ok = Some(Instant::now());
+    }
+
+    fn record_failure(&self, error: &ConnError, settings: &KmipSettings) {
+        // Whatever is idle towards a failing endpoint is suspect as well.
+        lock(&self.idle).clear();
+        let mut h = lock(&self.health);
+        h.consecutive_failures = h.consecutive_failures.saturating_add(1);
+        h.last_error = Some(error.to_string());
+        if h.consecutive_failures >= settings.breaker.failures {
+            h.open_until = Some(Instant::now() + settings.breaker.cooldown);
+        }
+    }
+
+    fn state(&self) -> EndpointState {
+        let idle = lock(&self.idle).len();
+        let h = lock(&self.health);
+        let open = h
+            .open_until
+            .and_then(|u| u.checked_duration_since(Instant::now()));
+        let (up, detail) = match (&h.last_error, h.last_ok) {
+            (Some(e), _) => {
+                let breaker = open.map_or(String::new(), |d| {
+                    format!("; circuit breaker open for {}s", d.as_secs().max(1))
+                });
+                (false, format!("down: {e}{breaker}"))
+            }
+            (None, Some(_)) => {
+                let version = h.version.map_or(String::new(), |v| format!("KMIP {v}, "));
+                (true, format!("up ({version}{idle} idle connections)"))
+            }
+            (None, None) => (false, "not contacted yet".to_owned()),
+        };
+        EndpointState {
+            endpoint: self.label.clone(),
+            up,
+            detail,
+        }
+    }
+}

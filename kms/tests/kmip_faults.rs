@@ -1,0 +1,182 @@
+//! The KMIP backend when the HSM misbehaves, against a real PyKMIP server:
+//! stopped, hung, restarted, first endpoint down, idle connections.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout
+)]
+
+#[path = "support/pykmip.rs"]
+mod pykmip;
+
+use std::time::{Duration, Instant};
+
+use cmx_kms::backend::kmip::{self, KmipBackend, KmipSettings};
+use cmx_kms::backend::{Backend, BackendError};
+use pykmip::{Pki, PyKmip};
+
+fn backend(pki: &Pki, settings: KmipSettings) -> KmipBackend {
+    let (chain, key) = pki.client_identity();
+    KmipBackend::new(settings, chain, key, pki.trust()).expect("backend")
+}
+
+fn assert_unavailable(err: &BackendError) {
+    match err {
+        BackendError::Unavailable { retry_after, .. } => {
+            assert!(
+                !retry_after.is_zero() && *retry_after <= Duration::from_secs(5),
+                "{err:?}"
+            )
+        }
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopped_hung_and_restarted_hsm() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let pki = Pki::generate(&tmp.path().join("pki"));
+    let mut server = PyKmip::start(&pki, &tmp.path().join("pykmip"), "server-ec");
+    let mut settings = server.settings("faults");
+    settings.request_timeout = Duration::from_secs(2);
+    settings.connect_timeout = Duration::from_secs(2);
+    let b = backend(&pki, settings);
+    kmip::init(&b).await.expect("init");
+    let w = b
+        .wrap(b"0123456789abcdef0123456789abcdef", b"a")
+        .await
+        .expect("wrap");
+    b.probe().await.expect("probe while up");
+
+    // Hung HSM (SIGSTOP): the pooled connection times out after the request
+    // timeout, without a second wait on a retry.
+    server.pause();
+    let t = Instant::now();
+    let err = b.unwrap(&w, b"a").await.expect_err("hung HSM");
+    assert_unavailable(&err);
+    assert!(
+        t.elapsed() < Duration::from_secs(4),
+        "took {:?}",
+        t.elapsed()
+    );
+    // A new connection to a hung HSM: the handshake times out (connect timeout).
+    let t = Instant::now();
+    let err = b
+        .unwrap(&w, b"a")
+        .await
+        .expect_err("hung HSM, new connection");
+    assert_unavailable(&err);
+    assert!(
+        t.elapsed() < Duration::from_secs(4),
+        "took {:?}",
+        t.elapsed()
+    );
+    server.resume();
+
+    // Stopped HSM: fail fast, probe fails, readiness shows the endpoint down.
+    server.stop();
+    for _ in 0..3 {
+        let t = Instant::now();
+        let err = b.unwrap(&w, b"a").await.expect_err("stopped HSM");
+        assert_unavailable(&err);
+        assert!(
+            t.elapsed() < Duration::from_secs(1),
+            "took {:?}",
+            t.elapsed()
+        );
+    }
+    let err = b.probe().await.expect_err("probe while down");
+    assert_unavailable(&err);
+    assert!(err.to_string().contains("circuit breaker open"), "{err}");
+
+    // Restarted on the same port and database: the same backend recovers.
+    server.start_again();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let plain = loop {
+        match b.unwrap(&w, b"a").await {
+            Ok(p) => break p,
+            Err(e) => {
+                assert_unavailable(&e);
+                assert!(Instant::now() < deadline, "no recovery: {e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    assert_eq!(plain.as_slice(), b"0123456789abcdef0123456789abcdef");
+    let report = b.probe().await.expect("probe after restart");
+    assert!(report.endpoints[0].up, "{report:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_endpoint_down_second_serves() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let pki = Pki::generate(&tmp.path().join("pki"));
+    let server = PyKmip::start(&pki, &tmp.path().join("pykmip"), "server-ec");
+    let dead = pykmip::free_port();
+    let b = backend(
+        &pki,
+        pykmip::test_settings(&[dead, server.port], "failover"),
+    );
+    kmip::init(&b).await.expect("init via second endpoint");
+    for _ in 0..4 {
+        let w = b.wrap(b"secret", b"x").await.expect("wrap");
+        assert_eq!(
+            b.unwrap(&w, b"x").await.expect("unwrap").as_slice(),
+            b"secret"
+        );
+    }
+    let report = b.probe().await.expect("probe");
+    let states: Vec<_> = report
+        .endpoints
+        .iter()
+        .map(|e| (e.up, e.detail.clone()))
+        .collect();
+    assert!(!report.endpoints[0].up, "{states:?}");
+    assert!(
+        report.endpoints[0].endpoint.ends_with(&format!(":{dead}")),
+        "{states:?}"
+    );
+    assert!(report.endpoints[1].up, "{states:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_survive_or_are_replaced() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let pki = Pki::generate(&tmp.path().join("pki"));
+    let server = PyKmip::start(&pki, &tmp.path().join("pykmip"), "server-ec");
+
+    // Pool idle timeout longer than PyKMIP's 10 s socket timeout: the pooled
+    // connection has sat through the server's read timeout and is reused.
+    let mut long = server.settings("idle");
+    long.pool.idle_timeout = Duration::from_secs(60);
+    let b = backend(&pki, long);
+    // Pool idle timeout of 1 s: the connection is dropped by us and replaced.
+    let mut short = server.settings("idle");
+    short.pool.idle_timeout = Duration::from_secs(1);
+    let s = backend(&pki, short);
+
+    kmip::init(&b).await.expect("init");
+    let w = b.wrap(b"secret", b"x").await.expect("wrap");
+    s.unwrap(&w, b"x").await.expect("unwrap");
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    assert!(
+        server.log().contains("The read operation timed out"),
+        "PyKMIP did not time out the idle connection"
+    );
+    assert_eq!(
+        b.unwrap(&w, b"x")
+            .await
+            .expect("after idle, long")
+            .as_slice(),
+        b"secret"
+    );
+    assert_eq!(
+        s.unwrap(&w, b"x")
+            .await
+            .expect("after idle, short")
+            .as_slice(),
+        b"secret"
+    );
+}
