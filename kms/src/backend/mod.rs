@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use zeroize::Zeroizing;
 
 pub mod soft;
+pub mod vault;
 
 /// Which backend produced a wrap. The numeric value is stored in envelopes:
 /// never renumber.
@@ -91,7 +92,10 @@ pub struct MasterWrap {
 pub enum BackendError {
     /// The backend cannot be reached or is overloaded: the caller may retry later.
     #[error("backend unavailable: {reason}")]
-    Unavailable { reason: String, retry_after: Duration },
+    Unavailable {
+        reason: String,
+        retry_after: Duration,
+    },
     /// The master key does not exist at the backend: an operator problem.
     #[error("master key not found: {0}")]
     KeyNotFound(String),
