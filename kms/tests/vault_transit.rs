@@ -1,7 +1,12 @@
 //! The Vault Transit backend against a real OpenBao dev server: `hsm init`,
 //! wrap/unwrap, key rotation and rewrap, `min_decryption_version`, plain
 //! errors, namespaces, TLS with a client certificate.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout
+)]
 
 #[path = "support/openbao.rs"]
 mod openbao;

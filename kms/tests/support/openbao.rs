@@ -193,10 +193,10 @@ impl OpenBao {
         self.child = Some(cmd.spawn().unwrap());
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if let Some(c) = self.child.as_mut() {
-                if let Ok(Some(status)) = c.try_wait() {
-                    panic!("OpenBao exited at start ({status}); log:\n{}", self.log());
-                }
+            if let Some(c) = self.child.as_mut()
+                && let Ok(Some(status)) = c.try_wait()
+            {
+                panic!("OpenBao exited at start ({status}); log:\n{}", self.log());
             }
             if let Ok((200, _)) = self.try_api(Method::GET, "sys/health", None, None).await {
                 break;
