@@ -6,7 +6,12 @@
 //! creates the Transit mount, the key, the policy and the credentials again
 //! (same token id, same AppRole ids). Blobs wrapped before the restart are
 //! lost with the old key; that is a property of the dev server, not of us.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stdout)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout
+)]
 
 #[path = "support/openbao.rs"]
 mod openbao;
@@ -28,8 +33,19 @@ async fn provision(bao: &OpenBao) {
     bao.enable_transit(None).await;
     bao.create_key(None, KEY).await;
     bao.write_policy(None, "kms-app", GUIDE_POLICY).await;
-    bao.create_token(None, json!({"id": TOKEN_ID, "policies": ["kms-app"], "ttl": "1h"})).await;
-    let _ = bao.try_api(Method::POST, "sys/auth/approle", None, Some(json!({"type": "approle"}))).await;
+    bao.create_token(
+        None,
+        json!({"id": TOKEN_ID, "policies": ["kms-app"], "ttl": "1h"}),
+    )
+    .await;
+    let _ = bao
+        .try_api(
+            Method::POST,
+            "sys/auth/approle",
+            None,
+            Some(json!({"type": "approle"})),
+        )
+        .await;
     bao.api(
         Method::POST,
         "auth/approle/role/kms",
@@ -37,7 +53,13 @@ async fn provision(bao: &OpenBao) {
         Some(json!({"token_policies": "kms-app", "token_ttl": "1h"})),
     )
     .await;
-    bao.api(Method::POST, "auth/approle/role/kms/role-id", None, Some(json!({"role_id": ROLE_ID}))).await;
+    bao.api(
+        Method::POST,
+        "auth/approle/role/kms/role-id",
+        None,
+        Some(json!({"role_id": ROLE_ID})),
+    )
+    .await;
     bao.api(
         Method::POST,
         "auth/approle/role/kms/custom-secret-id",
@@ -56,11 +78,17 @@ async fn assert_down_fast(backend: &VaultBackend) {
     assert_eq!(err.label(), "backend-unavailable");
     assert!(err.is_retryable());
     assert!(took < Duration::from_secs(3), "took {took:?}");
-    assert!(matches!(backend.probe().await, Err(BackendError::Unavailable { .. })));
+    assert!(matches!(
+        backend.probe().await,
+        Err(BackendError::Unavailable { .. })
+    ));
     let report = backend.check().await;
     println!("{report}");
     assert_eq!(report.steps[0].outcome, StepOutcome::Failed);
-    assert!(report.steps[0].detail.contains("is Vault running"), "{report}");
+    assert!(
+        report.steps[0].detail.contains("is Vault running"),
+        "{report}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

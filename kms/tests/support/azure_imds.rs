@@ -73,7 +73,9 @@ impl ImdsStandIn {
         let (s2, f2) = (seen.clone(), facts.clone());
         let task = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 let (s3, f3) = (s2.clone(), f2.clone());
                 tokio::spawn(async move {
                     let svc = service_fn(move |req| {
@@ -86,7 +88,12 @@ impl ImdsStandIn {
                 });
             }
         });
-        Self { addr, seen, facts, task }
+        Self {
+            addr,
+            seen,
+            facts,
+            task,
+        }
     }
 
     /// The base URL to give cmx-kms instead of `http://169.254.169.254`.
@@ -126,7 +133,12 @@ fn fake_jwt(f: &VmFacts, resource: &str) -> String {
         "exp": 1_700_086_400u64,
     });
     let b = |v: &serde_json::Value| URL_SAFE_NO_PAD.encode(v.to_string());
-    format!("{}.{}.{}", b(&header), b(&claims), URL_SAFE_NO_PAD.encode(b"not-a-real-signature"))
+    format!(
+        "{}.{}.{}",
+        b(&header),
+        b(&claims),
+        URL_SAFE_NO_PAD.encode(b"not-a-real-signature")
+    )
 }
 
 fn reply(status: StatusCode, body: serde_json::Value) -> Response<Full<Bytes>> {
@@ -138,19 +150,33 @@ fn reply(status: StatusCode, body: serde_json::Value) -> Response<Full<Bytes>> {
 }
 
 fn bad(desc: &str) -> Response<Full<Bytes>> {
-    reply(StatusCode::BAD_REQUEST, json!({"error": "invalid_request", "error_description": desc}))
+    reply(
+        StatusCode::BAD_REQUEST,
+        json!({"error": "invalid_request", "error_description": desc}),
+    )
 }
 
 fn handle(req: Request<Incoming>, seen: &Mutex<Vec<Seen>>, f: &VmFacts) -> Response<Full<Bytes>> {
     let path = req.uri().path().to_owned();
     let query = parse_query(req.uri().query().unwrap_or(""));
-    let metadata_header = req.headers().get("Metadata").and_then(|v| v.to_str().ok()).map(str::to_owned);
-    seen.lock().unwrap().push(Seen { path: path.clone(), query: query.clone(), metadata_header: metadata_header.clone() });
+    let metadata_header = req
+        .headers()
+        .get("Metadata")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    seen.lock().unwrap().push(Seen {
+        path: path.clone(),
+        query: query.clone(),
+        metadata_header: metadata_header.clone(),
+    });
 
     if req.headers().contains_key("X-Forwarded-For") {
         return bad("Request contains X-Forwarded-For header");
     }
-    if !metadata_header.as_deref().is_some_and(|v| v.eq_ignore_ascii_case("true")) {
+    if !metadata_header
+        .as_deref()
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    {
         return bad("Required metadata header not specified");
     }
     let get = |k: &str| query.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
