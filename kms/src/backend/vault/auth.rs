@@ -5,7 +5,6 @@
 //! The background loop lives in [`super::renew`]; this file holds the state
 //! and the single-flight operations on it.
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -19,7 +18,8 @@ use tokio::sync::Notify;
 use super::azure::Imds;
 use super::client::VaultHttp;
 use super::error::{Ctx, DEFAULT_RETRY_AFTER, Op, classify, vault_message};
-use super::settings::{AzureAuth, TokenSource, VaultAuth, normalise_api_path};
+use super::login::{self, read_secret_file};
+use super::settings::{TokenSource, VaultAuth};
 use crate::backend::BackendError;
 
 /// A token in use. `Debug` never shows the secret.
@@ -256,7 +256,7 @@ impl Auth {
     ) -> Result<Token, BackendError> {
         let (secret, origin) = match src {
             TokenSource::File(p) => (
-                read_token_file(p)?,
+                read_secret_file(p, "Vault token")?,
                 format!("the token file {}", p.display()),
             ),
             TokenSource::Env(s) => (s.clone(), "VAULT_TOKEN".to_owned()),
@@ -326,33 +326,7 @@ impl Auth {
     }
 
     async fn login(&self, generation: u64) -> Result<Token, BackendError> {
-        let (path, body) = match &self.method {
-            VaultAuth::Token(_) => {
-                return Err(BackendError::Misconfigured(
-                    "token authentication has no login".to_owned(),
-                ));
-            }
-            VaultAuth::AppRole {
-                path,
-                role_id,
-                secret_id_file,
-            } => {
-                let secret_id = read_secret_file(secret_id_file, "AppRole secret id")?;
-                (
-                    path.as_str(),
-                    json!({ "role_id": role_id, "secret_id": secret_id.expose_secret() }),
-                )
-            }
-            VaultAuth::Cert { path, role } => (
-                path.as_str(),
-                match role {
-                    Some(r) => json!({ "name": r }),
-                    None => json!({}),
-                },
-            ),
-            VaultAuth::Azure(az) => (az.path.as_str(), self.azure_body(az).await?),
-        };
-        let path = normalise_api_path(path).to_owned();
+        let (path, body) = login::request(&self.method, self.imds.as_ref()).await?;
         let reply = self.post_auth(&path, None, &body, Op::Login).await?;
         let secret = reply
             .client_token
@@ -379,27 +353,6 @@ impl Auth {
             renewable: reply.renewable.unwrap_or(false),
             capped: false,
         })
-    }
-
-    async fn azure_body(&self, az: &AzureAuth) -> Result<serde_json::Value, BackendError> {
-        let imds = self.imds.as_ref().ok_or_else(|| {
-            BackendError::Misconfigured("Azure authentication without a metadata client".to_owned())
-        })?;
-        let id = imds.identity(&az.resource).await?;
-        let mut body = json!({
-            "role": az.role,
-            "jwt": id.jwt.expose_secret(),
-            "subscription_id": id.subscription_id,
-            "resource_group_name": id.resource_group_name,
-        });
-        if let Some(map) = body.as_object_mut() {
-            if let Some(v) = id.vmss_name {
-                map.insert("vmss_name".to_owned(), json!(v));
-            } else if let Some(v) = id.vm_name {
-                map.insert("vm_name".to_owned(), json!(v));
-            }
-        }
-        Ok(body)
     }
 
     /// POST a login or renewal and read its `auth` section.
@@ -450,26 +403,4 @@ pub(crate) fn unavailable(http: &VaultHttp, path: &str, why: &str) -> BackendErr
         reason: format!("Vault at {} did not answer {path}: {why}", http.base()),
         retry_after: DEFAULT_RETRY_AFTER,
     }
-}
-
-fn read_token_file(path: &PathBuf) -> Result<SecretString, BackendError> {
-    read_secret_file(path, "Vault token")
-}
-
-/// Read a one-line secret file (trailing newline and spaces removed).
-pub(crate) fn read_secret_file(path: &PathBuf, what: &str) -> Result<SecretString, BackendError> {
-    let raw = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
-        BackendError::Misconfigured(format!(
-            "cannot read the {what} file {}: {e}",
-            path.display()
-        ))
-    })?);
-    let s = raw.trim();
-    if s.is_empty() {
-        return Err(BackendError::Misconfigured(format!(
-            "the {what} file {} is empty",
-            path.display()
-        )));
-    }
-    Ok(SecretString::from(s.to_owned()))
 }

@@ -27,6 +27,7 @@ mod azure;
 mod client;
 mod error;
 mod http;
+mod login;
 mod renew;
 pub mod settings;
 mod transit;
