@@ -217,7 +217,10 @@ impl Auth {
             )
             .await?;
         let lease = Duration::from_secs(reply.lease_duration.unwrap_or(0));
-        let capped = lease < old.full_ttl;
+        // Vault caps a renewal at the token's max TTL; a lease clearly shorter
+        // than the usual one means the end is near (1 s tolerance: TTLs are
+        // whole seconds).
+        let capped = lease.saturating_add(Duration::from_secs(1)) < old.full_ttl;
         let token = Arc::new(Token {
             secret: old.secret.clone(),
             generation: old.generation,
