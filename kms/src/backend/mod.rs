@@ -92,10 +92,7 @@ pub struct MasterWrap {
 pub enum BackendError {
     /// The backend cannot be reached or is overloaded: the caller may retry later.
     #[error("backend unavailable: {reason}")]
-    Unavailable {
-        reason: String,
-        retry_after: Duration,
-    },
+    Unavailable { reason: String, retry_after: Duration },
     /// The master key does not exist at the backend: an operator problem.
     #[error("master key not found: {0}")]
     KeyNotFound(String),
