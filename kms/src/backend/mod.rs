@@ -14,6 +14,7 @@ use zeroize::Zeroizing;
 pub mod gate;
 pub mod kmip;
 pub mod soft;
+pub mod vault;
 
 /// Which backend produced a wrap. The numeric value is stored in envelopes:
 /// never renumber.

@@ -1,0 +1,311 @@
+//! `cmx-kms hsm init` and `cmx-kms hsm check` for the Vault backend.
+
+use std::fmt;
+
+use hyper::Method;
+use serde::Deserialize;
+
+use super::VaultBackend;
+use super::transit::KeyInfo;
+use crate::backend::{Backend, BackendError};
+
+/// The only key type the backend creates, and the one it expects.
+pub const KEY_TYPE: &str = "aes256-gcm96";
+
+/// What `hsm init` did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum InitOutcome {
+    /// The key did not exist and was created.
+    Created(KeyInfo),
+    /// The key existed already and was left as it was.
+    AlreadyExists(KeyInfo),
+}
+
+impl fmt::Display for InitOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Created(k) => write!(f, "created Transit key '{}' ({})", k.name, k.key_type),
+            Self::AlreadyExists(k) => write!(
+                f,
+                "Transit key '{}' already exists ({}, latest version {}): left unchanged",
+                k.name, k.key_type, k.latest_version
+            ),
+        }
+    }
+}
+
+/// How one step of `hsm check` went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StepOutcome {
+    Ok,
+    /// Works, but the operator should look at it.
+    Warning,
+    Failed,
+    /// Not tried because an earlier step failed.
+    Skipped,
+}
+
+/// One line of `hsm check`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckStep {
+    pub name: &'static str,
+    pub outcome: StepOutcome,
+    pub detail: String,
+}
+
+/// The result of `hsm check`: one line per step.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CheckReport {
+    pub steps: Vec<CheckStep>,
+}
+
+impl CheckReport {
+    /// No step failed (warnings allowed).
+    pub fn passed(&self) -> bool {
+        self.steps
+            .iter()
+            .all(|s| matches!(s.outcome, StepOutcome::Ok | StepOutcome::Warning))
+    }
+
+    fn push(&mut self, name: &'static str, outcome: StepOutcome, detail: impl Into<String>) {
+        self.steps.push(CheckStep {
+            name,
+            outcome,
+            detail: detail.into(),
+        });
+    }
+}
+
+impl fmt::Display for CheckStep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let tag = match self.outcome {
+            StepOutcome::Ok => "ok",
+            StepOutcome::Warning => "WARN",
+            StepOutcome::Failed => "FAIL",
+            StepOutcome::Skipped => "skip",
+        };
+        write!(f, "[{tag:>4}] {}: {}", self.name, self.detail)
+    }
+}
+
+impl fmt::Display for CheckReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for s in &self.steps {
+            writeln!(f, "{s}")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Deserialize)]
+struct Health {
+    initialized: Option<bool>,
+    sealed: Option<bool>,
+    standby: Option<bool>,
+    version: Option<String>,
+}
+
+impl VaultBackend {
+    /// `hsm init`: create the master key (type aes256-gcm96) unless it exists.
+    pub async fn init(&self) -> Result<InitOutcome, BackendError> {
+        match self.read_key().await {
+            Ok(k) => {
+                usable(&k)?;
+                Ok(InitOutcome::AlreadyExists(k))
+            }
+            Err(BackendError::KeyNotFound(_)) => {
+                self.transit.create_key(&self.key_name).await?;
+                let k = self.read_key().await?;
+                tracing::info!(key = %self.key_name, "created the Vault Transit master key");
+                Ok(InitOutcome::Created(k))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `hsm check`: reach Vault, authenticate, read the key, wrap and unwrap
+    /// once. Each step says in plain words what failed and what to look at.
+    pub async fn check(&self) -> CheckReport {
+        let mut r = CheckReport::default();
+        match self.health().await {
+            Ok(detail) => r.push("reach Vault", StepOutcome::Ok, detail),
+            Err(e) => {
+                r.push("reach Vault", StepOutcome::Failed, hint(&e, &self.base));
+                skip_rest(
+                    &mut r,
+                    &["authenticate", "read master key", "wrap and unwrap"],
+                );
+                return r;
+            }
+        }
+        match self.auth.token().await {
+            Ok(t) => {
+                let ttl = match t.expires_at {
+                    Some(e) => format!(
+                        "ttl {} s{}",
+                        e.saturating_duration_since(std::time::Instant::now())
+                            .as_secs(),
+                        if t.renewable {
+                            ", renewable"
+                        } else {
+                            ", not renewable"
+                        }
+                    ),
+                    None => "no expiry".to_owned(),
+                };
+                r.push(
+                    "authenticate",
+                    StepOutcome::Ok,
+                    format!(
+                        "{} authentication: token accepted, {ttl}",
+                        self.auth.method().method_name()
+                    ),
+                );
+            }
+            Err(e) => {
+                r.push("authenticate", StepOutcome::Failed, hint(&e, &self.base));
+                skip_rest(&mut r, &["read master key", "wrap and unwrap"]);
+                return r;
+            }
+        }
+        match self.read_key().await {
+            Ok(k) => {
+                let facts = format!(
+                    "'{}' is {}, latest version {}, min_decryption_version {}",
+                    k.name, k.key_type, k.latest_version, k.min_decryption_version
+                );
+                match key_warnings(&k) {
+                    Err(e) => {
+                        r.push(
+                            "read master key",
+                            StepOutcome::Failed,
+                            format!("{facts}: {e}"),
+                        );
+                        skip_rest(&mut r, &["wrap and unwrap"]);
+                        return r;
+                    }
+                    Ok(w) if w.is_empty() => r.push("read master key", StepOutcome::Ok, facts),
+                    Ok(w) => r.push(
+                        "read master key",
+                        StepOutcome::Warning,
+                        format!("{facts}; {}", w.join("; ")),
+                    ),
+                }
+            }
+            Err(e) => {
+                r.push("read master key", StepOutcome::Failed, hint(&e, &self.base));
+                skip_rest(&mut r, &["wrap and unwrap"]);
+                return r;
+            }
+        }
+        match self.probe().await {
+            Ok(p) => {
+                let detail = p
+                    .endpoints
+                    .first()
+                    .map(|e| e.detail.clone())
+                    .unwrap_or_default();
+                r.push("wrap and unwrap", StepOutcome::Ok, detail);
+            }
+            Err(e) => r.push("wrap and unwrap", StepOutcome::Failed, hint(&e, &self.base)),
+        }
+        r
+    }
+
+    /// `sys/health` (root namespace, no token, no retries).
+    async fn health(&self) -> Result<String, BackendError> {
+        let once = self.http.without_retries();
+        let resp = once
+            .call(Method::GET, "sys/health", None, None)
+            .await
+            .map_err(|f| {
+                super::auth::unavailable(&self.http, "sys/health", &f.error.to_string())
+            })?;
+        let h: Health = serde_json::from_slice(&resp.body).map_err(|_| {
+            BackendError::Protocol(format!(
+                "{} answered sys/health with {} and no health document: is this Vault?",
+                self.base, resp.status
+            ))
+        })?;
+        let version = h.version.unwrap_or_else(|| "unknown version".to_owned());
+        if h.initialized == Some(false) {
+            return Err(BackendError::Unavailable {
+                reason: format!("Vault {version} at {} is not initialized", self.base),
+                retry_after: super::error::DEFAULT_RETRY_AFTER,
+            });
+        }
+        if h.sealed == Some(true) {
+            return Err(BackendError::Unavailable {
+                reason: format!("Vault {version} at {} is sealed: unseal it", self.base),
+                retry_after: super::error::DEFAULT_RETRY_AFTER,
+            });
+        }
+        let role = if h.standby == Some(true) {
+            "standby"
+        } else {
+            "active"
+        };
+        let ns = self
+            .namespace
+            .as_deref()
+            .map(|n| format!(", namespace '{n}'"))
+            .unwrap_or_default();
+        Ok(format!(
+            "{} answers: version {version}, unsealed, {role}{ns}",
+            self.base
+        ))
+    }
+}
+
+fn usable(k: &KeyInfo) -> Result<(), BackendError> {
+    if !k.supports_encryption || !k.supports_decryption {
+        return Err(BackendError::KeyNotUsable(format!(
+            "Transit key '{}' is of type {} and cannot encrypt and decrypt: use a key of type \
+             {KEY_TYPE}",
+            k.name, k.key_type
+        )));
+    }
+    Ok(())
+}
+
+fn key_warnings(k: &KeyInfo) -> Result<Vec<String>, BackendError> {
+    usable(k)?;
+    let mut w = Vec::new();
+    if k.key_type != KEY_TYPE {
+        w.push(format!(
+            "type {} is not the expected {KEY_TYPE}",
+            k.key_type
+        ));
+    }
+    if k.deletion_allowed {
+        w.push("deletion_allowed is true: the master key can be deleted, and every wrapped key with it".to_owned());
+    }
+    if k.exportable {
+        w.push("exportable is true: the master key can leave Vault".to_owned());
+    }
+    Ok(w)
+}
+
+fn skip_rest(r: &mut CheckReport, names: &[&'static str]) {
+    for n in names {
+        r.push(n, StepOutcome::Skipped, "an earlier step failed");
+    }
+}
+
+/// The error, plus what to look at for the common causes.
+fn hint(e: &BackendError, base: &str) -> String {
+    let text = e.to_string();
+    let lower = text.to_ascii_lowercase();
+    let extra = if lower.contains("certificate") || lower.contains("unknownissuer") {
+        " (TLS: does kms.hsm.vault.ca.file hold the CA that signed Vault's certificate, and does \
+         the certificate name the host in the Vault address?)"
+    } else if lower.contains("connection refused") || lower.contains("cannot connect") {
+        " (is Vault running, and is the address and port in the Vault address right?)"
+    } else if lower.contains("no answer within") {
+        " (Vault did not answer in time: check the network path and firewall)"
+    } else {
+        ""
+    };
+    let _ = base;
+    format!("{text}{extra}")
+}
