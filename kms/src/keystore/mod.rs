@@ -337,16 +337,17 @@ impl KeyStore {
             })
     }
 
-    /// The private key entry `alias` (case-insensitive).
+    /// The private key entry `alias` (case-insensitive). Errors name the
+    /// alias as asked for.
     pub fn private_key(&self, alias: &str) -> Result<&PrivateKeyEntry, KeystoreError> {
         let entry = self.find(alias)?;
         match &entry.item {
             Item::Key(k) => Ok(k),
             Item::LockedKey { .. } => Err(KeystoreError::WrongKeyPassword {
-                alias: entry.alias.clone(),
+                alias: alias.to_owned(),
             }),
             Item::Cert(_) => Err(KeystoreError::WrongEntryType {
-                alias: entry.alias.clone(),
+                alias: alias.to_owned(),
                 actual: EntryKind::Certificate,
                 wanted: EntryKind::PrivateKey,
             }),
@@ -359,7 +360,7 @@ impl KeyStore {
         match &entry.item {
             Item::Cert(c) => Ok(c),
             Item::Key(_) | Item::LockedKey { .. } => Err(KeystoreError::WrongEntryType {
-                alias: entry.alias.clone(),
+                alias: alias.to_owned(),
                 actual: EntryKind::PrivateKey,
                 wanted: EntryKind::Certificate,
             }),
