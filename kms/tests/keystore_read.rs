@@ -125,8 +125,8 @@ fn check_guide_contents(pki: &GuidePki, ks: &KeyStore) {
     assert_eq!(ks.certificates().count(), 3 + pki.extra_devices.len());
 }
 
-fn agrees_with_keytool(pki: &GuidePki, ks: &KeyStore) {
-    let theirs = comparable(&keytool_list_v(&pki.keystore, &pki.store_password));
+fn agrees_with_keytool(file: &Path, password: &str, ks: &KeyStore) {
+    let theirs = comparable(&keytool_list_v(file, password));
     let ours = comparable(&list::render(ks, true));
     assert!(!theirs.is_empty());
     assert_eq!(ours, theirs);
@@ -156,7 +156,7 @@ fn explicit_jks_with_extra_device() {
     let ks = load(&pki, None);
     assert_eq!(ks.format(), KeystoreFormat::Jks);
     check_guide_contents(&pki, &ks);
-    agrees_with_keytool(&pki, &ks);
+    agrees_with_keytool(&pki.keystore, &pki.store_password, &ks);
     // JKS records creation dates; keytool's short list shows them too
     assert!(ks.created("kmsserver").unwrap() <= SystemTime::now());
 }
@@ -172,7 +172,7 @@ fn jks_with_a_different_key_password() {
     let pki = GuidePki::generate(tmp.path(), options);
     let ks = load(&pki, Some("kmsClientKeyPwd"));
     check_guide_contents(&pki, &ks);
-    agrees_with_keytool(&pki, &ks);
+    agrees_with_keytool(&pki.keystore, &pki.store_password, &ks);
 
     // without the key password: the store opens, the keys name themselves as locked
     let ks = load(&pki, None);
@@ -181,7 +181,7 @@ fn jks_with_a_different_key_password() {
         err.contains("key password of alias 'kmsServer' is wrong"),
         "{err}"
     );
-    agrees_with_keytool(&pki, &ks);
+    agrees_with_keytool(&pki.keystore, &pki.store_password, &ks);
 }
 
 #[test]
@@ -191,7 +191,7 @@ fn default_store_type_is_pkcs12() {
     let ks = load(&pki, None);
     assert_eq!(ks.format(), KeystoreFormat::Pkcs12);
     check_guide_contents(&pki, &ks);
-    agrees_with_keytool(&pki, &ks);
+    agrees_with_keytool(&pki.keystore, &pki.store_password, &ks);
     // keytool's PKCS#12 chain for kmsClient includes the trusted HSM CA
     assert_eq!(ks.private_key("kmsclient").unwrap().chain().len(), 2);
 }
@@ -207,7 +207,7 @@ fn legacy_pkcs12_from_keytool() {
     let ks = load(&pki, None);
     assert_eq!(ks.format(), KeystoreFormat::Pkcs12);
     check_guide_contents(&pki, &ks);
-    agrees_with_keytool(&pki, &ks);
+    agrees_with_keytool(&pki.keystore, &pki.store_password, &ks);
 }
 
 #[test]
@@ -220,15 +220,8 @@ fn openssl_p12_files_and_certinfo() {
     let entry = ks.private_key("cmxbackend").unwrap();
     assert_eq!(entry.alias(), "cmxBackend");
     let leaf = CertificateDer::from(cert_der(&pki.dir, &id.cert));
-    assert_eq!(entry.chain(), [leaf.clone()]);
-    agrees_with_keytool(
-        &GuidePki {
-            keystore: p12.to_owned(),
-            store_password: id.p12_password.clone(),
-            ..pki.clone()
-        },
-        &ks,
-    );
+    assert_eq!(entry.chain(), std::slice::from_ref(&leaf));
+    agrees_with_keytool(p12, &id.p12_password, &ks);
 
     let info = CertInfo::from_der(&leaf).unwrap();
     assert_eq!(
@@ -255,4 +248,46 @@ fn openssl_p12_files_and_certinfo() {
         info.validity_display(),
         "Valid from: Wed Jan 01 00:00:00 UTC 2020 until: Sat Feb 01 00:00:00 UTC 2020"
     );
+}
+
+#[test]
+fn keytool_genkeypair_ec_and_rsa() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let genkey = "-genkeypair -dname CN=kmsGen,O=MyCorp -validity 30 -storepass genPwd0";
+    guide_pki::keytool(
+        dir,
+        &format!("{genkey} -alias ecKey -keyalg EC -groupname secp256r1 -keystore ec.p12"),
+    );
+    guide_pki::keytool(
+        dir,
+        &format!(
+            "{genkey} -alias rsaKey -keyalg RSA -keysize 3072 -storetype JKS -keystore rsa.jks"
+        ),
+    );
+    let provider = rustls::crypto::ring::default_provider();
+    for (file, alias, algo) in [
+        (
+            "ec.p12",
+            "ecKey",
+            "Subject Public Key Algorithm: 256-bit EC (secp256r1) key",
+        ),
+        (
+            "rsa.jks",
+            "rsaKey",
+            "Subject Public Key Algorithm: 3072-bit RSA key",
+        ),
+    ] {
+        let path = dir.join(file);
+        let ks = KeyStore::load(&path, &pw("genPwd0"), None).unwrap();
+        agrees_with_keytool(&path, "genPwd0", &ks);
+        assert!(list::render(&ks, true).contains(algo));
+        let entry = ks.private_key(alias).unwrap();
+        let ck = rustls::sign::CertifiedKey::from_der(
+            entry.chain().to_vec(),
+            entry.key_der(),
+            &provider,
+        );
+        ck.unwrap();
+    }
 }

@@ -27,6 +27,7 @@ use zeroize::Zeroizing;
 pub mod certinfo;
 pub mod convert;
 mod der;
+mod ec_key;
 mod error;
 mod jks;
 pub mod list;
@@ -84,7 +85,10 @@ pub struct PrivateKeyEntry {
 }
 
 impl PrivateKeyEntry {
+    /// Java's EC keys lack the public key that ring needs; it is added
+    /// from the leaf certificate (see `ec_key`).
     fn new(alias: String, key: Zeroizing<Vec<u8>>, chain: Vec<CertificateDer<'static>>) -> Self {
+        let key = ec_key::complete_ec_key(&key, chain.first()).unwrap_or(key);
         Self { alias, key, chain }
     }
 
