@@ -21,7 +21,6 @@ use std::path::Path;
 use std::time::SystemTime;
 
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use secrecy::SecretString;
 use zeroize::Zeroizing;
 
 pub mod certinfo;
@@ -35,6 +34,8 @@ pub mod password;
 mod pkcs12;
 
 pub use error::KeystoreError;
+/// Re-exported: the password type of [`KeyStore::load`] and [`KeyStore::from_bytes`].
+pub use secrecy::SecretString;
 
 /// Larger files are refused before parsing (a real kmsKeystore.jks is a few KiB).
 pub const MAX_KEYSTORE_BYTES: u64 = 16 * 1024 * 1024;
