@@ -63,6 +63,22 @@ pub(crate) fn is_single_sequence(input: &[u8]) -> bool {
     matches!(expect_tlv(input, TAG_SEQUENCE), Ok((_, rest)) if rest.is_empty())
 }
 
+/// Appends one DER TLV (definite length) to `out`.
+pub(crate) fn write_tlv(out: &mut Vec<u8>, tag: u8, value: &[u8]) {
+    out.push(tag);
+    let len = value.len();
+    if len < 0x80 {
+        out.extend(u8::try_from(len));
+    } else {
+        let bytes = len.to_be_bytes();
+        let skip = bytes.iter().take_while(|&&b| b == 0).count();
+        let used = bytes.get(skip..).unwrap_or_default();
+        out.extend(u8::try_from(used.len()).map(|n| 0x80 | n));
+        out.extend_from_slice(used);
+    }
+    out.extend_from_slice(value);
+}
+
 /// The DER content bytes of an OID in dotted form (`1.3.6.1...`), for comparisons.
 pub(crate) fn oid_to_string(content: &[u8]) -> Option<String> {
     let (&first, rest) = content.split_first()?;
@@ -110,6 +126,20 @@ mod tests {
             read_tlv(&[0x30, 0x85, 1, 1, 1, 1, 1]).unwrap_err(),
             DerError::Malformed
         );
+    }
+
+    #[test]
+    fn writes_what_it_reads() {
+        for len in [0usize, 1, 127, 128, 255, 256, 70_000] {
+            let value = vec![0x42; len];
+            let mut out = Vec::new();
+            write_tlv(&mut out, TAG_OCTET_STRING, &value);
+            let (tlv, rest) = read_tlv(&out).unwrap();
+            assert_eq!(
+                (tlv.tag, tlv.value, rest.len()),
+                (TAG_OCTET_STRING, &value[..], 0)
+            );
+        }
     }
 
     #[test]

@@ -21,12 +21,12 @@ use std::path::Path;
 use std::time::SystemTime;
 
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use secrecy::SecretString;
 use zeroize::Zeroizing;
 
 pub mod certinfo;
 pub mod convert;
 mod der;
+mod ec_key;
 mod error;
 mod jks;
 pub mod list;
@@ -34,6 +34,8 @@ pub mod password;
 mod pkcs12;
 
 pub use error::KeystoreError;
+/// Re-exported: the password type of [`KeyStore::load`] and [`KeyStore::from_bytes`].
+pub use secrecy::SecretString;
 
 /// Larger files are refused before parsing (a real kmsKeystore.jks is a few KiB).
 pub const MAX_KEYSTORE_BYTES: u64 = 16 * 1024 * 1024;
@@ -84,7 +86,10 @@ pub struct PrivateKeyEntry {
 }
 
 impl PrivateKeyEntry {
+    /// Java's EC keys lack the public key that ring needs; it is added
+    /// from the leaf certificate (see `ec_key`).
     fn new(alias: String, key: Zeroizing<Vec<u8>>, chain: Vec<CertificateDer<'static>>) -> Self {
+        let key = ec_key::complete_ec_key(&key, chain.first()).unwrap_or(key);
         Self { alias, key, chain }
     }
 
@@ -337,16 +342,17 @@ impl KeyStore {
             })
     }
 
-    /// The private key entry `alias` (case-insensitive).
+    /// The private key entry `alias` (case-insensitive). Errors name the
+    /// alias as asked for.
     pub fn private_key(&self, alias: &str) -> Result<&PrivateKeyEntry, KeystoreError> {
         let entry = self.find(alias)?;
         match &entry.item {
             Item::Key(k) => Ok(k),
             Item::LockedKey { .. } => Err(KeystoreError::WrongKeyPassword {
-                alias: entry.alias.clone(),
+                alias: alias.to_owned(),
             }),
             Item::Cert(_) => Err(KeystoreError::WrongEntryType {
-                alias: entry.alias.clone(),
+                alias: alias.to_owned(),
                 actual: EntryKind::Certificate,
                 wanted: EntryKind::PrivateKey,
             }),
@@ -359,7 +365,7 @@ impl KeyStore {
         match &entry.item {
             Item::Cert(c) => Ok(c),
             Item::Key(_) | Item::LockedKey { .. } => Err(KeystoreError::WrongEntryType {
-                alias: entry.alias.clone(),
+                alias: alias.to_owned(),
                 actual: EntryKind::PrivateKey,
                 wanted: EntryKind::Certificate,
             }),

@@ -186,7 +186,7 @@ fn jks_passwords() {
         matches!(err, KeystoreError::WrongKeyPassword { .. }),
         "{err}"
     );
-    assert!(err.to_string().contains("'kmsServer'"), "{err}");
+    assert!(err.to_string().contains("'kmsserver'"), "{err}");
     assert_eq!(
         ks.entries().next(),
         Some(("kmsServer", EntryKind::PrivateKey))
