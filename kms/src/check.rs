@@ -97,21 +97,20 @@ pub fn check_keystore(config: &Config, ks: &KeyStore) -> Findings {
         }
         Err(e) => f.problems.push(e.to_string()),
     }
-    if let Ok(server) = ks.private_key(&config.server.key_alias) {
-        if let Some(leaf) = server.chain().first() {
-            if let Ok((_, c)) = x509_parser::parse_x509_certificate(leaf.as_ref()) {
-                let na = c.validity().not_after.timestamp();
-                let days = (na - now).div_euclid(86_400);
-                if na < now {
-                    f.problems.push(format!(
-                        "the server certificate '{}' expired; import a new one (guide: keytool -importkeystore ... -destalias kmsserver)",
-                        config.server.key_alias
-                    ));
-                } else if days < EXPIRY_WARNING_DAYS {
-                    f.warnings
-                        .push(format!("the server certificate expires in {days} day(s)"));
-                }
-            }
+    if let Ok(server) = ks.private_key(&config.server.key_alias)
+        && let Some(leaf) = server.chain().first()
+        && let Ok((_, c)) = x509_parser::parse_x509_certificate(leaf.as_ref())
+    {
+        let na = c.validity().not_after.timestamp();
+        let days = (na - now).div_euclid(86_400);
+        if na < now {
+            f.problems.push(format!(
+                "the server certificate '{}' expired; import a new one (guide: keytool -importkeystore ... -destalias kmsserver)",
+                config.server.key_alias
+            ));
+        } else if days < EXPIRY_WARNING_DAYS {
+            f.warnings
+                .push(format!("the server certificate expires in {days} day(s)"));
         }
     }
     f

@@ -27,10 +27,10 @@ impl Histogram {
             self.counts = vec![0; BUCKETS.len()];
         }
         for (i, b) in BUCKETS.iter().enumerate() {
-            if secs <= *b {
-                if let Some(c) = self.counts.get_mut(i) {
-                    *c += 1;
-                }
+            if secs <= *b
+                && let Some(c) = self.counts.get_mut(i)
+            {
+                *c += 1;
             }
         }
         self.sum += secs;

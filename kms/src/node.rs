@@ -191,10 +191,10 @@ fn cert_expiry(keystore: &KeyStore) -> BTreeMap<(String, String), i64> {
             if let Some(d) = pk.chain().first().and_then(|c| days(c.as_ref())) {
                 out.insert((alias.to_owned(), "private-key".to_owned()), d);
             }
-        } else if let Ok(c) = keystore.certificate(alias) {
-            if let Some(d) = days(c.cert().as_ref()) {
-                out.insert((alias.to_owned(), "certificate".to_owned()), d);
-            }
+        } else if let Ok(c) = keystore.certificate(alias)
+            && let Some(d) = days(c.cert().as_ref())
+        {
+            out.insert((alias.to_owned(), "certificate".to_owned()), d);
         }
     }
     out

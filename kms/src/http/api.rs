@@ -211,28 +211,26 @@ impl App {
             ),
             None => (String::new(), None),
         };
-        if is_key_op {
-            if let Some(audit) = &self.audit {
-                let event = AuditEvent {
-                    request_id: request_id.to_owned(),
-                    client_alias: peer.alias.clone(),
-                    client_subject: peer.subject.clone(),
-                    client_serial: peer.serial.clone(),
-                    client_fingerprint: peer.fingerprint.clone(),
-                    role: peer.role.label().to_owned(),
-                    operation: op_label.to_owned(),
-                    key_id: customer_key.clone(),
-                    backend: keys.backend_kind().label().to_owned(),
-                    cache: cache.unwrap_or_default().to_owned(),
-                    outcome: outcome.label.to_owned(),
-                    status: outcome.status.as_u16(),
-                    latency_us: u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
-                };
-                if let Err(e) = audit.record(&event) {
-                    self.metrics.audit_failures.fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(error = %e, request_id, "audit record not written: refusing the operation");
-                    (resp, outcome) = error_response(&ApiError::AuditUnavailable);
-                }
+        if is_key_op && let Some(audit) = &self.audit {
+            let event = AuditEvent {
+                request_id: request_id.to_owned(),
+                client_alias: peer.alias.clone(),
+                client_subject: peer.subject.clone(),
+                client_serial: peer.serial.clone(),
+                client_fingerprint: peer.fingerprint.clone(),
+                role: peer.role.label().to_owned(),
+                operation: op_label.to_owned(),
+                key_id: customer_key.clone(),
+                backend: keys.backend_kind().label().to_owned(),
+                cache: cache.unwrap_or_default().to_owned(),
+                outcome: outcome.label.to_owned(),
+                status: outcome.status.as_u16(),
+                latency_us: u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+            };
+            if let Err(e) = audit.record(&event) {
+                self.metrics.audit_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(error = %e, request_id, "audit record not written: refusing the operation");
+                (resp, outcome) = error_response(&ApiError::AuditUnavailable);
             }
         }
         self.metrics
