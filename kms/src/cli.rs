@@ -58,9 +58,26 @@ enum Command {
     /// Inspect and convert keystores.
     #[command(subcommand)]
     Keystore(KeystoreCommand),
+    /// The master key at the HSM or Vault: create it, check the whole path, rotate it.
+    Hsm {
+        #[command(subcommand)]
+        command: HsmSub,
+        #[arg(short, long, default_value = DEFAULT_CONFIG, global = true)]
+        config: PathBuf,
+    },
     /// Work with the audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
+}
+
+#[derive(Subcommand)]
+enum HsmSub {
+    /// Create and activate the master key if absent; print its id.
+    Init,
+    /// Connect, authenticate, find the master key, and wrap and unwrap once; say what is wrong.
+    Check,
+    /// Make a new master key version for new wraps (old versions still unwrap).
+    Rotate,
 }
 
 #[derive(Subcommand)]
@@ -127,6 +144,14 @@ pub fn main() -> ExitCode {
             out_password_file.as_deref(),
         ),
         Command::Audit(AuditCommand::Verify { file }) => crate::check::audit_verify(&file),
+        Command::Hsm { command, config } => crate::hsm::run(
+            &config,
+            match command {
+                HsmSub::Init => crate::hsm::HsmCommand::Init,
+                HsmSub::Check => crate::hsm::HsmCommand::Check,
+                HsmSub::Rotate => crate::hsm::HsmCommand::Rotate,
+            },
+        ),
     })
 }
 

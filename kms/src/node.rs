@@ -13,9 +13,8 @@ use tokio::net::TcpListener;
 use crate::audit::{AuditLog, Event as AuditEvent};
 use crate::backend::Backend;
 use crate::backend::gate::GatedBackend;
-use crate::backend::soft::SoftBackend;
 use crate::cache::CacheLimits;
-use crate::config::{Config, Protocol};
+use crate::config::Config;
 use crate::http::api::AppSettings;
 use crate::http::{self, App, ServeSettings, TlsContext};
 use crate::keys::KeyService;
@@ -126,29 +125,6 @@ pub fn tls_context(
     Ok(TlsContext { config: cfg, pins })
 }
 
-/// The master-key backend the config selects (without the gate).
-pub fn backend(config: &Config) -> Result<Arc<dyn Backend>, StartError> {
-    match config.hsm.protocol {
-        Protocol::Soft => {
-            tracing::warn!(
-                "the soft backend is for development and demos only: the master key is a software key in {}, not in an HSM",
-                config.hsm.soft.key_file.display()
-            );
-            let (b, created) =
-                SoftBackend::open_or_create(&config.hsm.soft.key_file, &config.keystore.password)
-                    .map_err(|e| StartError::Backend(e.to_string()))?;
-            if created {
-                tracing::warn!(key_id = b.key_id(), "created a new soft master key");
-            }
-            Ok(Arc::new(b))
-        }
-        other => Err(StartError::Backend(format!(
-            "kms.hsm.protocol={} is not available in this build yet",
-            other.label()
-        ))),
-    }
-}
-
 fn app_settings(config: &Config) -> AppSettings {
     let rate = |r: &crate::config::RateLimit| Rate {
         per_second: f64::from(r.rate),
@@ -233,9 +209,11 @@ pub struct Node {
 }
 
 impl Node {
-    /// Build everything and bind the listeners; nothing is served yet.
+    /// Build everything and bind the listeners; nothing is served yet. A
+    /// down backend does not stop this: the node starts `unavailable`.
     pub async fn bind(config: &Config) -> Result<Self, StartError> {
-        let b = backend(config)?;
+        let keystore = load_keystore(config)?;
+        let b = crate::hsm::backend(config, &keystore)?;
         Self::bind_with_backend(config, b).await
     }
 
@@ -373,7 +351,7 @@ impl Reloader {
             &keystore,
             Some(refusal_hook(self.app.audit.clone())),
         )?;
-        let backend = backend(&config)?;
+        let backend = crate::hsm::backend(&config, &keystore)?;
         // Everything is valid: publish.
         let gated: Arc<dyn Backend> = Arc::new(GatedBackend::new(
             backend,

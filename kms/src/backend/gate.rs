@@ -84,4 +84,8 @@ impl Backend for GatedBackend {
     async fn probe(&self) -> Result<ProbeReport, BackendError> {
         self.inner.probe().await
     }
+
+    fn credential_ttl(&self) -> Option<Duration> {
+        self.inner.credential_ttl()
+    }
 }

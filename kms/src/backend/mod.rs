@@ -182,4 +182,10 @@ pub trait Backend: Send + Sync {
     /// A canary through the backend (wrap then unwrap a fixed value), with the
     /// state of each endpoint.
     async fn probe(&self) -> Result<ProbeReport, BackendError>;
+
+    /// Time left on the backend's login credential (Vault token), if it has one
+    /// that expires.
+    fn credential_ttl(&self) -> Option<Duration> {
+        None
+    }
 }

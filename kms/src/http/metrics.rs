@@ -29,7 +29,14 @@ pub async fn serve(listener: TcpListener, app: Arc<App>) {
                 async move {
                     let mut resp = if req.method() == Method::GET && req.uri().path() == "/metrics"
                     {
-                        let cache = app.keys.load().cache_counters();
+                        let keys = app.keys.load();
+                        let cache = keys.cache_counters();
+                        if let Some(ttl) = keys.backend().credential_ttl() {
+                            let secs = i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX);
+                            app.metrics
+                                .vault_token_ttl_seconds
+                                .store(secs, std::sync::atomic::Ordering::Relaxed);
+                        }
                         let ready = ready_gauge(app.readiness.current().state);
                         Response::new(Full::new(Bytes::from(app.metrics.render(cache, ready))))
                     } else {

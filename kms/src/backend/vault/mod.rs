@@ -246,6 +246,10 @@ impl Backend for VaultBackend {
         BackendKind::Vault
     }
 
+    fn credential_ttl(&self) -> Option<Duration> {
+        self.token_ttl_remaining()
+    }
+
     /// `aad` is not sent to Vault (see the module docs).
     async fn wrap(&self, plaintext: &[u8], _aad: &[u8]) -> Result<MasterWrap, BackendError> {
         self.start();

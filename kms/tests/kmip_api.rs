@@ -1,0 +1,210 @@
+//! The `kmip1` backend through cmx-kms's HTTPS API, against a real PyKMIP
+//! server: `hsm init`, the full key chain, rotation then rewrap, decrypt of
+//! pre-rotation blobs, single flight (100 concurrent decrypts of one uncached
+//! customer key cost PyKMIP one Decrypt), and an HSM outage with recovery.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "support/pykmip.rs"]
+mod pykmip;
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use support::guide_pki::{GuidePki, PkiOptions};
+use support::node::{Client, TestNode};
+
+/// The guide's PKI, plus PyKMIP's view of it: its server certificate and the
+/// HSM CA (`kmipSigningCA`) that signed the `kmsClient` identity.
+fn setup(dir: &Path) -> (GuidePki, pykmip::PyKmip) {
+    std::fs::create_dir_all(dir.join("pki")).unwrap();
+    let pki = GuidePki::generate(&dir.join("pki"), PkiOptions::default());
+    let hsm_dir = dir.join("hsm-pki");
+    std::fs::create_dir_all(&hsm_dir).unwrap();
+    for (from, to) in [
+        (&pki.hsm_ca.cert, "hsm-ca.crt"),
+        (&pki.hsm_server.cert, "server-ec.crt"),
+        (&pki.hsm_server.key, "server-ec.key"),
+    ] {
+        std::fs::copy(from, hsm_dir.join(to)).unwrap();
+    }
+    let hsm = pykmip::PyKmip::start(
+        &pykmip::Pki { dir: hsm_dir },
+        &dir.join("pykmip"),
+        "server-ec",
+    );
+    (pki, hsm)
+}
+
+fn props(pki: &GuidePki, node_dir: &Path, hsm_port: u16, port: u16, mport: u16) -> String {
+    let base = TestNode::properties(pki, node_dir, port, mport, "");
+    base.replace("kms.hsm.protocol=soft\n", "")
+        + &format!(
+            "kms.hsm.protocol=kmip1\nkms.hsm.server.url=127.0.0.1\nkms.hsm.server.port={hsm_port}\n\
+             kms.hsm.key.name=cmx-api-master\nkms.hsm.request-timeout=2s\nkms.hsm.connect-timeout=2s\n"
+        )
+}
+
+fn cmx(args: &[&str], config: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cmx-kms"))
+        .args(args)
+        .arg("-c")
+        .arg(config)
+        .output()
+        .unwrap()
+}
+
+fn out(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn chain(b: &Client) -> serde_json::Value {
+    let r = b.post("/v1/customer-keys", &json!({}));
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let c = r.json()["wrapped_customer_key"].clone();
+    let u = b
+        .post("/v1/user-keys", &json!({"wrapped_customer_key": c}))
+        .json()["wrapped_user_key"]
+        .clone();
+    let w = b
+        .post(
+            "/v1/workspace-keys",
+            &json!({"wrapped_customer_key": c, "wrapped_user_key": u}),
+        )
+        .json()["wrapped_workspace_key"]
+        .clone();
+    json!({"wrapped_customer_key": c, "wrapped_user_key": u, "wrapped_workspace_key": w})
+}
+
+fn wait_ready(client: &Client, want: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = client.request("GET", "/v1/ready", None).unwrap();
+        if r.json()["state"] == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "readiness stuck at {}", r.json());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn kmip_backend_through_the_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pki, mut hsm) = setup(dir.path());
+    let node_dir = dir.path().join("node");
+    std::fs::create_dir_all(&node_dir).unwrap();
+    let cfg = node_dir.join("cmd.properties");
+    std::fs::write(&cfg, props(&pki, &node_dir, hsm.port, 1, 0)).unwrap();
+
+    // hsm check names the missing key; hsm init creates it; check then passes.
+    let o = cmx(&["hsm", "check"], &cfg);
+    assert_ne!(o.status.code(), Some(0), "{}", out(&o));
+    assert!(
+        out(&o).to_lowercase().contains("not found") || out(&o).contains("hsm init"),
+        "{}",
+        out(&o)
+    );
+    let o = cmx(&["hsm", "init"], &cfg);
+    assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+    let o = cmx(&["hsm", "check"], &cfg);
+    assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+    let o = cmx(&["check-config"], &cfg);
+    assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+
+    let node = TestNode::start_with(
+        &node_dir,
+        |p, m| props(&pki, &node_dir, hsm.port, p, m),
+        &[],
+    );
+    let b = node.client(&pki, &pki.cmx_backend);
+    let d = node.client(&pki, &pki.cmx_device);
+    wait_ready(&b, "ready");
+    let before = chain(&b);
+    let key = d.post("/v1/workspace-keys/decrypt", &before).json()["workspace_key"].clone();
+    assert!(key.is_string());
+
+    // Rotate the master key; the node picks the new version up on reload.
+    let o = cmx(&["hsm", "rotate"], &cfg);
+    assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+    node.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !node.log_text().contains("configuration reloaded") {
+        assert!(Instant::now() < deadline, "no reload");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let r = b.post(
+        "/v1/customer-keys/rewrap",
+        &json!({"wrapped_customer_key": before["wrapped_customer_key"]}),
+    );
+    assert_eq!(r.status, 200);
+    let rewrapped = r.json()["wrapped_customer_key"].clone();
+    assert_ne!(rewrapped, before["wrapped_customer_key"]);
+    let mut after = before.clone();
+    after["wrapped_customer_key"] = rewrapped;
+    for body in [&before, &after] {
+        let r = d.post("/v1/workspace-keys/decrypt", body);
+        assert_eq!(
+            r.status, 200,
+            "pre-rotation and rewrapped blobs both decrypt"
+        );
+        assert_eq!(r.json()["workspace_key"], key);
+    }
+    drop(node);
+
+    // Single flight: a fresh node (empty cache), 100 concurrent decrypts of
+    // one customer key, exactly one Decrypt at the HSM.
+    let fresh_dir = dir.path().join("fresh");
+    let fresh = TestNode::start_with(
+        &fresh_dir,
+        |p, m| props(&pki, &fresh_dir, hsm.port, p, m),
+        &[],
+    );
+    let fd = fresh.client(&pki, &pki.cmx_backend);
+    wait_ready(&fd, "ready");
+    let decrypts_before = hsm.operations_logged("Decrypt");
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..100)
+            .map(|_| s.spawn(|| fd.post("/v1/workspace-keys/decrypt", &after).status))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        hsm.operations_logged("Decrypt") - decrypts_before,
+        1,
+        "one HSM Decrypt for 100 requests"
+    );
+
+    // Outage: fast 503 with Retry-After, readiness unavailable; recovery
+    // after PyKMIP restarts, without restarting cmx-kms.
+    hsm.stop();
+    let new_key = || fd.post("/v1/customer-keys", &json!({}));
+    let t = Instant::now();
+    let r = new_key();
+    assert_eq!(
+        (r.status, r.label().as_str()),
+        (503, "backend-unavailable"),
+        "{:?}",
+        r.json()
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "failed fast: {:?}",
+        t.elapsed()
+    );
+    assert!(r.header("retry-after").is_some());
+    wait_ready(&fd, "unavailable");
+    // Cached customer keys still serve decrypts while the HSM is down.
+    assert_eq!(fd.post("/v1/workspace-keys/decrypt", &after).status, 200);
+    hsm.start_again();
+    wait_ready(&fd, "ready");
+    assert_eq!(new_key().status, 201);
+}
