@@ -3,7 +3,6 @@
 #![allow(clippy::print_stdout)]
 
 use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::cli::{exit, load_config};
 use crate::config::{Config, Protocol};
@@ -25,13 +24,7 @@ pub struct Findings {
 /// and hold the right kind of entry, clients are pinned, certificates valid.
 pub fn check_keystore(config: &Config, ks: &KeyStore) -> Findings {
     let mut f = Findings::default();
-    let now = i64::try_from(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs(),
-    )
-    .unwrap_or(0);
+    let now = crate::time::unix_now();
     let need = |alias: &str, kind: EntryKind, key: &str, f: &mut Findings| {
         let found = match kind {
             EntryKind::PrivateKey => ks.private_key(alias).map(|_| ()),

@@ -24,4 +24,5 @@ pub mod node;
 pub mod notify;
 pub mod readiness;
 pub mod signals;
+pub mod time;
 pub mod tls;

@@ -5,7 +5,6 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
@@ -149,13 +148,7 @@ fn serve_settings(config: &Config) -> ServeSettings {
 
 /// Days until each keystore certificate expires, for the metrics.
 fn cert_expiry(keystore: &KeyStore) -> BTreeMap<(String, String), i64> {
-    let now = i64::try_from(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs(),
-    )
-    .unwrap_or(0);
+    let now = crate::time::unix_now();
     let days = |der: &[u8]| {
         x509_parser::parse_x509_certificate(der)
             .ok()

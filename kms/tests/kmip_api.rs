@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use support::guide_pki::{GuidePki, PkiOptions};
-use support::node::{Client, TestNode};
+use support::node::{TestNode, chain, wait_ready};
 
 /// The guide's PKI, plus PyKMIP's view of it: its server certificate and the
 /// HSM CA (`kmipSigningCA`) that signed the `kmsClient` identity.
@@ -62,36 +62,6 @@ fn out(o: &Output) -> String {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     )
-}
-
-fn chain(b: &Client) -> serde_json::Value {
-    let r = b.post("/v1/customer-keys", &json!({}));
-    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
-    let c = r.json()["wrapped_customer_key"].clone();
-    let u = b
-        .post("/v1/user-keys", &json!({"wrapped_customer_key": c}))
-        .json()["wrapped_user_key"]
-        .clone();
-    let w = b
-        .post(
-            "/v1/workspace-keys",
-            &json!({"wrapped_customer_key": c, "wrapped_user_key": u}),
-        )
-        .json()["wrapped_workspace_key"]
-        .clone();
-    json!({"wrapped_customer_key": c, "wrapped_user_key": u, "wrapped_workspace_key": w})
-}
-
-fn wait_ready(client: &Client, want: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let r = client.request("GET", "/v1/ready", None).unwrap();
-        if r.json()["state"] == want {
-            return;
-        }
-        assert!(Instant::now() < deadline, "readiness stuck at {}", r.json());
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 #[test]

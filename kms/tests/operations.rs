@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use support::guide_pki::{ClientKind, GuidePki, PkiOptions, keytool};
-use support::node::{Client, TestNode};
+use support::node::{Client, TestNode, chain};
 
 fn pki(dir: &std::path::Path) -> GuidePki {
     let p = dir.join("pki");
@@ -31,22 +31,6 @@ fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(50));
     }
     panic!("timed out waiting for {what}");
-}
-
-fn chain(b: &Client) -> serde_json::Value {
-    let c = b.post("/v1/customer-keys", &json!({})).json()["wrapped_customer_key"].clone();
-    let u = b
-        .post("/v1/user-keys", &json!({"wrapped_customer_key": c}))
-        .json()["wrapped_user_key"]
-        .clone();
-    let w = b
-        .post(
-            "/v1/workspace-keys",
-            &json!({"wrapped_customer_key": c, "wrapped_user_key": u}),
-        )
-        .json()["wrapped_workspace_key"]
-        .clone();
-    json!({"wrapped_customer_key": c, "wrapped_user_key": u, "wrapped_workspace_key": w})
 }
 
 #[test]

@@ -223,20 +223,6 @@ const MONTHS: [&str; 12] = [
     "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
 ];
 
-/// Civil date (year, month 1-12, day) from days since 1970-01-01.
-fn civil_from_days(days: i64) -> (i64, usize, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, usize::try_from(month).unwrap_or(1), day)
-}
-
 /// Seconds since the epoch (negative before 1970).
 fn unix_secs(t: SystemTime) -> i64 {
     match t.duration_since(UNIX_EPOCH) {
@@ -250,19 +236,23 @@ pub fn java_date(t: SystemTime) -> String {
     let secs = unix_secs(t);
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
-    let (year, month, day) = civil_from_days(days);
+    let (year, month, day) = crate::time::civil_from_days(days);
     let weekday = DAYS
         .get(usize::try_from(days.rem_euclid(7)).unwrap_or(0))
         .unwrap_or(&"?");
-    let month = MONTHS.get(month.saturating_sub(1)).unwrap_or(&"?");
+    let month = MONTHS
+        .get(usize::try_from(month.saturating_sub(1)).unwrap_or(0))
+        .unwrap_or(&"?");
     let (h, m, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
     format!("{weekday} {month} {day:02} {h:02}:{m:02}:{s:02} UTC {year}")
 }
 
 /// `Nov 28, 2026`, keytool's short creation date.
 pub fn java_short_date(t: SystemTime) -> String {
-    let (year, month, day) = civil_from_days(unix_secs(t).div_euclid(86_400));
-    let month = MONTHS.get(month.saturating_sub(1)).unwrap_or(&"?");
+    let (year, month, day) = crate::time::civil_from_days(unix_secs(t).div_euclid(86_400));
+    let month = MONTHS
+        .get(usize::try_from(month.saturating_sub(1)).unwrap_or(0))
+        .unwrap_or(&"?");
     format!("{month} {day}, {year}")
 }
 

@@ -406,3 +406,37 @@ fn read_response(tls: &mut impl std::io::Read) -> Result<Resp, String> {
         body: buf[head_end..(head_end + len).min(buf.len())].to_vec(),
     })
 }
+
+/// Create a customer, user and workspace key with the backend client `b`;
+/// returns the body a decrypt request needs.
+pub fn chain(b: &Client) -> serde_json::Value {
+    let r = b.post("/v1/customer-keys", &serde_json::json!({}));
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let c = r.json()["wrapped_customer_key"].clone();
+    let r = b.post(
+        "/v1/user-keys",
+        &serde_json::json!({"wrapped_customer_key": c}),
+    );
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let u = r.json()["wrapped_user_key"].clone();
+    let r = b.post(
+        "/v1/workspace-keys",
+        &serde_json::json!({"wrapped_customer_key": c, "wrapped_user_key": u}),
+    );
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let w = r.json()["wrapped_workspace_key"].clone();
+    serde_json::json!({"wrapped_customer_key": c, "wrapped_user_key": u, "wrapped_workspace_key": w})
+}
+
+/// Wait (up to 30 s) until `/v1/ready` reports `want`.
+pub fn wait_ready(client: &Client, want: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = client.request("GET", "/v1/ready", None).unwrap();
+        if r.json()["state"] == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "readiness stuck at {}", r.json());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
