@@ -131,6 +131,7 @@ fn app_settings(config: &Config) -> AppSettings {
     };
     AppSettings {
         max_body: config.server.max_request_bytes,
+        body_timeout: config.server.header_timeout,
         backend_rate: rate(&config.limits.backend),
         device_rate: rate(&config.limits.device),
     }
@@ -141,6 +142,7 @@ fn serve_settings(config: &Config) -> ServeSettings {
     ServeSettings {
         handshake_timeout: s.handshake_timeout,
         header_timeout: s.header_timeout,
+        idle_timeout: s.idle_timeout,
         shutdown_grace: s.shutdown_grace,
         max_connections: s.max_connections,
     }
@@ -219,6 +221,13 @@ impl Node {
         metrics
             .vault_token_ttl_seconds
             .store(-1, std::sync::atomic::Ordering::Relaxed);
+        if config.cache.kind == crate::config::CacheType::Distributed {
+            tracing::warn!(
+                "kms.cache.type=distributed: the cluster cache is not in this version yet; this node caches \
+                 customer keys locally, which is safe (the HSM or Vault holds the only state of record) but \
+                 costs one backend unwrap per node per customer key"
+            );
+        }
         let audit = Some(Arc::new(AuditLog::open(&config.audit.file)?));
         let keystore = load_keystore(config)?;
         let ctx = tls_context(config, &keystore, Some(refusal_hook(audit.clone())))?;

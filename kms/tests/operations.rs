@@ -434,3 +434,48 @@ fn device_rate_limit_answers_429_while_the_backend_is_served() {
         );
     }
 }
+
+#[test]
+fn idle_and_slow_connections_are_closed_by_their_timeouts() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki(dir.path());
+    let node = TestNode::start(
+        &pki,
+        &dir.path().join("node"),
+        "kms.server.header-timeout=1s\nkms.server.idle-timeout=3s\n",
+    );
+    let b = node.client(&pki, &pki.cmx_backend);
+    // Idle longer than the header timeout but shorter than the idle timeout: kept.
+    let mut ka = b.keep_alive().unwrap();
+    assert_eq!(
+        ka.post("/v1/customer-keys", &json!({})).unwrap().status,
+        201
+    );
+    std::thread::sleep(Duration::from_millis(2000));
+    assert_eq!(
+        ka.post("/v1/customer-keys", &json!({})).unwrap().status,
+        201,
+        "idle 2 s < 3 s: kept"
+    );
+    // Idle past the idle timeout: closed by the server.
+    std::thread::sleep(Duration::from_millis(4500));
+    assert!(
+        ka.post("/v1/customer-keys", &json!({})).is_err(),
+        "idle 4.5 s > 3 s: closed"
+    );
+    // A client that starts a request and stalls in its headers is cut off.
+    let mut slow = b.keep_alive().unwrap();
+    slow.send_raw(b"POST /v1/customer-keys HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    let t = Instant::now();
+    let r = slow.read();
+    assert!(
+        t.elapsed() < Duration::from_secs(4),
+        "cut off after about the header timeout: {:?}",
+        t.elapsed()
+    );
+    assert!(
+        r.is_err() || r.as_ref().is_ok_and(|r| r.status == 408),
+        "{r:?}"
+    );
+}

@@ -105,6 +105,8 @@ fn route(method: &Method, path: &str) -> Result<Operation, ApiError> {
 #[derive(Clone, Copy, Debug)]
 pub struct AppSettings {
     pub max_body: usize,
+    /// How long a request body may take to arrive.
+    pub body_timeout: std::time::Duration,
     pub backend_rate: Rate,
     pub device_rate: Rate,
 }
@@ -332,14 +334,20 @@ impl App {
         if !ct_ok {
             return Err(plain(ApiError::UnsupportedMediaType));
         }
+        let settings = **self.settings.load();
         let declared = req
             .headers()
             .get(CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        let bytes = read_limited(req.into_body(), declared, self.settings.load().max_body)
-            .await
-            .map_err(plain)?;
+        let bytes = read_limited(
+            req.into_body(),
+            declared,
+            settings.max_body,
+            settings.body_timeout,
+        )
+        .await
+        .map_err(plain)?;
         let key_err = |e: KeyError| {
             match &e {
                 KeyError::Envelope { .. } => tracing::debug!(error = %e, "invalid wrapped key"),
@@ -520,6 +528,7 @@ mod tests {
             ApiError::MethodNotAllowed,
             ApiError::UnsupportedMediaType,
             ApiError::PayloadTooLarge { limit: 1 },
+            ApiError::RequestTimeout,
             ApiError::TooManyRequests {
                 retry_after: std::time::Duration::from_secs(1),
             },

@@ -22,6 +22,8 @@ pub enum ApiError {
     PayloadTooLarge {
         limit: usize,
     },
+    /// The body did not arrive within the header timeout.
+    RequestTimeout,
     TooManyRequests {
         retry_after: Duration,
     },
@@ -45,6 +47,7 @@ pub const LABELS: &[&str] = &[
     "method-not-allowed",
     "unsupported-media-type",
     "payload-too-large",
+    "request-timeout",
     "too-many-requests",
     "backend-unavailable",
     "backend-error",
@@ -68,6 +71,7 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large")
             }
+            ApiError::RequestTimeout => (StatusCode::REQUEST_TIMEOUT, "request-timeout"),
             ApiError::TooManyRequests { .. } => {
                 (StatusCode::TOO_MANY_REQUESTS, "too-many-requests")
             }
@@ -88,6 +92,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => "method not allowed on this endpoint".into(),
             ApiError::UnsupportedMediaType => "send the body as application/json".into(),
             ApiError::PayloadTooLarge { limit } => format!("request body larger than {limit} bytes"),
+            ApiError::RequestTimeout => "the request body did not arrive in time".into(),
             ApiError::TooManyRequests { .. } => "rate limit exceeded; retry after the given delay".into(),
             ApiError::BackendUnavailable { .. } => {
                 "the key backend is unavailable; retry after the given delay".into()

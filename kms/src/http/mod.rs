@@ -1,6 +1,7 @@
 //! The HTTPS server: our own accept loop over rustls, so each connection's
 //! client certificate is known, then hyper's HTTP/1.1 per connection.
 
+pub mod activity;
 pub mod api;
 pub mod body;
 pub mod error;
@@ -15,12 +16,12 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use rustls::ServerConfig;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
+pub use activity::{Activity, Expiry, Tracked};
 pub use api::App;
 
 use crate::tls::{PinnedClients, Role, pinning};
@@ -46,9 +47,10 @@ pub struct TlsContext {
 #[derive(Clone, Copy, Debug)]
 pub struct ServeSettings {
     pub handshake_timeout: Duration,
-    /// Time a client has to send a request's headers, and the most a
-    /// keep-alive connection may sit idle between requests.
+    /// Time a client has to send a request's headers.
     pub header_timeout: Duration,
+    /// The most a keep-alive connection may sit idle between requests.
+    pub idle_timeout: Duration,
     pub shutdown_grace: Duration,
     pub max_connections: usize,
 }
@@ -62,7 +64,10 @@ pub async fn serve(
     settings: ServeSettings,
     shutdown: impl Future<Output = ()>,
 ) {
-    let graceful = GracefulShutdown::new();
+    // Every connection task holds a clone of `alive`; once all are gone the
+    // channel closes, which is how draining ends.
+    let (alive, mut drained) = mpsc::channel::<()>(1);
+    let (stop_tx, stop_rx) = watch::channel(false);
     let slots = Arc::new(Semaphore::new(settings.max_connections.max(1)));
     tokio::pin!(shutdown);
     loop {
@@ -88,53 +93,18 @@ pub async fn serve(
         let _ = tcp.set_nodelay(true);
         let ctx = tls.load_full();
         let app = Arc::clone(&app);
-        let watcher = graceful.watcher();
+        let (alive, stop) = (alive.clone(), stop_rx.clone());
         tokio::spawn(async move {
+            let _alive = alive;
             let _permit = permit;
-            let acceptor = TlsAcceptor::from(Arc::clone(&ctx.config));
-            let stream = match tokio::time::timeout(
-                settings.handshake_timeout,
-                acceptor.accept(tcp),
-            )
-            .await
-            {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    app.metrics.handshake_failure(handshake_reason(&e));
-                    tracing::info!(peer = %addr, error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    app.metrics.handshake_failure("timeout");
-                    tracing::info!(peer = %addr, "TLS handshake timed out");
-                    return;
-                }
-            };
-            let Some(peer) = identify(&stream, &ctx.pins, addr) else {
-                tracing::warn!(peer = %addr, "handshake completed without a pinned client certificate");
-                return;
-            };
-            let peer = Arc::new(peer);
-            let svc = service_fn(move |req| {
-                let (app, peer) = (Arc::clone(&app), Arc::clone(&peer));
-                async move {
-                    let id = request_id();
-                    Ok::<_, Infallible>(app.handle(req, &peer, &id).await)
-                }
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(settings.header_timeout)
-                .keep_alive(true)
-                .serve_connection(TokioIo::new(stream), svc);
-            if let Err(e) = watcher.watch(conn).await {
-                tracing::debug!(peer = %addr, error = %e, "connection ended with an error");
-            }
+            connection(tcp, addr, ctx, app, settings, stop).await;
         });
     }
     drop(listener);
+    drop(alive);
     tracing::info!("stopped accepting; draining open connections");
-    if tokio::time::timeout(settings.shutdown_grace, graceful.shutdown())
+    let _ = stop_tx.send(true);
+    if tokio::time::timeout(settings.shutdown_grace, drained.recv())
         .await
         .is_err()
     {
@@ -142,6 +112,91 @@ pub async fn serve(
             grace_secs = settings.shutdown_grace.as_secs(),
             "connections still open after the grace period"
         );
+    }
+}
+
+/// One client connection: TLS handshake, identity, then HTTP/1.1 until the
+/// client leaves, the connection idles out, or the server stops.
+async fn connection(
+    tcp: tokio::net::TcpStream,
+    addr: SocketAddr,
+    ctx: Arc<TlsContext>,
+    app: Arc<App>,
+    settings: ServeSettings,
+    mut stop: watch::Receiver<bool>,
+) {
+    let acceptor = TlsAcceptor::from(Arc::clone(&ctx.config));
+    let stream = match tokio::time::timeout(settings.handshake_timeout, acceptor.accept(tcp)).await
+    {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            app.metrics.handshake_failure(handshake_reason(&e));
+            tracing::info!(peer = %addr, error = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            app.metrics.handshake_failure("timeout");
+            tracing::info!(peer = %addr, "TLS handshake timed out");
+            return;
+        }
+    };
+    let Some(peer) = identify(&stream, &ctx.pins, addr) else {
+        tracing::warn!(peer = %addr, "handshake completed without a pinned client certificate");
+        return;
+    };
+    let peer = Arc::new(peer);
+    let activity = Activity::new();
+    let svc = {
+        let activity = activity.clone();
+        service_fn(move |req| {
+            let (app, peer, activity) = (Arc::clone(&app), Arc::clone(&peer), activity.clone());
+            async move {
+                activity.request_started();
+                let id = request_id();
+                let resp = app.handle(req, &peer, &id).await;
+                activity.request_ended();
+                Ok::<_, Infallible>(resp)
+            }
+        })
+    };
+    // hyper's header timer would also run while the connection idles; the
+    // activity tracker enforces both timeouts instead.
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(None)
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(Tracked::new(stream, activity.clone())), svc);
+    tokio::pin!(conn);
+    let period = settings.header_timeout.min(settings.idle_timeout) / 4;
+    let mut tick =
+        tokio::time::interval(period.clamp(Duration::from_millis(25), Duration::from_secs(1)));
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!(peer = %addr, error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            _ = stop.changed(), if !closing => {
+                // Finish the request in progress, then close.
+                conn.as_mut().graceful_shutdown();
+                closing = true;
+            }
+            _ = tick.tick(), if !closing => match activity.expired(settings.idle_timeout, settings.header_timeout) {
+                Some(Expiry::Idle) => {
+                    tracing::debug!(peer = %addr, "closing idle connection");
+                    conn.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+                Some(Expiry::SlowHeader) => {
+                    tracing::info!(peer = %addr, "request headers too slow; closing the connection");
+                    return;
+                }
+                None => {}
+            },
+        }
     }
 }
 

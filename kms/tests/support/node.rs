@@ -307,6 +307,18 @@ pub struct KeepAlive {
 }
 
 impl KeepAlive {
+    /// Write raw bytes on the connection (for slow-client tests).
+    pub fn send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        use std::io::Write;
+        self.tls.write_all(bytes)?;
+        self.tls.flush()
+    }
+
+    /// Read one response (or the error that ended the connection).
+    pub fn read(&mut self) -> Result<Resp, String> {
+        read_response(&mut self.tls)
+    }
+
     pub fn post(&mut self, path: &str, json: &serde_json::Value) -> Result<Resp, String> {
         send(
             &mut self.tls,
