@@ -24,8 +24,9 @@ pub struct LoadSpec {
     /// Server processes whose CPU time is sampled over the measured window.
     pub server_pids: Vec<i32>,
     /// Paced load: this many requests per second in all, spread evenly
-    /// over the connections, latency counted from each request's scheduled
-    /// time (so a stall is not hidden). `None`: each connection sends its
+    /// over the connections; a request that waited for the server's previous
+    /// answer counts its latency from its scheduled time (so a stall is not
+    /// hidden), one sent on time from its actual send. `None`: each connection sends its
     /// next request as soon as the previous answer is in (closed loop).
     pub rate: Option<f64>,
 }
@@ -174,6 +175,7 @@ async fn drive(
         ..ConnOutcome::default()
     };
     let mut next = pace.map(|p| p.first);
+    let mut last_answer = Instant::now();
     while Instant::now() < end {
         let Some(c) = conn.as_mut() else {
             // Bounded retry pace: at most 100 connects per second per task.
@@ -191,14 +193,23 @@ async fn drive(
                 if scheduled >= end {
                     break;
                 }
-                tokio::time::sleep_until(scheduled.into()).await;
-                scheduled
+                if last_answer > scheduled {
+                    // The server's previous answer came after this request's
+                    // time: it waited on the server, count from the schedule.
+                    scheduled
+                } else {
+                    // On time: the timer's own lateness (tokio rounds to 1 ms)
+                    // is the load generator's, so count from the actual send.
+                    tokio::time::sleep_until(scheduled.into()).await;
+                    Instant::now()
+                }
             }
             _ => Instant::now(),
         };
         let reply =
             tokio::time::timeout_at(end.into(), c.post(&spec.path, spec.body.clone())).await;
         let t1 = Instant::now();
+        last_answer = t1;
         let in_window = t0 >= begin && t1 <= end;
         match reply {
             Err(_) => break, // the window closed mid-request

@@ -170,14 +170,18 @@ pub fn render(path: &Path, baseline: &str, subject: &str) -> Result<String, Benc
     }
     for m in ms
         .iter()
-        .filter(|m| m.label != baseline && m.offered.is_none())
+        .filter(|m| m.label.starts_with(subject) && m.offered.is_none())
     {
-        if let Some(b) = base.filter(|b| b.rps > 0.0) {
+        // Compare with the baseline's rounds of the same kind, run beside it.
+        let suffix = m.label.get(subject.len()..).unwrap_or_default();
+        let pair = format!("{baseline}{suffix}");
+        if let Some(b) = ms.iter().find(|b| b.label == pair && b.rps > 0.0) {
             let ratio = m.rps / b.rps;
             let _ = writeln!(
                 o,
-                "- {} / {baseline} requests per second: **{ratio:.2}** (target ≥ {MIN_RATIO}: {})",
+                "- {} / {} requests per second: **{ratio:.2}** (target ≥ {MIN_RATIO}: {})",
                 m.label,
+                b.label,
                 verdict(ratio >= MIN_RATIO)
             );
         }
