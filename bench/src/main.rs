@@ -1,0 +1,333 @@
+//! `cmx-kms-bench`: the load generator and probes behind `scripts/bench`.
+//!
+//! Subcommands append one JSON object per line to a results file; `report`
+//! reads it back and prints the comparison against the targets.
+
+// A command-line tool: its output is its report.
+#![allow(clippy::print_stdout)]
+
+mod chain;
+mod cpu;
+mod http;
+mod load;
+mod report;
+mod startup;
+mod stats;
+mod tls;
+
+use std::io::Write as _;
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use clap::{Parser, Subcommand};
+use rustls_pki_types::ServerName;
+
+use crate::http::Target;
+use crate::tls::ClientFiles;
+
+/// Why a benchmark step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("{path}: {reason}")]
+    Io { path: PathBuf, reason: String },
+    #[error("{path}: not usable PEM: {reason}")]
+    Pem { path: PathBuf, reason: String },
+    #[error("TLS client setup: {0}")]
+    Tls(String),
+    #[error("cannot connect to {0}: {1}")]
+    Connect(SocketAddr, String),
+    #[error("request failed: {0}")]
+    Request(String),
+    #[error("start-up probe: {0}")]
+    Startup(String),
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(String),
+}
+
+#[derive(Parser)]
+#[command(
+    name = "cmx-kms-bench",
+    about = "Load generator and probes for scripts/bench"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a key chain on a running dev node; write decrypt-request.json and decrypt-response.json.
+    Chain {
+        /// The `cmx-kms dev` folder (ca.crt, cmxBackend.*, cmxDevice.*).
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        addr: SocketAddr,
+        /// Folder for the two JSON files.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Keep N mutual-TLS connections busy with the same POST; append the result.
+    Load {
+        #[arg(long)]
+        label: String,
+        #[arg(long)]
+        addr: SocketAddr,
+        #[arg(long)]
+        ca: PathBuf,
+        #[arg(long)]
+        cert: PathBuf,
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(long, default_value = "/v1/workspace-keys/decrypt")]
+        path: String,
+        /// File holding the request body.
+        #[arg(long)]
+        body: PathBuf,
+        #[arg(long, default_value_t = 64)]
+        connections: usize,
+        #[arg(long, default_value_t = 2.0)]
+        warmup_s: f64,
+        #[arg(long, default_value_t = 10.0)]
+        duration_s: f64,
+        #[arg(long, default_value_t = 200)]
+        expect_status: u16,
+        /// Worker threads of the load generator.
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        /// Paced load: requests per second in all (latency from scheduled send time); default closed loop.
+        #[arg(long)]
+        rate: Option<f64>,
+        /// Server process ids whose CPU time to sample (repeat for several).
+        #[arg(long = "server-pid")]
+        server_pids: Vec<i32>,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Start and stop `cmx-kms serve` several times; append start/stop times and idle memory.
+    Startup {
+        #[arg(long)]
+        bin: PathBuf,
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        addr: SocketAddr,
+        #[arg(long, default_value_t = 10)]
+        runs: usize,
+        #[arg(long)]
+        notify_socket: PathBuf,
+        #[arg(long, default_value = "warn")]
+        log: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Append the summed resident memory of some processes.
+    Rss {
+        #[arg(long)]
+        label: String,
+        #[arg(long)]
+        when: String,
+        #[arg(long = "pid", required = true)]
+        pids: Vec<i32>,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Wait until a TCP port accepts connections (at most --timeout-s).
+    Wait {
+        #[arg(long)]
+        addr: SocketAddr,
+        #[arg(long, default_value_t = 20.0)]
+        timeout_s: f64,
+    },
+    /// Print the comparison from a results file.
+    Report {
+        results: PathBuf,
+        #[arg(long, default_value = "nginx")]
+        baseline: String,
+        #[arg(long, default_value = "cmx-kms")]
+        subject: String,
+    },
+}
+
+fn runtime(threads: usize) -> Result<tokio::runtime::Runtime, BenchError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads.max(1))
+        .enable_all()
+        .build()
+        .map_err(|e| BenchError::Runtime(e.to_string()))
+}
+
+fn target(addr: SocketAddr, files: &ClientFiles) -> Result<Target, BenchError> {
+    Ok(Target {
+        addr,
+        server_name: ServerName::IpAddress(addr.ip().into()),
+        tls: tls::client_config(files)?,
+    })
+}
+
+fn append(out: &Path, value: &impl serde::Serialize) -> Result<(), BenchError> {
+    let io = |e: std::io::Error| BenchError::Io {
+        path: out.to_owned(),
+        reason: e.to_string(),
+    };
+    let line = serde_json::to_string(value).map_err(|e| BenchError::Io {
+        path: out.to_owned(),
+        reason: e.to_string(),
+    })?;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(out)
+        .map_err(io)?;
+    writeln!(f, "{line}").map_err(io)
+}
+
+fn run(cli: Cli) -> Result<(), BenchError> {
+    match cli.command {
+        Command::Chain { dir, addr, out } => {
+            let files = |name: &str| ClientFiles {
+                ca: dir.join("ca.crt"),
+                cert: dir.join(format!("{name}.crt")),
+                key: dir.join(format!("{name}.key")),
+            };
+            let backend = target(addr, &files("cmxBackend"))?;
+            let device = target(addr, &files("cmxDevice"))?;
+            let p = runtime(1)?.block_on(chain::prepare(&backend, &device, &out))?;
+            println!(
+                "key chain created; decrypt request {} bytes, answer {} bytes",
+                p.request_bytes, p.response_bytes
+            );
+        }
+        Command::Load {
+            label,
+            addr,
+            ca,
+            cert,
+            key,
+            path,
+            body,
+            connections,
+            warmup_s,
+            duration_s,
+            expect_status,
+            threads,
+            rate,
+            server_pids,
+            out,
+        } => {
+            let data = std::fs::read(&body).map_err(|e| BenchError::Io {
+                path: body.clone(),
+                reason: e.to_string(),
+            })?;
+            let spec = load::LoadSpec {
+                label,
+                target: target(addr, &ClientFiles { ca, cert, key })?,
+                path,
+                body: Bytes::from(data),
+                connections: connections.max(1),
+                warmup: Duration::from_secs_f64(warmup_s.clamp(0.0, 60.0)),
+                duration: Duration::from_secs_f64(duration_s.clamp(0.1, 600.0)),
+                expect_status,
+                server_pids,
+                rate: rate.filter(|r| r.is_finite() && *r > 0.0),
+            };
+            let r = runtime(threads)?.block_on(load::run(spec));
+            println!(
+                "{:<16} {:>9.0} req/s  p50 {:>6} µs  p90 {:>6} µs  p99 {:>6} µs  max {:>7} µs  errors {}  server CPU {:.1} µs/req{}",
+                r.label,
+                r.requests_per_s,
+                r.p50_us,
+                r.p90_us,
+                r.p99_us,
+                r.max_us,
+                r.errors + r.wrong_status,
+                r.server_cpu_us_per_request,
+                r.first_error
+                    .as_deref()
+                    .map(|e| format!("  first error: {e}"))
+                    .unwrap_or_default()
+            );
+            append(&out, &r)?;
+        }
+        Command::Startup {
+            bin,
+            config,
+            addr,
+            runs,
+            notify_socket,
+            log,
+            out,
+        } => {
+            let r = startup::measure(&startup::StartupSpec {
+                bin,
+                config,
+                addr,
+                runs: runs.clamp(1, 100),
+                notify_socket,
+                log,
+            })?;
+            println!(
+                "start to listening: median {:.1} ms; to READY=1: median {:.1} ms; SIGTERM to exit: {:.1} ms; idle RSS {:.1} MiB ({} runs)",
+                r.median_listen_ms,
+                r.median_ready_ms,
+                r.median_stop_ms,
+                r.median_rss_idle_kib / 1024.0,
+                r.runs
+            );
+            append(&out, &r)?;
+        }
+        Command::Rss {
+            label,
+            when,
+            pids,
+            out,
+        } => {
+            let kib = pids.iter().filter_map(|p| cpu::rss_kib(*p)).sum();
+            println!(
+                "{label} resident memory {when}: {:.1} MiB",
+                kib as f64 / 1024.0
+            );
+            append(
+                &out,
+                &report::RssResult {
+                    kind: "rss".into(),
+                    label,
+                    when,
+                    kib,
+                },
+            )?;
+        }
+        Command::Wait { addr, timeout_s } => {
+            let deadline = Instant::now() + Duration::from_secs_f64(timeout_s.clamp(0.1, 600.0));
+            while TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_err() {
+                if Instant::now() > deadline {
+                    return Err(BenchError::Connect(
+                        addr,
+                        format!("nothing listening after {timeout_s} s"),
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        Command::Report {
+            results,
+            baseline,
+            subject,
+        } => print!("{}", report::render(&results, &baseline, &subject)?),
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("cmx-kms-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

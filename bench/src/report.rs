@@ -1,0 +1,237 @@
+//! The comparison: read the results file (one JSON object per line, written
+//! by `load`, `startup` and `rss`) and print medians, the ratio to the
+//! baseline and each figure against its target.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::BenchError;
+use crate::load::LoadResult;
+use crate::startup::StartupResult;
+use crate::stats::median;
+
+/// Resident memory of a server at one moment.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RssResult {
+    pub kind: String,
+    pub label: String,
+    pub when: String,
+    pub kib: u64,
+}
+
+/// The targets of issue 3 item 8.
+const MIN_RATIO: f64 = 0.8;
+const MAX_P99_US: f64 = 2000.0;
+const MAX_START_MS: f64 = 100.0;
+const MAX_RSS_KIB: f64 = 20.0 * 1024.0;
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "met" } else { "NOT met" }
+}
+
+#[derive(Default)]
+struct Results {
+    loads: Vec<LoadResult>,
+    startups: Vec<StartupResult>,
+    rss: Vec<RssResult>,
+}
+
+fn read(path: &Path) -> Result<Results, BenchError> {
+    let text = std::fs::read_to_string(path).map_err(|e| BenchError::Io {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })?;
+    let mut r = Results::default();
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let bad = |e: serde_json::Error| BenchError::Io {
+            path: path.to_owned(),
+            reason: format!("line {}: {e}", i + 1),
+        };
+        let v: serde_json::Value = serde_json::from_str(line).map_err(bad)?;
+        match v.get("kind").and_then(serde_json::Value::as_str) {
+            Some("load") => r.loads.push(serde_json::from_value(v).map_err(bad)?),
+            Some("startup") => r.startups.push(serde_json::from_value(v).map_err(bad)?),
+            Some("rss") => r.rss.push(serde_json::from_value(v).map_err(bad)?),
+            _ => {}
+        }
+    }
+    Ok(r)
+}
+
+/// Medians of one label's rounds.
+struct Medians {
+    label: String,
+    rounds: usize,
+    rps: f64,
+    p50: f64,
+    p90: f64,
+    p99: f64,
+    max: f64,
+    errors: u64,
+    server_cpu: f64,
+    offered: Option<f64>,
+}
+
+fn medians(loads: &[LoadResult]) -> Vec<Medians> {
+    let mut labels: Vec<&str> = Vec::new();
+    for l in loads {
+        if !labels.contains(&l.label.as_str()) {
+            labels.push(&l.label);
+        }
+    }
+    labels
+        .into_iter()
+        .map(|label| {
+            let rs: Vec<&LoadResult> = loads.iter().filter(|l| l.label == label).collect();
+            let m = |f: &dyn Fn(&LoadResult) -> f64| {
+                median(&mut rs.iter().map(|r| f(r)).collect::<Vec<f64>>())
+            };
+            Medians {
+                label: label.to_owned(),
+                rounds: rs.len(),
+                rps: m(&|r| r.requests_per_s),
+                p50: m(&|r| r.p50_us as f64),
+                p90: m(&|r| r.p90_us as f64),
+                p99: m(&|r| r.p99_us as f64),
+                max: m(&|r| r.max_us as f64),
+                errors: rs.iter().map(|r| r.errors + r.wrong_status).sum(),
+                server_cpu: m(&|r| r.server_cpu_us_per_request),
+                offered: rs.first().and_then(|r| r.offered_per_s),
+            }
+        })
+        .collect()
+}
+
+/// The report as Markdown (it reads as plain text too).
+pub fn render(path: &Path, baseline: &str, subject: &str) -> Result<String, BenchError> {
+    let r = read(path)?;
+    let mut o = String::new();
+    let _ = writeln!(o, "Every round:\n");
+    let _ = writeln!(
+        o,
+        "| label | conns | offered/s | requests/s | p50 µs | p90 µs | p99 µs | max µs | errors | server CPU µs/req | load generator CPU µs/req |"
+    );
+    let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|---|---|");
+    for l in &r.loads {
+        let _ = writeln!(
+            o,
+            "| {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {:.1} | {:.1} |",
+            l.label,
+            l.connections,
+            l.offered_per_s
+                .map_or_else(|| "max".to_owned(), |r| format!("{r:.0}")),
+            l.requests_per_s,
+            l.p50_us,
+            l.p90_us,
+            l.p99_us,
+            l.max_us,
+            l.errors + l.wrong_status,
+            l.server_cpu_us_per_request,
+            l.client_cpu_us_per_request
+        );
+    }
+    let ms = medians(&r.loads);
+    let _ = writeln!(o, "\nMedians over the rounds:\n");
+    let _ = writeln!(
+        o,
+        "| label | rounds | requests/s | p50 µs | p90 µs | p99 µs | max µs | errors (all rounds) | server CPU µs/req |"
+    );
+    let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|");
+    for m in &ms {
+        let _ = writeln!(
+            o,
+            "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {:.1} |",
+            m.label, m.rounds, m.rps, m.p50, m.p90, m.p99, m.max, m.errors, m.server_cpu
+        );
+    }
+    let _ = writeln!(o, "\nAgainst the targets:\n");
+    let base = ms.iter().find(|m| m.label == baseline);
+    for m in ms.iter().filter(|m| m.offered.is_some()) {
+        let _ = writeln!(
+            o,
+            "- {} paced at {:.0} req/s offered ({:.0} answered/s): p50 {:.2} ms, p99 {:.2} ms{}",
+            m.label,
+            m.offered.unwrap_or_default(),
+            m.rps,
+            m.p50 / 1000.0,
+            m.p99 / 1000.0,
+            if m.label.starts_with(subject) {
+                format!(" (target < 2 ms: {})", verdict(m.p99 < MAX_P99_US))
+            } else {
+                String::new()
+            }
+        );
+    }
+    for m in ms
+        .iter()
+        .filter(|m| m.label.starts_with(subject) && m.offered.is_none())
+    {
+        // Compare with the baseline's rounds of the same kind, run beside it.
+        let suffix = m.label.get(subject.len()..).unwrap_or_default();
+        let pair = format!("{baseline}{suffix}");
+        if let Some(b) = ms.iter().find(|b| b.label == pair && b.rps > 0.0) {
+            let ratio = m.rps / b.rps;
+            let _ = writeln!(
+                o,
+                "- {} / {} requests per second: **{ratio:.2}** (target ≥ {MIN_RATIO}: {})",
+                m.label,
+                b.label,
+                verdict(ratio >= MIN_RATIO)
+            );
+        }
+        let _ = writeln!(
+            o,
+            "- {} p99 at full load: {:.2} ms (target < 2 ms: {})",
+            m.label,
+            m.p99 / 1000.0,
+            verdict(m.p99 < MAX_P99_US)
+        );
+    }
+    if let Some(b) = base {
+        let _ = writeln!(
+            o,
+            "- {baseline} p99 at full load, for comparison: {:.2} ms",
+            b.p99 / 1000.0
+        );
+    }
+    for s in &r.startups {
+        let _ = writeln!(
+            o,
+            "- {subject} start to listening: median {:.1} ms of {} starts, READY=1 at {:.1} ms (target < 100 ms: {}); SIGTERM to exit {:.1} ms",
+            s.median_listen_ms,
+            s.runs,
+            s.median_ready_ms,
+            verdict(s.median_listen_ms.max(s.median_ready_ms) < MAX_START_MS),
+            s.median_stop_ms
+        );
+        let _ = writeln!(
+            o,
+            "- {subject} resident memory 0.3 s after start: median {:.1} MiB (target < 20 MiB: {})",
+            s.median_rss_idle_kib / 1024.0,
+            verdict(s.median_rss_idle_kib < MAX_RSS_KIB)
+        );
+    }
+    for x in &r.rss {
+        let mib = x.kib as f64 / 1024.0;
+        let target = if x.label == subject {
+            format!(
+                " (target < 20 MiB: {})",
+                verdict((x.kib as f64) < MAX_RSS_KIB)
+            )
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            o,
+            "- {} resident memory {}: {mib:.1} MiB{target}",
+            x.label, x.when
+        );
+    }
+    Ok(o)
+}

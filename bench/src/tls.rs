@@ -1,0 +1,49 @@
+//! The client side of mutual TLS: trust the dev CA, present a client
+//! certificate, TLS 1.3 only (what both servers under test negotiate).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::ClientConfig;
+use rustls::crypto::ring;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::BenchError;
+
+/// PEM files for one client identity.
+#[derive(Clone, Debug)]
+pub struct ClientFiles {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+fn pem_err(path: &Path) -> impl FnOnce(rustls_pki_types::pem::Error) -> BenchError + '_ {
+    move |e| BenchError::Pem {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    }
+}
+
+/// A rustls client configuration (ring provider) for `files`.
+pub fn client_config(files: &ClientFiles) -> Result<Arc<ClientConfig>, BenchError> {
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in CertificateDer::pem_file_iter(&files.ca).map_err(pem_err(&files.ca))? {
+        roots
+            .add(ca.map_err(pem_err(&files.ca))?)
+            .map_err(|e| BenchError::Tls(e.to_string()))?;
+    }
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
+        .map_err(pem_err(&files.cert))?
+        .collect::<Result<_, _>>()
+        .map_err(pem_err(&files.cert))?;
+    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(pem_err(&files.key))?;
+    let config = ClientConfig::builder_with_provider(Arc::new(ring::default_provider()))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| BenchError::Tls(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .map_err(|e| BenchError::Tls(e.to_string()))?;
+    Ok(Arc::new(config))
+}
