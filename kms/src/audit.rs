@@ -10,85 +10,83 @@
 //! caller maps [`AuditError`] to 503 `audit-unavailable`): no key is served
 //! unaudited.
 
+use std::borrow::Cow;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::mpsc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use tokio::sync::oneshot;
 
 const ZERO_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+/// Most records written with one `write(2)`.
+const MAX_BATCH: usize = 512;
 
-/// One audit event, as the server fills it in.
+/// One audit event, as the server fills it in. Borrows its strings: building
+/// one per request costs no copies.
 #[derive(Clone, Debug, Default, Serialize)]
-pub struct Event {
-    pub request_id: String,
-    pub client_alias: String,
-    pub client_subject: String,
-    pub client_serial: String,
-    pub client_fingerprint: String,
-    pub role: String,
-    pub operation: String,
+pub struct Event<'a> {
+    pub request_id: &'a str,
+    pub client_alias: &'a str,
+    pub client_subject: &'a str,
+    pub client_serial: &'a str,
+    pub client_fingerprint: &'a str,
+    pub role: &'a str,
+    pub operation: &'a str,
     /// Customer key id (hex), when the operation touched one.
-    pub key_id: String,
-    pub backend: String,
+    pub key_id: &'a str,
+    pub backend: &'a str,
     /// `hit`, `miss` or empty.
-    pub cache: String,
+    pub cache: &'a str,
     /// `ok` or the error label.
-    pub outcome: String,
+    pub outcome: Cow<'a, str>,
     pub status: u16,
     pub latency_us: u64,
 }
 
-#[derive(Serialize)]
-struct Record<'a> {
-    seq: u64,
-    time: String,
-    #[serde(flatten)]
-    event: &'a Event,
-    prev: &'a str,
-}
-
 /// Why the audit trail cannot take a record.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum AuditError {
-    #[error("cannot open the audit file {path}: {source}")]
-    Open {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("cannot write the audit file {path}: {source}")]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error("cannot open the audit file {path}: {reason}")]
+    Open { path: PathBuf, reason: String },
+    #[error("cannot write the audit file {path}: {reason}")]
+    Write { path: PathBuf, reason: String },
     #[error(
         "the audit file {path} ends with a line that is not an audit record; move it away so a new file starts"
     )]
     BadTail { path: PathBuf },
+    #[error("the audit writer for {path} stopped")]
+    WriterGone { path: PathBuf },
 }
 
-struct Chain {
-    file: File,
-    seq: u64,
-    prev: String,
+/// A record on its way to the writer: its time, its fields as JSON without
+/// the outer braces, and who waits for the outcome.
+struct Job {
+    time: String,
+    fields: String,
+    done: Option<oneshot::Sender<Result<(), AuditError>>>,
 }
 
-/// The audit log writer.
+/// The audit log. Records go to a writer thread that appends them in batches
+/// (one `write(2)` for all records waiting), extends the hash chain, and only
+/// then answers each waiting request: no key is served before its record is
+/// in the file (group commit).
 pub struct AuditLog {
     path: PathBuf,
-    chain: Mutex<Chain>,
+    jobs: mpsc::Sender<Job>,
 }
 
 impl AuditLog {
-    /// Open (or create, mode 0640) the audit file and continue its chain.
+    /// Open (or create, mode 0640) the audit file, continue its chain and
+    /// start the writer thread.
     pub fn open(path: &Path) -> Result<Self, AuditError> {
-        let open_err = |source| AuditError::Open {
+        let open_err = |e: std::io::Error| AuditError::Open {
             path: path.to_owned(),
-            source,
+            reason: e.to_string(),
         };
         let mut file = OpenOptions::new()
             .create(true)
@@ -97,7 +95,14 @@ impl AuditLog {
             .mode(0o640)
             .open(path)
             .map_err(open_err)?;
-        let (seq, prev) = match last_line(&mut file).map_err(open_err)? {
+        // A device such as /dev/full has no tail to continue from.
+        let regular = file.metadata().map_err(open_err)?.is_file();
+        let tail = if regular {
+            last_line(&mut file).map_err(open_err)?
+        } else {
+            None
+        };
+        let (seq, prev) = match tail {
             None => (0, ZERO_HASH.to_string()),
             Some(line) => {
                 let v: serde_json::Value =
@@ -110,9 +115,20 @@ impl AuditLog {
                 (seq + 1, hash_hex(line.as_bytes()))
             }
         };
+        let (jobs, rx) = mpsc::channel();
+        let writer = Writer {
+            path: path.to_owned(),
+            file,
+            seq,
+            prev,
+        };
+        std::thread::Builder::new()
+            .name("audit-writer".into())
+            .spawn(move || writer.run(&rx))
+            .map_err(open_err)?;
         Ok(Self {
             path: path.to_owned(),
-            chain: Mutex::new(Chain { file, seq, prev }),
+            jobs,
         })
     }
 
@@ -120,38 +136,94 @@ impl AuditLog {
         &self.path
     }
 
-    /// Append one record. On error nothing is appended (or a partial line
-    /// that `verify` reports), and the chain state is left unchanged.
-    pub fn record(&self, event: &Event) -> Result<(), AuditError> {
-        let mut chain = self.chain.lock().unwrap_or_else(|p| p.into_inner());
-        let rec = Record {
-            seq: chain.seq,
+    fn job(event: &Event<'_>, done: Option<oneshot::Sender<Result<(), AuditError>>>) -> Job {
+        let json = serde_json::to_string(event).unwrap_or_default();
+        let fields = json
+            .strip_prefix('{')
+            .and_then(|j| j.strip_suffix('}'))
+            .unwrap_or_default()
+            .to_owned();
+        Job {
             time: rfc3339_now(),
-            event,
-            prev: &chain.prev,
+            fields,
+            done,
+        }
+    }
+
+    /// Append one record; resolves once it is written (or failed to be).
+    pub async fn record(&self, event: &Event<'_>) -> Result<(), AuditError> {
+        let (tx, rx) = oneshot::channel();
+        let gone = || AuditError::WriterGone {
+            path: self.path.clone(),
         };
-        let mut line = serde_json::to_string(&rec).unwrap_or_default();
-        let hash = hash_hex(line.as_bytes());
-        line.push('\n');
-        chain
-            .file
-            .write_all(line.as_bytes())
-            .and_then(|()| chain.file.flush())
-            .map_err(|source| AuditError::Write {
-                path: self.path.clone(),
-                source,
-            })?;
-        chain.seq += 1;
-        chain.prev = hash;
-        Ok(())
+        self.jobs
+            .send(Self::job(event, Some(tx)))
+            .map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())?
+    }
+
+    /// Append one record without waiting (for refused handshakes, which
+    /// serve nothing that must wait for its record).
+    pub fn submit(&self, event: &Event<'_>) {
+        if self.jobs.send(Self::job(event, None)).is_err() {
+            tracing::error!(path = %self.path.display(), "the audit writer stopped; record lost");
+        }
+    }
+}
+
+struct Writer {
+    path: PathBuf,
+    file: File,
+    seq: u64,
+    prev: String,
+}
+
+impl Writer {
+    fn run(mut self, rx: &mpsc::Receiver<Job>) {
+        while let Ok(first) = rx.recv() {
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(j) => batch.push(j),
+                    Err(_) => break,
+                }
+            }
+            let (seq0, prev0) = (self.seq, self.prev.clone());
+            let mut buf = String::new();
+            for job in &batch {
+                let line = format!(
+                    "{{\"seq\":{},\"time\":\"{}\",{},\"prev\":\"{}\"}}",
+                    self.seq, job.time, job.fields, self.prev
+                );
+                self.prev = hash_hex(line.as_bytes());
+                self.seq += 1;
+                buf.push_str(&line);
+                buf.push('\n');
+            }
+            let result = self
+                .file
+                .write_all(buf.as_bytes())
+                .and_then(|()| self.file.flush())
+                .map_err(|e| {
+                    // Nothing of the batch counts: the chain goes on from before it.
+                    self.seq = seq0;
+                    self.prev = prev0;
+                    AuditError::Write {
+                        path: self.path.clone(),
+                        reason: e.to_string(),
+                    }
+                });
+            for job in batch {
+                if let Some(done) = job.done {
+                    let _ = done.send(result.clone());
+                }
+            }
+        }
     }
 }
 
 fn hash_hex(b: &[u8]) -> String {
-    Sha256::digest(b)
-        .iter()
-        .map(|x| format!("{x:02x}"))
-        .collect()
+    crate::hex::encode(&Sha256::digest(b))
 }
 
 /// The last non-empty line of a file (reads at most the last 64 KiB).
@@ -241,26 +313,26 @@ pub fn rfc3339_now() -> String {
 mod tests {
     use super::*;
 
-    fn event(op: &str) -> Event {
+    fn event(op: &str) -> Event<'_> {
         Event {
-            operation: op.into(),
+            operation: op,
             outcome: "ok".into(),
             status: 200,
             ..Event::default()
         }
     }
 
-    #[test]
-    fn chain_survives_reopen_and_detects_edits_and_deletions() {
+    #[tokio::test]
+    async fn chain_survives_reopen_and_detects_edits_and_deletions() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.log");
         let log = AuditLog::open(&path).unwrap();
         for op in ["a", "b", "c"] {
-            log.record(&event(op)).unwrap();
+            log.record(&event(op)).await.unwrap();
         }
         drop(log);
         let log = AuditLog::open(&path).unwrap();
-        log.record(&event("d")).unwrap();
+        log.record(&event("d")).await.unwrap();
         let v = verify(&path).unwrap();
         assert_eq!((v.records, v.problems.len()), (4, 0), "{:?}", v.problems);
 
@@ -284,6 +356,41 @@ mod tests {
         assert_eq!(
             v.problems,
             vec!["line 4: hash chain broken: the line before it was edited, removed or inserted"]
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_records_form_one_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let log = std::sync::Arc::new(AuditLog::open(&path).unwrap());
+        let mut tasks = Vec::new();
+        for i in 0..200 {
+            let log = log.clone();
+            tasks.push(tokio::spawn(async move {
+                let id = i.to_string();
+                log.record(&Event {
+                    request_id: &id,
+                    ..event("x")
+                })
+                .await
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        let v = verify(&path).unwrap();
+        assert_eq!((v.records, v.problems.len()), (200, 0), "{:?}", v.problems);
+    }
+
+    #[tokio::test]
+    async fn a_full_disk_fails_the_record() {
+        let log = AuditLog::open(Path::new("/dev/full")).unwrap();
+        let e = log.record(&event("a")).await.unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("cannot write the audit file /dev/full"),
+            "{e}"
         );
     }
 

@@ -80,7 +80,7 @@ impl DevFolder {
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).map_err(io(&dir))?;
         let mut pw = [0u8; 12];
         getrandom::fill(&mut pw).map_err(|_| DevError::Rng)?;
-        let password: String = pw.iter().map(|b| format!("{b:02x}")).collect();
+        let password = crate::hex::encode(&pw);
         let folder = Self {
             dir,
             properties,

@@ -13,6 +13,7 @@ pub mod cli;
 pub mod config;
 pub mod dev;
 pub mod envelope;
+pub mod hex;
 pub mod hsm;
 pub mod http;
 pub mod keys;

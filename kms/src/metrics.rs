@@ -56,8 +56,8 @@ impl Histogram {
 /// Every metric of a node.
 #[derive(Default)]
 pub struct Metrics {
-    requests: Mutex<BTreeMap<(String, String, String), u64>>,
-    request_latency: Mutex<BTreeMap<String, Histogram>>,
+    requests: Mutex<BTreeMap<(&'static str, &'static str, &'static str), u64>>,
+    request_latency: Mutex<BTreeMap<&'static str, Histogram>>,
     backend_latency: Mutex<Histogram>,
     backend_errors: Mutex<BTreeMap<String, u64>>,
     handshake_failures: Mutex<BTreeMap<String, u64>>,
@@ -80,12 +80,19 @@ fn esc(v: &str) -> String {
 }
 
 impl Metrics {
-    pub fn request(&self, operation: &str, role: &str, outcome: &str, latency: Duration) {
+    /// Count a request. Labels are static strings, so this allocates nothing.
+    pub fn request(
+        &self,
+        operation: &'static str,
+        role: &'static str,
+        outcome: &'static str,
+        latency: Duration,
+    ) {
         *lock(&self.requests)
-            .entry((operation.into(), role.into(), outcome.into()))
+            .entry((operation, role, outcome))
             .or_default() += 1;
         lock(&self.request_latency)
-            .entry(operation.into())
+            .entry(operation)
             .or_default()
             .observe(latency.as_secs_f64());
     }

@@ -176,16 +176,13 @@ fn cert_expiry(keystore: &KeyStore) -> BTreeMap<(String, String), i64> {
 fn refusal_hook(audit: Option<Arc<AuditLog>>) -> RefusalHook {
     Arc::new(move |why: Refusal, subject: &str, fingerprint: &str| {
         if let Some(audit) = &audit {
-            let event = AuditEvent {
-                client_subject: subject.to_owned(),
-                client_fingerprint: fingerprint.to_owned(),
-                operation: "tls-handshake".into(),
-                outcome: format!("refused-{}", why.label()),
+            audit.submit(&AuditEvent {
+                client_subject: subject,
+                client_fingerprint: fingerprint,
+                operation: "tls-handshake",
+                outcome: format!("refused-{}", why.label()).into(),
                 ..AuditEvent::default()
-            };
-            if let Err(e) = audit.record(&event) {
-                tracing::error!(error = %e, "audit record of a refused handshake not written");
-            }
+            });
         }
     })
 }
@@ -249,6 +246,7 @@ impl Node {
             metrics,
             audit,
             limiter: RateLimiter::default(),
+            ids: crate::http::RequestIds::new(),
         });
         let addr = SocketAddr::new(config.server.address, config.server.port);
         let listener = TcpListener::bind(addr)

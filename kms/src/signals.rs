@@ -29,7 +29,17 @@ pub async fn reload_on_sighup(reloader: crate::node::Reloader) {
     while hup.recv().await.is_some() {
         tracing::info!("SIGHUP: reloading configuration");
         crate::notify::reloading();
-        match reloader.reload() {
+        // Keystore decoding (PBKDF2) and backend set-up block: keep them off
+        // the workers that serve requests.
+        let r = reloader.clone();
+        let outcome = tokio::task::spawn_blocking(move || r.reload())
+            .await
+            .unwrap_or_else(|e| {
+                Err(crate::node::StartError::Config(format!(
+                    "reload task failed: {e}"
+                )))
+            });
+        match outcome {
             Ok(()) => {
                 reloader.metrics().reload(true);
                 crate::notify::ready("configuration reloaded");

@@ -479,3 +479,32 @@ fn idle_and_slow_connections_are_closed_by_their_timeouts() {
         "{r:?}"
     );
 }
+
+#[test]
+fn key_operations_are_refused_when_the_audit_trail_cannot_be_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki(dir.path());
+    let ndir = dir.path().join("node");
+    // /dev/full fails every write with ENOSPC: a full disk.
+    let node = TestNode::start_with(
+        &ndir,
+        |p, m| {
+            TestNode::properties(&pki, &ndir, p, m, "").replace(
+                &format!("kms.audit.file={}", ndir.join("audit.log").display()),
+                "kms.audit.file=/dev/full",
+            )
+        },
+        &[],
+    );
+    let b = node.client(&pki, &pki.cmx_backend);
+    let r = b.post("/v1/customer-keys", &json!({}));
+    assert_eq!((r.status, r.label().as_str()), (503, "audit-unavailable"));
+    assert!(
+        r.json().get("wrapped_customer_key").is_none(),
+        "no key leaves unaudited"
+    );
+    assert_eq!(b.request("GET", "/v1/health", None).unwrap().status, 200);
+    let m = node.metrics();
+    assert!(m.contains("cmx_kms_audit_failures_total 1"), "{m}");
+    assert!(node.log_text().contains("audit record not written"));
+}

@@ -41,7 +41,7 @@ impl KeyId {
         &self.0
     }
     pub fn to_hex(&self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
+        crate::hex::encode(&self.0)
     }
 }
 

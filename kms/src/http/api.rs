@@ -120,6 +120,7 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     pub audit: Option<Arc<AuditLog>>,
     pub limiter: RateLimiter,
+    pub ids: super::RequestIds,
 }
 
 /// The outcome of one request, for logs, metrics and audit.
@@ -215,21 +216,21 @@ impl App {
         };
         if is_key_op && let Some(audit) = &self.audit {
             let event = AuditEvent {
-                request_id: request_id.to_owned(),
-                client_alias: peer.alias.clone(),
-                client_subject: peer.subject.clone(),
-                client_serial: peer.serial.clone(),
-                client_fingerprint: peer.fingerprint.clone(),
-                role: peer.role.label().to_owned(),
-                operation: op_label.to_owned(),
-                key_id: customer_key.clone(),
-                backend: keys.backend_kind().label().to_owned(),
-                cache: cache.unwrap_or_default().to_owned(),
-                outcome: outcome.label.to_owned(),
+                request_id,
+                client_alias: &peer.alias,
+                client_subject: &peer.subject,
+                client_serial: &peer.serial,
+                client_fingerprint: &peer.fingerprint,
+                role: peer.role.label(),
+                operation: op_label,
+                key_id: &customer_key,
+                backend: keys.backend_kind().label(),
+                cache: cache.unwrap_or_default(),
+                outcome: outcome.label.into(),
                 status: outcome.status.as_u16(),
                 latency_us: u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
             };
-            if let Err(e) = audit.record(&event) {
+            if let Err(e) = audit.record(&event).await {
                 self.metrics.audit_failures.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(error = %e, request_id, "audit record not written: refusing the operation");
                 (resp, outcome) = error_response(&ApiError::AuditUnavailable);

@@ -152,7 +152,7 @@ async fn connection(
             let (app, peer, activity) = (Arc::clone(&app), Arc::clone(&peer), activity.clone());
             async move {
                 activity.request_started();
-                let id = request_id();
+                let id = app.ids.next();
                 let resp = app.handle(req, &peer, &id).await;
                 activity.request_ended();
                 Ok::<_, Infallible>(resp)
@@ -236,10 +236,35 @@ fn handshake_reason(e: &std::io::Error) -> &'static str {
     }
 }
 
-fn request_id() -> String {
-    let mut b = [0u8; 8];
-    if getrandom::fill(&mut b).is_err() {
-        return "0000000000000000".into();
+/// Request ids: a random prefix drawn once per process, then a counter, so
+/// ids are unique across nodes and restarts without a system call per request.
+pub struct RequestIds {
+    prefix: String,
+    next: std::sync::atomic::AtomicU64,
+}
+
+impl RequestIds {
+    pub fn new() -> Self {
+        let mut b = [0u8; 4];
+        // Without randomness the ids are still unique within this process.
+        let _ = getrandom::fill(&mut b);
+        Self {
+            prefix: crate::hex::encode(&b),
+            next: std::sync::atomic::AtomicU64::new(1),
+        }
     }
-    b.iter().map(|x| format!("{x:02x}")).collect()
+
+    /// The next id: 8 hex digits of prefix, 8 of counter.
+    pub fn next(&self) -> String {
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut id = self.prefix.clone();
+        id.push_str(&crate::hex::encode(&(n as u32).to_be_bytes()));
+        id
+    }
+}
+
+impl Default for RequestIds {
+    fn default() -> Self {
+        Self::new()
+    }
 }

@@ -46,10 +46,7 @@ pub fn fingerprint(cert: &CertificateDer<'_>) -> Fingerprint {
 
 /// Colon-separated upper-case hex, as keytool prints fingerprints.
 pub fn fingerprint_hex(fp: &Fingerprint) -> String {
-    fp.iter()
-        .map(|b| format!("{b:02X}"))
-        .collect::<Vec<_>>()
-        .join(":")
+    crate::hex::encode_colons(fp)
 }
 
 /// One pinned client certificate.

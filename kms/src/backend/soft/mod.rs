@@ -199,7 +199,7 @@ fn sealing_key(password: &SecretString, salt: &[u8]) -> Result<LessSafeKey, Soft
 }
 
 fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    crate::hex::encode(b)
 }
 
 #[async_trait]
