@@ -16,6 +16,16 @@ use crate::state::{self, State};
 
 const DEFAULT_PORT: u16 = 8443;
 
+/// The port a migrated node will listen on: Tomcat's connector port, unless
+/// the old kms.properties already names one.
+fn configured_port_legacy(node: &legacy::LegacyNode) -> u16 {
+    node.properties
+        .iter()
+        .find(|(k, _)| k == "kms.server.port")
+        .and_then(|(_, v)| v.trim().parse().ok())
+        .unwrap_or(node.connector.port)
+}
+
 fn tail_steps(steps: &mut Vec<Step>, on_failure: OnFailure, restart: bool) {
     steps.extend([
         Step::FixPermissions,
@@ -36,7 +46,7 @@ pub fn fresh_plan(
     file: PathBuf,
     info: PackageInfo,
 ) -> Result<Plan, InstallError> {
-    check_port(configured_port(&opts.root, DEFAULT_PORT), false)?;
+    check_port(opts, configured_port(&opts.root, DEFAULT_PORT), false)?;
     let mut steps = vec![Step::InstallPackage {
         file,
         info: info.clone(),
@@ -77,7 +87,7 @@ pub fn legacy_plan(
     let migration =
         legacy::migrate::migrate(&node, plan::TEMPLATE, &plan::migration_header(&backup))
             .map_err(InstallError::Legacy)?;
-    check_port(node.connector.port, true)?;
+    check_port(opts, configured_port_legacy(&node), true)?;
 
     let mut steps = Vec::new();
     let mut notes = vec![format!(
@@ -173,8 +183,8 @@ pub fn same_version_plan(
     if !svc.is_enabled(paths::SERVICE)? {
         steps.extend([Step::ReloadUnits, Step::Enable]);
     }
-    if !svc.is_active(paths::SERVICE)? {
-        check_port(configured_port(root, DEFAULT_PORT), false)?;
+    if !svc.is_active(paths::SERVICE)? && !opts.no_start {
+        check_port(opts, configured_port(root, DEFAULT_PORT), false)?;
         steps.push(Step::CheckConfig {
             on_failure: OnFailure::Guide,
         });
@@ -206,7 +216,7 @@ pub fn upgrade_plan(
     prev_file: PathBuf,
 ) -> Result<Plan, InstallError> {
     let root = &opts.root;
-    check_port(configured_port(root, DEFAULT_PORT), false)?;
+    check_port(opts, configured_port(root, DEFAULT_PORT), false)?;
     let backup = fsops::next_conf_backup(root);
     let active = svc.is_active(paths::SERVICE)?;
     let mut steps = vec![

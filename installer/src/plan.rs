@@ -29,6 +29,8 @@ pub struct Options {
     pub rollback: bool,
     /// Pass `--nodeps` to rpm (scratch roots only).
     pub rpm_nodeps: bool,
+    /// Install and configure, but leave the service stopped (no port check either).
+    pub no_start: bool,
 }
 
 /// What happens if a check or start fails.
@@ -239,8 +241,11 @@ pub fn configured_port(root: &Root, fallback: u16) -> u16 {
 }
 
 /// Refuse if `port` is held by something other than cmx-kms (or, when
-/// migrating, the Tomcat about to be stopped).
-pub fn check_port(port: u16, tomcat_ok: bool) -> Result<(), InstallError> {
+/// migrating, the Tomcat about to be stopped). Skipped with `--no-start`.
+pub fn check_port(opts: &Options, port: u16, tomcat_ok: bool) -> Result<(), InstallError> {
+    if opts.no_start {
+        return Ok(());
+    }
     let l = port::listeners(port);
     if !l.in_use {
         return Ok(());
@@ -311,15 +316,44 @@ pub fn build(opts: &Options, rpm: &Rpm, svc: &dyn ServiceManager) -> Result<Plan
         )));
     }
     let migrating = st.get(state::key::MIGRATION).map(str::to_owned);
-    if migrating.is_some() || (!ours_installed && legacy::detect(root)) {
-        return crate::detect::legacy_plan(opts, rpm, svc, file, info, installed, migrating);
+    let mut plan = if migrating.is_some() || (!ours_installed && legacy::detect(root)) {
+        crate::detect::legacy_plan(opts, rpm, svc, file, info, installed, migrating)?
+    } else {
+        by_version(
+            opts,
+            svc,
+            &st,
+            file,
+            info,
+            installed.filter(|_| ours_installed),
+        )?
+    };
+    if opts.no_start && plan.steps.iter().any(|s| matches!(s, Step::Start { .. })) {
+        plan.steps.retain(|s| !matches!(s, Step::Start { .. }));
+        plan.notes.push(format!(
+            "--no-start: the service is left stopped; start it with `systemctl start {}` or by running ckms-install again.",
+            paths::SERVICE
+        ));
     }
-    match installed.filter(|_| ours_installed) {
+    Ok(plan)
+}
+
+fn by_version(
+    opts: &Options,
+
+    svc: &dyn ServiceManager,
+    st: &State,
+    file: PathBuf,
+    info: PackageInfo,
+    installed: Option<PackageInfo>,
+) -> Result<Plan, InstallError> {
+    let root = &opts.root;
+    match installed {
         None => crate::detect::fresh_plan(opts, svc, file, info),
         Some(cur) => match cur.cmp_evr(&info) {
             std::cmp::Ordering::Equal => crate::detect::same_version_plan(opts, svc, cur),
             std::cmp::Ordering::Less => {
-                let prev = kept_package(root, &st, state::key::CURRENT).ok_or_else(|| {
+                let prev = kept_package(root, st, state::key::CURRENT).ok_or_else(|| {
                     InstallError::Refused(format!(
                         "{cur} is installed, but ckms-install kept no copy of its package, so a failed upgrade could not be rolled back. \
                          Put its RPM file (cmx-kms-server-{}.x86_64.rpm) in {} and run the installer again. Nothing was changed.",

@@ -38,6 +38,9 @@ struct Cli {
     /// Go back to the version installed before the current one, with its configuration.
     #[arg(long)]
     rollback: bool,
+    /// Install and configure, but do not start the service (nor check its port).
+    #[arg(long)]
+    no_start: bool,
     /// Pass --nodeps to rpm: only for scratch roots whose rpm database lists no packages.
     #[arg(long, hide = true)]
     rpm_nodeps: bool,
@@ -59,6 +62,7 @@ fn run(cli: Cli) -> Result<u8, InstallError> {
         ready_timeout: Duration::from_secs(cli.ready_timeout.max(1)),
         rollback: cli.rollback,
         rpm_nodeps: cli.rpm_nodeps,
+        no_start: cli.no_start,
     };
     let plan = plan::build(&opts, &rpm, svc.as_ref())?;
     let mut log = Log::terminal("ckms-install", root.path(paths::INSTALL_LOG));
