@@ -232,6 +232,12 @@ fn run_step(
                 .as_ref()
                 .ok_or_else(|| InstallError::Legacy("no migrated configuration".into()))?;
             write_private(&root.path(paths::PROPERTIES), m.text.as_bytes())?;
+            // The package's new default, if rpm set it aside, is what the
+            // migrated file was made from: it would only confuse.
+            let rpmnew = root.path(&format!("{}.rpmnew", paths::PROPERTIES));
+            if rpmnew.exists() {
+                fs::remove_file(&rpmnew).map_err(InstallError::io("remove", &rpmnew))?;
+            }
         }
         Step::RestoreFile { from, to } => {
             let dst = root.path(to);

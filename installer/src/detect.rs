@@ -26,17 +26,34 @@ fn configured_port_legacy(node: &legacy::LegacyNode) -> u16 {
         .unwrap_or(node.connector.port)
 }
 
-fn tail_steps(steps: &mut Vec<Step>, on_failure: OnFailure, restart: bool) {
+fn tail_steps(
+    steps: &mut Vec<Step>,
+    svc: &dyn ServiceManager,
+    on_failure: OnFailure,
+    restart: bool,
+) {
+    steps.push(Step::FixPermissions);
+    if svc.manages_boot() {
+        steps.extend([Step::ReloadUnits, Step::Enable]);
+    }
     steps.extend([
-        Step::FixPermissions,
-        Step::ReloadUnits,
-        Step::Enable,
         Step::CheckConfig { on_failure },
         Step::Start {
             restart,
             on_failure,
         },
     ]);
+}
+
+/// A note for plans made without systemd.
+fn no_boot_note(svc: &dyn ServiceManager, notes: &mut Vec<String>) {
+    if !svc.manages_boot() {
+        notes.push(format!(
+            "No systemd here: {} runs as a plain process (pid file /run/{}.pid) and nothing starts it at boot.",
+            paths::SERVICE,
+            paths::SERVICE
+        ));
+    }
 }
 
 /// A node without cmx-kms or the Tomcat-based server.
@@ -52,17 +69,19 @@ pub fn fresh_plan(
         info: info.clone(),
         kind: InstallKind::Install,
     }];
-    tail_steps(&mut steps, OnFailure::Guide, false);
+    tail_steps(&mut steps, svc, OnFailure::Guide, false);
+    let mut notes = vec![format!(
+        "The service starts only if {} is complete (keystore, password, HSM); otherwise the installer says what to set.",
+        paths::PROPERTIES
+    )];
+    no_boot_note(svc, &mut notes);
     Ok(Plan {
         summary: format!(
             "New installation of {info} (service manager: {})",
             svc.name()
         ),
         steps,
-        notes: vec![format!(
-            "The service starts only if {} is complete (keystore, password, HSM); otherwise the installer says what to set.",
-            paths::PROPERTIES
-        )],
+        notes,
         migration: None,
         rollback: None,
     })
@@ -121,17 +140,23 @@ pub fn legacy_plan(
     if std::fs::symlink_metadata(root.path(paths::KMS_WAR)).is_ok() {
         steps.push(Step::UnlinkWar);
     }
-    let tomcat: Vec<PackageInfo> = rpm.installed_matching("tomcat*")?;
-    let tomcat7 = tomcat
-        .iter()
-        .any(|p| p.name == "tomcat" && p.version.starts_with("7."));
-    if tomcat7 {
+    // Tomcat 7's packages: tomcat, tomcat-lib, tomcat-el-2.2-api, ... (not
+    // look-alikes such as tomcatjss), all of version 7.x.
+    let tomcat7: Vec<PackageInfo> = rpm
+        .installed_matching("tomcat*")?
+        .into_iter()
+        .filter(|p| {
+            (p.name == "tomcat" || p.name.starts_with("tomcat-")) && p.version.starts_with("7.")
+        })
+        .collect();
+    if tomcat7.iter().any(|p| p.name == "tomcat") {
         steps.push(Step::EraseTomcat7 {
-            packages: tomcat.iter().map(|p| p.name.clone()).collect(),
+            packages: tomcat7.iter().map(|p| p.name.clone()).collect(),
         });
     } else if root.path(paths::TOMCAT_DIR).exists() {
-        notes.push("Tomcat stays installed, but it no longer serves the KMS (kms.war is unlinked and the tomcat service \
-                    is stopped and disabled); cmx-kms now answers on the KMS port.".into());
+        notes.push("Tomcat stays installed, but it no longer serves the KMS: kms.war is unlinked and the tomcat \
+                    service stopped and disabled (if it ran); cmx-kms answers on the KMS port."
+            .into());
     }
     if resuming.is_none() && root.path(paths::CONF_DIR).exists() {
         steps.push(Step::BackupConf {
@@ -156,7 +181,8 @@ pub fn legacy_plan(
         });
     }
     steps.push(Step::FinishMigration);
-    tail_steps(&mut steps, OnFailure::Guide, false);
+    tail_steps(&mut steps, svc, OnFailure::Guide, false);
+    no_boot_note(svc, &mut notes);
     Ok(Plan {
         summary: format!(
             "Take over this Tomcat-based Connected-KMS node with {info} (service manager: {})",
@@ -180,7 +206,7 @@ pub fn same_version_plan(
     if plan::needs_fixes(root) {
         steps.push(Step::FixPermissions);
     }
-    if !svc.is_enabled(paths::SERVICE)? {
+    if svc.manages_boot() && !svc.is_enabled(paths::SERVICE)? {
         steps.extend([Step::ReloadUnits, Step::Enable]);
     }
     if !svc.is_active(paths::SERVICE)? && !opts.no_start {
@@ -229,7 +255,7 @@ pub fn upgrade_plan(
             kind: InstallKind::Upgrade,
         },
     ];
-    tail_steps(&mut steps, OnFailure::Rollback, active);
+    tail_steps(&mut steps, svc, OnFailure::Rollback, active);
     Ok(Plan {
         summary: format!("Upgrade {cur} to {info} (service manager: {})", svc.name()),
         steps,

@@ -187,7 +187,7 @@ pub fn migrate(node: &LegacyNode, template: &str, header: &[String]) -> Result<M
     );
     let _ = writeln!(
         out,
-        "# port yet: they are recorded here (see docs/operations.md, \"Legacy migration\")."
+        "# port yet: they are recorded here (see ckms-install(8) and the operations guide)."
     );
     let _ = writeln!(
         out,

@@ -32,6 +32,10 @@ use crate::paths::Root;
 pub trait ServiceManager {
     /// A short name for plans and logs.
     fn name(&self) -> &'static str;
+    /// Does it start services at boot (so that enabling means something)?
+    fn manages_boot(&self) -> bool {
+        false
+    }
     /// Re-read unit files after the package changed them.
     fn reload_units(&self) -> Result<(), InstallError>;
     /// Is the unit enabled to start at boot? (Always true for the direct manager.)

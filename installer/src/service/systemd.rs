@@ -46,6 +46,10 @@ impl ServiceManager for Systemd {
         "systemd"
     }
 
+    fn manages_boot(&self) -> bool {
+        true
+    }
+
     fn reload_units(&self) -> Result<(), InstallError> {
         self.must(&["daemon-reload"])
     }

@@ -213,3 +213,83 @@ fn migrates_connector_attribute_form() {
 fn migrates_sslhostconfig_certificate_form() {
     migrate("sslhostconfig.xml", "kmsServer");
 }
+
+/// The stand-in tomcat and tomcat-lib packages of `version`, built with rpmbuild.
+fn tomcat_rpms(version: &str) -> (tempfile::TempDir, Vec<PathBuf>) {
+    let top = tempfile::tempdir().unwrap();
+    must(
+        Command::new("rpmbuild")
+            .arg("--define")
+            .arg(format!("_topdir {}", top.path().display()))
+            .arg("--define")
+            .arg(format!("tcver {version}"))
+            .arg("--quiet")
+            .arg("-bb")
+            .arg(fixtures().join("tomcat.spec")),
+    );
+    let dir = top.path().join("RPMS/noarch");
+    let rpms = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    (top, rpms)
+}
+
+fn rpm_q(root: &ScratchRoot, name: &str) -> bool {
+    Command::new("rpm")
+        .arg("--root")
+        .arg(root.path())
+        .args(["-q", name])
+        .output()
+        .unwrap()
+        .status
+        .success()
+}
+
+fn with_tomcat(version: &str) -> (ScratchRoot, String) {
+    let a = artifacts();
+    let root = legacy_root("attributes.xml", 8443);
+    let (_top, rpms) = tomcat_rpms(version);
+    must(
+        Command::new("rpm")
+            .arg("--root")
+            .arg(root.path())
+            .args(["-i", "--nodeps"])
+            .args(&rpms),
+    );
+    assert!(rpm_q(&root, "tomcat") && rpm_q(&root, "tomcat-lib"));
+    let out = root.install(a, &["--no-start"]);
+    expect_code(&out, 0, "legacy migration with tomcat");
+    (root, text(&out))
+}
+
+#[test]
+fn tomcat_7_is_removed() {
+    let (root, t) = with_tomcat("7.0.76");
+    assert!(
+        t.contains("remove Tomcat 7: rpm -e tomcat tomcat-lib")
+            || t.contains("remove Tomcat 7: rpm -e tomcat-lib tomcat"),
+        "{t}"
+    );
+    assert!(
+        !rpm_q(&root, "tomcat") && !rpm_q(&root, "tomcat-lib"),
+        "Tomcat 7 still installed"
+    );
+    assert!(
+        root.p("/usr/share/tomcat/conf/server.xml").is_file(),
+        "Tomcat's configuration stays"
+    );
+    assert_eq!(root.installed().as_deref(), Some("0.1.0-2"));
+}
+
+#[test]
+fn tomcat_9_stays_and_the_admin_is_told() {
+    let (root, t) = with_tomcat("9.0.87");
+    assert!(!t.contains("remove Tomcat"), "{t}");
+    assert!(
+        t.contains("Tomcat stays installed, but it no longer serves the KMS"),
+        "{t}"
+    );
+    assert!(rpm_q(&root, "tomcat") && rpm_q(&root, "tomcat-lib"));
+}
