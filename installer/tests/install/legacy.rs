@@ -293,3 +293,41 @@ fn tomcat_9_stays_and_the_admin_is_told() {
     );
     assert!(rpm_q(&root, "tomcat") && rpm_q(&root, "tomcat-lib"));
 }
+
+#[test]
+fn an_interrupted_migration_goes_on_from_its_backup() {
+    let a = artifacts();
+    let root = legacy_root("attributes.xml", 8443);
+    let old = props(&root.p("/usr/share/kms/conf/kms.properties"));
+    // The package's %pre cannot create the service user: rpm fails mid-run,
+    // after the backup was made and kms.war unlinked.
+    std::fs::rename(root.p("/usr/sbin/useradd"), root.p("/usr/sbin/useradd.off")).unwrap();
+    let out = root.install(a, &["--no-start"]);
+    expect_code(&out, 3, "migration with a failing package install");
+    assert!(text(&out).contains("Stopped at step"), "{}", text(&out));
+    assert!(std::fs::symlink_metadata(root.p("/usr/share/tomcat/webapps/kms.war")).is_err());
+    assert!(
+        std::fs::read_to_string(root.p("/var/lib/cmx-kms-installer/state"))
+            .unwrap()
+            .contains("migration=")
+    );
+
+    std::fs::rename(root.p("/usr/sbin/useradd.off"), root.p("/usr/sbin/useradd")).unwrap();
+    let out = root.install(a, &["--no-start"]);
+    expect_code(&out, 0, "re-run");
+    let t = text(&out);
+    assert!(t.contains("An earlier run was interrupted"), "{t}");
+    assert!(!t.contains("NOT started"), "{t}");
+    let new = props(&root.p("/usr/share/kms/conf/kms.properties"));
+    for (k, v) in &old {
+        assert_eq!(new.get(k), Some(v), "{k} not kept");
+    }
+    assert_eq!(
+        new.get("kms.server.key.alias").map(String::as_str),
+        Some("kmsserver")
+    );
+    assert!(
+        root.p("/usr/share/kms/conf-orig").is_dir()
+            && !root.p("/usr/share/kms/conf-orig.1").exists()
+    );
+}
