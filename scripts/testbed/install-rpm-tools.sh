@@ -34,7 +34,7 @@ fi
 
 if ! command -v cargo-generate-rpm >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/cargo-generate-rpm" ]; then
     echo "== cargo install cargo-generate-rpm (about 10 minutes, once)"
-    CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-1}" cargo install --locked cargo-generate-rpm --version 0.21.1
+    cargo install --locked cargo-generate-rpm --version 0.21.1
 fi
 
 # The mirror debootstrap uses: the first Debian archive apt is configured
