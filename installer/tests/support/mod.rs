@@ -66,7 +66,6 @@ pub struct Artifacts {
     pub rpm_prev: PathBuf,
     /// N+1: a broken build (0.1.0-3) whose server exits 70 at start.
     pub rpm_broken: PathBuf,
-    _dir: tempfile::TempDir,
 }
 
 fn last_line(out: &Output) -> PathBuf {
@@ -83,17 +82,13 @@ pub fn artifacts() -> &'static Artifacts {
         let tarball = last_line(&must(
             Command::new(ws.join("scripts/build-tarball")).args(["--build", "2"]),
         ));
-        let dir = tempfile::Builder::new()
-            .prefix("ckms-art")
-            .tempdir_in("/tmp")
-            .expect("tempdir");
-        // Readable by everyone: the not-root test runs ckms-install as nobody.
-        std::fs::set_permissions(
-            dir.path(),
-            std::os::unix::fs::PermissionsExt::from_mode(0o755),
-        )
-        .unwrap();
-        let tarball_dir = dir.path().join("installer");
+        // Under target/ (replaced by each run): the static OnceLock is never
+        // dropped, so a temporary directory would be left behind. Readable by
+        // everyone: the not-root test runs ckms-install as nobody.
+        let dir = ws.join("target/test-installer");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let tarball_dir = dir.join("installer");
         std::fs::create_dir(&tarball_dir).unwrap();
         must(
             Command::new("tar")
@@ -112,7 +107,7 @@ pub fn artifacts() -> &'static Artifacts {
         let out = ws.join("target/test-rpms");
         std::fs::create_dir_all(&out).unwrap();
         // N-1: same binaries, a default kms.properties that differs from N's.
-        let conf_prev = dir.path().join("kms.properties.prev");
+        let conf_prev = dir.join("kms.properties.prev");
         let mut text = std::fs::read_to_string(ws.join("conf/kms.properties")).unwrap();
         text.push_str("\n# (default of the earlier build 0.1.0-1)\n");
         std::fs::write(&conf_prev, text).unwrap();
@@ -124,7 +119,7 @@ pub fn artifacts() -> &'static Artifacts {
                 .arg(&conf_prev),
         ));
         // N+1: a server that passes check-config and exits non-zero at start.
-        let broken = dir.path().join("cmx-kms-broken");
+        let broken = dir.join("cmx-kms-broken");
         std::fs::write(
             &broken,
             "#!/bin/sh\n# Deliberately broken cmx-kms for the rollback test.\n\
@@ -145,7 +140,6 @@ pub fn artifacts() -> &'static Artifacts {
             rpm_n,
             rpm_prev,
             rpm_broken,
-            _dir: dir,
         }
     })
 }
