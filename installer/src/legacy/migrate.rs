@@ -1,0 +1,315 @@
+//! The cmx-kms `kms.properties` equivalent to a legacy node: the shipped
+//! template with every legacy value set in it.
+//!
+//! Where each value comes from:
+//! - the old `kms.properties`: every key cmx-kms knows is kept with its value
+//!   (the legacy `kmip.server.url`/`port` become `kms.hsm.server.url`/`port`);
+//!   keys cmx-kms does not know are kept as comments at the end;
+//! - `server.xml`'s TLS connector: `keystoreFile` → `kms.keystore.file`,
+//!   `keystorePass` → `kms.keystore.password`, `keyPass` (if different) →
+//!   `kms.keystore.key-password`, `keyAlias` → `kms.server.key.alias`,
+//!   `port` → `kms.server.port`, `address` → `kms.server.address`;
+//! - `setenv.sh` and `jgroups.xml`: cmx-kms has no keys for this node's own
+//!   JGroups address and port yet, so they are recorded in a comment block at
+//!   the top; `jgroups.xml` itself stays where it is and cmx-kms reads its
+//!   `TCPPING initial_hosts` (`kms.distributed.cache.config.file`).
+//!
+//! The installer refuses (and changes nothing) when Tomcat and the old
+//! `kms.properties` name two different keystores or passwords: cmx-kms
+//! reads one keystore for both roles.
+
+use std::fmt::Write as _;
+
+use zeroize::Zeroizing;
+
+use super::LegacyNode;
+use crate::paths;
+
+/// The new configuration and what the migration did (no secrets in `notes`).
+pub struct Migration {
+    /// The new `kms.properties` (holds the keystore password).
+    pub text: Zeroizing<String>,
+    /// What was taken from where, for the plan and the log.
+    pub notes: Vec<String>,
+}
+
+/// Tomcat's base directory, against which relative keystore paths resolve.
+const CATALINA_BASE: &str = paths::TOMCAT_DIR;
+
+fn tomcat_path(p: &str) -> String {
+    let p = p
+        .replace("${catalina.base}", CATALINA_BASE)
+        .replace("${catalina.home}", CATALINA_BASE);
+    if p.starts_with('/') {
+        p
+    } else {
+        format!("{CATALINA_BASE}/{p}")
+    }
+}
+
+fn conflict(tomcat: &str, key: &str, what: &str) -> String {
+    format!(
+        "Tomcat's server.xml ({tomcat}) and kms.properties ({key}) give different {what}. cmx-kms serves TLS and talks to the HSM from one keystore: \
+         put the server entry (kmsserver) and the client entry (kmsClient) in one keystore with `keytool -importkeystore`, \
+         make server.xml and kms.properties agree, and run the installer again. Nothing was changed."
+    )
+}
+
+/// Compose the new configuration from `node` and the shipped `template`.
+/// `header` lines (timestamp, backup location) go first, as comments.
+pub fn migrate(node: &LegacyNode, template: &str, header: &[String]) -> Result<Migration, String> {
+    let mut set: Vec<(String, Zeroizing<String>)> = Vec::new();
+    let mut unknown: Vec<(String, Zeroizing<String>)> = Vec::new();
+    let mut notes = Vec::new();
+    let has = |k: &str| node.properties.iter().any(|(key, _)| key == k);
+    for (k, v) in &node.properties {
+        let key = match k.as_str() {
+            "kmip.server.url" if !has("kms.hsm.server.url") => "kms.hsm.server.url".to_owned(),
+            "kmip.server.port" if !has("kms.hsm.server.port") => "kms.hsm.server.port".to_owned(),
+            other => other.to_owned(),
+        };
+        if key != *k {
+            notes.push(format!("{k} (legacy name) is written as {key}"));
+        }
+        if cmx_kms::config::keys::find(&key).is_some() {
+            set.push((key, v.clone()));
+        } else {
+            notes.push(format!(
+                "{k} is not a cmx-kms key: kept as a comment at the end of kms.properties"
+            ));
+            unknown.push((k.clone(), v.clone()));
+        }
+    }
+    for d in &node.duplicates {
+        notes.push(format!("{d} appeared more than once in the old kms.properties: the last value is kept (as Java did)"));
+    }
+    let get = |set: &Vec<(String, Zeroizing<String>)>, k: &str| {
+        set.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone())
+    };
+    let put = |set: &mut Vec<(String, Zeroizing<String>)>, k: &str, v: &str| {
+        if let Some(slot) = set.iter_mut().find(|(key, _)| key == k) {
+            slot.1 = Zeroizing::new(v.to_owned());
+        } else {
+            set.push((k.to_owned(), Zeroizing::new(v.to_owned())));
+        }
+    };
+
+    let c = &node.connector;
+    if let Some(f) = &c.keystore_file {
+        let f = tomcat_path(f);
+        match get(&set, "kms.keystore.file") {
+            Some(k) if k.as_str() != f => {
+                return Err(conflict(
+                    &format!("keystoreFile {f}"),
+                    &format!("kms.keystore.file {}", k.as_str()),
+                    "keystores",
+                ));
+            }
+            Some(_) => {}
+            None => {
+                notes.push(format!("kms.keystore.file taken from server.xml: {f}"));
+                put(&mut set, "kms.keystore.file", &f);
+            }
+        }
+    }
+    if let Some(p) = &c.keystore_pass {
+        match get(&set, "kms.keystore.password") {
+            Some(k) if !k.is_empty() && k.as_str() != p.as_str() => {
+                return Err(conflict(
+                    "keystorePass",
+                    "kms.keystore.password",
+                    "keystore passwords",
+                ));
+            }
+            Some(k) if !k.is_empty() => {}
+            _ => {
+                notes.push("kms.keystore.password taken from server.xml (keystorePass)".into());
+                put(&mut set, "kms.keystore.password", p);
+            }
+        }
+        if let Some(kp) = &c.key_pass
+            && kp.as_str() != p.as_str()
+        {
+            {
+                match get(&set, "kms.keystore.key-password") {
+                    Some(k) if k.as_str() != kp.as_str() => {
+                        return Err(conflict(
+                            "keyPass",
+                            "kms.keystore.key-password",
+                            "key passwords",
+                        ));
+                    }
+                    _ => put(&mut set, "kms.keystore.key-password", kp),
+                }
+            }
+        }
+    }
+    if let Some(a) = &c.key_alias {
+        put(&mut set, "kms.server.key.alias", a);
+    }
+    put(&mut set, "kms.server.port", &c.port.to_string());
+    if let Some(a) = &c.address {
+        put(&mut set, "kms.server.address", a);
+    }
+    if let Some(t) = &c.keystore_type {
+        notes.push(format!(
+            "server.xml's keystoreType {t} is not needed: cmx-kms tells JKS from PKCS#12 by content"
+        ));
+    }
+    notes.push(format!(
+        "from server.xml ({} form): port {}{}, keystore, password and key alias",
+        match c.form {
+            super::ConnectorForm::Attributes => "Connector attribute",
+            super::ConnectorForm::SslHostConfig => "SSLHostConfig/Certificate",
+        },
+        c.port,
+        c.address
+            .as_ref()
+            .map(|a| format!(", address {a}"))
+            .unwrap_or_default()
+    ));
+
+    let mut out = String::new();
+    for h in header {
+        let _ = writeln!(out, "# {h}");
+    }
+    let s = &node.setenv;
+    let _ = writeln!(out, "#");
+    let _ = writeln!(
+        out,
+        "# Cluster settings of this node, from {} and {}.",
+        paths::SETENV_SH,
+        paths::JGROUPS
+    );
+    let _ = writeln!(
+        out,
+        "# cmx-kms has no kms.properties keys for this node's own JGroups address and"
+    );
+    let _ = writeln!(
+        out,
+        "# port yet: they are recorded here (see ckms-install(8) and the operations guide)."
+    );
+    let _ = writeln!(
+        out,
+        "#   jgroups.tcp.address={}",
+        s.jgroups_address.as_deref().unwrap_or("(not set)")
+    );
+    let _ = writeln!(
+        out,
+        "#   jgroups.tcp.port={}",
+        s.jgroups_port.as_deref().unwrap_or("(not set: 7800)")
+    );
+    if node.has_jgroups {
+        let _ = writeln!(
+            out,
+            "#   TCPPING initial_hosts={} (kept in {}, which cmx-kms reads)",
+            if node.initial_hosts.is_empty() {
+                "(empty)".to_owned()
+            } else {
+                node.initial_hosts.join(",")
+            },
+            paths::JGROUPS
+        );
+    }
+    if let Some(j) = &s.java_home {
+        let _ = writeln!(out, "#   JAVA_HOME={j} (not used by cmx-kms)");
+    }
+    let _ = writeln!(out);
+
+    let mut placed = vec![false; set.len()];
+    for line in template.lines() {
+        let t = line.trim_start();
+        let body = t.strip_prefix('#').unwrap_or(t);
+        let hit = set.iter().enumerate().find(|(i, (k, _))| {
+            !placed.get(*i).copied().unwrap_or(true)
+                && body
+                    .strip_prefix(k.as_str())
+                    .is_some_and(|r| r.starts_with('='))
+        });
+        match hit {
+            Some((i, (k, v))) => {
+                if let Some(p) = placed.get_mut(i) {
+                    *p = true;
+                }
+                let _ = writeln!(out, "{k}={}", escape_value(v));
+            }
+            None => {
+                let _ = writeln!(out, "{line}");
+            }
+        }
+    }
+    let rest: Vec<_> = set
+        .iter()
+        .zip(&placed)
+        .filter(|(_, p)| !**p)
+        .map(|(e, _)| e)
+        .collect();
+    if !rest.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n#### Migrated settings ##########################################################"
+        );
+        for (k, v) in rest {
+            let _ = writeln!(out, "{k}={}", escape_value(v));
+        }
+    }
+    if !unknown.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n#### Kept from the old kms.properties: not cmx-kms keys, so commented out #####"
+        );
+        for (k, v) in &unknown {
+            let _ = writeln!(out, "#{k}={}", escape_value(v));
+        }
+    }
+    Ok(Migration {
+        text: Zeroizing::new(out),
+        notes,
+    })
+}
+
+/// Write `v` as a `.properties` value that reads back as exactly `v`.
+pub fn escape_value(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    let n = v.chars().count();
+    for (i, ch) in v.chars().enumerate() {
+        match ch {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{c}' => out.push_str("\\f"),
+            ' ' if i == 0 || i + 1 == n => out.push_str("\\ "),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaped_values_read_back() {
+        for v in [
+            "plain",
+            " lead",
+            "trail ",
+            "a\\b",
+            "x=y:z #!",
+            "tab\there",
+            "ünï€😀",
+            "line\nbreak",
+        ] {
+            let text = format!("k={}\n", escape_value(v));
+            let lexed = cmx_kms::config::properties::lex(&text);
+            assert!(lexed.errors.is_empty());
+            assert_eq!(
+                lexed.entries.first().map(|e| e.value.as_str()),
+                Some(v),
+                "{text}"
+            );
+        }
+    }
+}

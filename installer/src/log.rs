@@ -1,0 +1,122 @@
+//! The install log: every applied step, with a UTC timestamp, both on the
+//! terminal and appended to `/var/log/kms/install.log` under the root. Only
+//! what happens after the plan is confirmed is logged; a refused or
+//! unconfirmed run writes nothing.
+
+use std::fs;
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Where messages go.
+pub struct Log {
+    file: Option<fs::File>,
+    path: PathBuf,
+    program: &'static str,
+}
+
+impl Log {
+    /// A log that writes to the terminal only, until [`Log::open`].
+    pub fn terminal(program: &'static str, path: PathBuf) -> Self {
+        Self {
+            file: None,
+            path,
+            program,
+        }
+    }
+
+    /// Start appending to the log file (its directory must exist). A log file
+    /// that cannot be opened is reported once and the run goes on.
+    pub fn open(&mut self) {
+        if self.file.is_some() {
+            return;
+        }
+        match fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o640)
+            .open(&self.path)
+        {
+            Ok(f) => {
+                self.file = Some(f);
+                let args: Vec<String> = std::env::args().skip(1).collect();
+                self.append(&format!("---- {} {}", self.program, args.join(" ")));
+            }
+            Err(e) => eprintln!("warning: cannot write {}: {e}", self.path.display()),
+        }
+    }
+
+    fn append(&mut self, line: &str) {
+        if let Some(f) = self.file.as_mut() {
+            let _ = writeln!(f, "{} {line}", timestamp(SystemTime::now()));
+        }
+    }
+
+    /// A message for the operator and the log.
+    pub fn say(&mut self, msg: &str) {
+        #[allow(clippy::print_stdout)]
+        {
+            println!("{msg}");
+        }
+        for l in msg.lines() {
+            self.append(l);
+        }
+    }
+
+    /// A step about to run.
+    pub fn step(&mut self, n: usize, total: usize, what: &str) {
+        self.say(&format!("[{n}/{total}] {what}"));
+    }
+}
+
+/// `2025-05-20T13:45:12Z` for `t`.
+pub fn timestamp(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil_from_days(i64::try_from(days).unwrap_or(0));
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// A compact `20250520T134512Z` for file names.
+pub fn stamp(t: SystemTime) -> String {
+    timestamp(t).replace(['-', ':'], "")
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = u32::try_from(doy - (153 * mp + 2) / 5 + 1).unwrap_or(1);
+    let m = u32::try_from(if mp < 10 { mp + 3 } else { mp - 9 }).unwrap_or(1);
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn formats_utc() {
+        assert_eq!(timestamp(UNIX_EPOCH), "1970-01-01T00:00:00Z");
+        let t = UNIX_EPOCH + Duration::from_secs(1_747_748_712);
+        assert_eq!(timestamp(t), "2025-05-20T13:45:12Z");
+        assert_eq!(stamp(t), "20250520T134512Z");
+        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
+        assert_eq!(timestamp(leap), "2000-02-29T00:00:00Z");
+    }
+}
