@@ -28,6 +28,10 @@ pub fn legacy_root(server_xml: &str, port: u16) -> ScratchRoot {
             .arg(fixtures().join("legacy-node/."))
             .arg(root.path()),
     );
+    // Git keeps no empty directories: make the ones the fixture tree needs.
+    for dir in ["/usr/share/tomcat/conf", "/usr/share/tomcat/webapps"] {
+        std::fs::create_dir_all(root.p(dir)).unwrap();
+    }
     let xml = std::fs::read_to_string(fixtures().join("server-xml").join(server_xml)).unwrap();
     std::fs::write(
         root.p("/usr/share/tomcat/conf/server.xml"),

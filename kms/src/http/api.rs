@@ -200,7 +200,7 @@ impl App {
             .is_ok_and(|o| !matches!(o, Operation::Health | Operation::Ready));
         let (mut resp, mut outcome) = match op {
             Ok(op) => match self.admit(op, peer) {
-                Ok(()) => self.dispatch(op, req, peer, &keys).await,
+                Ok(()) => self.dispatch(op, req, &keys).await,
                 Err(e) => error_response(&e),
             },
             Err(e) => error_response(&e),
@@ -283,7 +283,6 @@ impl App {
         &self,
         op: Operation,
         req: Request<Incoming>,
-        _peer: &Peer,
         keys: &KeyService,
     ) -> (Response<ResponseBody>, Outcome) {
         match op {
