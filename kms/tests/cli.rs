@@ -9,6 +9,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use support::guide_pki::{GuidePki, PkiOptions, StoreType, openssl, parse_keytool_list_v};
+use support::node::output_text;
 
 fn cmx(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut c = Command::new(env!("CARGO_BIN_EXE_cmx-kms"));
@@ -24,14 +25,6 @@ fn password_file(path: &Path, password: &str) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::write(path, format!("{password}\n")).unwrap();
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 fn pki(dir: &Path, store_type: StoreType) -> GuidePki {
@@ -64,8 +57,8 @@ fn check_config_accepts_the_guide_and_names_line_and_key_of_each_mistake() {
     let path = dir.path().join("kms.properties");
     std::fs::write(&path, &good).unwrap();
     let o = cmx(&["check-config", "-c", path.to_str().unwrap()], &[]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    assert!(text(&o).contains("configuration OK"));
+    assert_eq!(o.status.code(), Some(0), "{}", output_text(&o));
+    assert!(output_text(&o).contains("configuration OK"));
 
     let cases = [
         ("unknown key", "kms.sever.port=8443\n", "kms.sever.port"),
@@ -85,7 +78,7 @@ fn check_config_accepts_the_guide_and_names_line_and_key_of_each_mistake() {
     for (what, extra, key) in cases {
         std::fs::write(&path, format!("{good}{extra}")).unwrap();
         let o = cmx(&["check-config", "-c", path.to_str().unwrap()], &[]);
-        let out = text(&o);
+        let out = output_text(&o);
         assert_eq!(o.status.code(), Some(78), "{what}: {out}");
         // The line is named as the problem's location or, for a conflict
         // between two lines, in the message itself.
@@ -110,11 +103,15 @@ fn check_config_accepts_the_guide_and_names_line_and_key_of_each_mistake() {
     .unwrap();
     let o = cmx(&["check-config", "-c", path.to_str().unwrap()], &[]);
     assert_eq!(o.status.code(), Some(78));
-    assert!(text(&o).contains("password is wrong"), "{}", text(&o));
+    assert!(
+        output_text(&o).contains("password is wrong"),
+        "{}",
+        output_text(&o)
+    );
     std::fs::write(&path, format!("{good}kms.server.key.alias=tomcat\n")).unwrap();
     let o = cmx(&["check-config", "-c", path.to_str().unwrap()], &[]);
     assert_eq!(o.status.code(), Some(78));
-    let out = text(&o);
+    let out = output_text(&o);
     assert!(
         out.contains("kms.server.key.alias=tomcat") && out.contains("kmsserver"),
         "{out}"
@@ -148,7 +145,7 @@ fn keystore_list_agrees_with_keytool_for_each_store_type() {
             ],
             &[],
         );
-        assert_eq!(o.status.code(), Some(0), "{st:?}: {}", text(&o));
+        assert_eq!(o.status.code(), Some(0), "{st:?}: {}", output_text(&o));
         let ours = String::from_utf8_lossy(&o.stdout).to_string();
         for e in &want {
             assert!(
@@ -174,7 +171,7 @@ fn keystore_list_agrees_with_keytool_for_each_store_type() {
             &["keystore", "list", pki.keystore.to_str().unwrap()],
             &[("CMX_KMS_KEYSTORE_PASSWORD", &pki.store_password)],
         );
-        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+        assert_eq!(o.status.code(), Some(0), "{}", output_text(&o));
     }
     let pwfile = dir.path().join("pw-open");
     std::fs::write(&pwfile, "x").unwrap();
@@ -192,7 +189,7 @@ fn keystore_list_agrees_with_keytool_for_each_store_type() {
         o.status.code(),
         Some(64),
         "a world-readable password file is refused: {}",
-        text(&o)
+        output_text(&o)
     );
     password_file(&pwfile, "x");
     let o = cmx(
@@ -205,7 +202,12 @@ fn keystore_list_agrees_with_keytool_for_each_store_type() {
         ],
         &[],
     );
-    assert_eq!(o.status.code(), Some(65), "not a keystore: {}", text(&o));
+    assert_eq!(
+        o.status.code(),
+        Some(65),
+        "not a keystore: {}",
+        output_text(&o)
+    );
 }
 
 #[test]
@@ -238,7 +240,7 @@ fn convert_legacy_output_is_read_by_openssl_without_legacy_and_by_keytool() {
         ],
         &[],
     );
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(0), "{}", output_text(&o));
     let info = openssl(
         dir.path(),
         &format!(

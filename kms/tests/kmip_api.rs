@@ -9,12 +9,11 @@ mod pykmip;
 mod support;
 
 use std::path::Path;
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 use support::guide_pki::{GuidePki, PkiOptions};
-use support::node::{TestNode, chain, wait_ready};
+use support::node::{TestNode, chain, cmx_with_config, output_text, wait_ready};
 
 /// The guide's PKI, plus PyKMIP's view of it: its server certificate and the
 /// HSM CA (`kmipSigningCA`) that signed the `kmsClient` identity.
@@ -47,23 +46,6 @@ fn props(pki: &GuidePki, node_dir: &Path, hsm_port: u16, port: u16, mport: u16) 
         )
 }
 
-fn cmx(args: &[&str], config: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cmx-kms"))
-        .args(args)
-        .arg("-c")
-        .arg(config)
-        .output()
-        .unwrap()
-}
-
-fn out(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 #[test]
 fn kmip_backend_through_the_api() {
     let dir = tempfile::tempdir().unwrap();
@@ -74,19 +56,20 @@ fn kmip_backend_through_the_api() {
     std::fs::write(&cfg, props(&pki, &node_dir, hsm.port, 1, 0)).unwrap();
 
     // hsm check names the missing key; hsm init creates it; check then passes.
-    let o = cmx(&["hsm", "check"], &cfg);
-    assert_ne!(o.status.code(), Some(0), "{}", out(&o));
+    let o = cmx_with_config(&["hsm", "check"], &cfg);
+    assert_ne!(o.status.code(), Some(0), "{}", output_text(&o));
     assert!(
-        out(&o).to_lowercase().contains("not found") || out(&o).contains("hsm init"),
+        output_text(&o).to_lowercase().contains("not found")
+            || output_text(&o).contains("hsm init"),
         "{}",
-        out(&o)
+        output_text(&o)
     );
-    let o = cmx(&["hsm", "init"], &cfg);
-    assert_eq!(o.status.code(), Some(0), "{}", out(&o));
-    let o = cmx(&["hsm", "check"], &cfg);
-    assert_eq!(o.status.code(), Some(0), "{}", out(&o));
-    let o = cmx(&["check-config"], &cfg);
-    assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+    let o = cmx_with_config(&["hsm", "init"], &cfg);
+    assert_eq!(o.status.code(), Some(0), "{}", output_text(&o));
+    let o = cmx_with_config(&["hsm", "check"], &cfg);
+    assert_eq!(o.status.code(), Some(0), "{}", output_text(&o));
+    let o = cmx_with_config(&["check-config"], &cfg);
+    assert_eq!(o.status.code(), Some(0), "{}", output_text(&o));
 
     let node = TestNode::start_with(
         &node_dir,
@@ -101,8 +84,8 @@ fn kmip_backend_through_the_api() {
     assert!(key.is_string());
 
     // Rotate the master key; the node picks the new version up on reload.
-    let o = cmx(&["hsm", "rotate"], &cfg);
-    assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+    let o = cmx_with_config(&["hsm", "rotate"], &cfg);
+    assert_eq!(o.status.code(), Some(0), "{}", output_text(&o));
     node.signal("HUP");
     let deadline = Instant::now() + Duration::from_secs(10);
     while !node.log_text().contains("configuration reloaded") {

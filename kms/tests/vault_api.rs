@@ -11,13 +11,12 @@ mod support;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use openbao::{GUIDE_POLICY, OpenBao};
 use serde_json::json;
 use support::guide_pki::{GuidePki, PkiOptions};
-use support::node::{TestNode, chain, wait_ready};
+use support::node::{TestNode, chain, cmx_with_config, output_text, wait_ready};
 
 const NS: Option<&str> = Some("engineering");
 const KEY: &str = "kms-kek";
@@ -45,23 +44,6 @@ fn props(pki: &GuidePki, dir: &Path, vault: &str, port: u16, mport: u16) -> Stri
         )
 }
 
-fn cmx(args: &[&str], config: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cmx-kms"))
-        .args(args)
-        .arg("-c")
-        .arg(config)
-        .output()
-        .unwrap()
-}
-
-fn out(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 #[test]
 fn vault_backend_through_the_api() {
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -77,13 +59,13 @@ fn vault_backend_through_the_api() {
     let cfg = node_dir.join("cmd.properties");
     std::fs::write(&cfg, props(&pki, &node_dir, &bao.addr(), 1, 0)).unwrap();
 
-    let o = cmx(&["hsm", "check"], &cfg);
-    assert_ne!(o.status.code(), Some(0), "{}", out(&o));
-    assert!(out(&o).contains("not found"), "{}", out(&o));
-    let o = cmx(&["hsm", "init"], &cfg);
-    assert_eq!(o.status.code(), Some(0), "{}", out(&o));
-    let o = cmx(&["hsm", "check"], &cfg);
-    assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+    let o = cmx_with_config(&["hsm", "check"], &cfg);
+    assert_ne!(o.status.code(), Some(0), "{}", output_text(&o));
+    assert!(output_text(&o).contains("not found"), "{}", output_text(&o));
+    let o = cmx_with_config(&["hsm", "init"], &cfg);
+    assert_eq!(o.status.code(), Some(0), "{}", output_text(&o));
+    let o = cmx_with_config(&["hsm", "check"], &cfg);
+    assert_eq!(o.status.code(), Some(0), "{}", output_text(&o));
 
     let node = TestNode::start_with(
         &node_dir,
@@ -154,8 +136,8 @@ fn vault_backend_through_the_api() {
     wait_ready(&b, "unavailable");
     rt.block_on(bao.restart());
     write_token(&token_file, &rt.block_on(provision(&bao)));
-    let o = cmx(&["hsm", "init"], &cfg);
-    assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+    let o = cmx_with_config(&["hsm", "init"], &cfg);
+    assert_eq!(o.status.code(), Some(0), "{}", output_text(&o));
     wait_ready(&b, "ready");
     let fresh = chain(&b);
     assert_eq!(d.post("/v1/workspace-keys/decrypt", &fresh).status, 200);

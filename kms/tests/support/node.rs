@@ -452,3 +452,22 @@ pub fn wait_ready(client: &Client, want: &str) {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// Run `cmx-kms ARGS -c CONFIG`.
+pub fn cmx_with_config(args: &[&str], config: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_cmx-kms"))
+        .args(args)
+        .arg("-c")
+        .arg(config)
+        .output()
+        .unwrap()
+}
+
+/// stdout then stderr of a finished command, as text.
+pub fn output_text(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
