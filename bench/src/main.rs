@@ -10,6 +10,7 @@ mod chain;
 mod cpu;
 mod http;
 mod kmip;
+mod kmip_log;
 mod kmip_report;
 mod load;
 mod report;
