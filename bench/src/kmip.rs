@@ -157,6 +157,8 @@ struct Snapshot {
     client_ns: u64,
     kms_ns: u64,
     hsm_ns: u64,
+    /// Time PyKMIP's threads were runnable but waited for a CPU.
+    hsm_wait_ns: u64,
     decrypts: u64,
     encrypts: u64,
 }
@@ -196,24 +198,25 @@ fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, BenchError> {
         .map_err(pem(path))
 }
 
-/// On-CPU time of every thread of the processes, in nanoseconds (threads
-/// that ended are not counted: measured stretches keep their threads).
-fn cpu_ns(pids: &[i32]) -> u64 {
-    let mut total = 0;
+/// On-CPU time and run-queue wait of every thread of the processes, in
+/// nanoseconds (the first two fields of schedstat; threads that ended are not
+/// counted: measured stretches keep their threads).
+fn cpu_ns(pids: &[i32]) -> (u64, u64) {
+    let (mut run, mut wait) = (0, 0);
     for pid in pids {
         let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
             continue;
         };
         for task in tasks.flatten() {
             let text = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
-            total += text
+            let mut fields = text
                 .split_whitespace()
-                .next()
-                .and_then(|t| t.parse::<u64>().ok())
-                .unwrap_or(0);
+                .map(|t| t.parse::<u64>().unwrap_or(0));
+            run += fields.next().unwrap_or(0);
+            wait += fields.next().unwrap_or(0);
         }
     }
-    total
+    (run, wait)
 }
 
 /// The customer-key envelope of the decrypt request: its backend half and
@@ -299,10 +302,12 @@ impl Bench {
 
     fn snapshot(&mut self) -> Result<Snapshot, BenchError> {
         let logged = self.hsm_log.advance()?;
+        let (hsm_ns, hsm_wait_ns) = cpu_ns(&self.hsm_pids);
         Ok(Snapshot {
-            client_ns: cpu_ns(&[i32::try_from(std::process::id()).unwrap_or(0)]),
-            kms_ns: cpu_ns(&self.kms_pids),
-            hsm_ns: cpu_ns(&self.hsm_pids),
+            client_ns: cpu_ns(&[i32::try_from(std::process::id()).unwrap_or(0)]).0,
+            kms_ns: cpu_ns(&self.kms_pids).0,
+            hsm_ns,
+            hsm_wait_ns,
             decrypts: logged.decrypts,
             encrypts: logged.encrypts,
         })
@@ -396,6 +401,7 @@ impl Bench {
             client_cpu_ns: after.client_ns.saturating_sub(before.client_ns),
             kms_cpu_ns: after.kms_ns.saturating_sub(before.kms_ns),
             hsm_cpu_ns: after.hsm_ns.saturating_sub(before.hsm_ns),
+            hsm_wait_ns: after.hsm_wait_ns.saturating_sub(before.hsm_wait_ns),
             hsm_decrypts: after.decrypts.saturating_sub(before.decrypts),
             hsm_encrypts: after.encrypts.saturating_sub(before.encrypts),
         })

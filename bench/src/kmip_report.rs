@@ -28,6 +28,7 @@ pub struct Phase {
     pub client_cpu_ns: u64,
     pub kms_cpu_ns: u64,
     pub hsm_cpu_ns: u64,
+    pub hsm_wait_ns: u64,
     pub hsm_decrypts: u64,
     pub hsm_encrypts: u64,
 }
@@ -60,6 +61,10 @@ pub struct KmipResult {
     pub client_cpu_us_per_request: f64,
     pub kms_cpu_us_per_request: f64,
     pub hsm_cpu_us_per_request: f64,
+    /// Time PyKMIP's threads were runnable but waited for a CPU (other load
+    /// on the machine, or our own processes), per request.
+    #[serde(default)]
+    pub hsm_wait_us_per_request: f64,
 }
 
 impl KmipResult {
@@ -68,7 +73,7 @@ impl KmipResult {
         let mut all = Latencies::default();
         let mut round_p50_us = Vec::with_capacity(phases.len());
         let (mut errors, mut wall, mut sum) = (0, Duration::ZERO, 0u64);
-        let (mut client, mut kms, mut hsm, mut dec, mut enc) = (0, 0, 0, 0, 0);
+        let (mut client, mut kms, mut hsm, mut wait, mut dec, mut enc) = (0, 0, 0, 0, 0, 0);
         let mut first_error = None;
         for p in phases {
             all.extend(&p.samples);
@@ -81,6 +86,7 @@ impl KmipResult {
             client += p.client_cpu_ns;
             kms += p.kms_cpu_ns;
             hsm += p.hsm_cpu_ns;
+            wait += p.hsm_wait_ns;
             dec += p.hsm_decrypts;
             enc += p.hsm_encrypts;
             if first_error.is_none() {
@@ -115,6 +121,7 @@ impl KmipResult {
             client_cpu_us_per_request: per_ns(client),
             kms_cpu_us_per_request: per_ns(kms),
             hsm_cpu_us_per_request: per_ns(hsm),
+            hsm_wait_us_per_request: per_ns(wait),
         }
     }
 
@@ -160,17 +167,17 @@ fn render_results(results: &[KmipResult]) -> String {
     let mut o = String::new();
     let _ = writeln!(
         o,
-        "| series | workers | requests | p50 µs | p90 µs | p99 µs | max µs | mean µs | requests/s | p50 of each round µs | errors | HSM Decrypts − canary Encrypts | client CPU µs/req | cmx-kms CPU µs/req | PyKMIP CPU µs/req |"
+        "| series | workers | requests | p50 µs | p90 µs | p99 µs | max µs | mean µs | requests/s | p50 of each round µs | errors | HSM Decrypts − canary Encrypts | client CPU µs/req | cmx-kms CPU µs/req | PyKMIP CPU µs/req | PyKMIP waiting for a CPU µs/req |"
     );
     let _ = writeln!(
         o,
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     );
     for r in results {
         let rounds: Vec<String> = r.round_p50_us.iter().map(u64::to_string).collect();
         let _ = writeln!(
             o,
-            "| {} | {} | {} | {} | {} | {} | {} | {:.0} | {:.0} | {} | {} | {} − {} = {} | {:.1} | {:.1} | {:.1} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {:.0} | {:.0} | {} | {} | {} − {} = {} | {:.1} | {:.1} | {:.1} | {:.1} |",
             r.label,
             r.concurrency,
             r.requests,
@@ -187,7 +194,8 @@ fn render_results(results: &[KmipResult]) -> String {
             r.request_decrypts(),
             r.client_cpu_us_per_request,
             r.kms_cpu_us_per_request,
-            r.hsm_cpu_us_per_request
+            r.hsm_cpu_us_per_request,
+            r.hsm_wait_us_per_request
         );
     }
     let _ = writeln!(o);
@@ -288,6 +296,7 @@ mod tests {
             client_cpu_ns: 100_000,
             kms_cpu_ns: 0,
             hsm_cpu_ns: 1_000_000,
+            hsm_wait_ns: 0,
             hsm_decrypts: dec,
             hsm_encrypts: enc,
         }
