@@ -34,8 +34,8 @@ use std::time::Instant;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
+use cmx_kms::backend::MasterWrap;
 use cmx_kms::backend::kmip::{KmipBackend, KmipSettings};
-use cmx_kms::backend::{Backend, MasterWrap};
 use cmx_kms::envelope::Envelope;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -44,6 +44,7 @@ use tokio::task::JoinSet;
 use crate::http::{Connection, Target};
 use crate::kmip_log::LogCounter;
 use crate::kmip_report::{self, KmipResult, Phase};
+use crate::kmip_worker::{Worker, cpu_ns, run_direct, run_http, shares};
 use crate::tls::ClientFiles;
 use crate::{BenchError, chain};
 
@@ -115,34 +116,6 @@ impl Series {
     }
 }
 
-/// Requests of one worker.
-#[derive(Default)]
-struct Worker {
-    samples: Vec<u32>,
-    errors: u64,
-    first_error: Option<String>,
-}
-
-impl Worker {
-    fn sample(&mut self, since: Instant) {
-        self.samples
-            .push(u32::try_from(since.elapsed().as_micros()).unwrap_or(u32::MAX));
-    }
-
-    fn error(&mut self, e: impl ToString) {
-        self.errors += 1;
-        self.first_error.get_or_insert_with(|| e.to_string());
-    }
-
-    fn merge(&mut self, other: Worker) {
-        self.samples.extend(other.samples);
-        self.errors += other.errors;
-        if self.first_error.is_none() {
-            self.first_error = other.first_error;
-        }
-    }
-}
-
 /// One key chain: what a worker sends.
 struct Chain {
     /// The customer key's backend half and the associated data cmx-kms binds to it.
@@ -198,27 +171,6 @@ fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, BenchError> {
         .map_err(pem(path))
 }
 
-/// On-CPU time and run-queue wait of every thread of the processes, in
-/// nanoseconds (the first two fields of schedstat; threads that ended are not
-/// counted: measured stretches keep their threads).
-fn cpu_ns(pids: &[i32]) -> (u64, u64) {
-    let (mut run, mut wait) = (0, 0);
-    for pid in pids {
-        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-            continue;
-        };
-        for task in tasks.flatten() {
-            let text = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
-            let mut fields = text
-                .split_whitespace()
-                .map(|t| t.parse::<u64>().unwrap_or(0));
-            run += fields.next().unwrap_or(0);
-            wait += fields.next().unwrap_or(0);
-        }
-    }
-    (run, wait)
-}
-
 /// The customer-key envelope of the decrypt request: its backend half and
 /// the associated data cmx-kms binds to it (the envelope header).
 fn customer_wrap(request: &[u8]) -> Result<(MasterWrap, Vec<u8>), BenchError> {
@@ -231,64 +183,6 @@ fn customer_wrap(request: &[u8]) -> Result<(MasterWrap, Vec<u8>), BenchError> {
     let blob = B64.decode(text).map_err(|e| bad(e.to_string()))?;
     let env = Envelope::decode_customer(&blob).map_err(|e| bad(e.to_string()))?;
     Ok((env.master, env.header.to_bytes()))
-}
-
-async fn run_direct(
-    backend: Arc<KmipBackend>,
-    wrapped: Arc<MasterWrap>,
-    aad: Arc<Vec<u8>>,
-    n: usize,
-) -> Worker {
-    let mut w = Worker::default();
-    for _ in 0..n {
-        let t = Instant::now();
-        match backend.unwrap(&wrapped, &aad).await {
-            Ok(key) if key.len() == 32 => w.sample(t),
-            Ok(key) => w.error(format!("unwrap gave {} bytes, not 32", key.len())),
-            Err(e) => w.error(e),
-        }
-    }
-    w
-}
-
-/// `n` decrypt requests one after another on `conn` (reopened after an error).
-async fn run_http(
-    mut conn: Connection,
-    target: Target,
-    body: Bytes,
-    n: usize,
-) -> (Worker, Connection) {
-    let mut w = Worker::default();
-    for _ in 0..n {
-        let t = Instant::now();
-        match conn.post("/v1/workspace-keys/decrypt", body.clone()).await {
-            Ok(r) if r.status == 200 => w.sample(t),
-            Ok(r) => w.error(format!(
-                "status {}: {}",
-                r.status,
-                String::from_utf8_lossy(&r.body)
-            )),
-            Err(e) => {
-                w.error(e);
-                match Connection::open(&target).await {
-                    Ok(c) => conn = c,
-                    Err(e) => {
-                        w.error(e);
-                        break;
-                    }
-                }
-            }
-        }
-    }
-    (w, conn)
-}
-
-/// `n` spread over `workers` as evenly as possible.
-fn shares(n: usize, workers: usize) -> Vec<usize> {
-    let workers = workers.max(1);
-    (0..workers)
-        .map(|i| n / workers + usize::from(i < n % workers))
-        .collect()
 }
 
 impl Bench {
@@ -498,17 +392,4 @@ pub async fn run(a: KmipArgs) -> Result<Vec<KmipResult>, BenchError> {
         crate::append(&a.out, r)?;
     }
     Ok(results)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn shares_add_up() {
-        assert_eq!(shares(10, 3), vec![4, 3, 3]);
-        assert_eq!(shares(2, 4), vec![1, 1, 0, 0]);
-        assert_eq!(shares(5, 0), vec![5]);
-        assert_eq!(shares(1000, 5).iter().sum::<usize>(), 1000);
-    }
 }

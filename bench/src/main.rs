@@ -12,6 +12,7 @@ mod http;
 mod kmip;
 mod kmip_log;
 mod kmip_report;
+mod kmip_worker;
 mod load;
 mod report;
 mod startup;
