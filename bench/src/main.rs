@@ -9,6 +9,10 @@
 mod chain;
 mod cpu;
 mod http;
+mod kmip;
+mod kmip_log;
+mod kmip_report;
+mod kmip_worker;
 mod load;
 mod report;
 mod startup;
@@ -142,6 +146,10 @@ enum Command {
         #[arg(long, default_value_t = 20.0)]
         timeout_s: f64,
     },
+    /// Cold-cache decrypt through cmx-kms against the same KMIP Decrypt sent directly to PyKMIP.
+    Kmip(kmip::KmipArgs),
+    /// Print the KMIP comparison from a results file.
+    KmipReport { results: PathBuf },
     /// Print the comparison from a results file.
     Report {
         results: PathBuf,
@@ -312,6 +320,15 @@ fn run(cli: Cli) -> Result<(), BenchError> {
                 std::thread::sleep(Duration::from_millis(10));
             }
         }
+        Command::Kmip(args) => {
+            for r in runtime(1)?.block_on(kmip::run(args))? {
+                println!(
+                    "{:<20} workers {:>2}  {:>5} requests  p50 {:>6} µs  p90 {:>6} µs  p99 {:>6} µs  errors {}",
+                    r.label, r.concurrency, r.requests, r.p50_us, r.p90_us, r.p99_us, r.errors
+                );
+            }
+        }
+        Command::KmipReport { results } => print!("{}", kmip_report::render(&results)?),
         Command::Report {
             results,
             baseline,

@@ -1,0 +1,395 @@
+//! `kmip`: the cold-cache comparison of issue 5 item 6. A decrypt through
+//! cmx-kms with the customer-key cache off should cost no more than 1.1x the
+//! latency of the same KMIP Decrypt sent by a long-lived direct client to the
+//! same PyKMIP server.
+//!
+//! The direct client is the server's own [`KmipBackend`], long-lived in this
+//! process: its pool keeps the TLS connection to PyKMIP open, so each
+//! [`Backend::unwrap`] is one KMIP Decrypt request and answer on an open
+//! connection, with no handshake. It unwraps the very blob cmx-kms unwraps
+//! (the customer-key envelope of the benchmark's key chain: same master key,
+//! IV, tag, associated data and ciphertext), so both send the same Decrypt.
+//!
+//! Series, run in rounds that rotate their order:
+//! - `direct KMIP`: N Decrypts through the long-lived `KmipBackend`;
+//! - `cmx-kms cold cache`: N decrypt-workspace-key requests over one
+//!   keep-alive mutual-TLS connection to a node with `kms.cache.ttl=0`
+//!   (one HSM Decrypt per request, checked in PyKMIP's log);
+//! - `cmx-kms warm cache` (optional): the same against a node with the cache
+//!   on, which never asks the HSM: the cost of the front alone.
+//!
+//! With `--concurrency C` every series runs once more with C workers, each
+//! on its own key chain: on one shared customer key cmx-kms's single flight
+//! would merge concurrent unwraps into one HSM Decrypt even with the cache off.
+//!
+//! CPU time per request comes from `/proc/PID/task/*/schedstat` (nanoseconds,
+//! every thread), as the 10 ms ticks of `/proc/PID/stat` are too coarse for
+//! a thousand requests.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use bytes::Bytes;
+use cmx_kms::backend::MasterWrap;
+use cmx_kms::backend::kmip::{KmipBackend, KmipSettings};
+use cmx_kms::envelope::Envelope;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::task::JoinSet;
+
+use crate::http::{Connection, Target};
+use crate::kmip_log::LogCounter;
+use crate::kmip_report::{self, KmipResult, Phase};
+use crate::kmip_worker::{Worker, cpu_ns, run_direct, run_http, shares};
+use crate::tls::ClientFiles;
+use crate::{BenchError, chain};
+
+/// Most concurrent workers (PyKMIP listens with a backlog of 5 and runs one
+/// thread per connection; the node's KMIP pool holds 8 connections by default).
+const MAX_WORKERS: usize = 16;
+
+/// Options of `cmx-kms-bench kmip`.
+#[derive(clap::Args)]
+pub struct KmipArgs {
+    /// Folder of the guide's PKI: ca.crt, cmxBackend.*, cmxDevice.*, kmsClient.*, kmipSigningCA.crt.
+    #[arg(long)]
+    pki: PathBuf,
+    /// Folder for decrypt-request.json (the key chain the series decrypt).
+    #[arg(long)]
+    work: PathBuf,
+    /// The cmx-kms node with kms.cache.ttl=0.
+    #[arg(long)]
+    kms: SocketAddr,
+    /// A second node with the cache on (the front without the HSM); optional.
+    #[arg(long)]
+    kms_warm: Option<SocketAddr>,
+    /// cmx-kms process ids whose CPU time to sample (repeat).
+    #[arg(long = "kms-pid")]
+    kms_pids: Vec<i32>,
+    /// The PyKMIP server.
+    #[arg(long)]
+    hsm: SocketAddr,
+    /// PyKMIP process ids whose CPU time to sample (repeat).
+    #[arg(long = "hsm-pid")]
+    hsm_pids: Vec<i32>,
+    /// PyKMIP's log (logging_level INFO or DEBUG), to count its Decrypts.
+    #[arg(long)]
+    hsm_log: PathBuf,
+    /// The master key's name (kms.hsm.key.name).
+    #[arg(long, default_value = "cmx-kms-master")]
+    key_name: String,
+    /// Measured requests per series, spread over the rounds.
+    #[arg(long, default_value_t = 1000)]
+    requests: usize,
+    /// Unmeasured requests per series first.
+    #[arg(long, default_value_t = 50)]
+    warmup: usize,
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+    /// Also run each series with this many concurrent workers (0 or 1: not).
+    #[arg(long, default_value_t = 0)]
+    concurrency: usize,
+    /// Results file (JSON lines).
+    #[arg(long)]
+    out: PathBuf,
+}
+
+/// What a series sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Series {
+    Direct,
+    Cold,
+    Warm,
+}
+
+impl Series {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Direct => kmip_report::DIRECT,
+            Self::Cold => kmip_report::COLD,
+            Self::Warm => kmip_report::WARM,
+        }
+    }
+}
+
+/// One key chain: what a worker sends.
+struct Chain {
+    /// The customer key's backend half and the associated data cmx-kms binds to it.
+    wrapped: Arc<MasterWrap>,
+    aad: Arc<Vec<u8>>,
+    /// The decrypt-workspace-key request body.
+    body: Bytes,
+}
+
+/// CPU times and PyKMIP's operation counts at one moment.
+struct Snapshot {
+    client_ns: u64,
+    kms_ns: u64,
+    hsm_ns: u64,
+    /// Time PyKMIP's threads were runnable but waited for a CPU.
+    hsm_wait_ns: u64,
+    decrypts: u64,
+    encrypts: u64,
+}
+
+struct Bench {
+    backend: Arc<KmipBackend>,
+    /// At least one; worker i of a concurrent series uses chain i.
+    chains: Vec<Chain>,
+    cold: Target,
+    warm: Option<Target>,
+    /// The long-lived keep-alive connections of the sequential series.
+    cold_conn: Option<Connection>,
+    warm_conn: Option<Connection>,
+    kms_pids: Vec<i32>,
+    hsm_pids: Vec<i32>,
+    hsm_log: LogCounter,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BenchError + '_ {
+    move |e| BenchError::Io {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    }
+}
+
+fn pem(path: &Path) -> impl FnOnce(rustls_pki_types::pem::Error) -> BenchError + '_ {
+    move |e| BenchError::Pem {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    }
+}
+
+fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, BenchError> {
+    CertificateDer::pem_file_iter(path)
+        .map_err(pem(path))?
+        .collect::<Result<_, _>>()
+        .map_err(pem(path))
+}
+
+/// The customer-key envelope of the decrypt request: its backend half and
+/// the associated data cmx-kms binds to it (the envelope header).
+fn customer_wrap(request: &[u8]) -> Result<(MasterWrap, Vec<u8>), BenchError> {
+    let bad = |why: String| BenchError::Request(format!("decrypt-request.json: {why}"));
+    let v: serde_json::Value = serde_json::from_slice(request).map_err(|e| bad(e.to_string()))?;
+    let text = v
+        .get("wrapped_customer_key")
+        .and_then(serde_json::Value::as_str)
+        .ok_or_else(|| bad("no wrapped_customer_key".into()))?;
+    let blob = B64.decode(text).map_err(|e| bad(e.to_string()))?;
+    let env = Envelope::decode_customer(&blob).map_err(|e| bad(e.to_string()))?;
+    Ok((env.master, env.header.to_bytes()))
+}
+
+impl Bench {
+    fn target(&self, series: Series) -> Option<&Target> {
+        match series {
+            Series::Direct => None,
+            Series::Cold => Some(&self.cold),
+            Series::Warm => self.warm.as_ref(),
+        }
+    }
+
+    fn snapshot(&mut self) -> Result<Snapshot, BenchError> {
+        let logged = self.hsm_log.advance()?;
+        let (hsm_ns, hsm_wait_ns) = cpu_ns(&self.hsm_pids);
+        Ok(Snapshot {
+            client_ns: cpu_ns(&[i32::try_from(std::process::id()).unwrap_or(0)]).0,
+            kms_ns: cpu_ns(&self.kms_pids).0,
+            hsm_ns,
+            hsm_wait_ns,
+            decrypts: logged.decrypts,
+            encrypts: logged.encrypts,
+        })
+    }
+
+    /// The long-lived connection of a series, opened on first use.
+    async fn take_conn(&mut self, series: Series) -> Result<Option<Connection>, BenchError> {
+        let slot = match series {
+            Series::Direct => return Ok(None),
+            Series::Cold => self.cold_conn.take(),
+            Series::Warm => self.warm_conn.take(),
+        };
+        match (slot, self.target(series)) {
+            (Some(c), _) => Ok(Some(c)),
+            (None, Some(t)) => Ok(Some(Connection::open(t).await?)),
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// `n` requests of `series` by `workers` workers: one worker uses the
+    /// series' long-lived connection, several open their own first.
+    async fn measure(
+        &mut self,
+        series: Series,
+        n: usize,
+        workers: usize,
+    ) -> Result<Phase, BenchError> {
+        let mut conns = Vec::new();
+        if series != Series::Direct {
+            if workers <= 1 {
+                conns.extend(self.take_conn(series).await?);
+            } else if let Some(t) = self.target(series) {
+                for _ in 0..workers {
+                    conns.push(Connection::open(t).await?);
+                }
+            }
+        }
+        let before = self.snapshot()?;
+        let start = Instant::now();
+        let mut set = JoinSet::new();
+        for (i, share) in shares(n, workers).into_iter().enumerate() {
+            let Some(chain) = self.chains.get(i % self.chains.len().max(1)) else {
+                continue;
+            };
+            match series {
+                Series::Direct => {
+                    let (b, w, a) = (
+                        Arc::clone(&self.backend),
+                        Arc::clone(&chain.wrapped),
+                        Arc::clone(&chain.aad),
+                    );
+                    set.spawn(async move { (run_direct(b, w, a, share).await, None) });
+                }
+                _ => {
+                    let (Some(conn), Some(t)) = (conns.pop(), self.target(series).cloned()) else {
+                        continue;
+                    };
+                    let body = chain.body.clone();
+                    set.spawn(async move {
+                        let (w, c) = run_http(conn, t, body, share).await;
+                        (w, Some(c))
+                    });
+                }
+            }
+        }
+        let mut all = Worker::default();
+        let mut returned = None;
+        while let Some(joined) = set.join_next().await {
+            match joined {
+                Ok((w, c)) => {
+                    all.merge(w);
+                    returned = returned.or(c);
+                }
+                Err(e) => all.error(format!("worker failed: {e}")),
+            }
+        }
+        let wall = start.elapsed();
+        let after = self.snapshot()?;
+        if workers <= 1 {
+            match series {
+                Series::Cold => self.cold_conn = returned,
+                Series::Warm => self.warm_conn = returned,
+                Series::Direct => {}
+            }
+        }
+        Ok(Phase {
+            samples: all.samples,
+            errors: all.errors,
+            first_error: all.first_error,
+            wall,
+            client_cpu_ns: after.client_ns.saturating_sub(before.client_ns),
+            kms_cpu_ns: after.kms_ns.saturating_sub(before.kms_ns),
+            hsm_cpu_ns: after.hsm_ns.saturating_sub(before.hsm_ns),
+            hsm_wait_ns: after.hsm_wait_ns.saturating_sub(before.hsm_wait_ns),
+            hsm_decrypts: after.decrypts.saturating_sub(before.decrypts),
+            hsm_encrypts: after.encrypts.saturating_sub(before.encrypts),
+        })
+    }
+}
+
+async fn setup(a: &KmipArgs) -> Result<Bench, BenchError> {
+    let files = |name: &str| ClientFiles {
+        ca: a.pki.join("ca.crt"),
+        cert: a.pki.join(format!("{name}.crt")),
+        key: a.pki.join(format!("{name}.key")),
+    };
+    let cold = crate::target(a.kms, &files("cmxDevice"))?;
+    let backend_id = crate::target(a.kms, &files("cmxBackend"))?;
+    let mut chains = Vec::new();
+    for i in 0..a.concurrency.clamp(1, MAX_WORKERS) {
+        let dir = a.work.join(format!("chain-{i}"));
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        chain::prepare(&backend_id, &cold, &dir).await?;
+        let path = dir.join("decrypt-request.json");
+        let request = std::fs::read(&path).map_err(io(&path))?;
+        let (wrapped, aad) = customer_wrap(&request)?;
+        chains.push(Chain {
+            wrapped: Arc::new(wrapped),
+            aad: Arc::new(aad),
+            body: Bytes::from(request),
+        });
+    }
+    let warm = match a.kms_warm {
+        Some(addr) => Some(crate::target(addr, &files("cmxDevice"))?),
+        None => None,
+    };
+    let key_path = a.pki.join("kmsClient.key");
+    let key = PrivateKeyDer::from_pem_file(&key_path).map_err(pem(&key_path))?;
+    let settings = KmipSettings::new(a.hsm.ip().to_string(), a.hsm.port(), a.key_name.clone());
+    let backend = KmipBackend::new(
+        settings,
+        certs(&a.pki.join("kmsClient.crt"))?,
+        key,
+        certs(&a.pki.join("kmipSigningCA.crt"))?,
+    )
+    .map_err(|e| BenchError::Request(format!("KMIP client: {e}")))?;
+    Ok(Bench {
+        backend: Arc::new(backend),
+        chains,
+        cold,
+        warm,
+        cold_conn: None,
+        warm_conn: None,
+        kms_pids: a.kms_pids.clone(),
+        hsm_pids: a.hsm_pids.clone(),
+        hsm_log: LogCounter::new(&a.hsm_log),
+    })
+}
+
+/// Runs the comparison and appends one result per series (and concurrency).
+pub async fn run(a: KmipArgs) -> Result<Vec<KmipResult>, BenchError> {
+    let mut bench = setup(&a).await?;
+    let mut series = vec![Series::Direct, Series::Cold];
+    if bench.warm.is_some() {
+        series.push(Series::Warm);
+    }
+    for s in &series {
+        let w = bench.measure(*s, a.warmup, 1).await?;
+        if let Some(e) = w.first_error {
+            return Err(BenchError::Request(format!("{} warm-up: {e}", s.label())));
+        }
+    }
+    let rounds = a.rounds.clamp(1, 100);
+    let per_round = shares(a.requests.max(rounds), rounds);
+    let mut phases: Vec<Vec<Phase>> = series.iter().map(|_| Vec::new()).collect();
+    for (r, n) in per_round.iter().enumerate() {
+        for i in 0..series.len() {
+            let k = (i + r) % series.len();
+            if let (Some(s), Some(out)) = (series.get(k), phases.get_mut(k)) {
+                out.push(bench.measure(*s, *n, 1).await?);
+            }
+        }
+    }
+    let mut results = Vec::new();
+    for (s, p) in series.iter().zip(phases) {
+        results.push(KmipResult::from_phases(s.label(), 1, &p));
+    }
+    if a.concurrency > 1 {
+        let c = a.concurrency.min(MAX_WORKERS);
+        for s in &series {
+            // Unmeasured first: both KMIP pools grow to C connections here.
+            bench.measure(*s, a.warmup.max(c * 5), c).await?;
+            let p = bench.measure(*s, a.requests.max(c), c).await?;
+            results.push(KmipResult::from_phases(s.label(), c, &[p]));
+        }
+    }
+    for r in &results {
+        crate::append(&a.out, r)?;
+    }
+    Ok(results)
+}

@@ -1,0 +1,335 @@
+//! Results of `kmip` and their report: percentiles of each series, the ratio
+//! of medians against the 1.1x target, PyKMIP's Decrypt count per series and
+//! the CPU each process spent per request.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::BenchError;
+use crate::stats::Latencies;
+
+/// Series labels, as written to the results file.
+pub const DIRECT: &str = "direct KMIP";
+pub const COLD: &str = "cmx-kms cold cache";
+pub const WARM: &str = "cmx-kms warm cache";
+
+/// Issue 5 item 6: cold-cache decrypt through cmx-kms at most 1.1x the direct Decrypt.
+const MAX_RATIO: f64 = 1.1;
+
+/// One measured stretch of a series.
+pub struct Phase {
+    pub samples: Vec<u32>,
+    pub errors: u64,
+    pub first_error: Option<String>,
+    pub wall: Duration,
+    pub client_cpu_ns: u64,
+    pub kms_cpu_ns: u64,
+    pub hsm_cpu_ns: u64,
+    pub hsm_wait_ns: u64,
+    pub hsm_decrypts: u64,
+    pub hsm_encrypts: u64,
+}
+
+/// One series (all its rounds), as written to the results file.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct KmipResult {
+    pub kind: String,
+    pub label: String,
+    /// Concurrent workers (1: sequential on one connection).
+    pub concurrency: usize,
+    pub rounds: usize,
+    /// Requests answered correctly.
+    pub requests: u64,
+    pub errors: u64,
+    pub first_error: Option<String>,
+    pub requests_per_s: f64,
+    pub mean_us: f64,
+    pub p50_us: u64,
+    pub p90_us: u64,
+    pub p99_us: u64,
+    pub max_us: u64,
+    /// The median of each round, in order.
+    pub round_p50_us: Vec<u64>,
+    /// `Processing operation: Decrypt` lines PyKMIP logged during the series.
+    pub hsm_decrypts: u64,
+    /// The same for Encrypt: each readiness canary of a node is one Encrypt
+    /// and one Decrypt, so decrypts − encrypts is what the requests cost.
+    pub hsm_encrypts: u64,
+    pub client_cpu_us_per_request: f64,
+    pub kms_cpu_us_per_request: f64,
+    pub hsm_cpu_us_per_request: f64,
+    /// Time PyKMIP's threads were runnable but waited for a CPU (other load
+    /// on the machine, or our own processes), per request.
+    #[serde(default)]
+    pub hsm_wait_us_per_request: f64,
+}
+
+impl KmipResult {
+    /// Pools the samples of every phase; CPU and counts are summed.
+    pub fn from_phases(label: &str, concurrency: usize, phases: &[Phase]) -> Self {
+        let mut all = Latencies::default();
+        let mut round_p50_us = Vec::with_capacity(phases.len());
+        let (mut errors, mut wall, mut sum) = (0, Duration::ZERO, 0u64);
+        let (mut client, mut kms, mut hsm, mut wait, mut dec, mut enc) = (0, 0, 0, 0, 0, 0);
+        let mut first_error = None;
+        for p in phases {
+            all.extend(&p.samples);
+            let mut one = Latencies::default();
+            one.extend(&p.samples);
+            round_p50_us.push(one.summary().p50);
+            sum += p.samples.iter().map(|s| u64::from(*s)).sum::<u64>();
+            errors += p.errors;
+            wall += p.wall;
+            client += p.client_cpu_ns;
+            kms += p.kms_cpu_ns;
+            hsm += p.hsm_cpu_ns;
+            wait += p.hsm_wait_ns;
+            dec += p.hsm_decrypts;
+            enc += p.hsm_encrypts;
+            if first_error.is_none() {
+                first_error.clone_from(&p.first_error);
+            }
+        }
+        let n = all.len() as u64;
+        let per = |us: u64| if n == 0 { 0.0 } else { us as f64 / n as f64 };
+        let per_ns = |ns: u64| per(ns) / 1000.0;
+        let s = all.summary();
+        Self {
+            kind: "kmip".into(),
+            label: label.to_owned(),
+            concurrency,
+            rounds: phases.len(),
+            requests: n,
+            errors,
+            first_error,
+            requests_per_s: if wall.is_zero() {
+                0.0
+            } else {
+                n as f64 / wall.as_secs_f64()
+            },
+            mean_us: per(sum),
+            p50_us: s.p50,
+            p90_us: s.p90,
+            p99_us: s.p99,
+            max_us: s.max,
+            round_p50_us,
+            hsm_decrypts: dec,
+            hsm_encrypts: enc,
+            client_cpu_us_per_request: per_ns(client),
+            kms_cpu_us_per_request: per_ns(kms),
+            hsm_cpu_us_per_request: per_ns(hsm),
+            hsm_wait_us_per_request: per_ns(wait),
+        }
+    }
+
+    /// HSM Decrypts the requests caused (canaries taken out).
+    fn request_decrypts(&self) -> i64 {
+        self.hsm_decrypts as i64 - self.hsm_encrypts as i64
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<KmipResult>, BenchError> {
+    let text = std::fs::read_to_string(path).map_err(|e| BenchError::Io {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })?;
+    let mut out = Vec::new();
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let bad = |e: serde_json::Error| BenchError::Io {
+            path: path.to_owned(),
+            reason: format!("line {}: {e}", i + 1),
+        };
+        let v: serde_json::Value = serde_json::from_str(line).map_err(bad)?;
+        if v.get("kind").and_then(serde_json::Value::as_str) == Some("kmip") {
+            out.push(serde_json::from_value(v).map_err(bad)?);
+        }
+    }
+    Ok(out)
+}
+
+fn ms(us: f64) -> String {
+    format!("{:.2} ms", us / 1000.0)
+}
+
+/// Markdown report of the `kmip` results in `path`.
+pub fn render(path: &Path) -> Result<String, BenchError> {
+    Ok(render_results(&read(path)?))
+}
+
+fn render_results(results: &[KmipResult]) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "| series | workers | requests | p50 µs | p90 µs | p99 µs | max µs | mean µs | requests/s | p50 of each round µs | errors | HSM Decrypts − canary Encrypts | client CPU µs/req | cmx-kms CPU µs/req | PyKMIP CPU µs/req | PyKMIP waiting for a CPU µs/req |"
+    );
+    let _ = writeln!(
+        o,
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    );
+    for r in results {
+        let rounds: Vec<String> = r.round_p50_us.iter().map(u64::to_string).collect();
+        let _ = writeln!(
+            o,
+            "| {} | {} | {} | {} | {} | {} | {} | {:.0} | {:.0} | {} | {} | {} − {} = {} | {:.1} | {:.1} | {:.1} | {:.1} |",
+            r.label,
+            r.concurrency,
+            r.requests,
+            r.p50_us,
+            r.p90_us,
+            r.p99_us,
+            r.max_us,
+            r.mean_us,
+            r.requests_per_s,
+            rounds.join(" "),
+            r.errors,
+            r.hsm_decrypts,
+            r.hsm_encrypts,
+            r.request_decrypts(),
+            r.client_cpu_us_per_request,
+            r.kms_cpu_us_per_request,
+            r.hsm_cpu_us_per_request,
+            r.hsm_wait_us_per_request
+        );
+    }
+    let _ = writeln!(o);
+    let find = |label: &str, c: usize| {
+        results
+            .iter()
+            .find(|r| r.label == label && (c == 1) == (r.concurrency == 1))
+    };
+    for c in [1, 2] {
+        let (Some(d), Some(k)) = (find(DIRECT, c), find(COLD, c)) else {
+            continue;
+        };
+        let how = if c == 1 {
+            "sequential, one connection each".to_owned()
+        } else {
+            format!("{} concurrent workers", k.concurrency)
+        };
+        let ratio = k.p50_us as f64 / (d.p50_us.max(1)) as f64;
+        let ok = ratio <= MAX_RATIO;
+        let _ = writeln!(
+            o,
+            "- cold-cache decrypt through cmx-kms / direct KMIP Decrypt, median latency ({how}): **{ratio:.2}** ({} vs {}; target ≤ {MAX_RATIO}: {})",
+            ms(k.p50_us as f64),
+            ms(d.p50_us as f64),
+            if ok { "met" } else { "NOT met" }
+        );
+        if c == 1 {
+            let per_round: Vec<String> = k
+                .round_p50_us
+                .iter()
+                .zip(&d.round_p50_us)
+                .map(|(a, b)| format!("{:.2}", *a as f64 / (*b).max(1) as f64))
+                .collect();
+            let _ = writeln!(
+                o,
+                "- the same ratio round by round: {}",
+                per_round.join(", ")
+            );
+            let _ = writeln!(
+                o,
+                "- p90 ratio {:.2}, p99 ratio {:.2}; cmx-kms adds {} at the median",
+                k.p90_us as f64 / d.p90_us.max(1) as f64,
+                k.p99_us as f64 / d.p99_us.max(1) as f64,
+                ms(k.p50_us as f64 - d.p50_us as f64)
+            );
+            if let Some(w) = find(WARM, 1) {
+                let _ = writeln!(
+                    o,
+                    "- the front alone (warm-cache node, no HSM call): median {}, p99 {}",
+                    ms(w.p50_us as f64),
+                    ms(w.p99_us as f64)
+                );
+            }
+        } else {
+            let _ = writeln!(
+                o,
+                "- throughput with {} workers: direct {:.0} Decrypts/s, through cmx-kms {:.0} requests/s",
+                k.concurrency, d.requests_per_s, k.requests_per_s
+            );
+        }
+    }
+    for r in results {
+        let expect = if r.label == WARM {
+            0
+        } else {
+            r.requests as i64
+        };
+        let got = r.request_decrypts();
+        // A canary can straddle the edge of a measured stretch: allow one per round.
+        let ok = (got - expect).abs() <= r.rounds as i64;
+        let _ = writeln!(
+            o,
+            "- PyKMIP Decrypts during `{}` ({} worker(s)): {} logged, {} of them readiness canaries (one Encrypt + one Decrypt each): {got} for {} requests, expected {expect}: {}",
+            r.label,
+            r.concurrency,
+            r.hsm_decrypts,
+            r.hsm_encrypts,
+            r.requests,
+            if ok { "as expected" } else { "NOT as expected" }
+        );
+    }
+    if let Some(e) = results.iter().find_map(|r| r.first_error.as_deref()) {
+        let _ = writeln!(o, "- first error: {e}");
+    }
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn phase(samples: Vec<u32>, dec: u64, enc: u64) -> Phase {
+        Phase {
+            samples,
+            errors: 0,
+            first_error: None,
+            wall: Duration::from_secs(1),
+            client_cpu_ns: 100_000,
+            kms_cpu_ns: 0,
+            hsm_cpu_ns: 1_000_000,
+            hsm_wait_ns: 0,
+            hsm_decrypts: dec,
+            hsm_encrypts: enc,
+        }
+    }
+
+    #[test]
+    fn pools_rounds_and_judges_the_ratio() {
+        let d = KmipResult::from_phases(
+            DIRECT,
+            1,
+            &[
+                phase(vec![1000, 1000, 1100], 3, 0),
+                phase(vec![1000, 900, 1000], 4, 1),
+            ],
+        );
+        assert_eq!(
+            (d.requests, d.p50_us, d.round_p50_us.clone()),
+            (6, 1000, vec![1000, 1000])
+        );
+        assert_eq!(d.request_decrypts(), 6);
+        let k = KmipResult::from_phases(COLD, 1, &[phase(vec![1200, 1200], 2, 0)]);
+        let text = render_results(&[d.clone(), k]);
+        assert!(text.contains("**1.20**"), "{text}");
+        assert!(text.contains("NOT met"), "{text}");
+        let k = KmipResult::from_phases(COLD, 1, &[phase(vec![1050, 1050], 9, 0)]);
+        let text = render_results(&[d, k]);
+        assert!(
+            text.contains("**1.05**") && text.contains("target ≤ 1.1: met"),
+            "{text}"
+        );
+        assert!(
+            text.contains("NOT as expected"),
+            "9 Decrypts for 2 requests: {text}"
+        );
+    }
+}
