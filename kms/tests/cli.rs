@@ -269,3 +269,57 @@ fn convert_legacy_output_is_read_by_openssl_without_legacy_and_by_keytool() {
     );
     assert_ne!(o.status.code(), Some(0));
 }
+
+#[test]
+fn the_curl_commands_printed_by_dev_work_as_printed() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let port = support::node::free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cmx-kms"))
+        .args(["dev", "--dir"])
+        .arg(dir.path().join("dev"))
+        .args(["--port", &port.to_string()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The banner, a blank line, then the commands up to the next blank line.
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut script = String::new();
+    let mut seen_blank = false;
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if line.is_empty() {
+            if seen_blank && !script.is_empty() {
+                break;
+            }
+            seen_blank = true;
+            continue;
+        }
+        if seen_blank {
+            script.push_str(&line);
+            script.push('\n');
+        }
+    }
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let v: serde_json::Value = serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("{e}: script\n{script}\nprinted\n{}", output_text(&out)));
+    let key = v["workspace_key"].as_str().expect("a workspace key");
+    assert_eq!(
+        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, key)
+            .unwrap()
+            .len(),
+        32
+    );
+    assert!(
+        script.contains("--cert-type P12"),
+        "the device uses its .p12, as agents do"
+    );
+}

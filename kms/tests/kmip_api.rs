@@ -64,13 +64,8 @@ fn kmip_backend_through_the_api() {
         "{}",
         output_text(&o)
     );
-    let o = cmx_with_config(&["hsm", "init"], &cfg);
-    assert_eq!(o.status.code(), Some(0), "{}", output_text(&o));
-    let o = cmx_with_config(&["hsm", "check"], &cfg);
-    assert_eq!(o.status.code(), Some(0), "{}", output_text(&o));
-    let o = cmx_with_config(&["check-config"], &cfg);
-    assert_eq!(o.status.code(), Some(0), "{}", output_text(&o));
-
+    // A node started before the key exists: it starts anyway, and readiness
+    // says what is missing in plain words.
     let node = TestNode::start_with(
         &node_dir,
         |p, m| props(&pki, &node_dir, hsm.port, p, m),
@@ -78,6 +73,27 @@ fn kmip_backend_through_the_api() {
     );
     let b = node.client(&pki, &pki.cmx_backend);
     let d = node.client(&pki, &pki.cmx_device);
+    wait_ready(&b, "unavailable");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let detail = b.request("GET", "/v1/ready", None).unwrap().json()["detail"].to_string();
+        if detail.contains("cmx-api-master") && detail.to_lowercase().contains("not found") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "readiness does not name the missing key: {detail}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    let o = cmx_with_config(&["hsm", "init"], &cfg);
+    assert_eq!(o.status.code(), Some(0), "{}", output_text(&o));
+    let o = cmx_with_config(&["hsm", "check"], &cfg);
+    assert_eq!(o.status.code(), Some(0), "{}", output_text(&o));
+    let o = cmx_with_config(&["check-config"], &cfg);
+    assert_eq!(o.status.code(), Some(0), "{}", output_text(&o));
+
     wait_ready(&b, "ready");
     let before = chain(&b);
     let key = d.post("/v1/workspace-keys/decrypt", &before).json()["workspace_key"].clone();
