@@ -276,7 +276,11 @@ impl Node {
             listener,
             metrics_listener,
             settings: serve_settings(config),
-            probe: ProbeSettings::default(),
+            probe: ProbeSettings {
+                interval: config.readiness.interval,
+                timeout: config.readiness.timeout,
+                slow: config.readiness.slow,
+            },
             config_path: config.source.clone(),
         })
     }

@@ -95,3 +95,10 @@ pub const BACKEND_BURST: u32 = 2000;
 pub const METRICS_ADDRESS: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 /// `kms.metrics.port` (0 disables the metrics listener).
 pub const METRICS_PORT: u16 = 9443;
+
+/// `kms.readiness.interval`.
+pub const READINESS_INTERVAL: Duration = Duration::from_secs(5);
+/// `kms.readiness.timeout`.
+pub const READINESS_TIMEOUT: Duration = Duration::from_secs(5);
+/// `kms.readiness.slow`.
+pub const READINESS_SLOW: Duration = Duration::from_secs(1);

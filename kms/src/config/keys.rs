@@ -169,6 +169,10 @@ pub const KEYS: &[KeySpec] = &[
     // Metrics (ours).
     key("kms.metrics.address", "IP address", "127.0.0.1", "no", "Address of the Prometheus metrics listener."),
     key("kms.metrics.port", "port", "9443", "no", "Port of the metrics listener; 0 turns it off."),
+    // Readiness (ours).
+    key("kms.readiness.interval", "duration", "5s", "no", "How often the readiness canary wraps and unwraps through the backend (one HSM Encrypt and Decrypt each time)."),
+    key("kms.readiness.timeout", "duration", "5s", "no", "A canary slower than this counts as failed: readiness turns unavailable."),
+    key("kms.readiness.slow", "duration", "1s", "no", "A canary slower than this makes readiness degraded."),
 ];
 
 #[cfg(test)]

@@ -43,7 +43,9 @@ pub use hsm::{
     SoftSettings,
 };
 pub use keystore::{ClientRole, ClientSettings, KeystoreSettings};
-pub use server::{AuditSettings, LimitSettings, MetricsSettings, RateLimit, ServerSettings};
+pub use server::{
+    AuditSettings, LimitSettings, MetricsSettings, RateLimit, ReadinessSettings, ServerSettings,
+};
 pub use vault::{VaultAuth, VaultSettings};
 
 use file::ConfigFile;
@@ -70,6 +72,8 @@ pub struct Config {
     pub limits: LimitSettings,
     /// `kms.metrics.*`: the metrics listener.
     pub metrics: MetricsSettings,
+    /// `kms.readiness.*`: the readiness canary.
+    pub readiness: ReadinessSettings,
 }
 
 /// A loaded configuration and the warnings found while loading it.
@@ -190,6 +194,7 @@ fn build(file: &mut ConfigFile, origin: &Path) -> Option<Config> {
     let audit = AuditSettings::take(file);
     let limits = LimitSettings::take(file);
     let metrics = MetricsSettings::take(file, &server);
+    let readiness = ReadinessSettings::take(file);
     Some(Config {
         source: origin.to_path_buf(),
         server,
@@ -200,6 +205,7 @@ fn build(file: &mut ConfigFile, origin: &Path) -> Option<Config> {
         audit,
         limits,
         metrics,
+        readiness,
     })
 }
 

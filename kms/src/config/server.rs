@@ -115,6 +115,35 @@ impl MetricsSettings {
     }
 }
 
+/// The readiness canary (`kms.readiness.*`). Read at start; a change needs a restart.
+#[derive(Clone, Copy, Debug)]
+pub struct ReadinessSettings {
+    /// `kms.readiness.interval`: time between canaries.
+    pub interval: Duration,
+    /// `kms.readiness.timeout`: a canary slower than this failed.
+    pub timeout: Duration,
+    /// `kms.readiness.slow`: a canary slower than this means degraded.
+    pub slow: Duration,
+}
+
+impl ReadinessSettings {
+    pub(super) fn take(file: &mut ConfigFile) -> Self {
+        Self {
+            interval: file.parse_or(
+                "kms.readiness.interval",
+                d::READINESS_INTERVAL,
+                positive_duration,
+            ),
+            timeout: file.parse_or(
+                "kms.readiness.timeout",
+                d::READINESS_TIMEOUT,
+                positive_duration,
+            ),
+            slow: file.parse_or("kms.readiness.slow", d::READINESS_SLOW, positive_duration),
+        }
+    }
+}
+
 /// The audit trail (`kms.audit.*`).
 #[derive(Clone, Debug)]
 pub struct AuditSettings {
