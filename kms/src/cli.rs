@@ -123,6 +123,11 @@ pub fn main() -> ExitCode {
         }
     };
     crate::logging::init();
+    // Keys live in this process's memory: no core dumps, no ptrace by other
+    // unprivileged processes, whatever the unit file or shell says.
+    if let Err(e) = nix::sys::prctl::set_dumpable(false) {
+        tracing::warn!(error = %e, "cannot turn off core dumps (prctl PR_SET_DUMPABLE)");
+    }
     ExitCode::from(match cli.command {
         Command::Serve { config } => serve(&config),
         Command::Dev { dir, port } => dev(&dir, port),

@@ -323,3 +323,53 @@ fn the_curl_commands_printed_by_dev_work_as_printed() {
         "the device uses its .p12, as agents do"
     );
 }
+
+#[test]
+fn the_server_process_is_not_dumpable() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    // Key material must never reach a core dump. The kernel shows whether a
+    // process is dumpable in the owner of its /proc entries: those of a
+    // non-dumpable process belong to root even when it runs as another user.
+    // So run the node as `nobody` (this needs root, as CI is) and look.
+    assert!(
+        nix::unistd::Uid::effective().is_root(),
+        "this test runs the node as nobody: run it as root"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let port = support::node::free_port();
+    let mut child = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_cmx-kms"))
+        .args(["dev", "--dir"])
+        .arg(dir.path().join("dev"))
+        .args(["--port", &port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(child.try_wait().unwrap().is_none(), "the dev node exited");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "dev node did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+    let environ = std::fs::metadata(format!("/proc/{}/environ", child.id())).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        status
+            .lines()
+            .any(|l| l.starts_with("Uid:") && l.contains("65534")),
+        "runs as nobody: {status}"
+    );
+    assert_eq!(
+        environ.uid(),
+        0,
+        "/proc/PID/environ of a non-dumpable process belongs to root"
+    );
+}
