@@ -277,13 +277,16 @@ async fn vault_cmd(config: &Config, ks: &KeyStore, cmd: HsmCommand) -> u8 {
             }
             Err(e) => fail(e),
         },
-        HsmCommand::Rotate => {
-            eprintln!(
-                "rotate the Transit key in Vault itself (vault write -f {}/keys/{}/rotate); cmx-kms uses the new version for new wraps at once, and /v1/customer-keys/rewrap moves old blobs to it",
-                config.hsm.vault.mount, config.hsm.key_name
-            );
-            exit::USAGE
-        }
+        HsmCommand::Rotate => match b.rotate().await {
+            Ok((before, after)) => {
+                println!(
+                    "rotated Transit key '{}': version {} -> {}; new wraps use it now, older blobs still unwrap, and /v1/customer-keys/rewrap moves them to it",
+                    after.name, before.latest_version, after.latest_version
+                );
+                exit::OK
+            }
+            Err(e) => fail(e),
+        },
         HsmCommand::Check => {
             let r = b.check().await;
             println!("{r}");

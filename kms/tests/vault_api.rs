@@ -83,8 +83,15 @@ fn vault_backend_through_the_api() {
     let key = d.post("/v1/workspace-keys/decrypt", &before).json()["workspace_key"].clone();
     assert!(key.is_string());
 
-    // Rotation in OpenBao, then rewrap moves the blob to v2; both decrypt.
-    rt.block_on(bao.rotate_key(NS, KEY));
+    // Rotation, then rewrap moves the blob to v2; both decrypt.
+    // Rotation with `cmx-kms hsm rotate`, under the guide's policy.
+    let o = cmx_with_config(&["hsm", "rotate"], &cfg);
+    assert_eq!(o.status.code(), Some(0), "{}", output_text(&o));
+    assert!(
+        output_text(&o).contains("version 1 -> 2"),
+        "{}",
+        output_text(&o)
+    );
     let r = b.post(
         "/v1/customer-keys/rewrap",
         &json!({"wrapped_customer_key": before["wrapped_customer_key"]}),

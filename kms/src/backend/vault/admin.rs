@@ -123,6 +123,18 @@ impl VaultBackend {
         }
     }
 
+    /// `hsm rotate`: a new version of the Transit key. New wraps use it at
+    /// once; older versions still decrypt down to `min_decryption_version`.
+    /// Returns the key before and after.
+    pub async fn rotate(&self) -> Result<(KeyInfo, KeyInfo), BackendError> {
+        let before = self.read_key().await?;
+        usable(&before)?;
+        self.transit.rotate_key(&self.key_name).await?;
+        let after = self.read_key().await?;
+        tracing::info!(key = %self.key_name, version = after.latest_version, "rotated the Vault Transit master key");
+        Ok((before, after))
+    }
+
     /// `hsm check`: reach Vault, authenticate, read the key, wrap and unwrap
     /// once. Each step says in plain words what failed and what to look at.
     pub async fn check(&self) -> CheckReport {

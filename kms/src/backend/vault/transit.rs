@@ -156,6 +156,15 @@ impl Transit {
             .map(|_| ())
     }
 
+    /// `POST transit/keys/KEY/rotate`: a new key version for new encryptions
+    /// (the guide's policy grants it through `transit/keys/*` update).
+    pub async fn rotate_key(&self, key: &str) -> Result<(), BackendError> {
+        let path = format!("{}/keys/{key}/rotate", self.mount);
+        self.call(Op::RotateKey, key, Method::POST, &path, None)
+            .await
+            .map(|_| ())
+    }
+
     /// One authenticated call. On 403 with a dead token: one new token, one
     /// retry. A final error is classified for the operator.
     async fn call(
