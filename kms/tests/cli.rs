@@ -174,17 +174,20 @@ fn keystore_list_agrees_with_keytool_for_each_store_type() {
         assert_eq!(o.status.code(), Some(0), "{}", output_text(&o));
     }
     let pwfile = dir.path().join("pw-open");
+    let list_hostname = || {
+        cmx(
+            &[
+                "keystore",
+                "list",
+                "/etc/hostname",
+                "--password-file",
+                pwfile.to_str().unwrap(),
+            ],
+            &[],
+        )
+    };
     std::fs::write(&pwfile, "x").unwrap();
-    let o = cmx(
-        &[
-            "keystore",
-            "list",
-            "/etc/hostname",
-            "--password-file",
-            pwfile.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let o = list_hostname();
     assert_eq!(
         o.status.code(),
         Some(64),
@@ -192,16 +195,7 @@ fn keystore_list_agrees_with_keytool_for_each_store_type() {
         output_text(&o)
     );
     password_file(&pwfile, "x");
-    let o = cmx(
-        &[
-            "keystore",
-            "list",
-            "/etc/hostname",
-            "--password-file",
-            pwfile.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let o = list_hostname();
     assert_eq!(
         o.status.code(),
         Some(65),
