@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install what the installer and packaging tests need, idempotently:
-#   - Debian packages rpm, rpmlint, debootstrap, musl-tools, file;
+#   - Debian packages rpm, rpmlint, debootstrap, musl-tools, file, systemd (for
+#     systemd-analyze; PID 1 stays whatever it is);
 #   - the Rust target x86_64-unknown-linux-musl (static binaries);
 #   - cargo-generate-rpm (only if absent: compiling it takes about 10 minutes;
 #     a binary already in ~/.cargo/bin is reused);
@@ -20,6 +21,7 @@ command -v rpmlint >/dev/null 2>&1 || need_apt+=(rpmlint)
 command -v debootstrap >/dev/null 2>&1 || need_apt+=(debootstrap)
 command -v musl-gcc >/dev/null 2>&1 || need_apt+=(musl-tools)
 command -v file >/dev/null 2>&1 || need_apt+=(file)
+command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)   # unit checks (verify, security)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "== installing ${need_apt[*]}"
     export DEBIAN_FRONTEND=noninteractive
