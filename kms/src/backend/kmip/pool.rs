@@ -209,19 +209,8 @@ impl Client {
         if options.idempotent
             && let Some(mut conn) = self.take_idle(ep).await
         {
-            let version = options.version.unwrap_or(conn.version);
-            let payload = build(conn.version);
-            match conn
-                .exchange(
-                    version,
-                    operation,
-                    payload,
-                    s.max_response_bytes,
-                    s.request_timeout,
-                )
-                .await
-            {
-                Ok(resp) => {
+            match self.send(&mut conn, operation, options, build).await {
+                Ok((resp, version)) => {
                     self.give_back(ep, conn, permit);
                     return Attempt::Answered(resp, version);
                 }
@@ -238,9 +227,28 @@ impl Client {
             Ok(conn) => conn,
             Err(e) => return Attempt::Failed(e),
         };
+        match self.send(&mut conn, operation, options, build).await {
+            Ok((resp, version)) => {
+                self.give_back(ep, conn, permit);
+                Attempt::Answered(resp, version)
+            }
+            Err(e) => Attempt::Failed(e),
+        }
+    }
+
+    /// One request on `conn`, in the version `options` pins or the
+    /// connection's own; returns the answer and the version it was sent in.
+    async fn send(
+        &self,
+        conn: &mut Connection,
+        operation: u32,
+        options: CallOptions,
+        build: &impl Fn(ProtocolVersion) -> Item,
+    ) -> Result<(response::Response, ProtocolVersion), ConnError> {
+        let s = &self.settings;
         let version = options.version.unwrap_or(conn.version);
         let payload = build(conn.version);
-        match conn
+        let resp = conn
             .exchange(
                 version,
                 operation,
@@ -248,14 +256,8 @@ impl Client {
                 s.max_response_bytes,
                 s.request_timeout,
             )
-            .await
-        {
-            Ok(resp) => {
-                self.give_back(ep, conn, permit);
-                Attempt::Answered(resp, version)
-            }
-            Err(e) => Attempt::Failed(e),
-        }
+            .await?;
+        Ok((resp, version))
     }
 
     /// Takes the most recently used idle connection that is still fit for use.
