@@ -223,17 +223,20 @@ fn convert_legacy_output_is_read_by_openssl_without_legacy_and_by_keytool() {
     let pwfile = dir.path().join("pw");
     password_file(&pwfile, pw);
     let out = dir.path().join("converted.p12");
-    let o = cmx(
-        &[
-            "keystore",
-            "convert-legacy",
-            pki.keystore.to_str().unwrap(),
-            out.to_str().unwrap(),
-            "--password-file",
-            pwfile.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let convert = || {
+        cmx(
+            &[
+                "keystore",
+                "convert-legacy",
+                pki.keystore.to_str().unwrap(),
+                out.to_str().unwrap(),
+                "--password-file",
+                pwfile.to_str().unwrap(),
+            ],
+            &[],
+        )
+    };
+    let o = convert();
     assert_eq!(o.status.code(), Some(0), "{}", output_text(&o));
     let info = openssl(
         dir.path(),
@@ -250,17 +253,7 @@ fn convert_legacy_output_is_read_by_openssl_without_legacy_and_by_keytool() {
         "{listed}"
     );
     // Never overwrites.
-    let o = cmx(
-        &[
-            "keystore",
-            "convert-legacy",
-            pki.keystore.to_str().unwrap(),
-            out.to_str().unwrap(),
-            "--password-file",
-            pwfile.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let o = convert();
     assert_ne!(o.status.code(), Some(0));
 }
 
