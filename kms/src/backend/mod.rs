@@ -52,10 +52,17 @@ impl BackendKind {
 pub enum WrapAlgorithm {
     /// AES-256-GCM, 96-bit IV, 128-bit tag, with associated data.
     AesGcm = 1,
-    /// AES-256-CBC with PKCS#5 padding and a fresh 128-bit IV (KMIP 1.2/1.3 servers).
+    /// AES-256-CBC with PKCS#5 padding and a fresh 128-bit IV, unauthenticated:
+    /// what the first release produced for KMIP 1.2/1.3 servers. No longer
+    /// produced; such blobs are opened only by a rewrap from the backend role.
     AesCbcPkcs5 = 2,
     /// Vault Transit: the ciphertext is Vault's `vault:vN:...` string, as bytes.
     VaultTransit = 3,
+    /// AES-256-CBC with PKCS#5 padding, then HMAC-SHA256 over header, key id,
+    /// IV and ciphertext under a key the HSM derives from the master key
+    /// version (encrypt-then-MAC, for KMIP 1.2/1.3 servers; the tag is checked
+    /// before the HSM is asked to decrypt).
+    AesCbcPkcs5HmacSha256 = 4,
 }
 
 impl WrapAlgorithm {
@@ -64,6 +71,7 @@ impl WrapAlgorithm {
             1 => Some(Self::AesGcm),
             2 => Some(Self::AesCbcPkcs5),
             3 => Some(Self::VaultTransit),
+            4 => Some(Self::AesCbcPkcs5HmacSha256),
             _ => None,
         }
     }

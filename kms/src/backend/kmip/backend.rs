@@ -14,6 +14,8 @@ use super::response::{self, Failure};
 use super::settings::KmipSettings;
 use super::tags::{self, operation as op, reason};
 use super::tls;
+use super::versions::Versions;
+use super::wrapauth::{self, AuthKey};
 use crate::backend::{Backend, BackendError, BackendKind, MasterWrap, ProbeReport, WrapAlgorithm};
 
 /// AES-GCM IV length we generate.
@@ -26,11 +28,27 @@ const CBC_IV_LEN: usize = 16;
 const CANARY: &[u8] = b"cmx-kms readiness canary 0123456";
 const CANARY_AAD: &[u8] = b"cmx-kms probe";
 
+/// Whether an unwrap may open an unauthenticated AES-CBC blob of release 1.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum LegacyCbc {
+    /// Client paths (decrypt, create user or workspace key): never.
+    Refuse,
+    /// A rewrap by the backend role: once, to move the blob to an authenticated wrap.
+    Rewrap,
+}
+
+/// A refusal of client material. The detail goes to the server log only:
+/// the API answers every refusal with the same status, label and message.
+fn refused(detail: String) -> BackendError {
+    BackendError::InvalidCiphertext(detail)
+}
+
 /// The KMIP 1.x master-key backend.
 pub struct KmipBackend {
     pub(super) client: Arc<Client>,
     current: Mutex<Option<(String, Instant)>>,
     lookup: tokio::sync::Mutex<()>,
+    versions: Versions,
 }
 
 impl std::fmt::Debug for KmipBackend {
@@ -61,6 +79,7 @@ impl KmipBackend {
             client: Arc::new(Client::new(settings, config)),
             current: Mutex::new(None),
             lookup: tokio::sync::Mutex::new(()),
+            versions: Versions::default(),
         })
     }
 
@@ -87,7 +106,7 @@ impl KmipBackend {
         if let Some(uid) = self.cached_key() {
             return Ok(uid);
         }
-        let found = keys::find(&self.client, &self.settings().key_name).await?;
+        let found = self.key_versions().await?;
         let uid = keys::choose_current(&self.settings().key_name, &found)?
             .uid
             .clone();
@@ -108,9 +127,81 @@ impl KmipBackend {
         (at.elapsed() < self.settings().current_key_ttl).then(|| uid.clone())
     }
 
-    /// Every key version under the configured name, with its state.
+    /// Every key version under the configured name, with its state. Also
+    /// refreshes the list of identifiers blobs may name.
     pub async fn key_versions(&self) -> Result<Vec<KeyInfo>, BackendError> {
-        keys::find(&self.client, &self.settings().key_name).await
+        let found = keys::find(&self.client, &self.settings().key_name).await?;
+        self.versions.record(&found);
+        Ok(found)
+    }
+
+    /// Accepts `uid` only if it is a version of the configured master key.
+    async fn admit_uid(&self, uid: &str) -> Result<(), BackendError> {
+        if self.versions.contains(uid) {
+            return Ok(());
+        }
+        if self.versions.may_refresh() {
+            let _one = self.versions.refresh.lock().await;
+            if !self.versions.contains(uid) && self.versions.may_refresh() {
+                self.key_versions().await?;
+            }
+            if self.versions.contains(uid) {
+                return Ok(());
+            }
+        }
+        Err(refused(format!(
+            "the blob names HSM key {uid:?}, which is not a version of the master key {:?}",
+            self.settings().key_name
+        )))
+    }
+
+    /// The CBC tag key of master key version `uid`, derived by the HSM on first use.
+    async fn auth_key(&self, uid: &str) -> Result<Arc<AuthKey>, BackendError> {
+        if let Some(k) = self.versions.auth_key(uid) {
+            return Ok(k);
+        }
+        let _one = self.versions.derive.lock().await;
+        if let Some(k) = self.versions.auth_key(uid) {
+            return Ok(k);
+        }
+        let request = CipherRequest {
+            uid,
+            params: CryptoParams::AES_CBC_PKCS5,
+            data: wrapauth::DERIVATION_LABEL,
+            iv: Some(&wrapauth::DERIVATION_IV),
+            aad: None,
+            tag: None,
+        };
+        let answer = match self
+            .client
+            .call(op::ENCRYPT, CallOptions::DEFAULT, |_| {
+                messages::cipher(&request)
+            })
+            .await
+        {
+            Ok(answer) => answer,
+            Err(e) => return Err(self.classify_async(e, uid).await),
+        };
+        let out = response::encrypt(answer.payload.as_ref()).map_err(protocol)?;
+        if out
+            .iv
+            .as_deref()
+            .is_some_and(|iv| iv != wrapauth::DERIVATION_IV)
+        {
+            return Err(BackendError::Misconfigured(
+                "the HSM replaced the IV cmx-kms gave for AES-CBC: cmx-kms needs an HSM that \
+                 accepts the caller's IV for AES-CBC (KMIP 1.2/1.3), or KMIP 1.4 for AES-GCM"
+                    .into(),
+            ));
+        }
+        let key = AuthKey::from_derivation(&out.data).ok_or_else(|| {
+            BackendError::Protocol(format!(
+                "the HSM's AES-CBC Encrypt of a 32-byte value returned {} bytes instead of {}",
+                out.data.len(),
+                wrapauth::DERIVATION_OUTPUT_LEN
+            ))
+        })?;
+        Ok(self.versions.insert_auth_key(uid, key))
     }
 
     async fn encrypt_with(
@@ -161,11 +252,10 @@ impl KmipBackend {
                 tag,
             )
         } else {
-            (
-                WrapAlgorithm::AesCbcPkcs5,
-                out.iv.unwrap_or_else(|| iv.to_vec()),
-                Vec::new(),
-            )
+            // Encrypt-then-MAC: see `wrapauth` for why every CBC wrap carries a tag.
+            let iv = out.iv.unwrap_or_else(|| iv.to_vec());
+            let tag = self.auth_key(uid).await?.tag(aad, uid, &iv, &out.data);
+            (WrapAlgorithm::AesCbcPkcs5HmacSha256, iv, tag)
         };
         Ok(MasterWrap {
             backend: BackendKind::Kmip,
@@ -176,6 +266,81 @@ impl KmipBackend {
             tag,
             ciphertext: out.data,
         })
+    }
+
+    /// Unwraps a blob a client sent: only under a version of the configured
+    /// master key, and a CBC blob only after its tag checked out, so the HSM
+    /// never decrypts unauthenticated client material.
+    async fn unwrap_checked(
+        &self,
+        wrapped: &MasterWrap,
+        aad: &[u8],
+        legacy: LegacyCbc,
+    ) -> Result<Zeroizing<Vec<u8>>, BackendError> {
+        if wrapped.backend != BackendKind::Kmip {
+            return Err(refused(format!(
+                "this blob was wrapped by the {} backend, not by the KMIP HSM",
+                wrapped.backend.label()
+            )));
+        }
+        let uid = wrapped.key_id.as_str();
+        match (wrapped.algorithm, legacy) {
+            (WrapAlgorithm::AesGcm | WrapAlgorithm::AesCbcPkcs5HmacSha256, _)
+            | (WrapAlgorithm::AesCbcPkcs5, LegacyCbc::Rewrap) => {}
+            (WrapAlgorithm::AesCbcPkcs5, LegacyCbc::Refuse) => {
+                return Err(refused(
+                    "an unauthenticated AES-CBC blob (made before cmx-kms authenticated CBC \
+                     wraps) is opened only by a rewrap from the backend role"
+                        .into(),
+                ));
+            }
+            (WrapAlgorithm::VaultTransit, _) => {
+                return Err(refused(
+                    "a Vault Transit ciphertext cannot be unwrapped by the KMIP HSM".into(),
+                ));
+            }
+        }
+        self.admit_uid(uid).await?;
+        let (params, version, aad, tag) = match wrapped.algorithm {
+            WrapAlgorithm::AesGcm => (
+                CryptoParams::AES_GCM,
+                Some(ProtocolVersion::V1_4),
+                Some(aad),
+                Some(wrapped.tag.as_slice()),
+            ),
+            WrapAlgorithm::AesCbcPkcs5HmacSha256 => {
+                let key = self.auth_key(uid).await?;
+                if !key.verify(aad, uid, &wrapped.iv, &wrapped.ciphertext, &wrapped.tag) {
+                    return Err(refused(
+                        "the AES-CBC blob's HMAC tag does not match (tampered, or not made by \
+                         this master key)"
+                            .into(),
+                    ));
+                }
+                (CryptoParams::AES_CBC_PKCS5, None, None, None)
+            }
+            _ => (CryptoParams::AES_CBC_PKCS5, None, None, None),
+        };
+        let request = CipherRequest {
+            uid,
+            params,
+            data: &wrapped.ciphertext,
+            iv: Some(&wrapped.iv),
+            aad,
+            tag,
+        };
+        let options = CallOptions {
+            version,
+            idempotent: true,
+        };
+        let result = self
+            .client
+            .call(op::DECRYPT, options, |_| messages::cipher(&request))
+            .await;
+        match result {
+            Ok(answer) => response::decrypt(answer.payload.as_ref()).map_err(protocol),
+            Err(e) => Err(self.classify_async(e, uid).await),
+        }
     }
 
     /// Maps a failed call on key `uid` to what the caller can do about it.
@@ -267,47 +432,21 @@ impl Backend for KmipBackend {
         wrapped: &MasterWrap,
         aad: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, BackendError> {
-        if wrapped.backend != BackendKind::Kmip {
-            return Err(BackendError::InvalidCiphertext(format!(
-                "this blob was wrapped by the {} backend, not by the KMIP HSM",
-                wrapped.backend.label()
+        self.unwrap_checked(wrapped, aad, LegacyCbc::Refuse).await
+    }
+
+    /// Only the backend role rewraps; it alone may still open a legacy CBC
+    /// blob, to move it to an authenticated wrap.
+    async fn rewrap(&self, wrapped: &MasterWrap, aad: &[u8]) -> Result<MasterWrap, BackendError> {
+        let plain = self.unwrap_checked(wrapped, aad, LegacyCbc::Rewrap).await?;
+        if plain.len() != crate::envelope::KEY_LEN {
+            return Err(refused(format!(
+                "the blob decrypts to {} bytes, not to a {}-byte key",
+                plain.len(),
+                crate::envelope::KEY_LEN
             )));
         }
-        let uid = wrapped.key_id.as_str();
-        let (params, version, aad, tag) = match wrapped.algorithm {
-            WrapAlgorithm::AesGcm => (
-                CryptoParams::AES_GCM,
-                Some(ProtocolVersion::V1_4),
-                Some(aad),
-                Some(wrapped.tag.as_slice()),
-            ),
-            WrapAlgorithm::AesCbcPkcs5 => (CryptoParams::AES_CBC_PKCS5, None, None, None),
-            WrapAlgorithm::VaultTransit => {
-                return Err(BackendError::InvalidCiphertext(
-                    "a Vault Transit ciphertext cannot be unwrapped by the KMIP HSM".into(),
-                ));
-            }
-        };
-        let request = CipherRequest {
-            uid,
-            params,
-            data: &wrapped.ciphertext,
-            iv: Some(&wrapped.iv),
-            aad,
-            tag,
-        };
-        let options = CallOptions {
-            version,
-            idempotent: true,
-        };
-        let result = self
-            .client
-            .call(op::DECRYPT, options, |_| messages::cipher(&request))
-            .await;
-        match result {
-            Ok(answer) => response::decrypt(answer.payload.as_ref()).map_err(protocol),
-            Err(e) => Err(self.classify_async(e, uid).await),
-        }
+        self.wrap(&plain, aad).await
     }
 
     async fn probe(&self) -> Result<ProbeReport, BackendError> {

@@ -20,6 +20,8 @@ pub mod settings;
 pub mod tags;
 pub mod tls;
 pub mod ttlv;
+mod versions;
+mod wrapauth;
 
 #[cfg(test)]
 pub(crate) mod test_vectors;

@@ -245,7 +245,8 @@ impl Backend for SoftBackend {
             )));
         }
         if w.key_id != self.key_id {
-            return Err(BackendError::KeyNotFound(format!(
+            // The blob is client material: naming another key is a bad blob.
+            return Err(BackendError::InvalidCiphertext(format!(
                 "wrapped under soft master key {}, but this node holds {}",
                 w.key_id, self.key_id
             )));

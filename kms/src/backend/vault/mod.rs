@@ -264,6 +264,16 @@ impl Backend for VaultBackend {
     ) -> Result<Zeroizing<Vec<u8>>, BackendError> {
         self.start();
         let ct = wrapped_ciphertext(wrapped)?;
+        // Client paths open only blobs under the configured key: the server
+        // is no decryption service for other Transit keys the token may use.
+        // (A rewrap from the backend role may still move a blob from another
+        // key name; see `rewrap`.)
+        if wrapped.key_id != self.key_name {
+            return Err(BackendError::InvalidCiphertext(format!(
+                "the blob names Vault key {:?}, not the configured key {:?}",
+                wrapped.key_id, self.key_name
+            )));
+        }
         self.transit.decrypt(&wrapped.key_id, ct).await
     }
 
@@ -288,7 +298,7 @@ impl Backend for VaultBackend {
                 Err(e) => return Err(e),
             }
         }
-        let plain = self.unwrap(wrapped, aad).await?;
+        let plain = self.transit.decrypt(&wrapped.key_id, ct).await?;
         self.wrap(&plain, aad).await
     }
 
