@@ -61,6 +61,7 @@ pub struct Metrics {
     backend_latency: Mutex<Histogram>,
     backend_errors: Mutex<BTreeMap<String, u64>>,
     handshake_failures: Mutex<BTreeMap<String, u64>>,
+    invalid_wrapped_keys: Mutex<BTreeMap<String, u64>>,
     reloads: Mutex<BTreeMap<String, u64>>,
     cert_expiry_days: Mutex<BTreeMap<(String, String), i64>>,
     pub in_flight: AtomicI64,
@@ -108,6 +109,18 @@ impl Metrics {
         *lock(&self.handshake_failures)
             .entry(reason.into())
             .or_default() += 1;
+    }
+
+    /// Count a refused wrapped key from client identity `alias` (a keystore
+    /// alias, so the label set stays small).
+    pub fn invalid_wrapped_key(&self, alias: &str) {
+        let mut map = lock(&self.invalid_wrapped_keys);
+        match map.get_mut(alias) {
+            Some(n) => *n += 1,
+            None => {
+                map.insert(alias.to_owned(), 1);
+            }
+        }
     }
 
     pub fn reload(&self, ok: bool) {
@@ -191,6 +204,13 @@ impl Metrics {
             "Refused or failed TLS handshakes by reason.",
             "reason",
             &lock(&self.handshake_failures),
+        );
+        counter_map(
+            &mut o,
+            "cmx_kms_invalid_wrapped_keys_total",
+            "Wrapped keys refused (malformed, tampered, forged or under another key) by client identity.",
+            "client",
+            &lock(&self.invalid_wrapped_keys),
         );
         counter_map(
             &mut o,

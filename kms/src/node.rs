@@ -246,6 +246,7 @@ impl Node {
             metrics,
             audit,
             limiter: RateLimiter::default(),
+            probes: crate::http::probing::ProbeWatch::default(),
             ids: crate::http::RequestIds::new(),
         });
         let addr = SocketAddr::new(config.server.address, config.server.port);

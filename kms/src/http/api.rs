@@ -120,6 +120,8 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     pub audit: Option<Arc<AuditLog>>,
     pub limiter: RateLimiter,
+    /// Bursts of refused wrapped keys per client identity.
+    pub probes: super::probing::ProbeWatch,
     pub ids: super::RequestIds,
 }
 
@@ -200,12 +202,15 @@ impl App {
             .is_ok_and(|o| !matches!(o, Operation::Health | Operation::Ready));
         let (mut resp, mut outcome) = match op {
             Ok(op) => match self.admit(op, peer) {
-                Ok(()) => self.dispatch(op, req, &keys).await,
+                Ok(()) => self.dispatch(op, req, &keys, request_id).await,
                 Err(e) => error_response(&e),
             },
             Err(e) => error_response(&e),
         };
         let elapsed = start.elapsed();
+        if outcome.label == "invalid-wrapped-key" {
+            self.note_refused_blob(peer);
+        }
         let (customer_key, cache) = match outcome.info {
             Some(i) => (
                 i.customer_key.to_hex(),
@@ -256,6 +261,23 @@ impl App {
         resp
     }
 
+    /// Counts a refused wrapped key and warns once per window on a burst.
+    fn note_refused_blob(&self, peer: &Peer) {
+        self.metrics.invalid_wrapped_key(&peer.alias);
+        if let Some(count) = self.probes.record(&peer.alias, Instant::now()) {
+            tracing::warn!(
+                client = %peer.alias,
+                role = peer.role.label(),
+                source = %peer.addr.ip(),
+                count,
+                window_s = super::probing::WINDOW.as_secs(),
+                "a burst of refused wrapped keys from one client identity: it may be probing the \
+                 key server with forged blobs, or hold corrupted ones; its requests are in the \
+                 audit trail (outcome invalid-wrapped-key)"
+            );
+        }
+    }
+
     /// Authorization by role, then the role's rate limit for this identity.
     fn admit(&self, op: Operation, peer: &Peer) -> Result<(), ApiError> {
         if !op.allowed(peer.role) {
@@ -284,6 +306,7 @@ impl App {
         op: Operation,
         req: Request<Incoming>,
         keys: &KeyService,
+        request_id: &str,
     ) -> (Response<ResponseBody>, Outcome) {
         match op {
             Operation::Health => ok(StatusCode::OK, &serde_json::json!({"status": "ok"}), None),
@@ -297,7 +320,7 @@ impl App {
                 let v = serde_json::to_value(&*r).unwrap_or_default();
                 ok(status, &v, None)
             }
-            _ => match self.key_op(op, req, keys).await {
+            _ => match self.key_op(op, req, keys, request_id).await {
                 Ok((status, body, info)) => (
                     respond(status, body, None),
                     Outcome {
@@ -320,6 +343,7 @@ impl App {
         op: Operation,
         req: Request<Incoming>,
         keys: &KeyService,
+        request_id: &str,
     ) -> Result<(StatusCode, Zeroizing<Vec<u8>>, OpInfo), (ApiError, Option<OpInfo>)> {
         let plain = |e: ApiError| (e, None);
         let ct_ok = req
@@ -349,11 +373,15 @@ impl App {
         .await
         .map_err(plain)?;
         let key_err = |e: KeyError| {
-            match &e {
-                KeyError::Envelope { .. } => tracing::debug!(error = %e, "invalid wrapped key"),
-                _ => tracing::warn!(error = %e, "key operation failed"),
+            let api = ApiError::from(&e);
+            // The client hears one answer for every refused blob; the cause
+            // is for the operator, under the request id.
+            if api == ApiError::InvalidWrappedKey {
+                tracing::info!(request_id, cause = %e, "wrapped key refused");
+            } else {
+                tracing::warn!(request_id, error = %e, "key operation failed");
             }
-            (ApiError::from(&e), None)
+            (api, None)
         };
         match op {
             Operation::CreateCustomerKey => {
@@ -522,7 +550,7 @@ mod tests {
         // And every error's label is in LABELS, with the status the document gives it.
         let samples = [
             ApiError::BadRequest(String::new()),
-            ApiError::InvalidWrappedKey(String::new()),
+            ApiError::InvalidWrappedKey,
             ApiError::Forbidden(String::new()),
             ApiError::NotFound,
             ApiError::MethodNotAllowed,

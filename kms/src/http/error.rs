@@ -13,7 +13,10 @@ pub enum ApiError {
     /// Malformed JSON, missing field, bad base64.
     BadRequest(String),
     /// A wrapped key that is not valid, of the wrong type, or tampered with.
-    InvalidWrappedKey(String),
+    /// Carries no detail: every way client material can fail answers the
+    /// same status, label and message (the detail goes to the server log), so
+    /// no answer tells an attacker which check a forged blob failed.
+    InvalidWrappedKey,
     /// The client's role may not do this.
     Forbidden(String),
     NotFound,
@@ -38,6 +41,11 @@ pub enum ApiError {
     Internal,
 }
 
+/// The one answer to every refused wrapped key, whatever the cause.
+pub const INVALID_WRAPPED_KEY_MESSAGE: &str = "a wrapped key was refused: send the wrapped keys \
+    exactly as this key server returned them, each in its own field and under its own parent; \
+    the operator finds the cause in the server log under this request id";
+
 /// Every label, for the OpenAPI agreement test.
 pub const LABELS: &[&str] = &[
     "bad-request",
@@ -59,7 +67,7 @@ impl ApiError {
     pub fn status_and_label(&self) -> (StatusCode, &'static str) {
         match self {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad-request"),
-            ApiError::InvalidWrappedKey(_) => {
+            ApiError::InvalidWrappedKey => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "invalid-wrapped-key")
             }
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
@@ -87,7 +95,8 @@ impl ApiError {
     /// The message for the client. 5xx messages say nothing internal.
     pub fn message(&self) -> String {
         match self {
-            ApiError::BadRequest(m) | ApiError::InvalidWrappedKey(m) | ApiError::Forbidden(m) => m.clone(),
+            ApiError::BadRequest(m) | ApiError::Forbidden(m) => m.clone(),
+            ApiError::InvalidWrappedKey => INVALID_WRAPPED_KEY_MESSAGE.into(),
             ApiError::NotFound => "no such endpoint; see the API reference".into(),
             ApiError::MethodNotAllowed => "method not allowed on this endpoint".into(),
             ApiError::UnsupportedMediaType => "send the body as application/json".into(),
@@ -120,14 +129,12 @@ impl ApiError {
 impl From<&KeyError> for ApiError {
     fn from(e: &KeyError) -> Self {
         match e {
-            KeyError::Envelope { .. } => ApiError::InvalidWrappedKey(e.to_string()),
+            KeyError::Envelope { .. } => ApiError::InvalidWrappedKey,
             KeyError::Backend(b) => match b {
                 BackendError::Unavailable { retry_after, .. } => ApiError::BackendUnavailable {
                     retry_after: *retry_after,
                 },
-                BackendError::InvalidCiphertext(_) => ApiError::InvalidWrappedKey(
-                    "wrapped_customer_key: the key backend could not unwrap it".into(),
-                ),
+                BackendError::InvalidCiphertext(_) => ApiError::InvalidWrappedKey,
                 BackendError::KeyNotFound(_)
                 | BackendError::KeyNotUsable(_)
                 | BackendError::PermissionDenied(_)

@@ -6,6 +6,7 @@ pub mod api;
 pub mod body;
 pub mod error;
 pub mod metrics;
+pub mod probing;
 
 use std::convert::Infallible;
 use std::future::Future;
