@@ -4,47 +4,20 @@
 //! customer key cost PyKMIP one Decrypt), and an HSM outage with recovery.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "support/kmip_node.rs"]
+mod kmip_node;
 #[path = "support/pykmip.rs"]
 mod pykmip;
 mod support;
+
+use kmip_node::setup;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::guide_pki::{GuidePki, PkiOptions};
+use support::guide_pki::GuidePki;
 use support::node::{TestNode, chain, cmx_with_config, output_text, wait_ready};
-
-/// The guide's PKI, plus PyKMIP's view of it: its server certificate and the
-/// HSM CA (`kmipSigningCA`) that signed the `kmsClient` identity.
-fn setup(dir: &Path) -> (GuidePki, pykmip::PyKmip) {
-    std::fs::create_dir_all(dir.join("pki")).unwrap();
-    let pki = GuidePki::generate(&dir.join("pki"), PkiOptions::default());
-    let hsm_dir = dir.join("hsm-pki");
-    std::fs::create_dir_all(&hsm_dir).unwrap();
-    for (from, to) in [
-        (&pki.hsm_ca.cert, "hsm-ca.crt"),
-        (&pki.hsm_server.cert, "server-ec.crt"),
-        (&pki.hsm_server.key, "server-ec.key"),
-    ] {
-        std::fs::copy(from, hsm_dir.join(to)).unwrap();
-    }
-    let hsm = pykmip::PyKmip::start(
-        &pykmip::Pki { dir: hsm_dir },
-        &dir.join("pykmip"),
-        "server-ec",
-    );
-    (pki, hsm)
-}
-
-fn props(pki: &GuidePki, node_dir: &Path, hsm_port: u16, port: u16, mport: u16) -> String {
-    let base = TestNode::properties(pki, node_dir, port, mport, "");
-    base.replace("kms.hsm.protocol=soft\n", "")
-        + &format!(
-            "kms.hsm.protocol=kmip1\nkms.hsm.server.url=127.0.0.1\nkms.hsm.server.port={hsm_port}\n\
-             kms.hsm.key.name=cmx-api-master\nkms.hsm.request-timeout=2s\nkms.hsm.connect-timeout=2s\n"
-        )
-}
 
 #[test]
 fn kmip_backend_through_the_api() {
@@ -176,4 +149,8 @@ fn kmip_backend_through_the_api() {
     hsm.start_again();
     wait_ready(&fd, "ready");
     assert_eq!(new_key().status, 201);
+}
+
+fn props(pki: &GuidePki, node_dir: &Path, hsm_port: u16, port: u16, mport: u16) -> String {
+    kmip_node::props(pki, node_dir, hsm_port, port, mport, "")
 }

@@ -63,22 +63,26 @@ async fn kmip_backend_against_pykmip() {
         .expect_err("bad tag");
     assert!(matches!(err, BackendError::InvalidCiphertext(_)), "{err:?}");
 
-    // Pinned 1.2 → AES-CBC-PKCS5, and each backend unwraps the other's blobs.
+    // Pinned 1.2 → AES-CBC-PKCS5 with an HMAC-SHA256 tag (encrypt-then-MAC),
+    // and each backend unwraps the other's blobs.
     let mut pinned = server.settings("cmx-master");
     pinned.version = Some((1, 2));
     let cbc = backend(&pki, pinned);
-    let c = cbc
-        .wrap(&secret, b"ignored by CBC")
-        .await
-        .expect("cbc wrap");
-    assert_eq!(c.algorithm, WrapAlgorithm::AesCbcPkcs5);
-    assert_eq!((c.iv.len(), c.tag.len(), c.ciphertext.len()), (16, 0, 48));
+    let c = cbc.wrap(&secret, b"customer-c").await.expect("cbc wrap");
+    assert_eq!(c.algorithm, WrapAlgorithm::AesCbcPkcs5HmacSha256);
+    assert_eq!((c.iv.len(), c.tag.len(), c.ciphertext.len()), (16, 32, 48));
     assert_eq!(
-        cbc.unwrap(&c, b"").await.expect("cbc unwrap").as_slice(),
+        cbc.unwrap(&c, b"customer-c")
+            .await
+            .expect("cbc unwrap")
+            .as_slice(),
         &secret
     );
     assert_eq!(
-        gcm.unwrap(&c, b"").await.expect("cbc by gcm").as_slice(),
+        gcm.unwrap(&c, b"customer-c")
+            .await
+            .expect("cbc by gcm")
+            .as_slice(),
         &secret
     );
     assert_eq!(
@@ -88,10 +92,50 @@ async fn kmip_backend_against_pykmip() {
             .as_slice(),
         &secret
     );
+    // Tampering is caught by the tag, before the HSM decrypts anything:
+    // bad padding, a flipped IV or tag, another header (AAD), a stripped tag.
+    let decrypts = server.operations_logged("Decrypt");
     let mut bad = c.clone();
     bad.ciphertext[47] ^= 0x55;
-    let err = cbc.unwrap(&bad, b"").await.expect_err("bad padding");
-    assert!(matches!(err, BackendError::InvalidCiphertext(_)), "{err:?}");
+    let mut bad_iv = c.clone();
+    bad_iv.iv[0] ^= 1;
+    let mut bad_tag = c.clone();
+    bad_tag.tag[31] ^= 1;
+    let mut legacy = c.clone();
+    legacy.algorithm = WrapAlgorithm::AesCbcPkcs5;
+    legacy.tag.clear();
+    for (name, blob, aad) in [
+        ("padding", &bad, b"customer-c".as_slice()),
+        ("iv", &bad_iv, b"customer-c"),
+        ("tag", &bad_tag, b"customer-c"),
+        ("aad", &c, b"customer-x"),
+        ("legacy, untagged", &legacy, b"customer-c"),
+    ] {
+        let err = cbc.unwrap(blob, aad).await.expect_err(name);
+        assert!(
+            matches!(err, BackendError::InvalidCiphertext(_)),
+            "{name}: {err:?}"
+        );
+    }
+    assert_eq!(
+        server.operations_logged("Decrypt"),
+        decrypts,
+        "tag checked first"
+    );
+    // A legacy (untagged) CBC blob opens only through a rewrap, which moves it
+    // to an authenticated wrap of the same secret.
+    let moved_legacy = cbc
+        .rewrap(&legacy, b"customer-c")
+        .await
+        .expect("rewrap legacy");
+    assert_eq!(moved_legacy.algorithm, WrapAlgorithm::AesCbcPkcs5HmacSha256);
+    assert_eq!(
+        cbc.unwrap(&moved_legacy, b"customer-c")
+            .await
+            .expect("rewrapped legacy")
+            .as_slice(),
+        &secret
+    );
 
     // Rotation: new wraps use the new version, old blobs still unwrap, rewrap moves them.
     let rotated = kmip::rotate(&gcm).await.expect("rotate");
@@ -111,7 +155,10 @@ async fn kmip_backend_against_pykmip() {
         &secret
     );
     assert_eq!(
-        gcm.unwrap(&c, b"").await.expect("old cbc").as_slice(),
+        gcm.unwrap(&c, b"customer-c")
+            .await
+            .expect("old cbc")
+            .as_slice(),
         &secret
     );
     let moved = gcm.rewrap(&w, b"customer-1").await.expect("rewrap");
@@ -127,7 +174,7 @@ async fn kmip_backend_against_pykmip() {
     // rotation once told to look again (or after current_key_ttl).
     cbc.forget_current_key();
     assert_eq!(
-        cbc.wrap(&secret, b"").await.expect("cbc wrap").key_id,
+        cbc.wrap(&secret, b"x").await.expect("cbc wrap").key_id,
         rotated.uid
     );
 
@@ -144,16 +191,43 @@ async fn kmip_backend_against_pykmip() {
         .expect_err("revoked key");
     assert!(matches!(err, BackendError::KeyNotUsable(_)), "{err:?}");
     assert!(err.to_string().contains(&first.uid), "{err}");
-    // Destroy it: it is gone from Locate, unwrap of its blobs says the key is missing.
+    // Destroy it: it is gone from Locate, so its identifier is no longer a
+    // version of the master key and blobs naming it are refused as invalid,
+    // without asking the HSM.
     kmip::admin::destroy_version(&gcm, &first.uid)
         .await
         .expect("destroy");
     assert_eq!(gcm.key_versions().await.expect("versions").len(), 1);
+    let operations = || server.log().matches("Processing operation").count();
+    let before_destroyed = operations();
     let err = gcm
         .unwrap(&w, b"customer-1")
         .await
         .expect_err("destroyed key");
-    assert!(matches!(err, BackendError::KeyNotFound(_)), "{err:?}");
+    assert!(matches!(err, BackendError::InvalidCiphertext(_)), "{err:?}");
+    assert!(err.to_string().contains("not a version"), "{err}");
+    assert_eq!(
+        operations(),
+        before_destroyed,
+        "refused without asking the HSM"
+    );
+    // So is a blob naming any other key the identity can use at the HSM.
+    let other = backend(&pki, server.settings("another-key"));
+    let other_uid = kmip::init(&other).await.expect("init other").uid;
+    let mut foreign = moved.clone();
+    foreign.key_id = other_uid;
+    gcm.key_versions().await.expect("versions");
+    let before_foreign = operations();
+    let err = gcm
+        .unwrap(&foreign, b"customer-1")
+        .await
+        .expect_err("another key");
+    assert!(matches!(err, BackendError::InvalidCiphertext(_)), "{err:?}");
+    assert_eq!(
+        operations(),
+        before_foreign,
+        "the HSM was asked about a key that is not a master key version"
+    );
 
     // probe: canary plus endpoint state.
     let report = gcm.probe().await.expect("probe");
