@@ -287,3 +287,41 @@ fn plain_http_only_for_loopback() {
         Err(BackendError::Misconfigured(_))
     ));
 }
+
+/// A blob under another Transit key the token may use is refused on every
+/// client path (the server is no decryption service for other keys), while a
+/// rewrap from the backend role may still move it to the configured key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blobs_under_another_transit_key_open_only_by_rewrap() {
+    let bao = OpenBao::start().await;
+    bao.enable_transit(None).await;
+    bao.create_key(None, KEY).await;
+    bao.create_key(None, "other-key").await;
+    let token = policy_token(
+        &bao,
+        None,
+        r#"path "transit/encrypt/*" { capabilities = ["update"] }
+path "transit/decrypt/*" { capabilities = ["update"] }"#,
+    )
+    .await;
+    let (_f, auth) = token_file_auth(bao.dir(), "token", &token);
+    let (backend, _) = VaultBackend::new(test_settings(&bao.addr(), KEY, auth)).unwrap();
+    let (_g, auth) = token_file_auth(bao.dir(), "token-other", &token);
+    let (other, _) = VaultBackend::new(test_settings(&bao.addr(), "other-key", auth)).unwrap();
+    let w = other.wrap(SECRET, b"").await.unwrap();
+    assert_eq!(w.key_id, "other-key");
+    assert_eq!(
+        other.unwrap(&w, b"").await.unwrap().as_slice(),
+        SECRET,
+        "the token can decrypt under the other key"
+    );
+    let err = backend.unwrap(&w, b"").await.unwrap_err();
+    assert!(matches!(err, BackendError::InvalidCiphertext(_)), "{err}");
+    assert!(err.to_string().contains("not the configured key"), "{err}");
+    let moved = backend.rewrap(&w, b"").await.unwrap();
+    assert_eq!(moved.key_id, KEY);
+    assert_eq!(
+        backend.unwrap(&moved, b"").await.unwrap().as_slice(),
+        SECRET
+    );
+}
