@@ -113,10 +113,15 @@ impl<E: Clone> KeyCache<E> {
             })
             .await
             .clone();
+        // Whichever caller of this flight takes the lock first retires the
+        // flight and caches its result: that may be a waiter rather than the
+        // caller that ran the load (on a busy machine the loader can be
+        // descheduled between finishing the load and taking this lock, and
+        // a loader-only insert then cached nothing).
         let mut st = self.lock();
         if st.flights.get(&id).is_some_and(|f| Arc::ptr_eq(f, &flight)) {
             st.flights.remove(&id);
-            if let (true, Ok(key)) = (ran && self.enabled(), &result) {
+            if let (true, Ok(key)) = (self.enabled(), &result) {
                 self.insert(&mut st, id, Arc::clone(key));
             }
         }
@@ -223,6 +228,38 @@ mod tests {
         }
         assert_eq!(loads.load(Ordering::SeqCst), 1);
         assert_eq!(cache.counters(), (49, 1));
+    }
+
+    /// A shared load is cached however the callers are scheduled: the caller
+    /// that ran it may take the state lock after a waiter did.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_shared_load_is_cached_whoever_finishes_first() {
+        for round in 0..3000u32 {
+            let cache: Arc<KeyCache<String>> = Arc::new(KeyCache::new(limits(60_000, 10)));
+            let gate = Arc::new(tokio::sync::Notify::new());
+            let mut tasks = Vec::new();
+            for _ in 0..16 {
+                let (cache, gate) = (Arc::clone(&cache), Arc::clone(&gate));
+                tasks.push(tokio::spawn(async move {
+                    cache
+                        .get_or_load([9; 32], || async move {
+                            gate.notified().await;
+                            Ok(SecretKey::from_slice(&[2; 32]).unwrap())
+                        })
+                        .await
+                }));
+            }
+            tokio::task::yield_now().await;
+            gate.notify_one();
+            for t in tasks {
+                assert!(t.await.unwrap().0.is_ok());
+            }
+            assert_eq!(
+                cache.len(),
+                1,
+                "round {round}: the loaded key was not cached"
+            );
+        }
     }
 
     #[tokio::test]
