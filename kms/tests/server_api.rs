@@ -42,7 +42,7 @@ fn world() -> &'static World {
                 pki.store_password
             ),
         );
-        let node = TestNode::start(
+        let node = TestNode::start_for_process(
             &pki,
             &dir.path().join("node"),
             "kms.server.max-request-bytes=4096\n",

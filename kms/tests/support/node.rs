@@ -3,7 +3,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::Write as _;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -16,12 +16,10 @@ use super::guide_pki::{GuidePki, Identity};
 
 /// A free port on 127.0.0.1 (bound then released: good enough for tests).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    port_in_block(20000..26000, 1)
 }
+
+include!("ports.rs");
 
 /// A running `cmx-kms serve`.
 pub struct TestNode {
@@ -70,12 +68,46 @@ impl TestNode {
         props: impl Fn(u16, u16) -> String,
         env: &[(&str, &str)],
     ) -> TestNode {
+        Self::spawn(dir, props, env, Command::new(env!("CARGO_BIN_EXE_cmx-kms")))
+    }
+
+    /// Like [`TestNode::start`], for a node kept in a `static` (shared by the
+    /// tests of one file), which is never dropped: the node is started from a
+    /// thread that lives as long as the test process, with `setpriv
+    /// --pdeathsig KILL`, so the kernel kills it when the process ends.
+    pub fn start_for_process(pki: &GuidePki, dir: &Path, extra: &str) -> TestNode {
+        let (pki, dir, extra) = (pki.clone(), dir.to_owned(), extra.to_owned());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut cmd = Command::new("setpriv");
+            cmd.args(["--pdeathsig", "KILL", "--"])
+                .arg(env!("CARGO_BIN_EXE_cmx-kms"));
+            let node = Self::spawn(
+                &dir,
+                |port, mport| Self::properties(&pki, &dir, port, mport, &extra),
+                &[],
+                cmd,
+            );
+            let _ = tx.send(node);
+            // The death signal belongs to this thread: keep it alive.
+            loop {
+                std::thread::park();
+            }
+        });
+        rx.recv().expect("the node started")
+    }
+
+    fn spawn(
+        dir: &Path,
+        props: impl Fn(u16, u16) -> String,
+        env: &[(&str, &str)],
+        mut cmd: Command,
+    ) -> TestNode {
         std::fs::create_dir_all(dir).unwrap();
         let (port, mport) = (free_port(), free_port());
         let properties = dir.join("kms.properties");
         std::fs::write(&properties, props(port, mport)).unwrap();
         let log = dir.join("server.log");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cmx-kms"));
         cmd.arg("serve")
             .arg("-c")
             .arg(&properties)

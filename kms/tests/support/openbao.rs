@@ -7,7 +7,6 @@
 //! tokens, which the tests create again.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -83,28 +82,14 @@ pub fn bao_binary() -> PathBuf {
     }
 }
 
-fn port_free(p: u16) -> bool {
-    TcpListener::bind(("127.0.0.1", p)).is_ok()
+/// A free port whose neighbour (OpenBao's cluster port = port + 1) is free
+/// too, below the ephemeral range (see ports.rs). Consecutive calls never
+/// overlap, so `_avoid` needs no check.
+pub fn free_port_pair(_avoid: &[u16]) -> u16 {
+    port_in_block(29000..32000, 3)
 }
 
-/// A free port whose neighbour (OpenBao's cluster port = port + 1) is free
-/// too, and that keeps a gap to the ports in `avoid`.
-pub fn free_port_pair(avoid: &[u16]) -> u16 {
-    for _ in 0..200 {
-        let p = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        if p >= 65534 || avoid.iter().any(|a| p.abs_diff(*a) < 3) {
-            continue;
-        }
-        if port_free(p + 1) && port_free(p) {
-            return p;
-        }
-    }
-    panic!("no free pair of ports on 127.0.0.1");
-}
+include!("ports.rs");
 
 /// Files for an extra HTTPS listener that requires client certificates.
 #[derive(Clone, Debug)]

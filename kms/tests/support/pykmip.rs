@@ -207,13 +207,12 @@ pub const SHARED_POLICY: &str = r#"{ "shared": { "preset": { "SYMMETRIC_KEY": {
 /// What PyKMIP logs once it has loaded [`SHARED_POLICY`].
 const POLICY_LOADED: &str = "Loading policy: shared";
 
-/// A free TCP port on 127.0.0.1 (free when asked; good enough for tests).
+/// A free TCP port on 127.0.0.1, below the ephemeral range (see ports.rs).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    port_in_block(26000..29000, 1)
 }
+
+include!("ports.rs");
 
 /// A running (or stopped) PyKMIP server.
 pub struct PyKmip {
