@@ -124,8 +124,9 @@ fn resumption_is_off() {
 fn an_expired_certificate_is_refused_on_resumed_and_open_connections() {
     let dir = tempfile::tempdir().unwrap();
     let pki = pki(dir.path());
-    // Valid for 20 s from now: enough for keytool, the start and one request.
-    let not_after = unix_now() + 20;
+    // Valid for 30 s from now: enough for keytool, the start and one request
+    // on a busy machine (checked below), and within the 60 s idle timeout.
+    let not_after = unix_now() + 30;
     let short = pki.make_client_valid_until("cmxDeviceShort", not_after);
     keytool_import(&pki, "cmxDeviceShort", &short.cert);
     let node = TestNode::start(&pki, &dir.path().join("node"), "");
@@ -133,7 +134,7 @@ fn an_expired_certificate_is_refused_on_resumed_and_open_connections() {
     let r = client.request("GET", "/v1/health", None);
     assert!(
         unix_now() <= not_after,
-        "the machine took more than 20 s to start the node; the test could not run"
+        "the machine took more than 30 s to start the node; the test could not run"
     );
     assert_eq!(r.unwrap().status, 200, "valid for now");
     let mut ka = client.keep_alive().unwrap();
@@ -197,6 +198,21 @@ fn a_removed_alias_is_refused_on_open_connections_after_reload() {
         ),
         Some(1.0)
     );
+    // The refusal is in the audit trail, with the identity it used to have.
+    let audit = std::fs::read_to_string(&node.audit).unwrap();
+    let rec: serde_json::Value = audit
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|r| r["operation"] == "open-connection")
+        .unwrap_or_else(|| panic!("no open-connection record in\n{audit}"));
+    assert_eq!(rec["outcome"], "refused-not-pinned", "{rec}");
+    assert!(
+        rec["client_alias"]
+            .as_str()
+            .is_some_and(|a| a.eq_ignore_ascii_case("cmxDevice")),
+        "{rec}"
+    );
+    assert_eq!(rec["status"], 403, "{rec}");
 }
 
 #[test]
