@@ -64,24 +64,6 @@ pub fn next_generation() -> u64 {
     NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
-#[cfg(test)]
-impl TlsContext {
-    /// A context with a throwaway server identity and `pins`.
-    pub fn for_tests(generation: u64, pins: Arc<PinnedClients>) -> Self {
-        let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])
-            .unwrap_or_else(|e| panic!("rcgen: {e}"));
-        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(ck.signing_key.serialize_der().into());
-        let config =
-            crate::tls::server_config(vec![ck.cert.der().clone()], key, Arc::clone(&pins), None)
-                .unwrap_or_else(|e| panic!("server config: {e}"));
-        Self {
-            config,
-            pins,
-            generation,
-        }
-    }
-}
-
 /// Connection limits and timeouts.
 #[derive(Clone, Copy, Debug)]
 pub struct ServeSettings {

@@ -160,11 +160,20 @@ mod tests {
         }
     }
 
+    /// A context with a throwaway server identity and `pins`.
     fn ctx(generation: u64, pins: Vec<PinnedClient>) -> Arc<TlsContext> {
-        Arc::new(TlsContext::for_tests(
+        let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])
+            .unwrap_or_else(|e| panic!("rcgen: {e}"));
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(ck.signing_key.serialize_der().into());
+        let pins = Arc::new(PinnedClients::new(pins));
+        let config =
+            crate::tls::server_config(vec![ck.cert.der().clone()], key, Arc::clone(&pins), None)
+                .unwrap_or_else(|e| panic!("server config: {e}"));
+        Arc::new(TlsContext {
+            config,
+            pins,
             generation,
-            Arc::new(PinnedClients::new(pins)),
-        ))
+        })
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //!
 //! A client is accepted only if its leaf certificate is, byte for byte, one of
 //! the keystore's certificate entries whose alias matches the backend or device
-//! pattern, and only while that certificate is within its validity period. No
+//! pattern, and only while that certificate is within its validity period
+//! ([`PinnedClients::admit`], at the handshake and before every request). No
 //! CA is trusted for clients: a certificate signed by the HSM's CA, or by the
 //! very CA that signed a pinned certificate, is refused unless it is pinned
 //! itself. (The Tomcat original trusted every keystore entry as a CA, so any
