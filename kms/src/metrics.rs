@@ -62,6 +62,9 @@ pub struct Metrics {
     backend_errors: Mutex<BTreeMap<String, u64>>,
     handshake_failures: Mutex<BTreeMap<String, u64>>,
     invalid_wrapped_keys: Mutex<BTreeMap<String, u64>>,
+    connections_closed: Mutex<BTreeMap<String, u64>>,
+    /// Connections accepted whose client is not authenticated yet.
+    pub pending_connections: AtomicI64,
     reloads: Mutex<BTreeMap<String, u64>>,
     cert_expiry_days: Mutex<BTreeMap<(String, String), i64>>,
     pub in_flight: AtomicI64,
@@ -121,6 +124,13 @@ impl Metrics {
                 map.insert(alias.to_owned(), 1);
             }
         }
+    }
+
+    /// Count a connection the server closed on purpose (`reason` is a stable label).
+    pub fn connection_closed(&self, reason: &str) {
+        *lock(&self.connections_closed)
+            .entry(reason.into())
+            .or_default() += 1;
     }
 
     pub fn reload(&self, ok: bool) {
@@ -211,6 +221,23 @@ impl Metrics {
             "Wrapped keys refused (malformed, tampered, forged or under another key) by client identity.",
             "client",
             &lock(&self.invalid_wrapped_keys),
+        );
+        counter_map(
+            &mut o,
+            "cmx_kms_connections_closed_total",
+            "Connections closed by the server on purpose, by reason.",
+            "reason",
+            &lock(&self.connections_closed),
+        );
+        let _ = writeln!(
+            o,
+            "# HELP cmx_kms_pending_connections Connections whose client is not authenticated yet."
+        );
+        let _ = writeln!(o, "# TYPE cmx_kms_pending_connections gauge");
+        let _ = writeln!(
+            o,
+            "cmx_kms_pending_connections {}",
+            self.pending_connections.load(Ordering::Relaxed)
         );
         counter_map(
             &mut o,

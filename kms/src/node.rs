@@ -121,7 +121,11 @@ pub fn tls_context(
         Arc::clone(&pins),
         hook,
     )?;
-    Ok(TlsContext { config: cfg, pins })
+    Ok(TlsContext {
+        config: cfg,
+        pins,
+        generation: http::next_generation(),
+    })
 }
 
 fn app_settings(config: &Config) -> AppSettings {
@@ -145,6 +149,9 @@ fn serve_settings(config: &Config) -> ServeSettings {
         idle_timeout: s.idle_timeout,
         shutdown_grace: s.shutdown_grace,
         max_connections: s.max_connections,
+        max_lifetime: s.max_connection_lifetime,
+        max_pending_per_source: s.max_pending_per_source,
+        max_pending: s.max_pending,
     }
 }
 
@@ -328,8 +335,10 @@ impl Node {
 }
 
 /// Re-reads kms.properties and the keystore, validates everything, then swaps
-/// the TLS configuration, pinned clients, limits and backend for new
-/// connections. On any error the node keeps its current configuration.
+/// the TLS configuration, pinned clients, limits and backend. New connections
+/// use them at once; open connections judge their client against the new pins
+/// (a new generation number) before their next request. On any error the
+/// node keeps its current configuration.
 #[derive(Clone)]
 pub struct Reloader {
     path: PathBuf,

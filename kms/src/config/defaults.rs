@@ -43,6 +43,12 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 /// `kms.server.max-connections`.
 pub const MAX_CONNECTIONS: usize = 4096;
+/// `kms.server.max-connection-lifetime`.
+pub const MAX_CONNECTION_LIFETIME: Duration = Duration::from_secs(3600);
+/// `kms.server.max-pending-per-source`: connections not authenticated yet, per source.
+pub const MAX_PENDING_PER_SOURCE: usize = 128;
+/// `kms.server.max-pending`: connections not authenticated yet, in total.
+pub const MAX_PENDING: usize = 1024;
 
 /// `kms.clients.backend.aliases`.
 pub const BACKEND_ALIASES: &str = "cmxBackend*";

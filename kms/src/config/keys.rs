@@ -128,6 +128,9 @@ pub const KEYS: &[KeySpec] = &[
     key("kms.server.idle-timeout", "duration", "60s", "no", "How long an idle keep-alive connection stays open; 0 turns keep-alive off."),
     key("kms.server.shutdown-grace", "duration", "20s", "no", "On SIGTERM, how long requests in flight may take to finish."),
     key("kms.server.max-connections", "integer", "4096", "no", "Most client connections open at once."),
+    key("kms.server.max-connection-lifetime", "duration", "1h", "no", "After this long a connection is closed, between requests: the next response says Connection: close."),
+    key("kms.server.max-pending-per-source", "integer", "128", "no", "Most connections not yet authenticated (in the TLS handshake) from one IPv4 address or IPv6 /64; more are closed at once."),
+    key("kms.server.max-pending", "integer", "1024", "no", "Most connections not yet authenticated (in the TLS handshake) in total; more are closed at once."),
     // Clients (ours).
     key("kms.clients.backend.aliases", "alias patterns", "cmxBackend*", "no", "Certificate entries that identify the backend: comma-separated, case-insensitive, * matches anything."),
     key("kms.clients.device.aliases", "alias patterns", "cmxDevice*", "no", "Certificate entries that identify devices (decrypt only): same syntax."),

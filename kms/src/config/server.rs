@@ -30,6 +30,14 @@ pub struct ServerSettings {
     pub shutdown_grace: Duration,
     /// `kms.server.max-connections`: most client connections at once.
     pub max_connections: usize,
+    /// `kms.server.max-connection-lifetime`: after this, the next response
+    /// closes the connection (> 0).
+    pub max_connection_lifetime: Duration,
+    /// `kms.server.max-pending-per-source`: most connections not authenticated
+    /// yet from one IPv4 address or IPv6 /64.
+    pub max_pending_per_source: usize,
+    /// `kms.server.max-pending`: most connections not authenticated yet in total.
+    pub max_pending: usize,
 }
 
 impl ServerSettings {
@@ -58,6 +66,21 @@ impl ServerSettings {
             max_connections: file.parse_or(
                 "kms.server.max-connections",
                 d::MAX_CONNECTIONS,
+                int_in(1, 1_000_000),
+            ),
+            max_connection_lifetime: file.parse_or(
+                "kms.server.max-connection-lifetime",
+                d::MAX_CONNECTION_LIFETIME,
+                positive_duration,
+            ),
+            max_pending_per_source: file.parse_or(
+                "kms.server.max-pending-per-source",
+                d::MAX_PENDING_PER_SOURCE,
+                int_in(1, 1_000_000),
+            ),
+            max_pending: file.parse_or(
+                "kms.server.max-pending",
+                d::MAX_PENDING,
                 int_in(1, 1_000_000),
             ),
         }

@@ -1,17 +1,26 @@
 //! The HTTPS server: our own accept loop over rustls, so each connection's
 //! client certificate is known, then hyper's HTTP/1.1 per connection.
+//!
+//! Before its handshake a connection holds a [`pending`] slot (bounded per
+//! source and in total); after it, a [`session`] judges the client again
+//! before every request (against the pins of the latest reload and the
+//! certificate's validity) and ends the connection, between requests, once it
+//! has lived `kms.server.max-connection-lifetime`.
 
 pub mod activity;
 pub mod api;
 pub mod body;
 pub mod error;
 pub mod metrics;
+pub mod pending;
 pub mod probing;
+pub mod session;
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -25,7 +34,10 @@ use tokio_rustls::TlsAcceptor;
 pub use activity::{Activity, Expiry, Tracked};
 pub use api::App;
 
-use crate::tls::{PinnedClients, Role, pinning};
+use crate::audit::Event as AuditEvent;
+use crate::tls::{PinnedClients, Refusal, Role, pinning};
+use pending::Pending;
+use session::Session;
 
 /// The authenticated client of a connection.
 #[derive(Clone, Debug)]
@@ -42,6 +54,15 @@ pub struct Peer {
 pub struct TlsContext {
     pub config: Arc<ServerConfig>,
     pub pins: Arc<PinnedClients>,
+    /// Different for every context built ([`next_generation`]): an open
+    /// connection derives its client's identity again only when it changed.
+    pub generation: u64,
+}
+
+/// A new pin-set generation number (never the same twice in a process).
+pub fn next_generation() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
 /// Connection limits and timeouts.
@@ -54,6 +75,11 @@ pub struct ServeSettings {
     pub idle_timeout: Duration,
     pub shutdown_grace: Duration,
     pub max_connections: usize,
+    /// After this long, the next response says `Connection: close`.
+    pub max_lifetime: Duration,
+    /// Most connections not authenticated yet, per source and in total.
+    pub max_pending_per_source: usize,
+    pub max_pending: usize,
 }
 
 /// Serve until `shutdown` resolves, then stop accepting and let open
@@ -70,6 +96,11 @@ pub async fn serve(
     let (alive, mut drained) = mpsc::channel::<()>(1);
     let (stop_tx, stop_rx) = watch::channel(false);
     let slots = Arc::new(Semaphore::new(settings.max_connections.max(1)));
+    let pending = Arc::new(Pending::new(
+        settings.max_pending_per_source,
+        settings.max_pending,
+        Arc::clone(&app.metrics),
+    ));
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -91,14 +122,23 @@ pub async fn serve(
                 }
             },
         };
+        let slot = match pending.enter(addr.ip()) {
+            Ok(slot) => slot,
+            Err(over) => {
+                // Closed at once: dropping the stream resets or ends it.
+                app.metrics.connection_closed(over.label());
+                tracing::debug!(peer = %addr, reason = over.label(), "too many pending connections; closed");
+                continue;
+            }
+        };
         let _ = tcp.set_nodelay(true);
-        let ctx = tls.load_full();
         let app = Arc::clone(&app);
+        let tls = Arc::clone(&tls);
         let (alive, stop) = (alive.clone(), stop_rx.clone());
         tokio::spawn(async move {
             let _alive = alive;
             let _permit = permit;
-            connection(tcp, addr, ctx, app, settings, stop).await;
+            connection(tcp, addr, tls, slot, app, settings, stop).await;
         });
     }
     drop(listener);
@@ -117,15 +157,18 @@ pub async fn serve(
 }
 
 /// One client connection: TLS handshake, identity, then HTTP/1.1 until the
-/// client leaves, the connection idles out, or the server stops.
+/// client leaves, the connection idles out or outlives its lifetime, its
+/// client is refused, or the server stops.
 async fn connection(
     tcp: tokio::net::TcpStream,
     addr: SocketAddr,
-    ctx: Arc<TlsContext>,
+    tls: Arc<ArcSwap<TlsContext>>,
+    slot: pending::Slot,
     app: Arc<App>,
     settings: ServeSettings,
     mut stop: watch::Receiver<bool>,
 ) {
+    let ctx = tls.load_full();
     let acceptor = TlsAcceptor::from(Arc::clone(&ctx.config));
     let stream = match tokio::time::timeout(settings.handshake_timeout, acceptor.accept(tcp)).await
     {
@@ -141,20 +184,28 @@ async fn connection(
             return;
         }
     };
-    let Some(peer) = identify(&stream, &ctx.pins, addr) else {
-        tracing::warn!(peer = %addr, "handshake completed without a pinned client certificate");
-        return;
+    let session = match identify(&stream, tls, &ctx, addr, settings.max_lifetime) {
+        Ok(s) => Arc::new(s),
+        Err(why) => {
+            // The verifier accepted this certificate a moment ago, so only a
+            // clock step or a certificate without a leaf gets here.
+            app.metrics.connection_closed(why.label());
+            tracing::warn!(peer = %addr, reason = why.label(), "client refused after the handshake");
+            return;
+        }
     };
-    let peer = Arc::new(peer);
+    drop((slot, ctx));
     let activity = Activity::new();
+    let closing_for_age = Arc::new(AtomicBool::new(false));
     let svc = {
         let activity = activity.clone();
         service_fn(move |req| {
-            let (app, peer, activity) = (Arc::clone(&app), Arc::clone(&peer), activity.clone());
+            let (app, session, activity) =
+                (Arc::clone(&app), Arc::clone(&session), activity.clone());
+            let closing_for_age = Arc::clone(&closing_for_age);
             async move {
                 activity.request_started();
-                let id = app.ids.next();
-                let resp = app.handle(req, &peer, &id).await;
+                let resp = serve_one(&app, &session, &closing_for_age, req).await;
                 activity.request_ended();
                 Ok::<_, Infallible>(resp)
             }
@@ -201,21 +252,87 @@ async fn connection(
     }
 }
 
+/// The session of a handshaken connection: its client's identity derived
+/// from the leaf certificate and `ctx`'s pins, validity checked now.
 fn identify(
     stream: &tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
-    pins: &PinnedClients,
+    tls: Arc<ArcSwap<TlsContext>>,
+    ctx: &TlsContext,
     addr: SocketAddr,
-) -> Option<Peer> {
-    let cert = stream.get_ref().1.peer_certificates()?.first()?;
-    let pin = pins.lookup(cert)?;
-    Some(Peer {
-        alias: pin.alias.clone(),
-        role: pin.role,
-        subject: pin.subject.clone(),
-        serial: pin.serial.clone(),
-        fingerprint: pinning::fingerprint_hex(&pin.fingerprint),
+    max_lifetime: Duration,
+) -> Result<Session, Refusal> {
+    let cert = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .ok_or(Refusal::NotPinned)?;
+    let now = crate::time::unix_now();
+    Session::start(
+        tls,
+        ctx,
+        pinning::fingerprint(cert),
         addr,
-    })
+        max_lifetime,
+        now,
+    )
+}
+
+/// One request: judge the client again, serve, and say `Connection: close`
+/// once the connection has outlived its lifetime.
+async fn serve_one(
+    app: &App,
+    session: &Session,
+    closing_for_age: &AtomicBool,
+    req: hyper::Request<hyper::body::Incoming>,
+) -> hyper::Response<body::ResponseBody> {
+    let id = app.ids.next();
+    let peer = match session.check(crate::time::unix_now()) {
+        Ok(peer) => peer,
+        Err((why, peer)) => {
+            refused(app, &peer, why, &id);
+            return session::refusal_response(why, &id);
+        }
+    };
+    let mut resp = app.handle(req, &peer, &id).await;
+    if session.outlived() {
+        resp.headers_mut().insert(
+            hyper::header::CONNECTION,
+            hyper::header::HeaderValue::from_static("close"),
+        );
+        if !closing_for_age.swap(true, Ordering::Relaxed) {
+            app.metrics.connection_closed("max-lifetime");
+            tracing::debug!(peer = %peer.addr, "connection reached its maximum lifetime; closing after this response");
+        }
+    }
+    resp
+}
+
+/// Log, count and audit a client refused on its open connection.
+fn refused(app: &App, peer: &Peer, why: Refusal, request_id: &str) {
+    app.metrics.connection_closed(why.label());
+    tracing::warn!(
+        request_id,
+        peer = %peer.addr,
+        client = %peer.alias,
+        fingerprint = %peer.fingerprint,
+        reason = why.label(),
+        "client refused on its open connection; closing it"
+    );
+    if let Some(audit) = &app.audit {
+        audit.submit(&AuditEvent {
+            request_id,
+            client_alias: &peer.alias,
+            client_subject: &peer.subject,
+            client_serial: &peer.serial,
+            client_fingerprint: &peer.fingerprint,
+            role: peer.role.label(),
+            operation: "open-connection",
+            outcome: format!("refused-{}", why.label()).into(),
+            status: 403,
+            ..AuditEvent::default()
+        });
+    }
 }
 
 /// A stable reason label for a failed handshake.

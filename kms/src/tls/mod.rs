@@ -1,5 +1,6 @@
 //! The TLS front: rustls with the ring provider, TLS 1.2 and 1.3, AEAD suites
-//! only, client certificate required and pinned (see [`pinning`]).
+//! only, client certificate required and pinned (see [`pinning`]), no session
+//! resumption (every connection's certificate is checked by a full handshake).
 
 pub mod pinning;
 
@@ -49,7 +50,35 @@ pub fn server_config(
         .with_single_cert(chain, key)
         .map_err(TlsError::BadIdentity)?;
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-    // Session tickets are off by default for TLS 1.2 with a stateful cache;
-    // keep rustls' defaults (bounded in-memory session cache).
+    // No resumption of any kind: no session cache (TLS 1.2 session ids, TLS
+    // 1.3 stateful tickets) and no ticketer (rustls' default never makes
+    // stateless tickets). A resumed session carries the certificate checked
+    // when it began, past its notAfter and past its removal from the
+    // keystore. Every connection makes a full handshake, so the pinning
+    // verifier sees every connection; docs/design/server.md weighs the cost.
+    cfg.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    cfg.send_tls13_tickets = 0;
     Ok(Arc::new(cfg))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_session_resumption_of_any_kind() {
+        let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])
+            .unwrap_or_else(|e| panic!("rcgen: {e}"));
+        let key = PrivateKeyDer::Pkcs8(ck.signing_key.serialize_der().into());
+        let cfg = server_config(
+            vec![ck.cert.der().clone()],
+            key,
+            Arc::new(PinnedClients::default()),
+            None,
+        )
+        .unwrap_or_else(|e| panic!("server config: {e}"));
+        assert!(!cfg.session_storage.can_cache(), "no session cache");
+        assert!(!cfg.ticketer.enabled(), "no stateless tickets");
+        assert_eq!(cfg.send_tls13_tickets, 0, "no TLS 1.3 tickets");
+    }
 }

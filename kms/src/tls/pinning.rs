@@ -2,7 +2,8 @@
 //!
 //! A client is accepted only if its leaf certificate is, byte for byte, one of
 //! the keystore's certificate entries whose alias matches the backend or device
-//! pattern, and only while that certificate is within its validity period. No
+//! pattern, and only while that certificate is within its validity period
+//! ([`PinnedClients::admit`], at the handshake and before every request). No
 //! CA is trusted for clients: a certificate signed by the HSM's CA, or by the
 //! very CA that signed a pinned certificate, is refused unless it is pinned
 //! itself. (The Tomcat original trusted every keystore entry as a CA, so any
@@ -78,6 +79,19 @@ impl PinnedClient {
             not_after: x.validity().not_after.timestamp(),
         })
     }
+
+    /// Whether the certificate is within its validity period at `now`
+    /// (seconds since the Unix epoch). Checked at every handshake and,
+    /// through [`PinnedClients::admit`], before every request.
+    pub fn valid_at(&self, now: i64) -> Result<(), Refusal> {
+        if now < self.not_before {
+            Err(Refusal::NotYetValid)
+        } else if now > self.not_after {
+            Err(Refusal::Expired)
+        } else {
+            Ok(())
+        }
+    }
 }
 
 /// The set of pinned clients, looked up by fingerprint.
@@ -95,6 +109,16 @@ impl PinnedClients {
 
     pub fn lookup(&self, cert: &CertificateDer<'_>) -> Option<&PinnedClient> {
         self.by_fp.get(&fingerprint(cert))
+    }
+
+    /// The identity of the client whose leaf certificate has fingerprint
+    /// `fp`, if it is pinned and valid at `now`. This is where a client's
+    /// identity is derived: at the handshake, and again on an open connection
+    /// whenever the pins changed.
+    pub fn admit(&self, fp: &Fingerprint, now: i64) -> Result<&PinnedClient, Refusal> {
+        let pin = self.by_fp.get(fp).ok_or(Refusal::NotPinned)?;
+        pin.valid_at(now)?;
+        Ok(pin)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &PinnedClient> {
@@ -191,22 +215,16 @@ impl ClientCertVerifier for PinningVerifier {
         _intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        let Some(pin) = self.pins.lookup(end_entity) else {
-            let why = if x509_parser::parse_x509_certificate(end_entity.as_ref()).is_ok() {
-                Refusal::NotPinned
-            } else {
-                Refusal::Unparsable
-            };
-            return Err(self.refuse(why, end_entity));
-        };
         let now = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
-        if now < pin.not_before {
-            return Err(self.refuse(Refusal::NotYetValid, end_entity));
+        match self.pins.admit(&fingerprint(end_entity), now) {
+            Ok(_) => Ok(ClientCertVerified::assertion()),
+            Err(Refusal::NotPinned)
+                if x509_parser::parse_x509_certificate(end_entity.as_ref()).is_err() =>
+            {
+                Err(self.refuse(Refusal::Unparsable, end_entity))
+            }
+            Err(why) => Err(self.refuse(why, end_entity)),
         }
-        if now > pin.not_after {
-            return Err(self.refuse(Refusal::Expired, end_entity));
-        }
-        Ok(ClientCertVerified::assertion())
     }
 
     fn verify_tls12_signature(

@@ -448,14 +448,37 @@ impl GuidePki {
                 );
                 identity(dir, name)
             }
-            ClientKind::Expired => self.make_expired(name, &subj),
+            ClientKind::Expired => {
+                self.make_with_dates(name, &subj, "20200101000000Z", "20200201000000Z")
+            }
         };
         export_p12(dir, &mut id);
         id
     }
 
-    /// `openssl ca` with explicit past dates (OpenSSL 3.0 `x509 -req` cannot).
-    fn make_expired(&self, name: &str, subj: &str) -> Identity {
+    /// A client certificate like [`ClientKind::SignedByClientCa`] (not
+    /// imported) that is valid from a minute ago until `not_after` (seconds
+    /// since the Unix epoch), for tests that wait for it to expire.
+    pub fn make_client_valid_until(&self, name: &str, not_after: i64) -> Identity {
+        let stamp = |t: i64| {
+            let out = run(Command::new("date")
+                .arg("-u")
+                .arg(format!("-d@{t}"))
+                .arg("+%Y%m%d%H%M%SZ"));
+            String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let subj = guide_subject(name);
+        let mut id = self.make_with_dates(name, &subj, &stamp(now - 60), &stamp(not_after));
+        export_p12(&self.dir, &mut id);
+        id
+    }
+
+    /// `openssl ca` with explicit dates (OpenSSL 3.0 `x509 -req` cannot).
+    fn make_with_dates(&self, name: &str, subj: &str, start: &str, end: &str) -> Identity {
         let dir = &self.dir;
         let cadir = format!("{name}.ca");
         fs::create_dir_all(dir.join(&cadir)).unwrap();
@@ -479,7 +502,7 @@ impl GuidePki {
             dir,
             &format!(
                 "ca -batch -notext -preserveDN -config {cadir}/ca.cnf -cert ca.crt -keyfile ca.key \
-                 -in {name}.csr -out {name}.crt -startdate 20200101000000Z -enddate 20200201000000Z"
+                 -in {name}.csr -out {name}.crt -startdate {start} -enddate {end}"
             ),
         );
         identity(dir, name)

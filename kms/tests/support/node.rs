@@ -3,7 +3,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::Write as _;
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -20,6 +20,20 @@ pub fn free_port() -> u16 {
 }
 
 include!("ports.rs");
+/// A TCP connection to `dst` from source address `src` (std cannot bind
+/// before connecting; tokio's `TcpSocket` can).
+pub fn connect_from(src: IpAddr, dst: SocketAddr) -> std::io::Result<TcpStream> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()?;
+    rt.block_on(async {
+        let sock = tokio::net::TcpSocket::new_v4()?;
+        sock.bind(SocketAddr::new(src, 0))?;
+        let s = sock.connect(dst).await?.into_std()?;
+        s.set_nonblocking(false)?;
+        Ok(s)
+    })
+}
 
 /// A running `cmx-kms serve`.
 pub struct TestNode {
@@ -287,6 +301,14 @@ impl Client {
 
     fn connect(&self) -> Result<rustls::StreamOwned<rustls::ClientConnection, TcpStream>, String> {
         let tcp = TcpStream::connect(self.addr).map_err(|e| e.to_string())?;
+        self.connect_on(tcp)
+    }
+
+    /// The TLS handshake on an open TCP connection.
+    fn connect_on(
+        &self,
+        tcp: TcpStream,
+    ) -> Result<rustls::StreamOwned<rustls::ClientConnection, TcpStream>, String> {
         tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
         let conn = rustls::ClientConnection::new(
             Arc::clone(&self.config),
@@ -320,6 +342,15 @@ impl Client {
         read_response(&mut tls)
     }
 
+    /// One request on a fresh connection from source address `src`
+    /// (e.g. 127.0.0.2: all of 127/8 is loopback on Linux).
+    pub fn request_from(&self, src: IpAddr, method: &str, path: &str) -> Result<Resp, String> {
+        let tcp = connect_from(src, self.addr).map_err(|e| e.to_string())?;
+        let mut tls = self.connect_on(tcp)?;
+        send(&mut tls, method, path, None, &[], true).map_err(|e| e.to_string())?;
+        read_response(&mut tls)
+    }
+
     pub fn post(&self, path: &str, json: &serde_json::Value) -> Resp {
         self.request("POST", path, Some(json.to_string().as_bytes()))
             .unwrap()
@@ -348,6 +379,16 @@ impl KeepAlive {
 
     /// Read one response (or the error that ended the connection).
     pub fn read(&mut self) -> Result<Resp, String> {
+        read_response(&mut self.tls)
+    }
+
+    /// Whether this connection's handshake was full or resumed.
+    pub fn handshake_kind(&self) -> Option<rustls::HandshakeKind> {
+        self.tls.conn.handshake_kind()
+    }
+
+    pub fn get(&mut self, path: &str) -> Result<Resp, String> {
+        send(&mut self.tls, "GET", path, None, &[], false).map_err(|e| e.to_string())?;
         read_response(&mut self.tls)
     }
 

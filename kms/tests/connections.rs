@@ -1,0 +1,343 @@
+//! What an open or resumed connection may still do once its certificate has
+//! expired or been removed from the keystore, how long a connection may
+//! live, and how many handshakes one address may keep pending, against a
+//! real `cmx-kms serve` with certificates made by openssl and keytool here.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::io::Read as _;
+use std::net::{IpAddr, Ipv4Addr, TcpStream};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use support::guide_pki::{GuidePki, PkiOptions, keytool};
+use support::node::{TestNode, connect_from};
+
+fn pki(dir: &std::path::Path) -> GuidePki {
+    let p = dir.join("pki");
+    std::fs::create_dir_all(&p).unwrap();
+    GuidePki::generate(&p, PkiOptions::default())
+}
+
+fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// The value of one metric line (`name{labels}`), if present.
+fn metric(node: &TestNode, line: &str) -> Option<f64> {
+    node.metrics().lines().find_map(|l| {
+        l.strip_prefix(line)
+            .and_then(|rest| rest.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
+    })
+}
+
+fn keytool_delete(pki: &GuidePki, alias: &str) {
+    keytool(
+        &pki.dir,
+        &format!(
+            "-delete -alias {alias} -keystore {} -storepass {}",
+            pki.keystore.display(),
+            pki.store_password
+        ),
+    );
+}
+
+fn keytool_import(pki: &GuidePki, alias: &str, cert: &std::path::Path) {
+    keytool(
+        &pki.dir,
+        &format!(
+            "-import -noprompt -alias {alias} -file {} -keystore {} -storepass {}",
+            cert.display(),
+            pki.keystore.display(),
+            pki.store_password
+        ),
+    );
+}
+
+/// SIGHUP, then wait until the node logged its `n`-th successful reload.
+fn reload(node: &TestNode, n: usize) {
+    node.signal("HUP");
+    wait_for("the reload", Duration::from_secs(60), || {
+        node.log_text().matches("configuration reloaded").count() >= n
+    });
+}
+
+/// A refused request on an open connection: 403 `forbidden`, the reason in
+/// the message, `Connection: close`, and then the connection is closed.
+fn assert_refused_then_closed(
+    ka: &mut support::node::KeepAlive,
+    r: Result<support::node::Resp, String>,
+    why: &str,
+) {
+    let r = r.unwrap_or_else(|e| panic!("expected a 403 answer, the connection failed: {e}"));
+    assert_eq!(
+        (r.status, r.label().as_str()),
+        (403, "forbidden"),
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    let message = r.json()["message"].as_str().unwrap_or_default().to_owned();
+    assert!(message.contains(why), "{message}");
+    assert_eq!(r.header("connection"), Some("close"), "{:?}", r.headers);
+    assert!(
+        ka.read().is_err(),
+        "the connection is closed after the refusal"
+    );
+}
+
+#[test]
+fn resumption_is_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki(dir.path());
+    let node = TestNode::start(&pki, &dir.path().join("node"), "");
+    // One client configuration (rustls keeps its TLS 1.3 tickets in it): the
+    // first connection stores whatever the server offers, the second uses it.
+    let client = node.client(&pki, &pki.cmx_device);
+    let mut first = client.keep_alive().unwrap();
+    assert_eq!(first.get("/v1/health").unwrap().status, 200);
+    drop(first);
+    let mut second = client.keep_alive().unwrap();
+    assert_eq!(second.get("/v1/health").unwrap().status, 200);
+    assert_eq!(
+        second.handshake_kind(),
+        Some(rustls::HandshakeKind::Full),
+        "every connection makes a full handshake, with its certificate checked"
+    );
+}
+
+#[test]
+fn an_expired_certificate_is_refused_on_resumed_and_open_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki(dir.path());
+    // Valid for 30 s from now: enough for keytool, the start and one request
+    // on a busy machine (checked below), and within the 60 s idle timeout.
+    let not_after = unix_now() + 30;
+    let short = pki.make_client_valid_until("cmxDeviceShort", not_after);
+    keytool_import(&pki, "cmxDeviceShort", &short.cert);
+    let node = TestNode::start(&pki, &dir.path().join("node"), "");
+    let client = node.client(&pki, &short);
+    let r = client.request("GET", "/v1/health", None);
+    assert!(
+        unix_now() <= not_after,
+        "the machine took more than 30 s to start the node; the test could not run"
+    );
+    assert_eq!(r.unwrap().status, 200, "valid for now");
+    let mut ka = client.keep_alive().unwrap();
+    assert_eq!(ka.get("/v1/health").unwrap().status, 200);
+
+    wait_for("the certificate to expire", Duration::from_secs(60), || {
+        unix_now() > not_after + 1
+    });
+    // A new connection from the same client configuration: it would resume
+    // the session of the first one if the server allowed it.
+    let again = client.request("GET", "/v1/health", None);
+    assert!(
+        again.is_err(),
+        "a new (or resumed) connection with an expired certificate is refused: {again:?}"
+    );
+    let r = ka.get("/v1/health");
+    assert_refused_then_closed(&mut ka, r, "expired");
+    assert_eq!(
+        metric(
+            &node,
+            "cmx_kms_connections_closed_total{reason=\"expired\"}"
+        ),
+        Some(1.0)
+    );
+}
+
+#[test]
+fn a_removed_alias_is_refused_on_open_connections_after_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki(dir.path());
+    let node = TestNode::start(&pki, &dir.path().join("node"), "");
+    let device = node.client(&pki, &pki.cmx_device);
+    let backend = node.client(&pki, &pki.cmx_backend);
+    assert_eq!(
+        device.request("GET", "/v1/health", None).unwrap().status,
+        200
+    );
+    let mut dev_ka = device.keep_alive().unwrap();
+    let mut back_ka = backend.keep_alive().unwrap();
+    assert_eq!(dev_ka.get("/v1/health").unwrap().status, 200);
+    assert_eq!(back_ka.get("/v1/health").unwrap().status, 200);
+
+    keytool_delete(&pki, "cmxDevice");
+    reload(&node, 1);
+
+    let r = dev_ka.get("/v1/health");
+    assert_refused_then_closed(&mut dev_ka, r, "no longer pinned");
+    assert_eq!(
+        back_ka.get("/v1/health").unwrap().status,
+        200,
+        "a client still pinned keeps its connection across the reload"
+    );
+    assert!(
+        device.request("GET", "/v1/health", None).is_err(),
+        "a new (or resumed) connection with the removed certificate is refused"
+    );
+    assert_eq!(
+        metric(
+            &node,
+            "cmx_kms_connections_closed_total{reason=\"not-pinned\"}"
+        ),
+        Some(1.0)
+    );
+    // The refusal is in the audit trail, with the identity it used to have.
+    let audit = std::fs::read_to_string(&node.audit).unwrap();
+    let rec: serde_json::Value = audit
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|r| r["operation"] == "open-connection")
+        .unwrap_or_else(|| panic!("no open-connection record in\n{audit}"));
+    assert_eq!(rec["outcome"], "refused-not-pinned", "{rec}");
+    assert!(
+        rec["client_alias"]
+            .as_str()
+            .is_some_and(|a| a.eq_ignore_ascii_case("cmxDevice")),
+        "{rec}"
+    );
+    assert_eq!(rec["status"], 403, "{rec}");
+}
+
+#[test]
+fn max_connection_lifetime_closes_between_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki(dir.path());
+    let node = TestNode::start(
+        &pki,
+        &dir.path().join("node"),
+        "kms.server.max-connection-lifetime=2s\n",
+    );
+    let mut ka = node.client(&pki, &pki.cmx_backend).keep_alive().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut answered = 0;
+    loop {
+        let r = ka
+            .get("/v1/health")
+            .unwrap_or_else(|e| panic!("request {} on the connection failed: {e}", answered + 1));
+        assert_eq!(r.status, 200, "every request is answered in full");
+        answered += 1;
+        if r.header("connection") == Some("close") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no `Connection: close` after {answered} requests in 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(ka.read().is_err(), "closed after the last response");
+    assert_eq!(
+        metric(
+            &node,
+            "cmx_kms_connections_closed_total{reason=\"max-lifetime\"}"
+        ),
+        Some(1.0)
+    );
+}
+
+/// Whether the server closed `s` (EOF or reset) rather than kept it open:
+/// the read timeout (30 s) is far below the handshake timeout the test sets.
+fn closed_by_server(s: &mut TcpStream) -> bool {
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut b = [0u8; 16];
+    match s.read(&mut b) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => matches!(
+            e.kind(),
+            std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted
+        ),
+    }
+}
+
+#[test]
+fn pending_handshakes_are_bounded_per_source_and_in_total() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki(dir.path());
+    let node = TestNode::start(
+        &pki,
+        &dir.path().join("node"),
+        "kms.server.max-pending-per-source=2\nkms.server.max-pending=3\n\
+         kms.server.handshake-timeout=300s\n",
+    );
+    let ip = |n: u8| IpAddr::V4(Ipv4Addr::new(127, 0, 0, n));
+    let pending = |want: f64| {
+        wait_for(
+            &format!("{want} pending connections"),
+            Duration::from_secs(60),
+            || metric(&node, "cmx_kms_pending_connections") == Some(want),
+        )
+    };
+    let closed = |reason: &str| {
+        metric(
+            &node,
+            &format!("cmx_kms_connections_closed_total{{reason=\"{reason}\"}}"),
+        )
+    };
+    // The start-up probe's connection is gone before the test begins.
+    pending(0.0);
+    let client = node.client(&pki, &pki.cmx_device);
+
+    // Agents that connect, make one request and leave are never counted
+    // against each other, however many come from one address.
+    for _ in 0..10 {
+        assert_eq!(
+            client.request("GET", "/v1/health", None).unwrap().status,
+            200
+        );
+    }
+
+    // Two handshakes that never start hold 127.0.0.1's two slots.
+    let held: Vec<TcpStream> = (0..2)
+        .map(|_| connect_from(ip(1), node.addr).unwrap())
+        .collect();
+    pending(2.0);
+    let mut third = connect_from(ip(1), node.addr).unwrap();
+    assert!(
+        closed_by_server(&mut third),
+        "the third pending handshake from one address is closed at once"
+    );
+    assert_eq!(closed("pending-per-source"), Some(1.0));
+
+    // Another address still gets in, and then holds the last global slot.
+    assert_eq!(
+        client
+            .request_from(ip(2), "GET", "/v1/health")
+            .unwrap()
+            .status,
+        200
+    );
+    let _other = connect_from(ip(2), node.addr).unwrap();
+    pending(3.0);
+    let mut fourth = connect_from(ip(3), node.addr).unwrap();
+    assert!(
+        closed_by_server(&mut fourth),
+        "over the global bound, a new address is closed at once too"
+    );
+    assert_eq!(closed("pending-total"), Some(1.0));
+
+    // Once the stalled handshakes go, 127.0.0.1 connects again.
+    drop(held);
+    pending(1.0);
+    assert_eq!(
+        client.request("GET", "/v1/health", None).unwrap().status,
+        200
+    );
+}
