@@ -87,10 +87,18 @@ async fn ttl_and_size_bound() {
         hand.advance(1);
     }
     assert_eq!(cache.len(), 2, "size bound holds");
-    assert_eq!(load(&cache, 0).await, Lookup::Miss, "oldest entry was evicted");
+    assert_eq!(
+        load(&cache, 0).await,
+        Lookup::Miss,
+        "oldest entry was evicted"
+    );
     assert_eq!(load(&cache, 2).await, Lookup::Hit);
     hand.advance(100);
-    assert_eq!(load(&cache, 2).await, Lookup::Miss, "entry expired after its TTL");
+    assert_eq!(
+        load(&cache, 2).await,
+        Lookup::Miss,
+        "entry expired after its TTL"
+    );
 }
 
 #[tokio::test]
@@ -112,10 +120,16 @@ async fn purge_removes_exactly_the_expired_entries() {
     hand.advance(400);
     load(&cache, 3).await;
     let start = hand.clock()();
-    assert_eq!(cache.purge_expired(), Some(start - Duration::from_millis(800) + Duration::from_secs(1)));
+    assert_eq!(
+        cache.purge_expired(),
+        Some(start - Duration::from_millis(800) + Duration::from_secs(1))
+    );
     assert_eq!(cache.len(), 3);
     hand.advance(200); // key 1 is 1000 ms old: expired, exactly at its TTL
-    assert_eq!(cache.purge_expired(), Some(start - Duration::from_millis(400) + Duration::from_secs(1)));
+    assert_eq!(
+        cache.purge_expired(),
+        Some(start - Duration::from_millis(400) + Duration::from_secs(1))
+    );
     assert_eq!(cache.len(), 2);
     hand.advance(10_000);
     assert_eq!(cache.purge_expired(), None);
