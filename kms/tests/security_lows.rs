@@ -349,20 +349,22 @@ fn run_dev(dir: &Path) -> Option<(Option<i32>, String)> {
         })
         .unwrap_or_else(support::node::free_port);
     let log = tempfile::NamedTempFile::new().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cmx-kms"))
-        .args(["dev", "--dir"])
-        .arg(dir)
-        .args(["--port", &port.to_string()])
-        // No metrics listener: its fixed default port may be taken on this host.
-        .env("CMX_KMS_METRICS_PORT", "0")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log.reopen().unwrap())
-        .spawn()
-        .unwrap();
+    let mut child = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_cmx-kms"))
+            .args(["dev", "--dir"])
+            .arg(dir)
+            .args(["--port", &port.to_string()])
+            // No metrics listener: its fixed default port may be taken on this host.
+            .env("CMX_KMS_METRICS_PORT", "0")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log.reopen().unwrap())
+            .spawn()
+            .unwrap(),
+    );
     let deadline = Instant::now() + Duration::from_secs(60);
-    let outcome = loop {
-        if let Some(status) = child.try_wait().unwrap() {
+    loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
             break Some((status.code(), std::fs::read_to_string(log.path()).unwrap()));
         }
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
@@ -370,10 +372,17 @@ fn run_dev(dir: &Path) -> Option<(Option<i32>, String)> {
         }
         assert!(Instant::now() < deadline, "dev neither served nor exited");
         std::thread::sleep(Duration::from_millis(50));
-    };
-    let _ = child.kill();
-    let _ = child.wait();
-    outcome
+    }
+}
+
+/// A child process that never outlives its test, even one that panics.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// (mode, content) of every entry of `dir`, by name.
