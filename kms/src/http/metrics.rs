@@ -17,7 +17,7 @@ use super::App;
 use super::api::ready_response;
 use crate::node::ready_gauge;
 
-/// Serve `/metrics` forever.
+/// Serve `/metrics` and the detailed `/v1/ready` forever.
 pub async fn serve(listener: TcpListener, app: Arc<App>) {
     loop {
         let Ok((tcp, _)) = listener.accept().await else {
