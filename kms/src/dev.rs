@@ -4,10 +4,16 @@
 //! `cmxDevice` client certificates (PEM and `.p12`), a keytool-compatible
 //! keystore (PKCS#12, as keytool writes by default) and a `kms.properties`
 //! with the `soft` backend on 127.0.0.1. A second run reuses the folder.
+//!
+//! The folder may already exist (`--dir .`): then only what `dev` itself made
+//! is touched. It is never chmod-ed, no file in it is overwritten, and a
+//! `kms.properties` is only reused when its first line is the one `dev`
+//! writes, so a real configuration (and its keystore password) is never run
+//! or printed as a development node.
 
 use std::fmt::Write as _;
 use std::fs;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use rcgen::{
@@ -29,6 +35,12 @@ pub enum DevError {
     Keystore(String),
     #[error("the operating system's random generator failed")]
     Rng,
+    #[error(
+        "{} already exists and was not made by `cmx-kms dev`, so it is left alone; \
+         pass --dir a new or empty folder, or one an earlier `cmx-kms dev` made",
+        path.display()
+    )]
+    NotOurs { path: PathBuf },
 }
 
 /// The files of a development node.
@@ -43,6 +55,27 @@ pub struct DevFolder {
 
 const NAMES: [&str; 2] = ["cmxBackend", "cmxDevice"];
 
+/// The first line of every `kms.properties` that `dev` writes: how a second
+/// run knows the folder is its own.
+const HEADER: &str = "# cmx-kms development node, made by `cmx-kms dev`. NOT FOR PRODUCTION:";
+
+/// Every file `dev` writes, and those the node it starts creates.
+const FILES: [&str; 13] = [
+    "kms.properties",
+    "kmsKeystore.jks",
+    "ca.crt",
+    "kmsServer.crt",
+    "kmsServer.key",
+    "cmxBackend.crt",
+    "cmxBackend.key",
+    "cmxBackend.p12",
+    "cmxDevice.crt",
+    "cmxDevice.key",
+    "cmxDevice.p12",
+    "soft-master.key",
+    "audit.log",
+];
+
 impl DevFolder {
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.join(name)
@@ -54,11 +87,23 @@ impl DevFolder {
             let path = path.to_owned();
             move |source| DevError::Io { path, source }
         };
-        fs::create_dir_all(dir).map_err(io(dir))?;
+        let existed = fs::symlink_metadata(dir).is_ok();
+        if !existed {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(io(dir))?;
+            // Only a folder made here gets its mode set.
+            fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io(dir))?;
+        }
         let dir = dir.canonicalize().map_err(io(dir))?;
         let properties = dir.join("kms.properties");
-        if properties.exists() {
+        if fs::symlink_metadata(&properties).is_ok() {
             let text = fs::read_to_string(&properties).map_err(io(&properties))?;
+            if text.lines().next() != Some(HEADER) {
+                return Err(DevError::NotOurs { path: properties });
+            }
             let find = |k: &str| {
                 text.lines().find_map(|l| {
                     l.strip_prefix(k)
@@ -77,7 +122,14 @@ impl DevFolder {
                 password,
             });
         }
-        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).map_err(io(&dir))?;
+        if let Some(name) = FILES
+            .iter()
+            .find(|name| fs::symlink_metadata(dir.join(name)).is_ok())
+        {
+            return Err(DevError::NotOurs {
+                path: dir.join(name),
+            });
+        }
         let mut pw = [0u8; 12];
         getrandom::fill(&mut pw).map_err(|_| DevError::Rng)?;
         let password = crate::hex::encode(&pw);
@@ -96,8 +148,7 @@ impl DevFolder {
         let path = self.path(name);
         let mut f = fs::OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true) // never overwrite: the file may be someone else's
             .mode(0o600)
             .open(&path)
             .map_err(|source| DevError::Io {
@@ -171,10 +222,7 @@ impl DevFolder {
 
     fn write_properties(&self) -> Result<(), DevError> {
         let mut t = String::new();
-        let _ = writeln!(
-            t,
-            "# cmx-kms development node, made by `cmx-kms dev`. NOT FOR PRODUCTION:"
-        );
+        let _ = writeln!(t, "{HEADER}");
         let _ = writeln!(
             t,
             "# the master key is a software key in soft-master.key, not in an HSM."

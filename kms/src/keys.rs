@@ -81,6 +81,11 @@ impl KeyService {
         self.backend.kind()
     }
 
+    /// The customer-key cache (shared by every service made by `with_backend`).
+    pub fn cache(&self) -> &Arc<KeyCache<KeyError>> {
+        &self.cache
+    }
+
     /// (hits, misses) of the customer-key cache.
     pub fn cache_counters(&self) -> (u64, u64) {
         self.cache.counters()

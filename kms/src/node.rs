@@ -141,6 +141,13 @@ fn app_settings(config: &Config) -> AppSettings {
     }
 }
 
+fn cache_limits(config: &Config) -> CacheLimits {
+    CacheLimits {
+        ttl: config.cache.ttl,
+        max_entries: config.cache.max_entries,
+    }
+}
+
 fn serve_settings(config: &Config) -> ServeSettings {
     let s = &config.server;
     ServeSettings {
@@ -242,12 +249,8 @@ impl Node {
             Arc::clone(&metrics),
         ));
         let readiness = Arc::new(Readiness::new(gated.kind().label()));
-        let cache = CacheLimits {
-            ttl: config.cache.ttl,
-            max_entries: config.cache.max_entries,
-        };
         let app = Arc::new(App {
-            keys: ArcSwap::from_pointee(KeyService::new(gated, cache)),
+            keys: ArcSwap::from_pointee(KeyService::new(gated, cache_limits(config))),
             readiness,
             settings: ArcSwap::from_pointee(app_settings(config)),
             metrics,
@@ -311,7 +314,9 @@ impl Node {
     /// watchdog, the metrics listener and SIGHUP reloads run meanwhile.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let backend = Arc::clone(self.app.keys.load().backend());
+        let cache = Arc::downgrade(self.app.keys.load().cache());
         let mut tasks = vec![
+            tokio::spawn(crate::cache::sweep(cache)),
             tokio::spawn(Arc::clone(&self.app.readiness).run(backend, self.probe)),
             tokio::spawn(crate::notify::watchdog()),
             tokio::spawn(crate::signals::reload_on_sighup(self.reloader())),
@@ -373,6 +378,9 @@ impl Reloader {
             Arc::clone(&self.app.metrics),
         ));
         let keys = self.app.keys.load().with_backend(gated);
+        // New cache limits apply to the keys already cached: a shorter TTL or
+        // a smaller bound evicts now, and kms.cache.ttl=0 empties the cache.
+        keys.cache().set_limits(cache_limits(&config));
         self.app.keys.store(Arc::new(keys));
         self.app.settings.store(Arc::new(app_settings(&config)));
         self.app.metrics.set_cert_expiry(cert_expiry(&keystore));

@@ -1,10 +1,21 @@
 //! Node-local cache of unwrapped customer keys.
 //!
-//! Entries live in zeroizing memory for an absolute TTL, the number of entries
-//! is bounded (the oldest goes first, which with an absolute TTL is also the
-//! one closest to expiry), and concurrent misses for the same key share one
-//! load ("single flight"), so a burst of requests for an uncached customer key
-//! costs the backend one unwrap.
+//! Entries live in zeroizing memory for an absolute TTL counted from when the
+//! key was unwrapped, the number of entries is bounded (the oldest goes first,
+//! which with an absolute TTL is also the one closest to expiry), and
+//! concurrent misses for the same key share one load ("single flight"), so a
+//! burst of requests for an uncached customer key costs the backend one unwrap.
+//!
+//! Expired entries are not merely skipped: [`sweep`] removes them on time (see
+//! there), so no plaintext customer key stays in the cache past its TTL, and
+//! [`KeyCache::set_limits`] applies new limits at once (a reload to
+//! `kms.cache.ttl=0` empties the cache).
+
+mod sweep;
+#[cfg(test)]
+mod tests;
+
+pub use sweep::{MAX_SWEEP_INTERVAL, sweep};
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -12,7 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use tokio::sync::OnceCell;
+use tokio::sync::{Notify, OnceCell};
 
 use crate::envelope::SecretKey;
 
@@ -29,20 +40,81 @@ pub struct CacheLimits {
     pub max_entries: usize,
 }
 
+impl CacheLimits {
+    fn enabled(&self) -> bool {
+        !self.ttl.is_zero() && self.max_entries > 0
+    }
+}
+
+/// Where the cache reads the time: the monotonic clock, or a test's own.
+pub(crate) type Clock = Arc<dyn Fn() -> Instant + Send + Sync>;
+
 type Flight<E> = Arc<OnceCell<Result<Arc<SecretKey>, E>>>;
 
 struct State<E> {
+    limits: CacheLimits,
+    /// Each key with when it was stored.
     entries: HashMap<CacheKey, (Arc<SecretKey>, Instant)>,
-    order: VecDeque<CacheKey>,
+    /// Keys in the order they were stored, with the same instant as in
+    /// `entries`; a record whose instant differs (the key was stored again or
+    /// removed) is stale and skipped.
+    order: VecDeque<(CacheKey, Instant)>,
     flights: HashMap<CacheKey, Flight<E>>,
+}
+
+impl<E> State<E> {
+    fn expired(&self, stored: Instant, now: Instant) -> bool {
+        now.saturating_duration_since(stored) >= self.limits.ttl
+    }
+
+    /// Drop stale records and expired entries from the front of `order`
+    /// (oldest first); the instant the new front expires, if any.
+    fn purge(&mut self, now: Instant) -> Option<Instant> {
+        while let Some(&(id, at)) = self.order.front() {
+            match self.entries.get(&id) {
+                Some((_, stored)) if *stored == at => {
+                    if !self.expired(at, now) {
+                        return Some(at + self.limits.ttl);
+                    }
+                    self.entries.remove(&id);
+                }
+                _ => {} // stale record
+            }
+            self.order.pop_front();
+        }
+        None
+    }
+
+    /// Evict the oldest live entries until at most `max` remain.
+    fn shrink_to(&mut self, max: usize) {
+        while self.entries.len() > max {
+            let Some((id, at)) = self.order.pop_front() else {
+                // Every entry has a record in `order`; keep the bound anyway.
+                self.entries.clear();
+                break;
+            };
+            if self.entries.get(&id).is_some_and(|(_, s)| *s == at) {
+                self.entries.remove(&id);
+            }
+        }
+    }
 }
 
 /// The cache. `E` is the loader's error type.
 pub struct KeyCache<E> {
-    limits: CacheLimits,
     state: Mutex<State<E>>,
+    clock: Clock,
+    /// Wakes the sweeper when an entry lands in an empty cache or the limits change.
+    changed: Arc<Notify>,
     hits: AtomicU64,
     misses: AtomicU64,
+}
+
+impl<E> Drop for KeyCache<E> {
+    fn drop(&mut self) {
+        // Let the sweeper see that its cache is gone.
+        self.changed.notify_one();
+    }
 }
 
 /// Whether a lookup was served from memory.
@@ -54,20 +126,22 @@ pub enum Lookup {
 
 impl<E: Clone> KeyCache<E> {
     pub fn new(limits: CacheLimits) -> Self {
+        Self::with_clock(limits, Arc::new(Instant::now))
+    }
+
+    pub(crate) fn with_clock(limits: CacheLimits, clock: Clock) -> Self {
         Self {
-            limits,
             state: Mutex::new(State {
+                limits,
                 entries: HashMap::new(),
                 order: VecDeque::new(),
                 flights: HashMap::new(),
             }),
+            clock,
+            changed: Arc::new(Notify::new()),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
         }
-    }
-
-    fn enabled(&self) -> bool {
-        !self.limits.ttl.is_zero() && self.limits.max_entries > 0
     }
 
     fn lock(&self) -> MutexGuard<'_, State<E>> {
@@ -90,14 +164,13 @@ impl<E: Clone> KeyCache<E> {
     {
         let flight = {
             let mut st = self.lock();
-            if let Some((key, expires)) = st.entries.get(&id) {
-                if Instant::now() < *expires {
-                    let key = Arc::clone(key);
-                    drop(st);
-                    self.hits.fetch_add(1, Ordering::Relaxed);
-                    return (Ok(key), Lookup::Hit);
-                }
-                st.entries.remove(&id);
+            if let Some((key, stored)) = st.entries.get(&id)
+                && !st.expired(*stored, (self.clock)())
+            {
+                let key = Arc::clone(key);
+                drop(st);
+                self.hits.fetch_add(1, Ordering::Relaxed);
+                return (Ok(key), Lookup::Hit);
             }
             Arc::clone(
                 st.flights
@@ -121,7 +194,7 @@ impl<E: Clone> KeyCache<E> {
         let mut st = self.lock();
         if st.flights.get(&id).is_some_and(|f| Arc::ptr_eq(f, &flight)) {
             st.flights.remove(&id);
-            if let (true, Ok(key)) = (self.enabled(), &result) {
+            if let (true, Ok(key)) = (st.limits.enabled(), &result) {
                 self.insert(&mut st, id, Arc::clone(key));
             }
         }
@@ -133,41 +206,52 @@ impl<E: Clone> KeyCache<E> {
     }
 
     fn insert(&self, st: &mut State<E>, id: CacheKey, key: Arc<SecretKey>) {
-        let now = Instant::now();
-        while st.entries.len() >= self.limits.max_entries {
-            match st.order.pop_front() {
-                Some(old) => {
-                    st.entries.remove(&old);
-                }
-                None => break,
-            }
+        let now = (self.clock)();
+        st.purge(now);
+        let max = st.limits.max_entries;
+        st.shrink_to(max.saturating_sub(1));
+        let was_empty = st.entries.is_empty();
+        st.entries.insert(id, (key, now));
+        st.order.push_back((id, now));
+        if was_empty {
+            self.changed.notify_one();
         }
-        // Drop expired entries from the front while we are here.
-        while let Some(front) = st.order.front().copied() {
-            match st.entries.get(&front) {
-                Some((_, exp)) if *exp > now => break,
-                _ => {
-                    st.order.pop_front();
-                    st.entries.remove(&front);
-                }
-            }
+    }
+
+    /// Apply new limits now: a shorter TTL or a smaller bound evicts at once,
+    /// and limits that turn caching off empty the cache.
+    pub fn set_limits(&self, limits: CacheLimits) {
+        let mut st = self.lock();
+        st.limits = limits;
+        if limits.enabled() {
+            st.purge((self.clock)());
+            st.shrink_to(limits.max_entries);
+        } else {
+            st.entries.clear();
+            st.order.clear();
         }
-        if st
-            .entries
-            .insert(id, (key, now + self.limits.ttl))
-            .is_none()
-        {
-            st.order.push_back(id);
-        }
+        drop(st);
+        self.changed.notify_one();
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> CacheLimits {
+        self.lock().limits
+    }
+
+    /// Remove every expired entry now; when the next one expires, if any.
+    pub fn purge_expired(&self) -> Option<Instant> {
+        let now = (self.clock)();
+        self.lock().purge(now)
     }
 
     /// Forget one key (e.g. after a rewrap) or everything.
     pub fn invalidate(&self, id: Option<&CacheKey>) {
         let mut st = self.lock();
         match id {
+            // Its record in `order` turns stale and is skipped.
             Some(id) => {
                 st.entries.remove(id);
-                st.order.retain(|k| k != id);
             }
             None => {
                 st.entries.clear();
@@ -190,132 +274,5 @@ impl<E: Clone> KeyCache<E> {
             self.hits.load(Ordering::Relaxed),
             self.misses.load(Ordering::Relaxed),
         )
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::atomic::AtomicUsize;
-
-    fn limits(ttl_ms: u64, max: usize) -> CacheLimits {
-        CacheLimits {
-            ttl: Duration::from_millis(ttl_ms),
-            max_entries: max,
-        }
-    }
-
-    #[tokio::test]
-    async fn concurrent_misses_share_one_load() {
-        let cache: Arc<KeyCache<String>> = Arc::new(KeyCache::new(limits(60_000, 10)));
-        let loads = Arc::new(AtomicUsize::new(0));
-        let mut tasks = Vec::new();
-        for _ in 0..50 {
-            let (cache, loads) = (Arc::clone(&cache), Arc::clone(&loads));
-            tasks.push(tokio::spawn(async move {
-                cache
-                    .get_or_load([7; 32], || async move {
-                        loads.fetch_add(1, Ordering::SeqCst);
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        Ok(SecretKey::from_slice(&[1; 32]).unwrap())
-                    })
-                    .await
-            }));
-        }
-        for t in tasks {
-            let (r, _) = t.await.unwrap();
-            assert_eq!(r.unwrap().expose(), &[1; 32]);
-        }
-        assert_eq!(loads.load(Ordering::SeqCst), 1);
-        assert_eq!(cache.counters(), (49, 1));
-    }
-
-    /// A shared load is cached however the callers are scheduled: the caller
-    /// that ran it may take the state lock after a waiter did.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn a_shared_load_is_cached_whoever_finishes_first() {
-        for round in 0..3000u32 {
-            let cache: Arc<KeyCache<String>> = Arc::new(KeyCache::new(limits(60_000, 10)));
-            let gate = Arc::new(tokio::sync::Notify::new());
-            let mut tasks = Vec::new();
-            for _ in 0..16 {
-                let (cache, gate) = (Arc::clone(&cache), Arc::clone(&gate));
-                tasks.push(tokio::spawn(async move {
-                    cache
-                        .get_or_load([9; 32], || async move {
-                            gate.notified().await;
-                            Ok(SecretKey::from_slice(&[2; 32]).unwrap())
-                        })
-                        .await
-                }));
-            }
-            tokio::task::yield_now().await;
-            gate.notify_one();
-            for t in tasks {
-                assert!(t.await.unwrap().0.is_ok());
-            }
-            assert_eq!(
-                cache.len(),
-                1,
-                "round {round}: the loaded key was not cached"
-            );
-        }
-    }
-
-    #[tokio::test]
-    async fn errors_are_shared_but_not_cached() {
-        let cache: KeyCache<String> = KeyCache::new(limits(60_000, 10));
-        let (r, l) = cache
-            .get_or_load([1; 32], || async { Err("down".to_string()) })
-            .await;
-        assert_eq!((r.unwrap_err().as_str(), l), ("down", Lookup::Miss));
-        let (r, l) = cache
-            .get_or_load([1; 32], || async {
-                Ok(SecretKey::from_slice(&[2; 32]).unwrap())
-            })
-            .await;
-        assert!(r.is_ok());
-        assert_eq!(l, Lookup::Miss);
-        assert_eq!(cache.len(), 1);
-    }
-
-    #[tokio::test]
-    async fn ttl_and_size_bound() {
-        let cache: KeyCache<String> = KeyCache::new(limits(100, 2));
-        for i in 0..3u8 {
-            let _ = cache
-                .get_or_load([i; 32], || async move {
-                    Ok(SecretKey::from_slice(&[i; 32]).unwrap())
-                })
-                .await;
-        }
-        assert_eq!(cache.len(), 2, "size bound holds");
-        let (_, l) = cache
-            .get_or_load([0; 32], || async {
-                Ok(SecretKey::from_slice(&[0; 32]).unwrap())
-            })
-            .await;
-        assert_eq!(l, Lookup::Miss, "oldest entry was evicted");
-        tokio::time::sleep(Duration::from_millis(150)).await;
-        let (_, l) = cache
-            .get_or_load([2; 32], || async {
-                Ok(SecretKey::from_slice(&[2; 32]).unwrap())
-            })
-            .await;
-        assert_eq!(l, Lookup::Miss, "entry expired after its TTL");
-    }
-
-    #[tokio::test]
-    async fn ttl_zero_disables_caching() {
-        let cache: KeyCache<String> = KeyCache::new(limits(0, 10));
-        for _ in 0..2 {
-            let (_, l) = cache
-                .get_or_load([3; 32], || async {
-                    Ok(SecretKey::from_slice(&[3; 32]).unwrap())
-                })
-                .await;
-            assert_eq!(l, Lookup::Miss);
-        }
-        assert!(cache.is_empty());
     }
 }

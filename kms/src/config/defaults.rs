@@ -88,10 +88,13 @@ pub const AUDIT_FILE: &str = "/var/log/kms/audit.log";
 
 /// `kms.limits.backend-concurrency`.
 pub const BACKEND_CONCURRENCY: usize = 64;
-/// `kms.limits.device.rate` (requests per second per client identity).
-pub const DEVICE_RATE: u32 = 200;
-/// `kms.limits.device.burst`.
-pub const DEVICE_BURST: u32 = 400;
+/// `kms.limits.device.rate`: requests per second per device source address. Every agent
+/// presents the same certificate, so devices are limited per address; 100/s is far above
+/// what one agent sends, and a site of agents behind one NAT address still gets 100/s.
+pub const DEVICE_RATE: u32 = 100;
+/// `kms.limits.device.burst`: lets 1,000 agents behind one address start their
+/// scheduled backups in the same second.
+pub const DEVICE_BURST: u32 = 1000;
 /// `kms.limits.backend.rate`.
 pub const BACKEND_RATE: u32 = 1000;
 /// `kms.limits.backend.burst`.

@@ -89,6 +89,13 @@ pub enum Problem {
     /// Two settings that must agree do not.
     #[error("{detail}")]
     Conflict { detail: String },
+    /// A file holding a secret is readable by other users (same rule and words as the
+    /// CLI's `--password-file`).
+    #[error(
+        "{} is readable by other users (mode {mode:03o}); run chmod 600 on it",
+        path.display()
+    )]
+    FileTooOpen { path: PathBuf, mode: u32 },
 }
 
 fn suggest(suggestion: &Option<String>) -> String {

@@ -149,25 +149,25 @@ pub const KEYS: &[KeySpec] = &[
     key("kms.hsm.circuit-breaker.cooldown", "duration", "10s", "no", "How long a failing endpoint is skipped."),
     // Vault (ours).
     key("kms.hsm.vault.mount", "string", "transit", "no", "Mount path of the Transit secrets engine."),
-    key("kms.hsm.vault.token.file", "path", "", "no", "File holding the Vault token (token auth); when unset the VAULT_TOKEN environment variable is used."),
+    key("kms.hsm.vault.token.file", "path", "", "no", "File holding the Vault token (token auth), not readable by other users; when unset the VAULT_TOKEN environment variable is used."),
     key("kms.hsm.vault.ca.file", "path", "", "no", "PEM file of CA certificates for Vault's server certificate; when unset, kms.hsm.ca.alias is the trust anchor."),
     key("kms.hsm.vault.auth.approle.role-id", "string", "", "approle auth", "AppRole role_id."),
-    key("kms.hsm.vault.auth.approle.secret-id.file", "path", "", "approle auth", "File holding the AppRole secret_id."),
+    key("kms.hsm.vault.auth.approle.secret-id.file", "path", "", "approle auth", "File holding the AppRole secret_id, not readable by other users."),
     key("kms.hsm.vault.auth.approle.path", "string", "/v1/auth/approle/login", "no", "Request path of the AppRole login."),
     key("kms.hsm.vault.auth.cert.path", "string", "/v1/auth/cert/login", "no", "Request path of the TLS certificate login (uses the kms.keystore.alias identity)."),
     key("kms.hsm.vault.auth.cert.role", "string", "", "no", "Certificate role name to log in with; none lets Vault pick."),
     // Soft backend (ours).
     key("kms.hsm.soft.key.file", "path", "soft-master.key", "no", "Master key file of the development-only soft backend."),
     // Cache (ours).
-    key("kms.cache.ttl", "duration", "300s", "no", "How long a decrypted customer key stays cached; 0 turns the cache off."),
+    key("kms.cache.ttl", "duration", "300s", "no", "How long a decrypted customer key stays in memory; 0 turns the cache off. A reload applies it to keys already cached."),
     key("kms.cache.max-entries", "integer", "10000", "no", "Most customer keys cached at once."),
     // Audit (ours).
     key("kms.audit.file", "path", "/var/log/kms/audit.log", "no", "JSON audit trail, one event per key operation."),
     // Limits (ours).
     key("kms.limits.backend-concurrency", "integer", "64", "no", "Most requests in flight to the HSM or Vault at once."),
-    key("kms.limits.device.rate", "integer", "200", "no", "Requests per second allowed to each device identity; 0 = unlimited."),
-    key("kms.limits.device.burst", "integer", "400", "no", "Burst allowance above kms.limits.device.rate."),
-    key("kms.limits.backend.rate", "integer", "1000", "no", "Requests per second allowed to each backend identity; 0 = unlimited."),
+    key("kms.limits.device.rate", "integer", "100", "no", "Requests per second allowed from each device source address (devices share one certificate); 0 = unlimited."),
+    key("kms.limits.device.burst", "integer", "1000", "no", "Burst allowance above kms.limits.device.rate, per source address."),
+    key("kms.limits.backend.rate", "integer", "1000", "no", "Requests per second allowed to each backend certificate; 0 = unlimited."),
     key("kms.limits.backend.burst", "integer", "2000", "no", "Burst allowance above kms.limits.backend.rate."),
     // Metrics (ours).
     key("kms.metrics.address", "IP address", "127.0.0.1", "no", "Address of the Prometheus metrics listener."),

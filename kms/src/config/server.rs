@@ -182,7 +182,7 @@ impl AuditSettings {
     }
 }
 
-/// A token-bucket rate limit per client identity.
+/// A token-bucket rate limit per client (certificate or source address, by role).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RateLimit {
     /// Requests per second; 0 means unlimited.
@@ -196,9 +196,10 @@ pub struct RateLimit {
 pub struct LimitSettings {
     /// `kms.limits.backend-concurrency`: most HSM/Vault requests in flight at once.
     pub backend_concurrency: usize,
-    /// `kms.limits.device.rate` and `.burst`: per device identity.
+    /// `kms.limits.device.rate` and `.burst`: per device source address (every device
+    /// presents the same certificate; see `crate::limits`).
     pub device: RateLimit,
-    /// `kms.limits.backend.rate` and `.burst`: per backend identity.
+    /// `kms.limits.backend.rate` and `.burst`: per backend certificate.
     pub backend: RateLimit,
 }
 

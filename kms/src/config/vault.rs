@@ -1,6 +1,6 @@
 //! Vault / OpenBao Transit settings (`kms.hsm.vault.*`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::defaults as d;
@@ -172,6 +172,18 @@ impl VaultSettings {
                 role: cert_role,
             },
         };
+        if active == Some(true) {
+            let secret_file = match (&auth, &token_file) {
+                (VaultAuth::Token, Some(path)) => Some(("kms.hsm.vault.token.file", path)),
+                (VaultAuth::AppRole { secret_id_file, .. }, _) => {
+                    Some(("kms.hsm.vault.auth.approle.secret-id.file", secret_id_file))
+                }
+                _ => None,
+            };
+            if let Some((key, path)) = secret_file {
+                check_private(file, key, path);
+            }
+        }
         let this = Self {
             namespace,
             mount,
@@ -217,6 +229,27 @@ impl VaultSettings {
                 Warning::Ignored { reason },
             );
         }
+    }
+}
+
+/// Refuses a secret file (Vault token, AppRole secret id) that other users can read: the
+/// rule of the keystore password files (`--password-file`). A file that does not exist
+/// (yet) is left to the backend, which reports it when it reads the file.
+fn check_private(file: &mut ConfigFile, key: &'static str, path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if path.as_os_str().is_empty() {
+        return;
+    }
+    let Ok(meta) = std::fs::metadata(path) else {
+        return;
+    };
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o004 != 0 {
+        let problem = Problem::FileTooOpen {
+            path: path.to_path_buf(),
+            mode,
+        };
+        file.error(file.origin_of(key), Some(key), problem);
     }
 }
 

@@ -22,9 +22,9 @@ use super::error::ApiError;
 use crate::audit::{AuditLog, Event as AuditEvent};
 use crate::cache::Lookup;
 use crate::keys::{KeyError, KeyService, OpInfo};
-use crate::limits::{Rate, RateLimiter};
+use crate::limits::{ClientAddr, LimitKey, Rate, RateLimiter};
 use crate::metrics::Metrics;
-use crate::readiness::{Readiness, State};
+use crate::readiness::{Readiness, Report, State};
 use crate::tls::Role;
 
 /// The operations the API serves.
@@ -202,7 +202,7 @@ impl App {
             .is_ok_and(|o| !matches!(o, Operation::Health | Operation::Ready));
         let (mut resp, mut outcome) = match op {
             Ok(op) => match self.admit(op, peer) {
-                Ok(()) => self.dispatch(op, req, &keys, request_id).await,
+                Ok(()) => self.dispatch(op, req, &keys, peer.role, request_id).await,
                 Err(e) => error_response(&e),
             },
             Err(e) => error_response(&e),
@@ -291,11 +291,19 @@ impl App {
             return Ok(());
         }
         let settings = self.settings.load();
-        let rate = match peer.role {
-            Role::Backend => settings.backend_rate,
-            Role::Device => settings.device_rate,
+        // Backends by certificate; devices by source address, since every
+        // agent presents the same device certificate (see `limits`).
+        let (key, rate) = match peer.role {
+            Role::Backend => (
+                LimitKey::Certificate(peer.fingerprint.clone()),
+                settings.backend_rate,
+            ),
+            Role::Device => (
+                LimitKey::Address(ClientAddr::from_peer(peer.addr)),
+                settings.device_rate,
+            ),
         };
-        self.limiter.check(&peer.fingerprint, rate).map_err(|wait| {
+        self.limiter.check(&key, rate).map_err(|wait| {
             self.metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
             ApiError::TooManyRequests { retry_after: wait }
         })
@@ -306,18 +314,13 @@ impl App {
         op: Operation,
         req: Request<Incoming>,
         keys: &KeyService,
+        role: Role,
         request_id: &str,
     ) -> (Response<ResponseBody>, Outcome) {
         match op {
             Operation::Health => ok(StatusCode::OK, &serde_json::json!({"status": "ok"}), None),
             Operation::Ready => {
-                let r = self.readiness.current();
-                let status = if r.state == State::Unavailable {
-                    StatusCode::SERVICE_UNAVAILABLE
-                } else {
-                    StatusCode::OK
-                };
-                let v = serde_json::to_value(&*r).unwrap_or_default();
+                let (status, v) = ready_response(&self.readiness.current(), role == Role::Backend);
                 ok(status, &v, None)
             }
             _ => match self.key_op(op, req, keys, request_id).await {
@@ -429,6 +432,31 @@ impl App {
     }
 }
 
+/// The `/v1/ready` answer. With `detailed` (the backend role, and the
+/// loopback metrics listener) the whole canary report: backend, endpoints,
+/// reasons. Otherwise (devices) only `ready` or `unavailable`: a device needs
+/// to know whether to try, not how the operator's HSM or Vault is doing, and
+/// the device certificate is on every agent. `degraded` still serves, so a
+/// device sees it as `ready`.
+pub fn ready_response(report: &Report, detailed: bool) -> (StatusCode, serde_json::Value) {
+    let status = if report.state == State::Unavailable {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    let v = if detailed {
+        serde_json::to_value(report).unwrap_or_default()
+    } else {
+        let state = if report.state == State::Unavailable {
+            State::Unavailable
+        } else {
+            State::Ready
+        };
+        serde_json::json!({ "state": state })
+    };
+    (status, v)
+}
+
 /// `{"workspace_key":"<base64>"}` built in zeroizing buffers sized up front,
 /// so no copy of the key is left behind by a reallocation.
 fn workspace_key_body(key: &[u8]) -> Zeroizing<Vec<u8>> {
@@ -533,6 +561,36 @@ mod tests {
                 .map(|r| r.label().to_string())
                 .collect();
             assert_eq!(roles, allowed, "{m} {p}");
+        }
+    }
+
+    #[test]
+    fn devices_see_only_ready_or_unavailable() {
+        use crate::readiness::Endpoint;
+        for (state, device_state, status) in [
+            (State::Ready, "ready", 200),
+            (State::Degraded, "ready", 200),
+            (State::Unavailable, "unavailable", 503),
+        ] {
+            let report = Report {
+                state,
+                backend: "kmip1",
+                latency_ms: Some(3),
+                detail: "connection refused by hsm-a.internal:5696".into(),
+                endpoints: vec![Endpoint {
+                    endpoint: "hsm-a.internal:5696".into(),
+                    up: false,
+                    detail: "connection refused".into(),
+                }],
+            };
+            let (s, v) = ready_response(&report, false);
+            assert_eq!(s.as_u16(), status);
+            assert_eq!(v, serde_json::json!({ "state": device_state }), "{state:?}");
+            let (s, v) = ready_response(&report, true);
+            assert_eq!(s.as_u16(), status);
+            assert_eq!(v["backend"], "kmip1");
+            assert_eq!(v["endpoints"][0]["endpoint"], "hsm-a.internal:5696");
+            assert_eq!(v["state"], serde_json::to_value(state).unwrap());
         }
     }
 

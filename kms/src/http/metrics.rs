@@ -1,5 +1,6 @@
-//! The metrics listener: plain HTTP, `GET /metrics` only, on a loopback
-//! address by default (see `crate::metrics` for who may read it).
+//! The metrics listener: plain HTTP, `GET /metrics` and `GET /v1/ready` (the
+//! detailed canary report, which devices do not get), on a loopback address
+//! by default (see `crate::metrics` for who may read it).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -13,9 +14,10 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
 use super::App;
+use super::api::ready_response;
 use crate::node::ready_gauge;
 
-/// Serve `/metrics` forever.
+/// Serve `/metrics` and the detailed `/v1/ready` forever.
 pub async fn serve(listener: TcpListener, app: Arc<App>) {
     loop {
         let Ok((tcp, _)) = listener.accept().await else {
@@ -39,9 +41,18 @@ pub async fn serve(listener: TcpListener, app: Arc<App>) {
                         }
                         let ready = ready_gauge(app.readiness.current().state);
                         Response::new(Full::new(Bytes::from(app.metrics.render(cache, ready))))
+                    } else if req.method() == Method::GET && req.uri().path() == "/v1/ready" {
+                        let (status, v) = ready_response(&app.readiness.current(), true);
+                        let mut r = Response::new(Full::new(Bytes::from(v.to_string())));
+                        *r.status_mut() = status;
+                        r.headers_mut().insert(
+                            hyper::header::CONTENT_TYPE,
+                            hyper::header::HeaderValue::from_static("application/json"),
+                        );
+                        return Ok::<_, Infallible>(r);
                     } else {
                         let mut r = Response::new(Full::new(Bytes::from_static(
-                            b"only GET /metrics here\n",
+                            b"only GET /metrics and GET /v1/ready here\n",
                         )));
                         *r.status_mut() = StatusCode::NOT_FOUND;
                         r

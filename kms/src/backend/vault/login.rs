@@ -70,7 +70,21 @@ pub(crate) async fn request(
 }
 
 /// Read a one-line secret file (surrounding whitespace removed).
+///
+/// The configuration refuses such a file that other users can read when the
+/// node starts or reloads; a file rewritten since (a rotated secret id, a
+/// token renewed by an agent) is warned about here, at each read.
 pub(crate) fn read_secret_file(path: &Path, what: &str) -> Result<SecretString, BackendError> {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path) {
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o004 != 0 {
+            tracing::warn!(
+                "the {what} file {} is readable by other users (mode {mode:03o}); run chmod 600 on it",
+                path.display()
+            );
+        }
+    }
     let raw = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
         BackendError::Misconfigured(format!(
             "cannot read the {what} file {}: {e}",

@@ -1,0 +1,215 @@
+//! Unit tests of the cache; the expiry tests move a hand-held clock.
+
+use super::*;
+use std::sync::atomic::AtomicUsize;
+
+fn limits(ttl_ms: u64, max: usize) -> CacheLimits {
+    CacheLimits {
+        ttl: Duration::from_millis(ttl_ms),
+        max_entries: max,
+    }
+}
+
+/// A clock the test moves by hand.
+#[derive(Clone)]
+struct HandClock {
+    start: Instant,
+    offset_ms: Arc<AtomicU64>,
+}
+
+impl HandClock {
+    fn new() -> Self {
+        Self {
+            start: Instant::now(),
+            offset_ms: Arc::new(AtomicU64::new(0)),
+        }
+    }
+    fn advance(&self, ms: u64) {
+        self.offset_ms.fetch_add(ms, Ordering::SeqCst);
+    }
+    fn clock(&self) -> Clock {
+        let me = self.clone();
+        Arc::new(move || me.start + Duration::from_millis(me.offset_ms.load(Ordering::SeqCst)))
+    }
+}
+
+async fn load(cache: &KeyCache<String>, i: u8) -> Lookup {
+    cache
+        .get_or_load([i; 32], || async move {
+            Ok(SecretKey::from_slice(&[i; 32]).unwrap())
+        })
+        .await
+        .1
+}
+
+#[tokio::test]
+async fn concurrent_misses_share_one_load() {
+    let cache: Arc<KeyCache<String>> = Arc::new(KeyCache::new(limits(60_000, 10)));
+    let loads = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let (cache, loads) = (Arc::clone(&cache), Arc::clone(&loads));
+        tasks.push(tokio::spawn(async move {
+            cache
+                .get_or_load([7; 32], || async move {
+                    loads.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    Ok(SecretKey::from_slice(&[1; 32]).unwrap())
+                })
+                .await
+        }));
+    }
+    for t in tasks {
+        let (r, _) = t.await.unwrap();
+        assert_eq!(r.unwrap().expose(), &[1; 32]);
+    }
+    assert_eq!(loads.load(Ordering::SeqCst), 1);
+    assert_eq!(cache.counters(), (49, 1));
+}
+
+/// A shared load is cached however the callers are scheduled: the caller
+/// that ran it may take the state lock after a waiter did.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_shared_load_is_cached_whoever_finishes_first() {
+    for round in 0..3000u32 {
+        let cache: Arc<KeyCache<String>> = Arc::new(KeyCache::new(limits(60_000, 10)));
+        let gate = Arc::new(tokio::sync::Notify::new());
+        let mut tasks = Vec::new();
+        for _ in 0..16 {
+            let (cache, gate) = (Arc::clone(&cache), Arc::clone(&gate));
+            tasks.push(tokio::spawn(async move {
+                cache
+                    .get_or_load([9; 32], || async move {
+                        gate.notified().await;
+                        Ok(SecretKey::from_slice(&[2; 32]).unwrap())
+                    })
+                    .await
+            }));
+        }
+        tokio::task::yield_now().await;
+        gate.notify_one();
+        for t in tasks {
+            assert!(t.await.unwrap().0.is_ok());
+        }
+        assert_eq!(
+            cache.len(),
+            1,
+            "round {round}: the loaded key was not cached"
+        );
+    }
+}
+
+#[tokio::test]
+async fn errors_are_shared_but_not_cached() {
+    let cache: KeyCache<String> = KeyCache::new(limits(60_000, 10));
+    let (r, l) = cache
+        .get_or_load([1; 32], || async { Err("down".to_string()) })
+        .await;
+    assert_eq!((r.unwrap_err().as_str(), l), ("down", Lookup::Miss));
+    assert_eq!(load(&cache, 1).await, Lookup::Miss);
+    assert_eq!(cache.len(), 1);
+}
+
+#[tokio::test]
+async fn ttl_and_size_bound() {
+    let hand = HandClock::new();
+    let cache: KeyCache<String> = KeyCache::with_clock(limits(100, 2), hand.clock());
+    for i in 0..3u8 {
+        load(&cache, i).await;
+        hand.advance(1);
+    }
+    assert_eq!(cache.len(), 2, "size bound holds");
+    assert_eq!(
+        load(&cache, 0).await,
+        Lookup::Miss,
+        "oldest entry was evicted"
+    );
+    assert_eq!(load(&cache, 2).await, Lookup::Hit);
+    hand.advance(100);
+    assert_eq!(
+        load(&cache, 2).await,
+        Lookup::Miss,
+        "entry expired after its TTL"
+    );
+}
+
+#[tokio::test]
+async fn ttl_zero_disables_caching() {
+    let cache: KeyCache<String> = KeyCache::new(limits(0, 10));
+    for _ in 0..2 {
+        assert_eq!(load(&cache, 3).await, Lookup::Miss);
+    }
+    assert!(cache.is_empty());
+}
+
+#[tokio::test]
+async fn purge_removes_exactly_the_expired_entries() {
+    let hand = HandClock::new();
+    let cache: KeyCache<String> = KeyCache::with_clock(limits(1000, 100), hand.clock());
+    load(&cache, 1).await;
+    hand.advance(400);
+    load(&cache, 2).await;
+    hand.advance(400);
+    load(&cache, 3).await;
+    let start = hand.clock()();
+    assert_eq!(
+        cache.purge_expired(),
+        Some(start - Duration::from_millis(800) + Duration::from_secs(1))
+    );
+    assert_eq!(cache.len(), 3);
+    hand.advance(200); // key 1 is 1000 ms old: expired, exactly at its TTL
+    assert_eq!(
+        cache.purge_expired(),
+        Some(start - Duration::from_millis(400) + Duration::from_secs(1))
+    );
+    assert_eq!(cache.len(), 2);
+    hand.advance(10_000);
+    assert_eq!(cache.purge_expired(), None);
+    assert!(cache.is_empty(), "no lookup needed to forget expired keys");
+}
+
+#[tokio::test]
+async fn a_key_stored_again_keeps_one_live_record() {
+    let hand = HandClock::new();
+    let cache: KeyCache<String> = KeyCache::with_clock(limits(100, 10), hand.clock());
+    load(&cache, 1).await;
+    hand.advance(60);
+    load(&cache, 2).await;
+    cache.invalidate(Some(&[1; 32]));
+    hand.advance(10);
+    assert_eq!(load(&cache, 1).await, Lookup::Miss);
+    // Key 1's first record is stale: it must neither expire the new key 1
+    // nor stop the sweep before key 2.
+    hand.advance(95); // key 2 is 105 ms old, the new key 1 is 95 ms old
+    cache.purge_expired();
+    assert_eq!(cache.len(), 1);
+    assert_eq!(load(&cache, 1).await, Lookup::Hit);
+    assert_eq!(load(&cache, 2).await, Lookup::Miss);
+}
+
+#[tokio::test]
+async fn new_limits_apply_to_cached_entries() {
+    let hand = HandClock::new();
+    let cache: KeyCache<String> = KeyCache::with_clock(limits(300_000, 10), hand.clock());
+    for i in 0..4 {
+        load(&cache, i).await;
+        hand.advance(1000);
+    }
+    // A smaller bound evicts the oldest at once.
+    cache.set_limits(limits(300_000, 3));
+    assert_eq!(cache.len(), 3);
+    assert_eq!(load(&cache, 3).await, Lookup::Hit);
+    // A shorter TTL counts from when each key was stored: keys 1 and 2 are
+    // 3 s and 2 s old, key 3 is 1 s old.
+    cache.set_limits(limits(1500, 3));
+    assert_eq!(cache.len(), 1);
+    // TTL 0 empties the cache, and nothing is cached while it stays 0.
+    cache.set_limits(limits(0, 3));
+    assert!(cache.is_empty());
+    assert_eq!(load(&cache, 3).await, Lookup::Miss);
+    assert!(cache.is_empty());
+    // Back to a long TTL: what was purged stays purged.
+    cache.set_limits(limits(300_000, 3));
+    assert_eq!(load(&cache, 3).await, Lookup::Miss);
+    assert_eq!(load(&cache, 3).await, Lookup::Hit);
+}

@@ -1,0 +1,499 @@
+//! The security review's "lows", end to end through the real binary: cache
+//! limits applied on reload, device rate limits per source address, what
+//! `/v1/ready` tells whom, loose Vault secret files refused, and `dev` in a
+//! folder that is not its own.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use serde_json::json;
+use support::guide_pki::{GuidePki, Identity, PkiOptions};
+use support::node::{TestNode, chain, cmx_with_config, output_text, wait_ready};
+
+/// One guide PKI for every test here (keytool is slow); each test runs its own node.
+fn pki() -> &'static GuidePki {
+    static P: OnceLock<(tempfile::TempDir, GuidePki)> = OnceLock::new();
+    &P.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = GuidePki::generate(dir.path(), PkiOptions::default());
+        (dir, pki)
+    })
+    .1
+}
+
+/// The value of the metric line `series` (name plus labels, exactly), 0 when absent.
+fn metric(node: &TestNode, series: &str) -> f64 {
+    node.metrics()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(series)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0.0)
+}
+
+/// Rewrite the node's properties with `extra`, send SIGHUP, and wait (up to
+/// 60 s) until the reload succeeded.
+fn reload(node: &TestNode, extra: &str) {
+    let ok = "cmx_kms_reloads_total{result=\"success\"}";
+    let before = metric(node, ok);
+    let props = TestNode::properties(
+        pki(),
+        &node.dir,
+        node.addr.port(),
+        node.metrics_addr.port(),
+        extra,
+    );
+    std::fs::write(&node.properties, props).unwrap();
+    node.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while metric(node, ok) <= before {
+        assert!(
+            Instant::now() < deadline,
+            "no successful reload:\n{}",
+            node.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_reload_applies_new_cache_limits_to_keys_already_cached() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki();
+    let node = TestNode::start(pki, &dir.path().join("node"), "kms.cache.ttl=300s\n");
+    let b = node.client(pki, &pki.cmx_backend);
+    let d = node.client(pki, &pki.cmx_device);
+    let body = chain(&b); // leaves the customer key cached
+    let counters = || {
+        (
+            metric(&node, "cmx_kms_cache_hits_total"),
+            metric(&node, "cmx_kms_cache_misses_total"),
+        )
+    };
+    let decrypt = || {
+        let r = d.post("/v1/workspace-keys/decrypt", &body);
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    };
+    let (hits, misses) = counters();
+    decrypt();
+    assert_eq!(counters(), (hits + 1.0, misses), "cached before the reload");
+
+    // TTL 0 on reload: every cached key goes, the next decrypt unwraps again.
+    reload(&node, "kms.cache.ttl=0\n");
+    decrypt();
+    assert_eq!(counters(), (hits + 1.0, misses + 1.0), "a miss after ttl=0");
+
+    // Back to 300 s: had the key only been hidden by ttl=0 rather than
+    // dropped from memory, it would be a hit again now.
+    reload(&node, "kms.cache.ttl=300s\n");
+    decrypt();
+    assert_eq!(
+        counters(),
+        (hits + 1.0, misses + 2.0),
+        "the key was purged, not kept"
+    );
+    decrypt();
+    assert_eq!(
+        counters(),
+        (hits + 2.0, misses + 2.0),
+        "caching is on again"
+    );
+}
+
+/// A TCP connection to `dst` from the local address `src` (any 127/8
+/// address works on Linux loopback).
+fn connect_from(src: IpAddr, dst: SocketAddr) -> std::net::TcpStream {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let s = tokio::net::TcpSocket::new_v4().unwrap();
+        s.bind(SocketAddr::new(src, 0)).unwrap();
+        let tcp = s.connect(dst).await.unwrap();
+        let tcp = tcp.into_std().unwrap();
+        tcp.set_nonblocking(false).unwrap();
+        tcp
+    })
+}
+
+/// POST `body` to `path` as `id`, from the local address `src`: (status, body).
+fn post_from(
+    src: IpAddr,
+    node: &TestNode,
+    id: &Identity,
+    path: &str,
+    body: &serde_json::Value,
+) -> (u16, String) {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(&pki().ca.cert).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let chain: Vec<_> = CertificateDer::pem_file_iter(&id.cert)
+        .unwrap()
+        .map(|c| c.unwrap())
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(&id.key).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_client_auth_cert(chain, key)
+    .unwrap();
+    let tcp = connect_from(src, node.addr);
+    tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let conn =
+        rustls::ClientConnection::new(Arc::new(config), ServerName::try_from("localhost").unwrap())
+            .unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    let body = body.to_string();
+    write!(
+        tls,
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    tls.flush().unwrap();
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    // Until the server closes; a close without close_notify ends it too.
+    while let Ok(n) = tls.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        raw.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no HTTP response: {text:?}"));
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_owned();
+    (status, body)
+}
+
+#[test]
+fn device_rate_limits_count_per_source_address_not_per_shared_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki();
+    let node = TestNode::start(
+        pki,
+        &dir.path().join("node"),
+        "kms.limits.device.rate=1\nkms.limits.device.burst=1\n",
+    );
+    let body = chain(&node.client(pki, &pki.cmx_backend));
+    let decrypt = "/v1/workspace-keys/decrypt";
+    let first: IpAddr = [127, 0, 0, 2].into();
+    let second: IpAddr = [127, 0, 0, 3].into();
+    // Agent one, with the company's device certificate, runs into its limit.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, text) = post_from(first, &node, &pki.cmx_device, decrypt, &body);
+        if status == 429 {
+            assert!(text.contains("too-many-requests"), "{text}");
+            break;
+        }
+        assert_eq!(status, 200, "{text}");
+        assert!(Instant::now() < deadline, "127.0.0.2 never hit its limit");
+    }
+    // Agent two, same certificate, other address: still served.
+    let (status, text) = post_from(second, &node, &pki.cmx_device, decrypt, &body);
+    assert_eq!(status, 200, "another address is not limited: {text}");
+    // The backend's limit is its own (per certificate).
+    let (status, text) = post_from(first, &node, &pki.cmx_backend, decrypt, &body);
+    assert_eq!(status, 200, "{text}");
+}
+
+/// GET `path` on the metrics listener (plain HTTP): (status, body).
+fn get_plain(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let status = out.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, out.split_once("\r\n\r\n").unwrap().1.to_owned())
+}
+
+#[test]
+fn ready_details_go_to_the_backend_and_the_metrics_port_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki();
+    let node = TestNode::start(pki, &dir.path().join("node"), "");
+    let b = node.client(pki, &pki.cmx_backend);
+    let d = node.client(pki, &pki.cmx_device);
+    wait_ready(&b, "ready");
+
+    let r = d.request("GET", "/v1/ready", None).unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.json(),
+        json!({"state": "ready"}),
+        "a device learns only the state"
+    );
+
+    let r = b.request("GET", "/v1/ready", None).unwrap();
+    assert_eq!(r.status, 200);
+    let v = r.json();
+    assert_eq!(v["state"], "ready");
+    assert_eq!(v["backend"], "soft");
+    assert!(v["detail"].is_string() && v["endpoints"].is_array(), "{v}");
+
+    let (status, text) = get_plain(node.metrics_addr, "/v1/ready");
+    assert_eq!(status, 200, "{text}");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["backend"], "soft", "{v}");
+    assert!(v["detail"].is_string(), "{v}");
+}
+
+/// Properties for a Vault node; Vault itself is never reached by these tests.
+fn vault_props(dir: &Path, auth: &str) -> String {
+    TestNode::properties(pki(), dir, 8443, 0, "").replace("kms.hsm.protocol=soft\n", "")
+        + "kms.hsm.protocol=vault\nkms.hsm.server.url=http://127.0.0.1:9\n"
+        + auth
+}
+
+fn check_vault_secret_file(key: &str, auth: impl Fn(&Path) -> String) {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "s.0123456789\n").unwrap();
+    let config = dir.path().join("kms.properties");
+    std::fs::write(&config, vault_props(dir.path(), &auth(&secret))).unwrap();
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    for mode in [0o644, 0o604] {
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(mode)).unwrap();
+        for cmd in ["check-config", "serve"] {
+            let o = cmx_with_config(&[cmd], &config);
+            let text = output_text(&o);
+            assert_eq!(
+                o.status.code(),
+                Some(78),
+                "{cmd} with mode {mode:o}: {text}"
+            );
+            let line = text
+                .lines()
+                .find(|l| l.contains("readable by other users"))
+                .unwrap_or_else(|| panic!("{cmd}: no complaint about the mode: {text}"));
+            assert!(
+                line.contains(&format!("{}:", config.display()))
+                    && line.contains(key)
+                    && line.contains(&secret.display().to_string())
+                    && line.contains(&format!("(mode {mode:o})"))
+                    && line.contains("chmod 600"),
+                "{line}"
+            );
+            assert!(!text.contains("s.0123456789"), "the secret is never shown");
+        }
+    }
+    for mode in [0o600, 0o640] {
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(mode)).unwrap();
+        let o = cmx_with_config(&["check-config"], &config);
+        let text = output_text(&o);
+        assert!(!text.contains("readable by other users"), "{text}");
+        assert_eq!(o.status.code(), Some(0), "mode {mode:o}: {text}");
+    }
+}
+
+#[test]
+fn a_vault_token_file_other_users_can_read_is_a_config_error() {
+    check_vault_secret_file("kms.hsm.vault.token.file", |p| {
+        format!("kms.hsm.vault.token.file={}\n", p.display())
+    });
+}
+
+#[test]
+fn an_approle_secret_id_file_other_users_can_read_is_a_config_error() {
+    check_vault_secret_file("kms.hsm.vault.auth.approle.secret-id.file", |p| {
+        format!(
+            "kms.hsm.vault.auth=approle\nkms.hsm.vault.auth.approle.role-id=kms\n\
+             kms.hsm.vault.auth.approle.secret-id.file={}\n",
+            p.display()
+        )
+    });
+}
+
+/// Run `cmx-kms dev --dir DIR` until it listens (then stop it) or exits:
+/// `None` when it served, else its exit code and output.
+fn run_dev(dir: &Path) -> Option<(Option<i32>, String)> {
+    // A reused folder keeps the port of its first run.
+    let port = std::fs::read_to_string(dir.join("kms.properties"))
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("kms.server.port=")?.parse().ok())
+        })
+        .unwrap_or_else(support::node::free_port);
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let mut child = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_cmx-kms"))
+            .args(["dev", "--dir"])
+            .arg(dir)
+            .args(["--port", &port.to_string()])
+            // No metrics listener: its fixed default port may be taken on this host.
+            .env("CMX_KMS_METRICS_PORT", "0")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log.reopen().unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            break Some((status.code(), std::fs::read_to_string(log.path()).unwrap()));
+        }
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break None;
+        }
+        assert!(Instant::now() < deadline, "dev neither served nor exited");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A child process that never outlives its test, even one that panics.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// (mode, content) of every entry of `dir`, by name.
+fn snapshot(dir: &Path) -> Vec<(String, u32, Vec<u8>)> {
+    let mut out: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let meta = std::fs::symlink_metadata(e.path()).unwrap();
+            let content = if meta.is_file() {
+                std::fs::read(e.path()).unwrap()
+            } else {
+                Vec::new()
+            };
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                meta.permissions().mode() & 0o7777,
+                content,
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn mode_of(p: &Path) -> u32 {
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o7777
+}
+
+#[test]
+fn dev_in_an_existing_folder_leaves_the_operators_files_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("work");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(dir.join("notes.txt"), "the operator's notes\n").unwrap();
+    std::fs::set_permissions(
+        dir.join("notes.txt"),
+        std::fs::Permissions::from_mode(0o664),
+    )
+    .unwrap();
+    std::fs::create_dir(dir.join("src")).unwrap();
+    std::fs::set_permissions(dir.join("src"), std::fs::Permissions::from_mode(0o750)).unwrap();
+    let operators = snapshot(&dir);
+
+    assert_eq!(run_dev(&dir), None, "dev serves from an existing folder");
+    assert_eq!(mode_of(&dir), 0o755, "the folder's mode is the operator's");
+    let after = snapshot(&dir);
+    for entry in &operators {
+        assert!(after.contains(entry), "{} changed", entry.0);
+    }
+    let made: Vec<_> = after.iter().filter(|e| !operators.contains(e)).collect();
+    assert!(made.iter().any(|e| e.0 == "kms.properties"), "{made:?}");
+    for (name, mode, _) in &made {
+        assert_eq!(
+            mode & 0o077 & !0o040,
+            0,
+            "{name} is private (mode {mode:o})"
+        );
+    }
+
+    // A second run reuses what dev made, and still touches nothing else.
+    assert_eq!(run_dev(&dir), None, "dev reuses its own folder");
+    let again = snapshot(&dir);
+    for entry in &operators {
+        assert!(again.contains(entry), "{} changed", entry.0);
+    }
+    let props = |s: &[(String, u32, Vec<u8>)]| {
+        s.iter()
+            .find(|e| e.0 == "kms.properties")
+            .map(|e| e.2.clone())
+    };
+    assert_eq!(props(&again), props(&after), "the same dev configuration");
+    assert_eq!(mode_of(&dir), 0o755);
+
+    // A folder dev made itself is private.
+    let fresh = tmp.path().join("fresh");
+    assert_eq!(run_dev(&fresh), None);
+    assert_eq!(mode_of(&fresh), 0o700);
+}
+
+#[test]
+fn dev_refuses_a_folder_holding_files_it_did_not_make() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (name, content) in [
+        ("ca.crt", "the operator's CA\n"),
+        (
+            "kms.properties",
+            "kms.keystore.password=production-secret\n",
+        ),
+        ("audit.log", "{\"seq\":1}\n"),
+    ] {
+        let dir = tmp.path().join(name);
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::write(dir.join(name), content).unwrap();
+        std::fs::set_permissions(dir.join(name), std::fs::Permissions::from_mode(0o644)).unwrap();
+        let before = snapshot(&dir);
+        let (code, text) = run_dev(&dir).expect("dev must not serve here");
+        assert_ne!(code, Some(0), "{text}");
+        assert!(
+            text.contains(&dir.join(name).display().to_string())
+                && text.contains("not made by `cmx-kms dev`"),
+            "{text}"
+        );
+        assert!(!text.contains("production-secret"), "{text}");
+        assert_eq!(
+            snapshot(&dir),
+            before,
+            "{name}: nothing written, nothing changed"
+        );
+        assert_eq!(mode_of(&dir), 0o755);
+    }
+}
