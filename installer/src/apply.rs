@@ -7,12 +7,14 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::InstallError;
+use crate::backup;
 use crate::cmd;
 use crate::fsops;
 use crate::log::Log;
 use crate::paths::{self, Root};
 use crate::plan::{InstallKind, OnFailure, Plan, RollbackTarget, Step};
 use crate::rpm::Rpm;
+use crate::safefs;
 use crate::service::{self, ServiceManager};
 use crate::state::{self, State};
 
@@ -167,7 +169,7 @@ fn backup_legacy(ctx: &mut Ctx<'_>, st: &mut State, dest: &str) -> Result<(), In
         }
         let to = host.join(node.trim_start_matches('/'));
         if let Some(parent) = to.parent() {
-            fs::create_dir_all(parent).map_err(InstallError::io("create", parent))?;
+            fsops::private_dir(parent)?;
         }
         if to.exists() {
             continue;
@@ -192,7 +194,7 @@ fn unlink_war(ctx: &mut Ctx<'_>, st: &State) -> Result<(), InstallError> {
         Some(b) => {
             let to = ctx.root.path(&format!("{b}{}", paths::KMS_WAR));
             if let Some(parent) = to.parent() {
-                fs::create_dir_all(parent).map_err(InstallError::io("create", parent))?;
+                fsops::private_dir(parent)?;
             }
             fs::rename(&war, &to).map_err(InstallError::io("move", &war))?;
             ctx.log.say(&format!("    moved to {b}{}", paths::KMS_WAR));
@@ -222,6 +224,20 @@ fn run_step(
         Step::BackupConf { dest } => {
             let to = root.path(dest);
             fsops::copy_tree(&root.path(paths::CONF_DIR), &to)?;
+            // The backup a later step or a rollback restores is never pruned.
+            let mut keep: Vec<&str> = vec![dest.as_str()];
+            keep.extend(st.get(state::key::BACKUP));
+            keep.extend(plan.rollback.as_ref().map(|r| r.conf_backup.as_str()));
+            keep.extend(plan.steps.iter().filter_map(|s| match s {
+                Step::RestoreConf { from } => Some(from.as_str()),
+                _ => None,
+            }));
+            for gone in backup::prune_and_tighten(root, &keep)? {
+                ctx.log.say(&format!(
+                    "    removed the old backup {gone} (the {} newest are kept)",
+                    backup::KEEP_CONF_BACKUPS
+                ));
+            }
             st.set(state::key::BACKUP, Some(dest));
             st.save(root)?;
         }
@@ -240,8 +256,9 @@ fn run_step(
             }
         }
         Step::RestoreFile { from, to } => {
-            let dst = root.path(to);
-            fs::copy(from, &dst).map_err(InstallError::io("restore", &dst))?;
+            // From the private backup, not following a link; modes are set by FixPermissions.
+            let data = zeroize::Zeroizing::new(safefs::read_nofollow(from)?);
+            write_private(&root.path(to), &data)?;
         }
         Step::RestoreConf { from } => {
             fsops::replace_tree(&root.path(from), &root.path(paths::CONF_DIR))?

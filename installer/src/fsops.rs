@@ -1,48 +1,20 @@
-//! File operations under a root: copying trees with modes and owners,
-//! numbered backups, and the modes and owners the node's files must have.
+//! File operations under a root: private copies of trees, numbered
+//! configuration backups, and the modes and owners the node's files must have
+//! (set through descriptors, see [`crate::safefs`]).
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 use crate::InstallError;
+use crate::backup;
 use crate::paths::{self, Root};
+use crate::safefs;
 
-/// Copy `src` to `dst` (which must not exist): directories, files and
-/// symlinks (kept as links), with modes and owners. `src` itself is followed
-/// if it is a link.
+/// Copy the directory `src` to `dst` as a private backup (see
+/// [`safefs::copy_tree`]: `root:root`, `0700` / `0600`, links not followed).
 pub fn copy_tree(src: &Path, dst: &Path) -> Result<(), InstallError> {
-    let meta = fs::metadata(src).map_err(InstallError::io("read", src))?;
-    if meta.is_dir() {
-        fs::create_dir(dst).map_err(InstallError::io("create", dst))?;
-        for entry in fs::read_dir(src).map_err(InstallError::io("read", src))? {
-            let entry = entry.map_err(InstallError::io("read", src))?;
-            let from = entry.path();
-            let to = dst.join(entry.file_name());
-            let lmeta = fs::symlink_metadata(&from).map_err(InstallError::io("read", &from))?;
-            if lmeta.file_type().is_symlink() {
-                let target = fs::read_link(&from).map_err(InstallError::io("read", &from))?;
-                std::os::unix::fs::symlink(&target, &to)
-                    .map_err(InstallError::io("create", &to))?;
-            } else if lmeta.is_dir() {
-                copy_tree(&from, &to)?;
-            } else if lmeta.is_file() {
-                fs::copy(&from, &to).map_err(InstallError::io("copy", &from))?;
-                keep_owner_mode(&lmeta, &to)?;
-            }
-        }
-        keep_owner_mode(&meta, dst)
-    } else {
-        fs::copy(src, dst).map_err(InstallError::io("copy", src))?;
-        keep_owner_mode(&meta, dst)
-    }
-}
-
-fn keep_owner_mode(meta: &fs::Metadata, to: &Path) -> Result<(), InstallError> {
-    std::os::unix::fs::chown(to, Some(meta.uid()), Some(meta.gid()))
-        .map_err(InstallError::io("set the owner of", to))?;
-    fs::set_permissions(to, fs::Permissions::from_mode(meta.mode() & 0o7777))
-        .map_err(InstallError::io("set the mode of", to))
+    safefs::copy_tree(src, dst)
 }
 
 /// Resolve a node path's symlinks inside the root (absolute link targets are
@@ -64,17 +36,14 @@ pub fn resolve_in_root(root: &Root, node_path: &str) -> PathBuf {
 }
 
 /// The node path of the next configuration backup: `conf-orig` if there is
-/// none yet (the guide's name), else `conf-orig.1`, `conf-orig.2`, ...
-/// Earlier backups are never overwritten.
+/// none yet (the guide's name), else `conf-orig.N` with N one more than the
+/// highest there is (so the newest has the highest number even after older
+/// ones were pruned). Earlier backups are never overwritten.
 pub fn next_conf_backup(root: &Root) -> String {
-    let first = paths::CONF_ORIG.to_owned();
-    if !root.path(&first).exists() {
-        return first;
+    match backup::conf_backups(root).last() {
+        None => paths::CONF_ORIG.to_owned(),
+        Some((n, _)) => format!("{}.{}", paths::CONF_ORIG, n + 1),
     }
-    (1u32..)
-        .map(|n| format!("{}.{n}", paths::CONF_ORIG))
-        .find(|p| !root.path(p).exists())
-        .unwrap_or(first)
 }
 
 /// A file or directory whose mode or owner is not what it must be.
@@ -87,6 +56,8 @@ pub struct Fix {
     pub gid: u32,
     /// Create it (a directory) if missing.
     pub create_dir: bool,
+    /// It is a directory (else a regular file).
+    pub dir: bool,
 }
 
 impl Fix {
@@ -112,67 +83,133 @@ impl Fix {
     }
 }
 
-/// What must change so that: the configuration directory is `root:kms 0750`,
-/// every file in it (`kms.properties`, the keystore, `jgroups.xml`, ...) is
-/// `root:kms 0640` (readable by the service user, by nobody else), and
-/// `/var/log/kms` is `kms:kms 0750`.
-pub fn permission_fixes(root: &Root, kms: (u32, u32)) -> Vec<Fix> {
-    let (kuid, kgid) = kms;
-    let mut want = vec![(paths::CONF_DIR.to_owned(), 0o750, 0, kgid, false)];
-    if let Ok(rd) = fs::read_dir(root.path(paths::CONF_DIR)) {
-        let mut names: Vec<_> = rd.flatten().collect();
-        names.sort_by_key(fs::DirEntry::file_name);
-        for e in names {
-            let Ok(m) = fs::symlink_metadata(e.path()) else {
-                continue;
-            };
-            let node = format!("{}/{}", paths::CONF_DIR, e.file_name().to_string_lossy());
-            if m.is_file() {
-                want.push((node, 0o640, 0, kgid, false));
-            } else if m.is_dir() {
-                want.push((node, 0o750, 0, kgid, false));
-            }
+/// The configuration directory's entries, at every depth, parents before
+/// their contents: (node path, is a directory). Links and other kinds are
+/// left out (never followed, never changed).
+fn conf_entries(root: &Root, node: &str, out: &mut Vec<(String, bool)>) {
+    let Ok(rd) = fs::read_dir(root.path(node)) else {
+        return;
+    };
+    let mut names: Vec<_> = rd.flatten().collect();
+    names.sort_by_key(fs::DirEntry::file_name);
+    for e in names {
+        let Ok(m) = fs::symlink_metadata(e.path()) else {
+            continue;
+        };
+        let child = format!("{node}/{}", e.file_name().to_string_lossy());
+        if m.is_file() {
+            out.push((child, false));
+        } else if m.is_dir() {
+            out.push((child.clone(), true));
+            conf_entries(root, &child, out);
         }
     }
-    want.push((paths::LOG_DIR.to_owned(), 0o750, kuid, kgid, true));
+}
+
+/// What must change so that: the configuration directory is `root:kms 0750`,
+/// every file in it at any depth (`kms.properties`, the keystore,
+/// `jgroups.xml`, ...) is `root:kms 0640` (the modes the RPM gives its
+/// configuration files: readable by the service user, by nobody else), every
+/// directory below it `root:kms 0750`, and `/var/log/kms` is `kms:kms 0750`.
+pub fn permission_fixes(root: &Root, kms: (u32, u32)) -> Vec<Fix> {
+    let (kuid, kgid) = kms;
+    let mut want = vec![(paths::CONF_DIR.to_owned(), 0o750, 0, kgid, false, true)];
+    let mut entries = Vec::new();
+    conf_entries(root, paths::CONF_DIR, &mut entries);
+    for (node, dir) in entries {
+        want.push((node, if dir { 0o750 } else { 0o640 }, 0, kgid, false, dir));
+    }
+    want.push((paths::LOG_DIR.to_owned(), 0o750, kuid, kgid, true, true));
     want.into_iter()
-        .filter_map(|(path, mode, uid, gid, create)| {
+        .filter_map(|(path, mode, uid, gid, create, dir)| {
             let host = root.path(&path);
             let ok = fs::symlink_metadata(&host)
                 .map(|m| m.mode() & 0o7777 == mode && m.uid() == uid && m.gid() == gid)
                 .ok();
+            let fix = |create_dir| {
+                Some(Fix {
+                    path: path.clone(),
+                    mode,
+                    uid,
+                    gid,
+                    create_dir,
+                    dir,
+                })
+            };
             match ok {
                 Some(true) => None,
-                Some(false) => Some(Fix {
-                    path,
-                    mode,
-                    uid,
-                    gid,
-                    create_dir: false,
-                }),
-                None if create => Some(Fix {
-                    path,
-                    mode,
-                    uid,
-                    gid,
-                    create_dir: true,
-                }),
+                Some(false) => fix(false),
+                None if create => fix(true),
                 None => None,
             }
         })
         .collect()
 }
 
-/// Apply one fix.
+/// Apply one fix, through a descriptor: the path is opened from the
+/// directory above the configuration (or log) directory down with
+/// `O_NOFOLLOW` at every step, the opened object is checked (`fstat`: the
+/// kind planned, a file with one link) and then `fchown`ed and `fchmod`ed.
+/// A link or a hard link planted in a directory another user could write is
+/// never followed to a file elsewhere.
 pub fn apply_fix(root: &Root, fix: &Fix) -> Result<(), InstallError> {
+    use nix::fcntl::OFlag;
+    use nix::sys::stat::SFlag;
     let host = root.path(&fix.path);
     if fix.create_dir {
         fs::create_dir_all(&host).map_err(InstallError::io("create", &host))?;
     }
-    std::os::unix::fs::chown(&host, Some(fix.uid), Some(fix.gid))
-        .map_err(InstallError::io("set the owner of", &host))?;
-    fs::set_permissions(&host, fs::Permissions::from_mode(fix.mode))
-        .map_err(InstallError::io("set the mode of", &host))
+    let anchor = if fix.path.starts_with(paths::CONF_DIR) {
+        paths::APP_DIR.to_owned()
+    } else {
+        Path::new(&fix.path)
+            .parent()
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "/".to_owned())
+    };
+    let base = root.path(&anchor);
+    let rel = safefs::relative(&base, &host);
+    let fd = safefs::open_beneath(
+        &base,
+        &rel,
+        OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOCTTY,
+    )?;
+    let errno = |action| {
+        let host = host.clone();
+        move |e: nix::errno::Errno| InstallError::io(action, host)(std::io::Error::from(e))
+    };
+    let st = nix::sys::stat::fstat(&fd).map_err(errno("check"))?;
+    let kind = safefs::kind(&st);
+    let expected = if fix.dir {
+        SFlag::S_IFDIR
+    } else {
+        SFlag::S_IFREG
+    };
+    if kind != expected {
+        return Err(InstallError::Refused(format!(
+            "{} changed while the installer was setting owners and modes (it is no longer a {}): \
+             someone else can write its directory. Find out who, and run the installer again.",
+            host.display(),
+            if fix.dir { "directory" } else { "regular file" }
+        )));
+    }
+    if !fix.dir && st.st_nlink != 1 {
+        return Err(InstallError::Refused(format!(
+            "{} has {} hard links: another name elsewhere is the same file, and giving it to the {} group \
+             would give that file too. Replace it by a copy (cp --remove-destination) and run the installer again.",
+            host.display(),
+            st.st_nlink,
+            paths::SERVICE_USER
+        )));
+    }
+    nix::unistd::fchown(
+        &fd,
+        Some(nix::unistd::Uid::from_raw(fix.uid)),
+        Some(nix::unistd::Gid::from_raw(fix.gid)),
+    )
+    .map_err(errno("set the owner of"))?;
+    nix::sys::stat::fchmod(&fd, nix::sys::stat::Mode::from_bits_truncate(fix.mode))
+        .map_err(errno("set the mode of"))
 }
 
 /// Create a root-only directory (`0700`), parents as needed.

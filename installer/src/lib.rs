@@ -17,8 +17,12 @@
 //! - [`detect`], [`plan`], [`apply`], [`uninstall`]: what to do, and doing it.
 //! - [`fsops`], [`port`], [`state`], [`log`]: file operations, the port check, the
 //!   installer's own state, the install log.
+//! - [`safefs`], [`backup`]: descriptor-based file operations for directories
+//!   other users can write (no link followed), and the private, pruned
+//!   configuration backups.
 
 pub mod apply;
+pub mod backup;
 pub mod cmd;
 pub mod detect;
 pub mod error;
@@ -29,6 +33,7 @@ pub mod paths;
 pub mod plan;
 pub mod port;
 pub mod rpm;
+pub mod safefs;
 pub mod service;
 pub mod state;
 pub mod ui;

@@ -9,6 +9,8 @@
 #[path = "support/mod.rs"]
 mod support;
 
+#[path = "install/hardening.rs"]
+mod hardening;
 #[path = "install/legacy.rs"]
 mod legacy;
 #[path = "install/lifecycle.rs"]

@@ -66,6 +66,29 @@ fn legacy_err(path: &str, what: String) -> InstallError {
     ))
 }
 
+/// A file of the KMS configuration directory: `None` if missing, refused
+/// if it is a link or not a regular file.
+fn read_own(
+    host: &std::path::Path,
+    node: &str,
+) -> Result<Option<Zeroizing<Vec<u8>>>, InstallError> {
+    match fs::symlink_metadata(host) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Ok(m) if m.file_type().is_symlink() => {
+            return Err(legacy_err(
+                node,
+                "it is a symbolic link; the installer reads the KMS's own files only as regular files. \
+                 Replace the link by a copy of the file it points to (cp --remove-destination) and run the installer again"
+                    .into(),
+            ));
+        }
+        _ => {}
+    }
+    crate::safefs::read_nofollow(host)
+        .map(|b| Some(Zeroizing::new(b)))
+        .map_err(|e| legacy_err(node, format!("cannot read it as a regular file ({e})")))
+}
+
 /// Read the legacy files under `base`: the node's root, or the backup a
 /// migration in progress made of them (same layout).
 pub fn read(base: &Root) -> Result<LegacyNode, InstallError> {
@@ -80,18 +103,22 @@ pub fn read(base: &Root) -> Result<LegacyNode, InstallError> {
         Ok(t) => setenv::read_setenv(&t),
         Err(_) => SetEnv::default(),
     };
+    // The KMS configuration directory may belong to tomcat: its files are
+    // read without following a link (a link there could make root copy any
+    // file of the node into the new configuration, readable by kms).
     let jg = base.path(paths::JGROUPS);
-    let (has_jgroups, initial_hosts) = match fs::read_to_string(&jg) {
-        Ok(t) => (
+    let (has_jgroups, initial_hosts) = match read_own(&jg, paths::JGROUPS)? {
+        Some(b) => (
             true,
-            setenv::read_initial_hosts(&t).map_err(|e| legacy_err(paths::JGROUPS, e))?,
+            setenv::read_initial_hosts(&String::from_utf8_lossy(&b))
+                .map_err(|e| legacy_err(paths::JGROUPS, e))?,
         ),
-        Err(_) => (false, Vec::new()),
+        None => (false, Vec::new()),
     };
 
     let props = base.path(paths::PROPERTIES);
-    let bytes = fs::read(&props)
-        .map_err(|e| legacy_err(paths::PROPERTIES, format!("cannot read it ({e})")))?;
+    let bytes = read_own(&props, paths::PROPERTIES)?
+        .ok_or_else(|| legacy_err(paths::PROPERTIES, "it does not exist".into()))?;
     let decoded = cmx_kms::config::properties::decode(&bytes);
     let lexed = cmx_kms::config::properties::lex(&decoded.text);
     if let Some(e) = lexed.errors.first() {

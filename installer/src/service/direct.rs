@@ -2,11 +2,9 @@
 //! detached process and take its `READY=1` notification as readiness.
 
 use std::fs;
-use std::io::Read as _;
-use std::os::unix::fs::OpenOptionsExt as _;
 use std::os::unix::net::UnixDatagram;
 use std::os::unix::process::CommandExt as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -17,6 +15,7 @@ use super::ServiceManager;
 use crate::InstallError;
 use crate::cmd;
 use crate::paths::{self, Root};
+use crate::safefs;
 
 /// Longest path of a Unix socket (`sun_path`, with its terminating zero).
 const SUN_PATH_MAX: usize = 107;
@@ -76,14 +75,19 @@ impl Direct {
         sock.set_read_timeout(Some(Duration::from_millis(200)))
             .map_err(InstallError::io("configure", &sock_path))?;
 
-        let out_path = self.root.path(&format!("{}/cmx-kms.out", paths::LOG_DIR));
-        let out = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o640)
-            .open(&out_path)
-            .map_err(InstallError::io("open", &out_path))?;
+        let log_dir = self.root.path(paths::LOG_DIR);
+        let out_path = log_dir.join("cmx-kms.out");
+        // /var/log/kms belongs to the service user: never follow what it put there.
+        let (out, warning) = safefs::open_append_in(&log_dir, "cmx-kms.out", &[0, uid])?;
+        if let Some(w) = warning {
+            eprintln!("{w}");
+        }
         let err = out
+            .try_clone()
+            .map_err(InstallError::io("open", &out_path))?;
+        // Read back through its own descriptor, never by name (the name may
+        // be replaced by a link meanwhile).
+        let reader = out
             .try_clone()
             .map_err(InstallError::io("open", &out_path))?;
         let start_len = out.metadata().map(|m| m.len()).unwrap_or(0);
@@ -106,7 +110,7 @@ impl Direct {
             if let Ok(Some(status)) = child.try_wait() {
                 return Err(InstallError::Service(format!(
                     "cmx-kms exited during start ({status}) before it was ready; its last output:\n{}",
-                    cmd::indent(&tail(&out_path, start_len))
+                    cmd::indent(&tail(&reader, start_len))
                 )));
             }
             if Instant::now() >= deadline {
@@ -115,7 +119,7 @@ impl Direct {
                 return Err(InstallError::Service(format!(
                     "cmx-kms was not ready within {} s (no READY=1); it was stopped. Its last output:\n{}",
                     timeout.as_secs(),
-                    cmd::indent(&tail(&out_path, start_len))
+                    cmd::indent(&tail(&reader, start_len))
                 )));
             }
             if let Ok(n) = sock.recv(&mut buf) {
@@ -141,14 +145,12 @@ impl Drop for RemoveOnDrop {
     }
 }
 
-/// The last lines of `path` written after `from`, for error messages.
-fn tail(path: &Path, from: u64) -> String {
-    let mut s = String::new();
-    if let Ok(mut f) = fs::File::open(path) {
-        use std::io::Seek as _;
-        let _ = f.seek(std::io::SeekFrom::Start(from));
-        let _ = f.take(64 * 1024).read_to_string(&mut s);
-    }
+/// The last lines of the open `file` written after `from`, for error messages.
+fn tail(file: &fs::File, from: u64) -> String {
+    use std::os::unix::fs::FileExt as _;
+    let mut buf = vec![0u8; 64 * 1024];
+    let n = file.read_at(&mut buf, from).unwrap_or(0);
+    let s = String::from_utf8_lossy(buf.get(..n).unwrap_or_default()).into_owned();
     let lines: Vec<&str> = s.lines().collect();
     lines
         .get(lines.len().saturating_sub(15)..)
