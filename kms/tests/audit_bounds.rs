@@ -117,35 +117,51 @@ fn floods_of_refused_handshakes_and_429s_leave_the_audit_file_bounded() {
     let intervals = started.elapsed().as_secs() / INTERVAL_SECS + 1;
 
     let text = std::fs::read_to_string(&node.audit).unwrap();
-    let mut notice_bytes = 0usize;
-    let (mut refused, mut limited) = (0u64, 0u64);
-    for line in text.lines() {
-        let r: Value = serde_json::from_str(line).unwrap();
-        let outcome = r["outcome"].as_str().unwrap_or_default();
-        let count = r["count"].as_u64();
-        if outcome == "refused-not-pinned" {
-            refused += count.unwrap_or_else(|| panic!("no count in {:.200}", line));
-        } else if outcome == "too-many-requests" {
-            limited += count.unwrap_or_else(|| panic!("no count in {:.200}", line));
-        } else {
-            continue;
-        }
+    let recs: Vec<(Value, usize)> = text
+        .lines()
+        .map(|l| (serde_json::from_str::<Value>(l).unwrap(), l.len()))
+        .filter(|(r, _)| {
+            let o = r["outcome"].as_str().unwrap_or_default();
+            o == "refused-not-pinned" || o == "too-many-requests"
+        })
+        .collect();
+    // Bounded in size: each record, and all of them.
+    for (r, len) in &recs {
         assert!(
-            line.len() <= NOTICE_RECORD_BYTES,
-            "a {} byte record: {:.300}",
-            line.len(),
-            line
+            *len <= NOTICE_RECORD_BYTES,
+            "a {len} byte record ({} bytes of subject)",
+            r["client_subject"].as_str().unwrap_or_default().len()
         );
-        notice_bytes += line.len() + 1;
     }
-    assert_eq!(refused, N, "every refused handshake is counted");
-    assert_eq!(limited, throttled, "every 429 is counted");
     // Two identities (the attacker's certificate, the device's), at most a
     // first and a summary record each per interval.
     let bound = 2 * 2 * NOTICE_RECORD_BYTES * intervals as usize;
+    let notice_bytes: usize = recs.iter().map(|(_, len)| len + 1).sum();
     assert!(
         notice_bytes <= bound,
-        "{notice_bytes} bytes of refusal and 429 records > {bound} ({intervals} interval(s))"
+        "{notice_bytes} bytes in {} refusal and 429 records > {bound} ({intervals} interval(s))",
+        recs.len()
+    );
+    // And the counts are carried: every refusal and every 429 is accounted for.
+    let count = |outcome: &str| -> u64 {
+        recs.iter()
+            .filter(|(r, _)| r["outcome"] == outcome)
+            .map(|(r, _)| {
+                r["count"]
+                    .as_u64()
+                    .unwrap_or_else(|| panic!("no count in {r:.200}"))
+            })
+            .sum()
+    };
+    assert_eq!(
+        count("refused-not-pinned"),
+        N,
+        "every refused handshake is counted"
+    );
+    assert_eq!(
+        count("too-many-requests"),
+        throttled,
+        "every 429 is counted"
     );
     let (code, out) = verify(&node.audit);
     assert_eq!(code, Some(0), "{out}");
