@@ -20,7 +20,7 @@ use support::node::{Client, TestNode};
 /// `audit::MAX_NOTICE_RECORD_BYTES`), repeated so this test also runs
 /// against a build that lacks them.
 const INTERVAL_SECS: u64 = 60;
-const NOTICE_RECORD_BYTES: usize = 2048;
+const NOTICE_RECORD_BYTES: usize = 4096;
 
 fn pki(dir: &Path) -> GuidePki {
     let p = dir.join("pki");

@@ -124,7 +124,7 @@ impl Aggregator {
                     outcome: n.outcome,
                     fingerprint: cut(n.fingerprint, 128),
                     subject,
-                    alias: cut(n.alias, 128),
+                    alias: cut(n.alias, 64),
                     role: static_role(n.role),
                     first_done: false,
                     first_ms: now,

@@ -55,7 +55,7 @@ pub const SUBJECT_CAP: usize = 256;
 pub const FIELD_CAP: usize = 1024;
 /// Upper bound of one aggregated (refusal or 429) record line, escaping
 /// included: what the bounds in `docs/design/audit.md` are computed from.
-pub const MAX_NOTICE_RECORD_BYTES: usize = 2048;
+pub const MAX_NOTICE_RECORD_BYTES: usize = 4096;
 
 /// One audit event, as the server fills it in. Borrows its strings: building
 /// one per request costs no copies.

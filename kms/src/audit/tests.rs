@@ -212,3 +212,48 @@ async fn the_interval_ends_by_itself() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test]
+async fn a_worst_case_notice_record_fits_the_documented_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.log");
+    let log = AuditLog::open_with_interval(&path, std::time::Duration::from_secs(3600)).unwrap();
+    let controls = "\u{1}".repeat(5000);
+    let fp = crate::tls::pinning::fingerprint_hex(&[0xff; 32]);
+    for _ in 0..2 {
+        log.notice(&Notice {
+            operation: "rewrap-customer-key",
+            outcome: "too-many-requests",
+            fingerprint: &fp,
+            subject: &controls,
+            alias: &controls,
+            role: "backend",
+        });
+    }
+    log.flush().await;
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(text.lines().count(), 2, "a first and a summary");
+    for l in text.lines() {
+        assert!(l.len() <= MAX_NOTICE_RECORD_BYTES, "{} bytes", l.len());
+    }
+}
+
+#[tokio::test]
+async fn a_last_record_without_its_newline_is_completed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.log");
+    let log = AuditLog::open(&path).unwrap();
+    log.record(&event("a")).await.unwrap();
+    log.record(&event("b")).await.unwrap();
+    drop(log);
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.trim_end()).unwrap();
+    let log = AuditLog::open(&path).unwrap();
+    log.record(&event("c")).await.unwrap();
+    let v = verify(&path).unwrap();
+    assert_eq!(
+        (v.records, v.problems.len(), v.notes.len()),
+        (3, 0, 0),
+        "{v:?}"
+    );
+}

@@ -138,6 +138,17 @@ impl Writer {
             self.dirty = false;
             return Ok(());
         }
+        if self.needs_newline {
+            // A failed write began with the newline the last record lacked:
+            // that newline belongs to the record, the rest is torn.
+            let mut first = [0u8; 1];
+            let n = std::os::unix::fs::FileExt::read_at(&self.file, &mut first, self.good_end)
+                .map_err(|e| self.write_err(&e))?;
+            if n == 1 && first[0] == b'\n' {
+                self.good_end += 1;
+                self.needs_newline = false;
+            }
+        }
         let torn = torn_region(&mut self.file, self.good_end).map_err(|e| self.write_err(&e))?;
         let Some(torn) = torn else {
             self.dirty = false;
