@@ -227,10 +227,16 @@ pub fn convert_legacy(
 pub fn audit_verify(path: &Path) -> u8 {
     match crate::audit::verify(path) {
         Ok(v) if v.problems.is_empty() => {
+            for n in &v.notes {
+                println!("{}: {n}", path.display());
+            }
             println!("{}: {} record(s), chain intact", path.display(), v.records);
             exit::OK
         }
         Ok(v) => {
+            for n in &v.notes {
+                println!("{}: {n}", path.display());
+            }
             for p in &v.problems {
                 println!("{}: {p}", path.display());
             }

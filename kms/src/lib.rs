@@ -13,7 +13,7 @@
 //!   concurrency gate in front of them.
 //! - Operations: [`audit`] (hash-chained trail), [`metrics`], [`readiness`] (canary), [`limits`]
 //!   (rate limits), [`notify`] (systemd), [`signals`], [`logging`].
-//! - Helpers: [`hex`], [`time`].
+//! - Helpers: [`hex`], [`time`], [`text`] (escaping and capping client-controlled strings).
 
 pub mod audit;
 pub mod backend;
@@ -35,5 +35,6 @@ pub mod node;
 pub mod notify;
 pub mod readiness;
 pub mod signals;
+pub mod text;
 pub mod time;
 pub mod tls;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 
-use crate::audit::{AuditLog, Event as AuditEvent};
+use crate::audit::{AuditLog, Notice};
 use crate::backend::Backend;
 use crate::backend::gate::GatedBackend;
 use crate::cache::CacheLimits;
@@ -186,16 +186,16 @@ fn cert_expiry(keystore: &KeyStore) -> BTreeMap<(String, String), i64> {
 }
 
 /// What a refused handshake leaves behind: a metric (counted in the accept
-/// loop) and an audit record.
+/// loop) and an aggregated audit record (bounded in size and rate).
 fn refusal_hook(audit: Option<Arc<AuditLog>>) -> RefusalHook {
     Arc::new(move |why: Refusal, subject: &str, fingerprint: &str| {
         if let Some(audit) = &audit {
-            audit.submit(&AuditEvent {
-                client_subject: subject,
-                client_fingerprint: fingerprint,
+            audit.notice(&Notice {
                 operation: "tls-handshake",
-                outcome: format!("refused-{}", why.label()).into(),
-                ..AuditEvent::default()
+                outcome: why.audit_outcome(),
+                fingerprint,
+                subject,
+                ..Notice::default()
             });
         }
     })
@@ -328,11 +328,16 @@ impl Node {
             )));
         }
         crate::notify::ready(&format!("serving on {}", self.local_addr));
+        let audit = self.app.audit.clone();
         http::serve(self.listener, self.tls, self.app, self.settings, async {
             shutdown.await;
             crate::notify::stopping();
         })
         .await;
+        // Counted refusals and 429s of the current interval: write them now.
+        if let Some(audit) = audit {
+            audit.flush().await;
+        }
         for t in tasks {
             t.abort();
         }

@@ -219,7 +219,21 @@ impl App {
             ),
             None => (String::new(), None),
         };
-        if is_key_op && let Some(audit) = &self.audit {
+        if is_key_op
+            && outcome.status == StatusCode::TOO_MANY_REQUESTS
+            && let Some(audit) = &self.audit
+        {
+            // Throttled: counted, one aggregated record per identity and
+            // interval (a 429 serves nothing, so it does not wait for it).
+            audit.notice(&crate::audit::Notice {
+                operation: op_label,
+                outcome: outcome.label,
+                fingerprint: &peer.fingerprint,
+                subject: &peer.subject,
+                alias: &peer.alias,
+                role: peer.role.label(),
+            });
+        } else if is_key_op && let Some(audit) = &self.audit {
             let event = AuditEvent {
                 request_id,
                 client_alias: &peer.alias,

@@ -152,10 +152,22 @@ impl Refusal {
             Refusal::Unparsable => "unparsable",
         }
     }
+
+    /// The audit record's outcome.
+    pub fn audit_outcome(self) -> &'static str {
+        match self {
+            Refusal::NotPinned => "refused-not-pinned",
+            Refusal::Expired => "refused-expired",
+            Refusal::NotYetValid => "refused-not-yet-valid",
+            Refusal::Unparsable => "refused-unparsable",
+        }
+    }
 }
 
 /// Called for each refused client certificate with the reason, the
-/// certificate's subject and its SHA-256 fingerprint (for the audit trail).
+/// certificate's subject (client-controlled: raw, the hook must escape and
+/// cap it) and its SHA-256 fingerprint (for the audit trail, which
+/// aggregates them).
 pub type RefusalHook = Arc<dyn Fn(Refusal, &str, &str) + Send + Sync>;
 
 /// The rustls verifier that enforces the pins.
@@ -191,7 +203,9 @@ impl PinningVerifier {
             .map(|(_, x)| x.subject().to_string())
             .unwrap_or_else(|_| "<unparsable certificate>".into());
         let fp = fingerprint_hex(&fingerprint(cert));
-        tracing::warn!(reason = why.label(), subject = %subject, fingerprint = %fp, "refused client certificate");
+        // Per handshake at debug only: the audit hook aggregates and logs
+        // refusals at warn, bounded in rate. The subject is the client's.
+        tracing::debug!(reason = why.label(), subject = %crate::text::untrusted(&subject), fingerprint = %fp, "refused client certificate");
         if let Some(hook) = &self.on_refusal {
             hook(why, &subject, &fp);
         }

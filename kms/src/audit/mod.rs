@@ -1,0 +1,239 @@
+//! The audit trail: one JSON line per key operation, and aggregated records
+//! of refused handshakes and throttled requests.
+//!
+//! Each record carries a sequence number (from 0 in each file) and the
+//! SHA-256 of the previous record line (`prev`; 64 zeros for the first), so
+//! a removed or edited line breaks the chain and `cmx-kms audit verify FILE`
+//! finds it. Records never hold key material, passwords or tokens: only
+//! identities, key ids, labels and timings. Client-controlled strings are
+//! escaped and capped ([`crate::text`]).
+//!
+//! If a key operation's record cannot be written, the operation is refused
+//! (the caller maps [`AuditError`] to 503 `audit-unavailable`): no key is
+//! served unaudited. The request is answered only after its line is written.
+//!
+//! Submodules: [`record`] builds lines without `format!`, [`writer`] appends
+//! and seals torn data, [`tail`] finds where an existing file's chain
+//! continues, [`aggregate`] bounds refusal and 429 records, [`verify`]
+//! checks a file. Decisions: `docs/design/audit.md`.
+
+pub mod aggregate;
+mod record;
+mod tail;
+mod verify;
+mod writer;
+
+use std::borrow::Cow;
+use std::fs::OpenOptions;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc::Sender;
+use std::time::Duration;
+
+use serde::Serialize;
+
+pub use aggregate::Notice;
+pub use record::rfc3339_now;
+pub use tail::TAIL_SCAN_BYTES;
+pub use verify::{Verification, verify};
+pub use writer::{SEAL_OPERATION, SEAL_OUTCOME};
+
+use aggregate::{Aggregator, Cmd};
+use writer::Writer;
+
+/// How long refused handshakes and 429s are counted before their summary
+/// record is written.
+pub const AGGREGATE_INTERVAL: Duration = Duration::from_secs(60);
+/// Identities (certificate fingerprints) with records of their own per
+/// interval and (operation, outcome); beyond, one overflow record counts them.
+pub const MAX_IDENTITIES: usize = 64;
+/// Bytes of a refused certificate's subject kept in its record (escaped
+/// afterwards; the original length is noted when cut).
+pub const SUBJECT_CAP: usize = 256;
+/// Bytes of any other string field of a record.
+pub const FIELD_CAP: usize = 1024;
+/// Upper bound of one aggregated (refusal or 429) record line, escaping
+/// included: what the bounds in `docs/design/audit.md` are computed from.
+pub const MAX_NOTICE_RECORD_BYTES: usize = 4096;
+
+/// One audit event, as the server fills it in. Borrows its strings: building
+/// one per request costs no copies.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Event<'a> {
+    pub request_id: &'a str,
+    pub client_alias: &'a str,
+    pub client_subject: &'a str,
+    pub client_serial: &'a str,
+    pub client_fingerprint: &'a str,
+    pub role: &'a str,
+    pub operation: &'a str,
+    /// Customer key id (hex), when the operation touched one.
+    pub key_id: &'a str,
+    pub backend: &'a str,
+    /// `hit`, `miss` or empty.
+    pub cache: &'a str,
+    /// `ok` or the error label.
+    pub outcome: Cow<'a, str>,
+    pub status: u16,
+    pub latency_us: u64,
+}
+
+/// Why the audit trail cannot take a record.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error("cannot open the audit file {path}: {reason}")]
+    Open { path: PathBuf, reason: String },
+    #[error("cannot write the audit file {path}: {reason}")]
+    Write { path: PathBuf, reason: String },
+    #[error(
+        "the audit file {path} has no audit record in its last {TAIL_SCAN_BYTES} bytes: it is not an audit trail; \
+         move it away so a new file starts"
+    )]
+    BadTail { path: PathBuf },
+}
+
+/// The audit log.
+///
+/// Key-operation records are appended on the request's task with one
+/// `write(2)` under a `tokio::sync::Mutex` that also extends the hash
+/// chain: waiting for it parks the task, never a worker thread, and the
+/// request is answered after its line is written. Refusals and 429s are
+/// aggregated in memory and written by a thread of their own.
+pub struct AuditLog {
+    path: PathBuf,
+    writer: Arc<tokio::sync::Mutex<Writer>>,
+    aggregator: Arc<Aggregator>,
+    /// Wakes the aggregate thread; dropping it ends the thread.
+    wake: std::sync::Mutex<Sender<Cmd>>,
+}
+
+impl AuditLog {
+    /// Open (or create, mode 0640) the audit file, continue its chain (sealing
+    /// a torn tail) and start the aggregate thread ([`AGGREGATE_INTERVAL`]).
+    pub fn open(path: &Path) -> Result<Self, AuditError> {
+        Self::open_with_interval(path, AGGREGATE_INTERVAL)
+    }
+
+    /// As [`AuditLog::open`], with another aggregation interval (tests).
+    pub fn open_with_interval(path: &Path, interval: Duration) -> Result<Self, AuditError> {
+        let open_err = |e: std::io::Error| AuditError::Open {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        };
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .read(true)
+            .mode(0o640)
+            .open(path)
+            .map_err(open_err)?;
+        // A device such as /dev/full has no tail to continue from.
+        let regular = file.metadata().map_err(open_err)?.is_file();
+        let tail = if regular {
+            tail::scan(&mut file)
+                .map_err(open_err)?
+                .map_err(|()| AuditError::BadTail {
+                    path: path.to_owned(),
+                })?
+        } else {
+            None
+        };
+        let mut writer = match tail {
+            None => Writer::new(path.to_owned(), file, regular, 0, [b'0'; 64], 0, false),
+            Some(t) => {
+                let mut w = Writer::new(
+                    path.to_owned(),
+                    file,
+                    regular,
+                    t.seq,
+                    t.prev,
+                    t.good_end,
+                    t.torn,
+                );
+                if t.missing_newline {
+                    w.needs_newline = true;
+                }
+                w
+            }
+        };
+        if writer.is_dirty() {
+            // A full disk at start: the node still starts (key operations
+            // get 503 until the seal and their records can be written).
+            if let Err(e) = writer.seal() {
+                tracing::error!(error = %e, "cannot seal the torn tail of the audit file yet; retrying before the next record");
+            }
+        }
+        let writer = Arc::new(tokio::sync::Mutex::new(writer));
+        let aggregator = Arc::new(Aggregator::default());
+        let (tx, rx) = std::sync::mpsc::channel();
+        {
+            let (agg, w) = (Arc::clone(&aggregator), Arc::clone(&writer));
+            std::thread::Builder::new()
+                .name("audit-aggregate".into())
+                .spawn(move || aggregate::run(agg, w, rx, interval))
+                .map_err(|e| AuditError::Open {
+                    path: path.to_owned(),
+                    reason: format!("cannot start the audit aggregation thread: {e}"),
+                })?;
+        }
+        Ok(Self {
+            path: path.to_owned(),
+            writer,
+            aggregator,
+            wake: std::sync::Mutex::new(tx),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Append one key-operation record; returns once it is written (or failed to be).
+    pub async fn record(&self, event: &Event<'_>) -> Result<(), AuditError> {
+        let mut w = self.writer.lock().await;
+        w.append(|f| {
+            f.str("request_id", event.request_id, FIELD_CAP)
+                .str("client_alias", event.client_alias, FIELD_CAP)
+                .str("client_subject", event.client_subject, FIELD_CAP)
+                .str("client_serial", event.client_serial, FIELD_CAP)
+                .str("client_fingerprint", event.client_fingerprint, FIELD_CAP)
+                .str("role", event.role, FIELD_CAP)
+                .str("operation", event.operation, FIELD_CAP)
+                .str("key_id", event.key_id, FIELD_CAP)
+                .str("backend", event.backend, FIELD_CAP)
+                .str("cache", event.cache, FIELD_CAP)
+                .str("outcome", &event.outcome, FIELD_CAP)
+                .num("status", u64::from(event.status))
+                .num("latency_us", event.latency_us);
+        })
+    }
+
+    /// Count a refused handshake or a throttled request (see [`aggregate`]).
+    /// Never does I/O on the caller's thread; never fails.
+    pub fn notice(&self, n: &Notice<'_>) {
+        if self.aggregator.notice(n) {
+            self.send(Cmd::Wake);
+        }
+    }
+
+    fn send(&self, cmd: Cmd) {
+        // The thread lives as long as this log; were it gone, the next
+        // notice would still be counted and the records written by `Drop`.
+        let _ = self
+            .wake
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .send(cmd);
+    }
+
+    /// Write every pending aggregate record now (at shutdown).
+    pub async fn flush(&self) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.send(Cmd::Flush(tx));
+        let _ = rx.await;
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,164 @@
+//! Building audit lines without `format!`: fields are pushed into one reused
+//! buffer, strings JSON-escaped and capped by [`crate::text`], and the time
+//! stamp's date and seconds are formatted once per second ([`Clock`]).
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::text::{push_decimal, push_json_escaped};
+
+/// Appends `"name":"value"` fields (with a leading comma after the first).
+pub(super) struct Fields<'a> {
+    out: &'a mut String,
+    first: bool,
+}
+
+impl<'a> Fields<'a> {
+    /// Continue an object whose opening and earlier fields are in `out`.
+    pub(super) fn after(out: &'a mut String) -> Self {
+        Self { out, first: false }
+    }
+
+    fn key(&mut self, name: &str) {
+        if !self.first {
+            self.out.push(',');
+        }
+        self.first = false;
+        self.out.push('"');
+        self.out.push_str(name);
+        self.out.push_str("\":");
+    }
+
+    /// A string field, escaped and capped at `cap` bytes of input.
+    pub(super) fn str(&mut self, name: &str, value: &str, cap: usize) -> &mut Self {
+        self.key(name);
+        self.out.push('"');
+        push_json_escaped(self.out, value, cap);
+        self.out.push('"');
+        self
+    }
+
+    pub(super) fn num(&mut self, name: &str, value: u64) -> &mut Self {
+        self.key(name);
+        push_decimal(self.out, value);
+        self
+    }
+
+    /// A time field from Unix milliseconds.
+    pub(super) fn time_ms(&mut self, name: &str, unix_ms: u64) -> &mut Self {
+        self.key(name);
+        self.out.push('"');
+        push_rfc3339(self.out, unix_ms / 1000, unix_ms % 1000);
+        self.out.push('"');
+        self
+    }
+}
+
+/// Milliseconds since the Unix epoch now.
+pub(super) fn unix_ms() -> u64 {
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    d.as_secs() * 1000 + u64::from(d.subsec_millis())
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ` for `secs` and `millis` since the epoch.
+pub(super) fn push_rfc3339(out: &mut String, secs: u64, millis: u64) {
+    let mut prefix = [0u8; 20];
+    second_prefix(secs, &mut prefix);
+    push_with_millis(out, &prefix, millis);
+}
+
+fn push_with_millis(out: &mut String, prefix: &[u8; 20], millis: u64) {
+    for &b in prefix {
+        out.push(char::from(b));
+    }
+    let m = millis.min(999);
+    for d in [m / 100, (m / 10) % 10, m % 10] {
+        out.push(char::from(b'0' + d as u8));
+    }
+    out.push('Z');
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.` (years 0-9999).
+fn second_prefix(secs: u64, out: &mut [u8; 20]) {
+    let days = i64::try_from(secs / 86_400).unwrap_or(0);
+    let rem = secs % 86_400;
+    let (year, month, day) = crate::time::civil_from_days(days);
+    let year = u64::try_from(year.clamp(0, 9999)).unwrap_or(0);
+    let two = |v: u64| [b'0' + (v / 10 % 10) as u8, b'0' + (v % 10) as u8];
+    out[0..2].copy_from_slice(&two(year / 100));
+    out[2..4].copy_from_slice(&two(year % 100));
+    out[4] = b'-';
+    out[5..7].copy_from_slice(&two(u64::from(month)));
+    out[7] = b'-';
+    out[8..10].copy_from_slice(&two(u64::from(day)));
+    out[10] = b'T';
+    out[11..13].copy_from_slice(&two(rem / 3600));
+    out[13] = b':';
+    out[14..16].copy_from_slice(&two(rem % 3600 / 60));
+    out[16] = b':';
+    out[17..19].copy_from_slice(&two(rem % 60));
+    out[19] = b'.';
+}
+
+/// The current time as RFC 3339 with milliseconds, with the part up to the
+/// seconds cached: formatted once per second, not once per record.
+#[derive(Default)]
+pub(super) struct Clock {
+    secs: u64,
+    prefix: [u8; 20],
+}
+
+impl Clock {
+    pub(super) fn push_now(&mut self, out: &mut String) {
+        let now = unix_ms();
+        let secs = now / 1000;
+        if secs != self.secs || self.prefix[0] == 0 {
+            second_prefix(secs, &mut self.prefix);
+            self.secs = secs;
+        }
+        push_with_millis(out, &self.prefix, now % 1000);
+    }
+}
+
+/// UTC time as RFC 3339 with milliseconds, e.g. `2026-11-28T20:15:03.123Z`.
+pub fn rfc3339_now() -> String {
+    let mut out = String::with_capacity(24);
+    Clock::default().push_now(&mut out);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_stamps() {
+        let mut s = String::new();
+        push_rfc3339(&mut s, 1_764_533_703, 7);
+        assert_eq!(s, "2025-11-30T20:15:03.007Z");
+        s.clear();
+        push_rfc3339(&mut s, 951_782_400, 999); // leap day
+        assert_eq!(s, "2000-02-29T00:00:00.999Z");
+        let mut c = Clock::default();
+        let (mut a, mut b) = (String::new(), String::new());
+        c.push_now(&mut a);
+        c.push_now(&mut b);
+        assert_eq!(a.len(), 24, "{a}");
+        assert!(a.starts_with("20") && a.ends_with('Z') && b.len() == 24);
+    }
+
+    #[test]
+    fn fields() {
+        let mut s = String::from("{\"seq\":1");
+        Fields::after(&mut s)
+            .str("a", "x\"\n", 100)
+            .num("n", 42)
+            .time_ms("t", 0);
+        s.push('}');
+        let v: serde_json::Value = serde_json::from_str(&s).unwrap();
+        assert_eq!(v["a"], "x\"\n");
+        assert_eq!(v["n"], 42);
+        assert_eq!(v["t"], "1970-01-01T00:00:00.000Z");
+    }
+}

@@ -1,0 +1,259 @@
+//! Unit tests of the audit trail: chain, seals, aggregation bounds.
+
+use super::*;
+
+fn event(op: &str) -> Event<'_> {
+    Event {
+        operation: op,
+        outcome: "ok".into(),
+        status: 200,
+        ..Event::default()
+    }
+}
+
+#[tokio::test]
+async fn chain_survives_reopen_and_detects_edits_and_deletions() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.log");
+    let log = AuditLog::open(&path).unwrap();
+    for op in ["a", "b", "c"] {
+        log.record(&event(op)).await.unwrap();
+    }
+    drop(log);
+    let log = AuditLog::open(&path).unwrap();
+    log.record(&event("d")).await.unwrap();
+    let v = verify(&path).unwrap();
+    assert_eq!((v.records, v.problems.len()), (4, 0), "{:?}", v.problems);
+
+    let text = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    // Delete line 2.
+    let deleted = [lines[0], lines[2], lines[3]].join("\n") + "\n";
+    std::fs::write(&path, deleted).unwrap();
+    let v = verify(&path).unwrap();
+    assert!(
+        v.problems
+            .iter()
+            .any(|p| p.starts_with("line 2: sequence number 2, expected 1")),
+        "{:?}",
+        v.problems
+    );
+    // Edit line 3's outcome.
+    let edited = text.replacen("\"operation\":\"c\"", "\"operation\":\"x\"", 1);
+    std::fs::write(&path, edited).unwrap();
+    let v = verify(&path).unwrap();
+    assert_eq!(
+        v.problems,
+        vec!["line 4: hash chain broken: the line before it was edited, removed or inserted"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_records_form_one_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.log");
+    let log = std::sync::Arc::new(AuditLog::open(&path).unwrap());
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let log = log.clone();
+        tasks.push(tokio::spawn(async move {
+            let id = i.to_string();
+            log.record(&Event {
+                request_id: &id,
+                ..event("x")
+            })
+            .await
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let v = verify(&path).unwrap();
+    assert_eq!((v.records, v.problems.len()), (200, 0), "{:?}", v.problems);
+}
+
+#[tokio::test]
+async fn a_full_disk_fails_the_record() {
+    let log = AuditLog::open(Path::new("/dev/full")).unwrap();
+    let e = log.record(&event("a")).await.unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("cannot write the audit file /dev/full"),
+        "{e}"
+    );
+}
+
+#[test]
+fn time_format() {
+    let t = rfc3339_now();
+    assert_eq!(t.len(), 24, "{t}");
+    assert!(t.starts_with("20") && t.ends_with('Z'));
+}
+
+#[tokio::test]
+async fn a_partial_write_is_sealed_before_the_next_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.log");
+    let log = AuditLog::open(&path).unwrap();
+    log.record(&event("a")).await.unwrap();
+    // What a write cut short by a full disk leaves, and the writer's view of it.
+    let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+    std::io::Write::write_all(&mut f, b"{\"seq\":1,\"time\":\"2026-").unwrap();
+    log.writer.lock().await.mark_failed();
+    log.record(&event("b")).await.unwrap();
+    let v = verify(&path).unwrap();
+    assert!(v.problems.is_empty(), "{:?}", v.problems);
+    assert_eq!(v.records, 3, "a, the seal, b");
+    assert_eq!(v.notes.len(), 1, "{:?}", v.notes);
+    assert!(
+        v.notes[0].starts_with("lines 2-2: torn record (22 bytes at offset"),
+        "{:?}",
+        v.notes
+    );
+    // Editing the torn bytes afterwards is found.
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replacen("2026-\n", "2027-\n", 1)).unwrap();
+    let v = verify(&path).unwrap();
+    assert!(
+        v.problems.iter().any(|p| p.contains("seal does not match")),
+        "{:?}",
+        v.problems
+    );
+}
+
+#[tokio::test]
+async fn a_file_that_is_not_an_audit_trail_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.log");
+    std::fs::write(&path, "some other log\nline two\n").unwrap();
+    assert!(matches!(
+        AuditLog::open(&path),
+        Err(AuditError::BadTail { .. })
+    ));
+}
+
+#[tokio::test]
+async fn notices_are_counted_and_bounded_per_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.log");
+    // A long interval: only the flush ends it.
+    let log = AuditLog::open_with_interval(&path, std::time::Duration::from_secs(3600)).unwrap();
+    let huge = "B\n".repeat(10_000);
+    let fps: Vec<String> = (0..MAX_IDENTITIES + 10).map(|i| format!("fp{i}")).collect();
+    for round in 0..50 {
+        for fp in &fps[..if round == 0 { fps.len() } else { 1 }] {
+            log.notice(&Notice {
+                operation: "tls-handshake",
+                outcome: "refused-not-pinned",
+                fingerprint: fp,
+                subject: &huge,
+                ..Notice::default()
+            });
+        }
+    }
+    log.flush().await;
+    let text = std::fs::read_to_string(&path).unwrap();
+    let recs: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let total: u64 = recs.iter().map(|r| r["count"].as_u64().unwrap()).sum();
+    assert_eq!(total, fps.len() as u64 + 49);
+    // MAX_IDENTITIES firsts, one summary (fp0's 49 more), one overflow.
+    assert_eq!(recs.len(), MAX_IDENTITIES + 2, "{text}");
+    let overflow: Vec<_> = recs
+        .iter()
+        .filter(|r| r["aggregate"] == "overflow")
+        .collect();
+    assert_eq!(overflow.len(), 1);
+    assert_eq!(overflow[0]["count"], 10);
+    let summary = recs.iter().find(|r| r["aggregate"] == "summary").unwrap();
+    assert_eq!(
+        (
+            summary["client_fingerprint"].as_str(),
+            summary["count"].as_u64()
+        ),
+        (Some("fp0"), Some(49))
+    );
+    for l in text.lines() {
+        assert!(l.len() <= MAX_NOTICE_RECORD_BYTES, "{} bytes", l.len());
+    }
+    assert!(
+        recs[0]["client_subject"]
+            .as_str()
+            .unwrap()
+            .ends_with("…(20000 bytes)")
+    );
+    assert!(verify(&path).unwrap().problems.is_empty());
+}
+
+#[tokio::test]
+async fn the_interval_ends_by_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.log");
+    let log = AuditLog::open_with_interval(&path, std::time::Duration::from_millis(200)).unwrap();
+    for _ in 0..5 {
+        log.notice(&Notice {
+            operation: "decrypt-workspace-key",
+            outcome: "too-many-requests",
+            fingerprint: "AA:BB",
+            role: "device",
+            ..Notice::default()
+        });
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        if text.contains("\"aggregate\":\"summary\"") {
+            assert!(text.contains("\"count\":4"), "{text}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no summary: {text}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_worst_case_notice_record_fits_the_documented_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.log");
+    let log = AuditLog::open_with_interval(&path, std::time::Duration::from_secs(3600)).unwrap();
+    let controls = "\u{1}".repeat(5000);
+    let fp = crate::tls::pinning::fingerprint_hex(&[0xff; 32]);
+    for _ in 0..2 {
+        log.notice(&Notice {
+            operation: "rewrap-customer-key",
+            outcome: "too-many-requests",
+            fingerprint: &fp,
+            subject: &controls,
+            alias: &controls,
+            role: "backend",
+        });
+    }
+    log.flush().await;
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(text.lines().count(), 2, "a first and a summary");
+    for l in text.lines() {
+        assert!(l.len() <= MAX_NOTICE_RECORD_BYTES, "{} bytes", l.len());
+    }
+}
+
+#[tokio::test]
+async fn a_last_record_without_its_newline_is_completed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.log");
+    let log = AuditLog::open(&path).unwrap();
+    log.record(&event("a")).await.unwrap();
+    log.record(&event("b")).await.unwrap();
+    drop(log);
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.trim_end()).unwrap();
+    let log = AuditLog::open(&path).unwrap();
+    log.record(&event("c")).await.unwrap();
+    let v = verify(&path).unwrap();
+    assert_eq!(
+        (v.records, v.problems.len(), v.notes.len()),
+        (3, 0, 0),
+        "{v:?}"
+    );
+}

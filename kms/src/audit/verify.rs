@@ -1,0 +1,138 @@
+//! `cmx-kms audit verify FILE`: check the chain and account for sealed tears.
+//!
+//! Records must be JSON lines with consecutive sequence numbers from 0, each
+//! `prev` the SHA-256 of the record line before. Lines that are not records
+//! (torn writes) followed by an `audit-seal` record whose offset, length and
+//! SHA-256 match them are *sealed*: reported as notes saying where they are,
+//! not as problems. Unsealed ones are problems, reported with the number of
+//! records before them that verify.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+use super::writer::{SEAL_OPERATION, hash_hex};
+
+const ZERO_HASH: [u8; 64] = [b'0'; 64];
+
+/// What `verify` found.
+#[derive(Debug, Default)]
+pub struct Verification {
+    pub records: u64,
+    /// Broken links, one per line.
+    pub problems: Vec<String>,
+    /// Sealed torn data: where it is and which seal covers it.
+    pub notes: Vec<String>,
+}
+
+/// Lines that are not records, since the last record.
+struct Junk {
+    first_line: usize,
+    offset: u64,
+    bytes: u64,
+    hasher: Sha256,
+    problems: Vec<String>,
+    records_before: u64,
+}
+
+/// Check a file's chain (see the module documentation).
+pub fn verify(path: &Path) -> std::io::Result<Verification> {
+    let mut reader = BufReader::new(File::open(path)?);
+    let mut out = Verification::default();
+    let mut prev = ZERO_HASH;
+    let mut expect_seq = 0u64;
+    let mut junk: Option<Junk> = None;
+    let mut offset = 0u64;
+    let mut buf = Vec::new();
+    let mut n = 0usize;
+    loop {
+        buf.clear();
+        let read = reader.read_until(b'\n', &mut buf)?;
+        if read == 0 {
+            break;
+        }
+        n += 1;
+        let line_offset = offset;
+        offset += read as u64;
+        let line = buf.strip_suffix(b"\n").unwrap_or(&buf);
+        let v = serde_json::from_slice::<serde_json::Value>(line)
+            .ok()
+            .filter(|v| v.is_object());
+        let Some(v) = v else {
+            let j = junk.get_or_insert_with(|| Junk {
+                first_line: n,
+                offset: line_offset,
+                bytes: 0,
+                hasher: Sha256::new(),
+                problems: Vec::new(),
+                records_before: out.records,
+            });
+            if n > j.first_line {
+                j.hasher.update(b"\n");
+                j.bytes += 1;
+            }
+            j.hasher.update(line);
+            j.bytes += line.len() as u64;
+            j.problems
+                .push(if line.iter().all(u8::is_ascii_whitespace) {
+                    format!("line {n}: empty line")
+                } else {
+                    format!("line {n}: not a JSON record (edited or truncated)")
+                });
+            continue;
+        };
+        if let Some(j) = junk.take() {
+            settle(&mut out, j, &v, n);
+        }
+        out.records += 1;
+        match v["seq"].as_u64() {
+            Some(s) if s == expect_seq => {}
+            Some(s) => out.problems.push(format!(
+                "line {n}: sequence number {s}, expected {expect_seq} ({} record(s) missing or reordered)",
+                s.abs_diff(expect_seq)
+            )),
+            None => out.problems.push(format!("line {n}: no sequence number")),
+        }
+        if v["prev"].as_str().map(str::as_bytes) != Some(&prev[..]) {
+            out.problems.push(format!(
+                "line {n}: hash chain broken: the line before it was edited, removed or inserted"
+            ));
+        }
+        expect_seq = v["seq"].as_u64().unwrap_or(expect_seq) + 1;
+        prev = hash_hex(line);
+    }
+    if let Some(j) = junk {
+        out.problems.push(format!(
+            "line {}: torn last record ({} bytes at offset {}), not sealed yet: the {} record(s) before it verify; \
+             starting the node seals it",
+            j.first_line, j.bytes, j.offset, j.records_before
+        ));
+    }
+    Ok(out)
+}
+
+/// Junk followed by the record `v` on line `n`: sealed if `v` is a seal
+/// that matches it, problems otherwise.
+fn settle(out: &mut Verification, j: Junk, v: &serde_json::Value, n: usize) {
+    let sha = crate::hex::encode(&j.hasher.finalize());
+    let sealed = v["operation"] == SEAL_OPERATION
+        && v["torn_offset"].as_u64() == Some(j.offset)
+        && v["torn_bytes"].as_u64() == Some(j.bytes)
+        && v["torn_sha256"].as_str() == Some(sha.as_str());
+    let last = n - 1;
+    if sealed {
+        out.notes.push(format!(
+            "lines {}-{last}: torn record ({} bytes at offset {}) sealed by line {n}; the {} record(s) before it verify",
+            j.first_line, j.bytes, j.offset, j.records_before
+        ));
+    } else {
+        out.problems.extend(j.problems);
+        if v["operation"] == SEAL_OPERATION {
+            out.problems.push(format!(
+                "line {n}: seal does not match the torn data before it (edited)"
+            ));
+        }
+    }
+}
