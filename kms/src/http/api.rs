@@ -220,11 +220,16 @@ impl App {
             None => (String::new(), None),
         };
         if is_key_op
-            && outcome.status == StatusCode::TOO_MANY_REQUESTS
+            && matches!(
+                outcome.status,
+                StatusCode::TOO_MANY_REQUESTS | StatusCode::FORBIDDEN
+            )
             && let Some(audit) = &self.audit
         {
-            // Throttled: counted, one aggregated record per identity and
-            // interval (a 429 serves nothing, so it does not wait for it).
+            // Throttled or not allowed for the role: counted, one aggregated
+            // record per identity and interval (such a request serves
+            // nothing, so it does not wait for its record, and a client
+            // repeating it cannot flood the trail).
             audit.notice(&crate::audit::Notice {
                 operation: op_label,
                 outcome: outcome.label,

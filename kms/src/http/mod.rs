@@ -34,7 +34,7 @@ use tokio_rustls::TlsAcceptor;
 pub use activity::{Activity, Expiry, Tracked};
 pub use api::App;
 
-use crate::audit::Event as AuditEvent;
+use crate::audit::Notice;
 use crate::tls::{PinnedClients, Refusal, Role, pinning};
 use pending::Pending;
 use session::Session;
@@ -320,17 +320,15 @@ fn refused(app: &App, peer: &Peer, why: Refusal, request_id: &str) {
         "client refused on its open connection; closing it"
     );
     if let Some(audit) = &app.audit {
-        audit.submit(&AuditEvent {
-            request_id,
-            client_alias: &peer.alias,
-            client_subject: &peer.subject,
-            client_serial: &peer.serial,
-            client_fingerprint: &peer.fingerprint,
-            role: peer.role.label(),
+        // A refusal serves nothing: an aggregated, bounded notice, like a
+        // refused handshake (the first of each interval is written at once).
+        audit.notice(&Notice {
             operation: "open-connection",
-            outcome: format!("refused-{}", why.label()).into(),
-            status: 403,
-            ..AuditEvent::default()
+            outcome: why.audit_outcome(),
+            fingerprint: &peer.fingerprint,
+            subject: &peer.subject,
+            alias: &peer.alias,
+            role: peer.role.label(),
         });
     }
 }
