@@ -216,8 +216,12 @@ fn run_node(config: &Config, dev: Option<&DevFolder>) -> u8 {
         if let Some(d) = dev {
             #[allow(clippy::print_stdout)]
             {
+                let metrics = node
+                    .metrics_addr
+                    .map(|a| format!(", metrics on http://{a}/metrics"))
+                    .unwrap_or_default();
                 println!(
-                    "cmx-kms dev node listening on https://{} (files in {}).\nTry it (paste into a shell):\n\n{}",
+                    "cmx-kms dev node listening on https://{}{metrics} (files in {}).\nTry it (paste into a shell):\n\n{}",
                     node.local_addr,
                     d.dir.display(),
                     d.curl_commands()

@@ -233,6 +233,13 @@ impl DevFolder {
         let _ = writeln!(t, "kms.hsm.soft.key.file=soft-master.key");
         let _ = writeln!(t, "kms.server.address=127.0.0.1");
         let _ = writeln!(t, "kms.server.port={}", self.port);
+        // Metrics on the next port, not the product's fixed 9443: two dev
+        // nodes (or a dev node beside a real one) must not collide on it.
+        let _ = writeln!(
+            t,
+            "kms.metrics.port={}",
+            self.port.checked_add(1).unwrap_or(0)
+        );
         let _ = writeln!(t, "kms.audit.file=audit.log");
         self.write("kms.properties", t.as_bytes())
     }

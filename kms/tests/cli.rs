@@ -261,17 +261,19 @@ fn convert_legacy_output_is_read_by_openssl_without_legacy_and_by_keytool() {
 fn the_curl_commands_printed_by_dev_work_as_printed() {
     use std::io::{BufRead, BufReader};
     let dir = tempfile::tempdir().unwrap();
-    let port = support::node::free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cmx-kms"))
-        .args(["dev", "--dir"])
-        .arg(dir.path().join("dev"))
-        .args(["--port", &port.to_string()])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let port = support::node::free_port_pair();
+    let mut child = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_cmx-kms"))
+            .args(["dev", "--dir"])
+            .arg(dir.path().join("dev"))
+            .args(["--port", &port.to_string()])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     // The banner, a blank line, then the commands up to the next blank line.
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut lines = BufReader::new(child.0.stdout.take().unwrap()).lines();
     let mut script = String::new();
     let mut seen_blank = false;
     for line in lines.by_ref() {
@@ -293,8 +295,7 @@ fn the_curl_commands_printed_by_dev_work_as_printed() {
         .arg(&script)
         .output()
         .unwrap();
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let v: serde_json::Value = serde_json::from_str(stdout.trim())
         .unwrap_or_else(|e| panic!("{e}: script\n{script}\nprinted\n{}", output_text(&out)));
@@ -324,30 +325,32 @@ fn the_server_process_is_not_dumpable() {
     );
     let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
-    let port = support::node::free_port();
-    let mut child = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .arg(env!("CARGO_BIN_EXE_cmx-kms"))
-        .args(["dev", "--dir"])
-        .arg(dir.path().join("dev"))
-        .args(["--port", &port.to_string()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let port = support::node::free_port_pair();
+    let mut child = KillOnDrop(
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(env!("CARGO_BIN_EXE_cmx-kms"))
+            .args(["dev", "--dir"])
+            .arg(dir.path().join("dev"))
+            .args(["--port", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // Generous: the first start makes a PKI, slow on a loaded machine.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(child.try_wait().unwrap().is_none(), "the dev node exited");
+        assert!(child.0.try_wait().unwrap().is_none(), "the dev node exited");
         assert!(
             std::time::Instant::now() < deadline,
             "dev node did not start"
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
-    let environ = std::fs::metadata(format!("/proc/{}/environ", child.id())).unwrap();
-    let _ = child.kill();
-    let _ = child.wait();
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.0.id())).unwrap();
+    let environ = std::fs::metadata(format!("/proc/{}/environ", child.0.id())).unwrap();
+    drop(child);
     assert!(
         status
             .lines()
@@ -359,4 +362,14 @@ fn the_server_process_is_not_dumpable() {
         0,
         "/proc/PID/environ of a non-dumpable process belongs to root"
     );
+}
+
+/// A child process killed (and reaped) when the test ends, however it ends.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

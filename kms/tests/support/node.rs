@@ -19,6 +19,11 @@ pub fn free_port() -> u16 {
     port_in_block(20000..26000, 1)
 }
 
+/// Two consecutive free ports (a `cmx-kms dev` node takes `port` and `port + 1`).
+pub fn free_port_pair() -> u16 {
+    port_in_block(20000..26000, 2)
+}
+
 include!("ports.rs");
 /// A TCP connection to `dst` from source address `src` (std cannot bind
 /// before connecting; tokio's `TcpSocket` can).
