@@ -7,13 +7,15 @@
 
 mod support;
 
+use support::{pki, wait_for};
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyPair};
 use serde_json::{Value, json};
-use support::guide_pki::{GuidePki, PkiOptions};
+use support::guide_pki::GuidePki;
 use support::node::{Client, TestNode};
 
 /// The figures of docs/design/audit.md (`audit::AGGREGATE_INTERVAL`,
@@ -21,12 +23,6 @@ use support::node::{Client, TestNode};
 /// against a build that lacks them.
 const INTERVAL_SECS: u64 = 60;
 const NOTICE_RECORD_BYTES: usize = 4096;
-
-fn pki(dir: &Path) -> GuidePki {
-    let p = dir.join("pki");
-    std::fs::create_dir_all(&p).unwrap();
-    GuidePki::generate(&p, PkiOptions::default())
-}
 
 /// A self-signed client certificate with the attacker's common name.
 fn attacker(dir: &Path, name: &str, cn: &str) -> (PathBuf, PathBuf) {
@@ -42,17 +38,6 @@ fn attacker(dir: &Path, name: &str, cn: &str) -> (PathBuf, PathBuf) {
     std::fs::write(&c, cert.pem()).unwrap();
     std::fs::write(&k, key.serialize_pem()).unwrap();
     (c, k)
-}
-
-fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("timed out waiting for {what}");
 }
 
 /// SIGTERM, and wait (up to 60 s) for a clean exit.

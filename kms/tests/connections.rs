@@ -6,29 +6,14 @@
 
 mod support;
 
+use support::{pki, wait_for};
+
 use std::io::Read as _;
 use std::net::{IpAddr, Ipv4Addr, TcpStream};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use support::guide_pki::{GuidePki, PkiOptions, keytool};
+use support::guide_pki::{GuidePki, keytool};
 use support::node::{TestNode, connect_from};
-
-fn pki(dir: &std::path::Path) -> GuidePki {
-    let p = dir.join("pki");
-    std::fs::create_dir_all(&p).unwrap();
-    GuidePki::generate(&p, PkiOptions::default())
-}
-
-fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("timed out waiting for {what}");
-}
 
 fn unix_now() -> i64 {
     SystemTime::now()

@@ -6,6 +6,8 @@
 
 mod support;
 
+use support::{pki, wait_for};
+
 use std::os::unix::net::UnixDatagram;
 use std::process::Command;
 use std::sync::Arc;
@@ -13,25 +15,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::guide_pki::{ClientKind, GuidePki, PkiOptions, keytool};
+use support::guide_pki::{ClientKind, keytool};
 use support::node::{Client, TestNode, chain};
-
-fn pki(dir: &std::path::Path) -> GuidePki {
-    let p = dir.join("pki");
-    std::fs::create_dir_all(&p).unwrap();
-    GuidePki::generate(&p, PkiOptions::default())
-}
-
-fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("timed out waiting for {what}");
-}
 
 #[test]
 fn sighup_rotates_device_certificates_without_dropping_requests() {

@@ -3,3 +3,24 @@
 
 pub mod guide_pki;
 pub mod node;
+
+use std::time::{Duration, Instant};
+
+/// Polls `f` every 50 ms until it holds; panics naming `what` after `timeout`.
+pub fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// The guide's PKI with default options, in `dir/pki`.
+pub fn pki(dir: &std::path::Path) -> guide_pki::GuidePki {
+    let p = dir.join("pki");
+    std::fs::create_dir_all(&p).unwrap();
+    guide_pki::GuidePki::generate(&p, guide_pki::PkiOptions::default())
+}

@@ -10,6 +10,7 @@
 
 use std::fs;
 use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -262,7 +263,11 @@ impl PyKmip {
         let policies_loaded = self.log().matches(POLICY_LOADED).count();
         let out = fs::File::create(self.dir.join("server.stdout")).expect("stdout file");
         let err = out.try_clone().expect("stdout file");
+        // Its own process group: PyKMIP forks worker processes, and stopping,
+        // pausing or killing must reach all of them (a worker left behind
+        // outlives the test).
         let child = Command::new(pykmip_server())
+            .process_group(0)
             .arg("-f")
             .arg(self.dir.join("server.conf"))
             .arg("-l")
@@ -304,9 +309,9 @@ impl PyKmip {
         let Some(mut child) = self.child.take() else {
             return;
         };
-        let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let group = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
+        let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGCONT);
+        let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(15);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = child.try_wait() {
@@ -314,7 +319,8 @@ impl PyKmip {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        let _ = child.kill();
+        // Whatever is left of the group (workers included) goes now.
+        let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
         let _ = child.wait();
         // The port must be free again before a restart.
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -336,8 +342,8 @@ impl PyKmip {
 
     fn signal(&self, signal: nix::sys::signal::Signal) {
         let child = self.child.as_ref().expect("PyKMIP running");
-        let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
-        nix::sys::signal::kill(pid, signal).expect("signal PyKMIP");
+        let group = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
+        nix::sys::signal::killpg(group, signal).expect("signal PyKMIP");
     }
 
     /// The server's log so far.

@@ -149,6 +149,13 @@ impl KmipBackend {
                 return Ok(());
             }
         }
+        if self.versions.is_empty() {
+            // Not the blob's fault: this node sees no master key at all
+            // (missing, or owned by another identity). Say so, as a wrap does.
+            return Err(keys::choose_current(&self.settings().key_name, &[])
+                .err()
+                .unwrap_or_else(|| BackendError::KeyNotFound(self.settings().key_name.clone())));
+        }
         Err(refused(format!(
             "the blob names HSM key {uid:?}, which is not a version of the master key {:?}",
             self.settings().key_name

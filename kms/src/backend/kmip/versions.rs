@@ -56,6 +56,11 @@ impl Versions {
         self.state().uids.contains(uid)
     }
 
+    /// Whether the last look found no version at all.
+    pub(super) fn is_empty(&self) -> bool {
+        self.state().uids.is_empty()
+    }
+
     /// Whether an unknown identifier may cause a refresh now.
     pub(super) fn may_refresh(&self) -> bool {
         self.state()
