@@ -44,36 +44,35 @@ fn signed() -> &'static Signed {
         std::fs::create_dir_all(&dir).unwrap();
 
         // The throwaway key, protected by a passphrase in a file.
-        let gnupg = dir.join("gnupg");
-        std::fs::create_dir(&gnupg).unwrap();
-        std::fs::set_permissions(&gnupg, std::os::unix::fs::PermissionsExt::from_mode(0o700))
-            .unwrap();
+        // A short path (the agent's socket lives there), gone after this block.
+        let gnupg_dir = tempfile::tempdir().unwrap();
+        let gnupg = gnupg_dir.path();
         let pass = dir.join("passphrase");
         std::fs::write(&pass, "throwaway test passphrase\n").unwrap();
         let loopback = ["--pinentry-mode", "loopback", "--passphrase-file"];
         must(
-            gpg(&gnupg)
+            gpg(gnupg)
                 .args(loopback)
                 .arg(&pass)
                 .args(["--quick-gen-key", "cmx-kms throwaway test key", "rsa2048", "sign", "1d"]),
         );
         let secret = dir.join("secret.asc");
         let out = must(
-            gpg(&gnupg)
+            gpg(gnupg)
                 .args(loopback)
                 .arg(&pass)
                 .args(["--armor", "--export-secret-keys", "cmx-kms throwaway test key"]),
         );
         std::fs::write(&secret, &out.stdout).unwrap();
         let public = dir.join("public.asc");
-        let out = must(gpg(&gnupg).args(["--armor", "--export", "cmx-kms throwaway test key"]));
+        let out = must(gpg(gnupg).args(["--armor", "--export", "cmx-kms throwaway test key"]));
         std::fs::write(&public, &out.stdout).unwrap();
         // No agent may outlive the test; scripts/build-rpm imports the key file.
         let _ = Command::new("gpgconf")
-            .env("GNUPGHOME", &gnupg)
+            .env("GNUPGHOME", gnupg)
             .args(["--kill", "gpg-agent"])
             .output();
-        std::fs::remove_dir_all(&gnupg).unwrap();
+        drop(gnupg_dir);
 
         // A CHANGELOG.md with a new section at the top ("%" is spec syntax).
         let log = std::fs::read_to_string(ws.join("CHANGELOG.md")).unwrap();
@@ -155,6 +154,39 @@ fn signed_package_verifies_and_a_tampered_copy_does_not() {
             .arg(&artifacts().rpm_n),
     );
     assert_eq!(String::from_utf8_lossy(&sig.stdout).trim(), "(none)");
+}
+
+#[test]
+fn signing_with_a_key_not_in_the_keyring_fails_naming_the_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("unsigned.rpm");
+    std::fs::copy(&artifacts().rpm_n, &file).unwrap();
+    let gnupg = dir.path().join("gnupg");
+    std::fs::create_dir(&gnupg).unwrap();
+    let out = Command::new(workspace().join("scripts/rpm-sign"))
+        .arg(&file)
+        .env("GNUPGHOME", &gnupg)
+        .env("CMX_KMS_RPM_SIGNING_KEY", "no such key")
+        .env_remove("CMX_KMS_RPM_SIGNING_KEY_FILE")
+        .output()
+        .unwrap();
+    // Listing secret keys may have started an agent for that keyring.
+    let _ = Command::new("gpgconf")
+        .env("GNUPGHOME", &gnupg)
+        .args(["--kill", "gpg-agent"])
+        .output();
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(65), "{msg}");
+    assert!(
+        msg.contains("no secret key \"no such key\"") && msg.contains("CMX_KMS_RPM_SIGNING_KEY"),
+        "{msg}"
+    );
+    let sig = must(
+        Command::new("rpm")
+            .args(["-qp", "--qf", "%{RSAHEADER:pgpsig}"])
+            .arg(&file),
+    );
+    assert_eq!(String::from_utf8_lossy(&sig.stdout), "(none)");
 }
 
 #[test]
