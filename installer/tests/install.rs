@@ -19,3 +19,5 @@ mod lifecycle;
 mod packaging;
 #[path = "install/refusals.rs"]
 mod refusals;
+#[path = "install/repo.rs"]
+mod repo;

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Install what the installer and packaging tests need, idempotently:
-#   - Debian packages rpm, rpmlint, debootstrap, musl-tools, file, systemd (for
-#     systemd-analyze; PID 1 stays whatever it is);
+#   - Debian packages rpm (rpm, rpmbuild, rpmsign, rpm2cpio), rpmlint, cpio,
+#     debootstrap, musl-tools, file, systemd (for systemd-analyze; PID 1 stays
+#     whatever it is), createrepo-c (repository metadata), dnf (the tests list
+#     that repository with a real client), gnupg (signing);
 #   - the Rust target x86_64-unknown-linux-musl (static binaries);
 #   - cargo-generate-rpm (only if absent: compiling it takes about 10 minutes;
 #     a binary already in ~/.cargo/bin is reused);
@@ -17,6 +19,13 @@ mkdir -p "$TB/rpm"
 
 need_apt=()
 command -v rpm >/dev/null 2>&1 || need_apt+=(rpm)
+command -v rpmbuild >/dev/null 2>&1 || need_apt+=(rpm)
+command -v rpmsign >/dev/null 2>&1 || need_apt+=(rpm)
+command -v cpio >/dev/null 2>&1 || need_apt+=(cpio)
+command -v createrepo_c >/dev/null 2>&1 || need_apt+=(createrepo-c)
+command -v dnf >/dev/null 2>&1 || need_apt+=(dnf)
+command -v gpg >/dev/null 2>&1 || need_apt+=(gnupg)
+command -v gpg-agent >/dev/null 2>&1 || need_apt+=(gpg-agent)
 command -v rpmlint >/dev/null 2>&1 || need_apt+=(rpmlint)
 command -v debootstrap >/dev/null 2>&1 || need_apt+=(debootstrap)
 command -v musl-gcc >/dev/null 2>&1 || need_apt+=(musl-tools)
@@ -26,6 +35,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     echo "== installing ${need_apt[*]}"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
+    mapfile -t need_apt < <(printf '%s\n' "${need_apt[@]}" | sort -u)
     apt-get install -y -qq "${need_apt[@]}"
 fi
 
