@@ -2,4 +2,5 @@
 #![allow(dead_code)]
 
 pub mod guide_pki;
+pub mod haproxy;
 pub mod node;
