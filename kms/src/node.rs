@@ -338,6 +338,16 @@ impl Node {
     /// the systemd watchdog, the metrics and check listeners and SIGHUP
     /// reloads run meanwhile.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        self.run_until(shutdown, std::future::pending()).await;
+    }
+
+    /// As [`Node::run`]; `cut_drain` resolving during the drain delay ends
+    /// it at once (a second SIGTERM: the operator does not want to wait).
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()>,
+        cut_drain: impl Future<Output = ()>,
+    ) {
         let backend = Arc::clone(self.app.keys.load().backend());
         let cache = Arc::downgrade(self.app.keys.load().cache());
         let mut tasks = vec![
@@ -376,7 +386,10 @@ impl Node {
                 delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
                 "draining: the health check reports draining; still serving until the delay ends"
             );
-            tokio::time::sleep(delay).await;
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = cut_drain => tracing::info!("second stop signal: drain delay cut short"),
+            }
         };
         http::serve(
             self.listener,

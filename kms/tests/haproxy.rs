@@ -404,3 +404,93 @@ fn sigterm_under_keep_alive_load_through_haproxy_fails_no_request() {
     let log = n1.log_text();
     assert!(log.contains("draining"), "{log}");
 }
+
+/// `GET path` on a node's plain-HTTP check listener: status and body.
+fn check(port: u16, path: &str) -> (u16, String) {
+    use std::io::Read as _;
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return (0, String::new());
+    };
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: kms\r\n\r\n").unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    let status = out
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned());
+    (status, body.unwrap_or_default())
+}
+
+#[test]
+fn sigterm_says_stopping_and_draining_first_and_keeps_serving_until_the_delay_ends() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki(dir.path());
+    let sock_path = dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let recv_until = |want: &str| {
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = sock
+                .recv(&mut buf)
+                .unwrap_or_else(|e| panic!("no {want}: {e}"));
+            if String::from_utf8_lossy(&buf[..n])
+                .lines()
+                .any(|l| l == want)
+            {
+                return;
+            }
+        }
+    };
+    let hport = free_port();
+    let ndir = dir.path().join("n1");
+    // A long delay, ended by a second SIGTERM: nothing here races a timer.
+    let extra = format!("kms.health.port={hport}\nkms.server.drain-delay=5m\n");
+    let mut n = TestNode::start_with(
+        &ndir,
+        |p, m| TestNode::properties(&pki, &ndir, p, m, &extra),
+        &[("NOTIFY_SOCKET", sock_path.to_str().unwrap())],
+    );
+    recv_until("READY=1");
+    wait_for("the check says ready", WAIT, || {
+        check(hport, "/v1/ready") == (200, "ready".into())
+    });
+    // Nothing but the one word, and nothing else served.
+    assert_eq!(check(hport, "/metrics"), (404, String::new()));
+    assert_eq!(check(hport, "/v1/health"), (404, String::new()));
+    let b = backend(&pki, n.addr);
+    let mut ka = b.keep_alive().unwrap();
+    assert_eq!(ka.get("/v1/health").unwrap().status, 200);
+
+    n.signal("TERM");
+    recv_until("STOPPING=1");
+    wait_for("the check says draining", WAIT, || {
+        check(hport, "/v1/ready") == (503, "draining".into())
+    });
+    // Still serving, keep-alive included, without closing anything yet.
+    let r = ka.get("/v1/health").unwrap();
+    assert_eq!((r.status, r.header("connection")), (200, None));
+    assert_eq!(b.request("GET", "/v1/health", None).unwrap().status, 200);
+    assert!(n.child.try_wait().unwrap().is_none());
+
+    // A second SIGTERM cuts the delay short; the node exits cleanly.
+    n.signal("TERM");
+    let deadline = Instant::now() + WAIT;
+    let status = loop {
+        if let Some(s) = n.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still running after the second SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}\n{}", n.log_text());
+    assert!(n.log_text().contains("drain delay cut short"));
+}
