@@ -494,3 +494,42 @@ fn sigterm_says_stopping_and_draining_first_and_keeps_serving_until_the_delay_en
     assert!(status.success(), "{status}\n{}", n.log_text());
     assert!(n.log_text().contains("drain delay cut short"));
 }
+
+#[test]
+fn the_pending_handshake_bound_counts_the_client_not_the_balancer() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki(dir.path());
+    // One pending handshake per source; long handshake timeout so the held
+    // connections stay pending for the whole test.
+    let (n1, _) = node(
+        &pki,
+        &dir.path().join("n1"),
+        None,
+        "kms.server.max-pending-per-source=1\nkms.server.handshake-timeout=5m\n",
+    );
+    // Two balancer connections for 127.0.0.9 that never start their
+    // handshake: the second is over 127.0.0.9's bound.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut tcp = connect_from(SOURCE, n1.addr).unwrap();
+        tcp.write_all(&proxy_v2([127, 0, 0, 9], n1.addr)).unwrap();
+        held.push(tcp);
+    }
+    wait_for("127.0.0.9 over its pending bound", WAIT, || {
+        n1.metrics()
+            .contains("cmx_kms_connections_closed_total{reason=\"pending-per-source\"} 1")
+    });
+    // The balancer itself is not bounded per source: another client through
+    // it still gets its handshake, while 127.0.0.9's first one is pending.
+    let mut tcp = connect_from(SOURCE, n1.addr).unwrap();
+    tcp.write_all(&proxy_v2([127, 0, 0, 8], n1.addr)).unwrap();
+    let r = device(&pki, n1.addr)
+        .request_on(tcp, "GET", "/v1/health", None)
+        .unwrap();
+    assert_eq!(r.status, 200);
+    assert!(
+        n1.metrics()
+            .contains("cmx_kms_connections_closed_total{reason=\"pending-per-source\"} 1")
+    );
+    drop(held);
+}
