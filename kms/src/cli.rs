@@ -228,7 +228,10 @@ fn run_node(config: &Config, dev: Option<&DevFolder>) -> u8 {
                 );
             }
         }
-        node.run(crate::signals::shutdown()).await;
+        // The second future is first polled after the first signal, so
+        // it waits for another one.
+        node.run_until(crate::signals::shutdown(), crate::signals::shutdown())
+            .await;
         tracing::info!("stopped");
         exit::OK
     })

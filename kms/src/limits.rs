@@ -37,9 +37,10 @@ pub struct Rate {
 
 /// The network source a device's requests count against.
 ///
-/// Today this is the TCP peer's address. A front that speaks the PROXY
-/// protocol can later build it from the client's real address instead
-/// ([`ClientAddr::new`]); nothing else changes. An IPv6 address counts as its
+/// It is the client's address as `Peer::addr` holds it: the source a
+/// trusted load balancer's PROXY protocol header named
+/// (`kms.server.proxy-protocol.trusted`, see `crate::http::proxy`), or else
+/// the TCP peer's. An IPv6 address counts as its
 /// /64, the block one host or one site usually gets, so a host cannot mint
 /// fresh identities from its own prefix. IPv4-mapped IPv6 addresses count as
 /// the IPv4 address.

@@ -13,7 +13,7 @@ use crate::audit::{AuditLog, Notice};
 use crate::backend::Backend;
 use crate::backend::gate::GatedBackend;
 use crate::cache::CacheLimits;
-use crate::config::Config;
+use crate::config::{Config, FrontSettings};
 use crate::http::api::AppSettings;
 use crate::http::{self, App, ServeSettings, TlsContext};
 use crate::keys::KeyService;
@@ -205,10 +205,14 @@ fn refusal_hook(audit: Option<Arc<AuditLog>>) -> RefusalHook {
 pub struct Node {
     pub local_addr: SocketAddr,
     pub metrics_addr: Option<SocketAddr>,
+    /// The load balancers' readiness check listener (`kms.health.*`).
+    pub health_addr: Option<SocketAddr>,
     pub app: Arc<App>,
     pub tls: Arc<ArcSwap<TlsContext>>,
     listener: TcpListener,
     metrics_listener: Option<TcpListener>,
+    health_listener: Option<TcpListener>,
+    front: Arc<FrontSettings>,
     settings: ServeSettings,
     probe: ProbeSettings,
     config_path: PathBuf,
@@ -279,13 +283,29 @@ impl Node {
             let a = l.local_addr().ok();
             (Some(l), a)
         };
+        let (health_listener, health_addr) = if config.health.port == 0 {
+            (None, None)
+        } else {
+            let haddr = SocketAddr::new(config.health.address, config.health.port);
+            let l = TcpListener::bind(haddr)
+                .await
+                .map_err(|source| StartError::Bind {
+                    addr: haddr,
+                    source,
+                })?;
+            let a = l.local_addr().ok();
+            (Some(l), a)
+        };
         Ok(Self {
             local_addr,
             metrics_addr,
+            health_addr,
             app,
             tls: Arc::new(ArcSwap::from_pointee(ctx)),
             listener,
             metrics_listener,
+            health_listener,
+            front: Arc::new(config.front.clone()),
             settings: serve_settings(config),
             probe: ProbeSettings {
                 interval: config.readiness.interval,
@@ -310,9 +330,24 @@ impl Node {
         }
     }
 
-    /// Serve until `shutdown` resolves. The readiness canary, the systemd
-    /// watchdog, the metrics listener and SIGHUP reloads run meanwhile.
+    /// Serve until `shutdown` resolves, then drain: tell systemd
+    /// (`STOPPING=1`), report `draining` on the check listener and, when
+    /// there is one (a balancer may be watching), keep serving for
+    /// `kms.server.drain-delay` so the balancer takes the node out first;
+    /// then close connections (see [`http::serve`]). The readiness canary,
+    /// the systemd watchdog, the metrics and check listeners and SIGHUP
+    /// reloads run meanwhile.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        self.run_until(shutdown, std::future::pending()).await;
+    }
+
+    /// As [`Node::run`]; `cut_drain` resolving during the drain delay ends
+    /// it at once (a second SIGTERM: the operator does not want to wait).
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()>,
+        cut_drain: impl Future<Output = ()>,
+    ) {
         let backend = Arc::clone(self.app.keys.load().backend());
         let cache = Arc::downgrade(self.app.keys.load().cache());
         let mut tasks = vec![
@@ -327,12 +362,43 @@ impl Node {
                 Arc::clone(&self.app),
             )));
         }
+        // Without a check listener no balancer can see `draining`: a
+        // delay would only slow the stop.
+        let delay = if self.health_listener.is_some() {
+            self.front.drain_delay
+        } else {
+            std::time::Duration::ZERO
+        };
+        if let Some(l) = self.health_listener {
+            tasks.push(tokio::spawn(crate::http::health::serve(
+                l,
+                Arc::clone(&self.app.readiness),
+            )));
+        }
         crate::notify::ready(&format!("serving on {}", self.local_addr));
         let audit = self.app.audit.clone();
-        http::serve(self.listener, self.tls, self.app, self.settings, async {
+        let readiness = Arc::clone(&self.app.readiness);
+        let drain = async move {
             shutdown.await;
             crate::notify::stopping();
-        })
+            readiness.set_draining();
+            tracing::info!(
+                delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                "draining: the health check reports draining; still serving until the delay ends"
+            );
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = cut_drain => tracing::info!("second stop signal: drain delay cut short"),
+            }
+        };
+        http::serve(
+            self.listener,
+            self.tls,
+            self.app,
+            self.settings,
+            self.front,
+            drain,
+        )
         .await;
         // Counted refusals and 429s of the current interval: write them now.
         if let Some(audit) = audit {

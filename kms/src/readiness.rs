@@ -3,6 +3,11 @@
 //! `/v1/ready` reports the last canary's outcome: `ready`, `degraded` (slow,
 //! or some endpoints down) or `unavailable`. A down backend never blocks
 //! start-up: the node starts `unavailable` and recovers by itself.
+//!
+//! Apart from the canary, a node that was told to stop is *draining*
+//! ([`Readiness::set_draining`]): the load balancers' check listener
+//! (`crate::http::health`) answers 503 `draining` from then on, whatever the
+//! canary says, so balancers take the node out while it still serves.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -71,6 +76,7 @@ impl Default for ProbeSettings {
 /// Shared readiness state.
 pub struct Readiness {
     current: ArcSwap<Report>,
+    draining: std::sync::atomic::AtomicBool,
 }
 
 impl Readiness {
@@ -83,11 +89,23 @@ impl Readiness {
                 detail: "no canary has run yet".into(),
                 endpoints: Vec::new(),
             }),
+            draining: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
     pub fn current(&self) -> Arc<Report> {
         self.current.load_full()
+    }
+
+    /// The node is stopping: report it to load balancers from now on.
+    pub fn set_draining(&self) {
+        self.draining
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether the node is stopping.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Run one canary now and publish its result.

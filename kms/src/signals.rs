@@ -1,4 +1,6 @@
-//! Signals: SIGTERM and SIGINT stop the node gracefully.
+//! Signals: SIGTERM and SIGINT stop the node gracefully (a drain first, see
+//! `Node::run_until`; a second one during the drain delay cuts it short);
+//! SIGHUP reloads.
 
 use tokio::signal::unix::{SignalKind, signal};
 

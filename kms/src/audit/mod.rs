@@ -66,6 +66,12 @@ pub struct Event<'a> {
     pub client_subject: &'a str,
     pub client_serial: &'a str,
     pub client_fingerprint: &'a str,
+    /// The client's IP address (through a trusted load balancer: the one
+    /// its PROXY header named).
+    pub client_addr: &'a str,
+    /// The load balancer's address when the client came through one; empty
+    /// for a direct connection.
+    pub proxy_addr: &'a str,
     pub role: &'a str,
     pub operation: &'a str,
     /// Customer key id (hex), when the operation touched one.
@@ -198,6 +204,8 @@ impl AuditLog {
                 .str("client_subject", event.client_subject, FIELD_CAP)
                 .str("client_serial", event.client_serial, FIELD_CAP)
                 .str("client_fingerprint", event.client_fingerprint, FIELD_CAP)
+                .str("client_addr", event.client_addr, FIELD_CAP)
+                .str("proxy_addr", event.proxy_addr, FIELD_CAP)
                 .str("role", event.role, FIELD_CAP)
                 .str("operation", event.operation, FIELD_CAP)
                 .str("key_id", event.key_id, FIELD_CAP)

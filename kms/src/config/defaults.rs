@@ -39,6 +39,9 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// `kms.server.idle-timeout`: how long an idle keep-alive connection stays open.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// `kms.server.drain-delay`: the shipped HAProxy check (inter 2s, fall 3) takes
+/// a draining node out within 6 s; 2 s more for the check in flight.
+pub const DRAIN_DELAY: Duration = Duration::from_secs(8);
 /// `kms.server.shutdown-grace`: how long SIGTERM waits for requests in flight.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 /// `kms.server.max-connections`.

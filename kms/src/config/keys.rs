@@ -126,7 +126,9 @@ pub const KEYS: &[KeySpec] = &[
     key("kms.server.handshake-timeout", "duration", "10s", "no", "Time a client has to complete the TLS handshake."),
     key("kms.server.header-timeout", "duration", "10s", "no", "Time a client has to send the request headers."),
     key("kms.server.idle-timeout", "duration", "60s", "no", "How long an idle keep-alive connection stays open; 0 turns keep-alive off."),
-    key("kms.server.shutdown-grace", "duration", "20s", "no", "On SIGTERM, how long requests in flight may take to finish."),
+    key("kms.server.shutdown-grace", "duration", "20s", "no", "On SIGTERM, after the drain delay: how long requests in flight may take to finish."),
+    key("kms.server.drain-delay", "duration", "8s", "no", "On SIGTERM, how long the node reports draining to the health check while still serving; 0 stops at once."),
+    key("kms.server.proxy-protocol.trusted", "address blocks", "", "no", "Comma-separated addresses or CIDR blocks of load balancers that must send a PROXY protocol v1/v2 header; empty turns the protocol off."),
     key("kms.server.max-connections", "integer", "4096", "no", "Most client connections open at once."),
     key("kms.server.max-connection-lifetime", "duration", "1h", "no", "After this long a connection is closed, between requests: the next response says Connection: close."),
     key("kms.server.max-pending-per-source", "integer", "128", "no", "Most connections not yet authenticated (in the TLS handshake) from one IPv4 address or IPv6 /64; more are closed at once."),
@@ -172,6 +174,8 @@ pub const KEYS: &[KeySpec] = &[
     // Metrics (ours).
     key("kms.metrics.address", "IP address", "127.0.0.1", "no", "Address of the Prometheus metrics listener."),
     key("kms.metrics.port", "port", "9443", "no", "Port of the metrics listener; 0 turns it off."),
+    key("kms.health.address", "IP address", "", "no", "Address of the load balancers' readiness check listener; defaults to kms.server.address."),
+    key("kms.health.port", "port", "0", "no", "Port of the plain-HTTP readiness check listener (GET /v1/ready only); 0 turns it off."),
     // Readiness (ours).
     key("kms.readiness.interval", "duration", "5s", "no", "How often the readiness canary wraps and unwraps through the backend (one HSM Encrypt and Decrypt each time)."),
     key("kms.readiness.timeout", "duration", "5s", "no", "A canary slower than this counts as failed: readiness turns unavailable."),

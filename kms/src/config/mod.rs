@@ -26,6 +26,7 @@ pub mod defaults;
 pub mod endpoint;
 pub mod error;
 mod file;
+pub mod front;
 pub mod hsm;
 pub mod keys;
 pub mod keystore;
@@ -38,6 +39,7 @@ pub use alias::AliasPattern;
 pub use cache::{CacheSettings, CacheType};
 pub use endpoint::HsmEndpoint;
 pub use error::{ConfigError, ConfigErrors, ConfigWarning, Origin, Problem, Warning};
+pub use front::{Cidr, FrontSettings, HealthSettings};
 pub use hsm::{
     CircuitBreakerSettings, HsmSettings, KmipSettings, KmipVersion, PoolSettings, Protocol,
     SoftSettings,
@@ -74,6 +76,10 @@ pub struct Config {
     pub metrics: MetricsSettings,
     /// `kms.readiness.*`: the readiness canary.
     pub readiness: ReadinessSettings,
+    /// `kms.server.proxy-protocol.trusted`, `kms.server.drain-delay`: behind a load balancer.
+    pub front: FrontSettings,
+    /// `kms.health.*`: the readiness check listener for load balancers.
+    pub health: HealthSettings,
 }
 
 /// A loaded configuration and the warnings found while loading it.
@@ -195,6 +201,8 @@ fn build(file: &mut ConfigFile, origin: &Path) -> Option<Config> {
     let limits = LimitSettings::take(file);
     let metrics = MetricsSettings::take(file, &server);
     let readiness = ReadinessSettings::take(file);
+    let front = FrontSettings::take(file);
+    let health = HealthSettings::take(file, &server);
     Some(Config {
         source: origin.to_path_buf(),
         server,
@@ -206,6 +214,8 @@ fn build(file: &mut ConfigFile, origin: &Path) -> Option<Config> {
         limits,
         metrics,
         readiness,
+        front,
+        health,
     })
 }
 

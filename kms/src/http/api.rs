@@ -239,12 +239,16 @@ impl App {
                 role: peer.role.label(),
             });
         } else if is_key_op && let Some(audit) = &self.audit {
+            let client_addr = peer.addr.ip().to_string();
+            let proxy_addr = peer.via.map(|v| v.ip().to_string()).unwrap_or_default();
             let event = AuditEvent {
                 request_id,
                 client_alias: &peer.alias,
                 client_subject: &peer.subject,
                 client_serial: &peer.serial,
                 client_fingerprint: &peer.fingerprint,
+                client_addr: &client_addr,
+                proxy_addr: &proxy_addr,
                 role: peer.role.label(),
                 operation: op_label,
                 key_id: &customer_key,
@@ -266,6 +270,8 @@ impl App {
             request_id,
             client = %peer.alias,
             role = peer.role.label(),
+            source = %peer.addr.ip(),
+            via = %Via(peer.via),
             op = op_label,
             status = outcome.status.as_u16(),
             outcome = outcome.label,
@@ -536,6 +542,18 @@ fn respond(
         }
     }
     resp
+}
+
+/// A load balancer's address for the log, `-` for a direct connection.
+struct Via(Option<std::net::SocketAddr>);
+
+impl std::fmt::Display for Via {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(a) => write!(f, "{}", a.ip()),
+            None => f.write_str("-"),
+        }
+    }
 }
 
 #[cfg(test)]

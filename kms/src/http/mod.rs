@@ -6,14 +6,26 @@
 //! before every request (against the pins of the latest reload and the
 //! certificate's validity) and ends the connection, between requests, once it
 //! has lived `kms.server.max-connection-lifetime`.
+//!
+//! Behind a load balancer that passes TLS through, a connection from a
+//! trusted balancer starts with a [`proxy`] header naming the client, read
+//! within the handshake timeout before the handshake; the client's address is
+//! then what logs, audit, and the per-source bounds and limits use.
+//!
+//! When `shutdown` resolves the server stops accepting and drains: every
+//! response from then on says `Connection: close`, a keep-alive connection
+//! idle for [`DRAIN_QUIET`] is closed between requests, and whatever is still
+//! open after `kms.server.shutdown-grace` is dropped.
 
 pub mod activity;
 pub mod api;
 pub mod body;
 pub mod error;
+pub mod health;
 pub mod metrics;
 pub mod pending;
 pub mod probing;
+pub mod proxy;
 pub mod session;
 
 use std::convert::Infallible;
@@ -35,6 +47,7 @@ pub use activity::{Activity, Expiry, Tracked};
 pub use api::App;
 
 use crate::audit::Notice;
+use crate::config::FrontSettings;
 use crate::tls::{PinnedClients, Refusal, Role, pinning};
 use pending::Pending;
 use session::Session;
@@ -47,7 +60,11 @@ pub struct Peer {
     pub subject: String,
     pub serial: String,
     pub fingerprint: String,
+    /// The client's address: the TCP peer, or the source a trusted load
+    /// balancer's PROXY header named.
     pub addr: SocketAddr,
+    /// The load balancer the connection came through (PROXY protocol).
+    pub via: Option<SocketAddr>,
 }
 
 /// The TLS side of the server, swapped as a whole on reload.
@@ -82,6 +99,13 @@ pub struct ServeSettings {
     pub max_pending: usize,
 }
 
+/// While draining, a keep-alive connection with no request for this long is
+/// closed between requests. Not at once: a client that just got a response
+/// may already be sending its next request on the connection, and closing
+/// under it would fail that request; one that said nothing for a second is
+/// not about to, and any request it sends later is refused cleanly.
+pub const DRAIN_QUIET: Duration = Duration::from_secs(1);
+
 /// Serve until `shutdown` resolves, then stop accepting and let open
 /// connections finish for at most `shutdown_grace`.
 pub async fn serve(
@@ -89,12 +113,14 @@ pub async fn serve(
     tls: Arc<ArcSwap<TlsContext>>,
     app: Arc<App>,
     settings: ServeSettings,
+    front: Arc<FrontSettings>,
     shutdown: impl Future<Output = ()>,
 ) {
     // Every connection task holds a clone of `alive`; once all are gone the
     // channel closes, which is how draining ends.
     let (alive, mut drained) = mpsc::channel::<()>(1);
     let (stop_tx, stop_rx) = watch::channel(false);
+    let draining = Arc::new(AtomicBool::new(false));
     let slots = Arc::new(Semaphore::new(settings.max_connections.max(1)));
     let pending = Arc::new(Pending::new(
         settings.max_pending_per_source,
@@ -122,7 +148,15 @@ pub async fn serve(
                 }
             },
         };
-        let slot = match pending.enter(addr.ip()) {
+        // A trusted balancer carries many clients: its slot is charged to
+        // the client its PROXY header names (see `pending`).
+        let trusted = front.trusts(addr.ip());
+        let entered = if trusted {
+            pending.enter_unsourced()
+        } else {
+            pending.enter(addr.ip())
+        };
+        let slot = match entered {
             Ok(slot) => slot,
             Err(over) => {
                 // Closed at once: dropping the stream resets or ends it.
@@ -135,15 +169,18 @@ pub async fn serve(
         let app = Arc::clone(&app);
         let tls = Arc::clone(&tls);
         let (alive, stop) = (alive.clone(), stop_rx.clone());
+        let draining = Arc::clone(&draining);
         tokio::spawn(async move {
             let _alive = alive;
             let _permit = permit;
-            connection(tcp, addr, tls, slot, app, settings, stop).await;
+            let stop = Stop { rx: stop, draining };
+            connection(tcp, (addr, trusted), tls, slot, app, settings, stop).await;
         });
     }
     drop(listener);
     drop(alive);
     tracing::info!("stopped accepting; draining open connections");
+    draining.store(true, Ordering::Relaxed);
     let _ = stop_tx.send(true);
     if tokio::time::timeout(settings.shutdown_grace, drained.recv())
         .await
@@ -156,22 +193,81 @@ pub async fn serve(
     }
 }
 
-/// One client connection: TLS handshake, identity, then HTTP/1.1 until the
-/// client leaves, the connection idles out or outlives its lifetime, its
-/// client is refused, or the server stops.
+/// The server's stop signal, as a connection sees it.
+struct Stop {
+    rx: watch::Receiver<bool>,
+    /// Set when the stop is sent: every response from then on closes.
+    draining: Arc<AtomicBool>,
+}
+
+/// Read the PROXY header of a connection from a trusted balancer `peer` by
+/// `deadline`: the client's address, the balancer's (`None` for its own
+/// `LOCAL` connections), and the pending slot charged to the client. `None`
+/// when the connection is refused (logged and counted here).
+async fn proxied(
+    tcp: &mut tokio::net::TcpStream,
+    peer: SocketAddr,
+    slot: pending::Slot,
+    app: &App,
+    deadline: tokio::time::Instant,
+) -> Option<(SocketAddr, Option<SocketAddr>, pending::Slot)> {
+    let header = match tokio::time::timeout_at(deadline, proxy::read(tcp)).await {
+        Ok(Ok(h)) => h,
+        Ok(Err(m)) => {
+            app.metrics.connection_closed(m.label());
+            tracing::warn!(peer = %peer, reason = m.label(), error = %m,
+                "refused a connection from a trusted load balancer: no valid PROXY protocol header \
+                 (does the balancer send send-proxy-v2 to this node?)");
+            return None;
+        }
+        Err(_) => {
+            app.metrics.connection_closed("proxy-timeout");
+            tracing::info!(peer = %peer, "PROXY header timed out");
+            return None;
+        }
+    };
+    let client = header.client(peer);
+    let via = matches!(header, proxy::Header::Proxied { .. }).then_some(peer);
+    match slot.attribute(client.ip()) {
+        Ok(slot) => Some((client, via, slot)),
+        Err(over) => {
+            app.metrics.connection_closed(over.label());
+            tracing::debug!(peer = %client, via = %peer, reason = over.label(), "too many pending connections; closed");
+            None
+        }
+    }
+}
+
+/// One client connection: PROXY header (from a trusted balancer), TLS
+/// handshake, identity, then HTTP/1.1 until the client leaves, the connection
+/// idles out or outlives its lifetime, its client is refused, or the server
+/// stops.
 async fn connection(
-    tcp: tokio::net::TcpStream,
-    addr: SocketAddr,
+    mut tcp: tokio::net::TcpStream,
+    (peer, trusted): (SocketAddr, bool),
     tls: Arc<ArcSwap<TlsContext>>,
     slot: pending::Slot,
     app: Arc<App>,
     settings: ServeSettings,
-    mut stop: watch::Receiver<bool>,
+    stop: Stop,
 ) {
+    let Stop {
+        rx: mut stop,
+        draining,
+    } = stop;
+    // One deadline for the PROXY header and the handshake together.
+    let deadline = tokio::time::Instant::now() + settings.handshake_timeout;
+    let (addr, via, slot) = if trusted {
+        match proxied(&mut tcp, peer, slot, &app, deadline).await {
+            Some(p) => p,
+            None => return,
+        }
+    } else {
+        (peer, None, slot)
+    };
     let ctx = tls.load_full();
     let acceptor = TlsAcceptor::from(Arc::clone(&ctx.config));
-    let stream = match tokio::time::timeout(settings.handshake_timeout, acceptor.accept(tcp)).await
-    {
+    let stream = match tokio::time::timeout_at(deadline, acceptor.accept(tcp)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             app.metrics.handshake_failure(handshake_reason(&e));
@@ -184,7 +280,7 @@ async fn connection(
             return;
         }
     };
-    let session = match identify(&stream, tls, &ctx, addr, settings.max_lifetime) {
+    let session = match identify(&stream, tls, &ctx, (addr, via), settings.max_lifetime) {
         Ok(s) => Arc::new(s),
         Err(why) => {
             // The verifier accepted this certificate a moment ago, so only a
@@ -203,9 +299,11 @@ async fn connection(
             let (app, session, activity) =
                 (Arc::clone(&app), Arc::clone(&session), activity.clone());
             let closing_for_age = Arc::clone(&closing_for_age);
+            let draining = Arc::clone(&draining);
             async move {
                 activity.request_started();
-                let resp = serve_one(&app, &session, &closing_for_age, req).await;
+                let closing = (&*closing_for_age, &*draining);
+                let resp = serve_one(&app, &session, closing, req).await;
                 activity.request_ended();
                 Ok::<_, Infallible>(resp)
             }
@@ -223,6 +321,7 @@ async fn connection(
     let mut tick =
         tokio::time::interval(period.clamp(Duration::from_millis(25), Duration::from_secs(1)));
     let mut closing = false;
+    let mut idle_limit = settings.idle_timeout;
     loop {
         tokio::select! {
             r = conn.as_mut() => {
@@ -231,12 +330,13 @@ async fn connection(
                 }
                 return;
             }
-            _ = stop.changed(), if !closing => {
-                // Finish the request in progress, then close.
-                conn.as_mut().graceful_shutdown();
-                closing = true;
+            _ = stop.changed(), if idle_limit > DRAIN_QUIET => {
+                // Draining: the request in progress (and any next one) is
+                // answered with `Connection: close`; a connection that idles
+                // is closed between requests after a short quiet time.
+                idle_limit = DRAIN_QUIET;
             }
-            _ = tick.tick(), if !closing => match activity.expired(settings.idle_timeout, settings.header_timeout) {
+            _ = tick.tick(), if !closing => match activity.expired(idle_limit, settings.header_timeout) {
                 Some(Expiry::Idle) => {
                     tracing::debug!(peer = %addr, "closing idle connection");
                     conn.as_mut().graceful_shutdown();
@@ -258,7 +358,7 @@ fn identify(
     stream: &tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
     tls: Arc<ArcSwap<TlsContext>>,
     ctx: &TlsContext,
-    addr: SocketAddr,
+    addr: (SocketAddr, Option<SocketAddr>),
     max_lifetime: Duration,
 ) -> Result<Session, Refusal> {
     let cert = stream
@@ -279,11 +379,11 @@ fn identify(
 }
 
 /// One request: judge the client again, serve, and say `Connection: close`
-/// once the connection has outlived its lifetime.
+/// once the connection has outlived its lifetime or the server drains.
 async fn serve_one(
     app: &App,
     session: &Session,
-    closing_for_age: &AtomicBool,
+    (closing_for_age, draining): (&AtomicBool, &AtomicBool),
     req: hyper::Request<hyper::body::Incoming>,
 ) -> hyper::Response<body::ResponseBody> {
     let id = app.ids.next();
@@ -295,7 +395,12 @@ async fn serve_one(
         }
     };
     let mut resp = app.handle(req, &peer, &id).await;
-    if session.outlived() {
+    if draining.load(Ordering::Relaxed) {
+        resp.headers_mut().insert(
+            hyper::header::CONNECTION,
+            hyper::header::HeaderValue::from_static("close"),
+        );
+    } else if session.outlived() {
         resp.headers_mut().insert(
             hyper::header::CONNECTION,
             hyper::header::HeaderValue::from_static("close"),

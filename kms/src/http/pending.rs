@@ -8,6 +8,14 @@
 //! under `pending-per-source` or `pending-total`. A slot is held only until
 //! the client is authenticated, so agents that connect, make one request and
 //! leave hold one for the length of a handshake, however many share an address.
+//!
+//! Behind a trusted load balancer (PROXY protocol) the TCP peer is the
+//! balancer, which carries every client: bounding it per source would cap the
+//! whole fleet at `max-pending-per-source` handshakes. So a connection from a
+//! trusted balancer first takes a slot counted in the total only
+//! ([`Pending::enter_unsourced`]); once its PROXY header names the client, the
+//! slot is charged to the client's address ([`Slot::attribute`]), and the
+//! per-source bound applies to the client as it would without the balancer.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -95,17 +103,36 @@ impl Pending {
             .fetch_add(1, Ordering::Relaxed);
         Ok(Slot {
             pending: Arc::clone(self),
-            source,
+            source: Some(source),
         })
     }
 
-    fn leave(&self, source: Source) {
+    /// Take a slot counted in the total only (a trusted balancer's
+    /// connection, before its PROXY header names the client).
+    pub fn enter_unsourced(self: &Arc<Self>) -> Result<Slot, Over> {
+        let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if c.total >= self.total {
+            return Err(Over::Total);
+        }
+        c.total += 1;
+        self.metrics
+            .pending_connections
+            .fetch_add(1, Ordering::Relaxed);
+        Ok(Slot {
+            pending: Arc::clone(self),
+            source: None,
+        })
+    }
+
+    fn leave(&self, source: Option<Source>) {
         let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         c.total = c.total.saturating_sub(1);
-        if let Some(n) = c.by_source.get_mut(&source) {
+        if let Some(n) = source.and_then(|s| c.by_source.get_mut(&s)) {
             *n = n.saturating_sub(1);
-            if *n == 0 {
-                c.by_source.remove(&source);
+            if *n == 0
+                && let Some(s) = source
+            {
+                c.by_source.remove(&s);
             }
         }
         self.metrics
@@ -118,7 +145,33 @@ impl Pending {
 /// authenticated, or when the connection fails before that).
 pub struct Slot {
     pending: Arc<Pending>,
-    source: Source,
+    /// `None` for a slot counted in the total only.
+    source: Option<Source>,
+}
+
+impl Slot {
+    /// Charge an unsourced slot to the client at `ip` (named by a PROXY
+    /// header), or say that the client is over its per-source bound (the
+    /// slot is then given back). A sourced slot stays as it is.
+    pub fn attribute(mut self, ip: IpAddr) -> Result<Slot, Over> {
+        if self.source.is_some() {
+            return Ok(self);
+        }
+        let source = Source::of(ip);
+        let mut c = self
+            .pending
+            .counts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let n = c.by_source.entry(source).or_default();
+        if *n >= self.pending.per_source {
+            return Err(Over::PerSource);
+        }
+        *n += 1;
+        drop(c);
+        self.source = Some(source);
+        Ok(self)
+    }
 }
 
 impl Drop for Slot {
@@ -155,6 +208,38 @@ mod tests {
         assert_eq!(metrics.pending_connections.load(Ordering::Relaxed), 0);
         let c = p.counts.lock().unwrap_or_else(|p| p.into_inner());
         assert!(c.by_source.is_empty() && c.total == 0, "nothing leaks");
+    }
+
+    #[test]
+    fn a_balancer_counts_in_the_total_and_its_clients_per_source() {
+        let metrics = Arc::new(Metrics::default());
+        let p = Arc::new(Pending::new(1, 3, Arc::clone(&metrics)));
+        // Three handshakes through one balancer: not bounded per source.
+        let a = p.enter_unsourced().ok();
+        let b = p.enter_unsourced().ok();
+        assert!(a.is_some() && b.is_some());
+        let a = a.and_then(|s| s.attribute(ip("10.0.0.1")).ok());
+        assert!(a.is_some(), "first handshake of 10.0.0.1");
+        // A second pending one of the same client is over its bound, and its
+        // slot is given back.
+        let b = b.map(|s| s.attribute(ip("10.0.0.1")));
+        assert_eq!(b.and_then(|r| r.err()), Some(Over::PerSource));
+        assert_eq!(metrics.pending_connections.load(Ordering::Relaxed), 1);
+        // Another client through the balancer is served.
+        let c = p
+            .enter_unsourced()
+            .ok()
+            .and_then(|s| s.attribute(ip("10.0.0.2")).ok());
+        assert!(c.is_some());
+        // The direct bound still applies to the client's address.
+        assert_eq!(p.enter(ip("10.0.0.1")).err(), Some(Over::PerSource));
+        drop((a, c));
+        assert_eq!(metrics.pending_connections.load(Ordering::Relaxed), 0);
+        let counts = p.counts.lock().unwrap_or_else(|p| p.into_inner());
+        assert!(
+            counts.by_source.is_empty() && counts.total == 0,
+            "nothing leaks"
+        );
     }
 
     #[test]

@@ -32,6 +32,7 @@ pub struct Session {
     tls: Arc<ArcSwap<TlsContext>>,
     fingerprint: Fingerprint,
     addr: SocketAddr,
+    via: Option<SocketAddr>,
     born: Instant,
     max_lifetime: Duration,
     current: Mutex<Current>,
@@ -43,7 +44,7 @@ struct Current {
     peer: Arc<Peer>,
 }
 
-fn peer_of(pin: &PinnedClient, addr: SocketAddr) -> Arc<Peer> {
+fn peer_of(pin: &PinnedClient, addr: SocketAddr, via: Option<SocketAddr>) -> Arc<Peer> {
     Arc::new(Peer {
         alias: pin.alias.clone(),
         role: pin.role,
@@ -51,27 +52,30 @@ fn peer_of(pin: &PinnedClient, addr: SocketAddr) -> Arc<Peer> {
         serial: pin.serial.clone(),
         fingerprint: pinning::fingerprint_hex(&pin.fingerprint),
         addr,
+        via,
     })
 }
 
 impl Session {
     /// The session of a connection whose handshake presented the certificate
     /// with fingerprint `fingerprint`, judged against `ctx` (the context the
-    /// handshake ran under) at `now`.
+    /// handshake ran under) at `now`. `addr` is the client's address, `via`
+    /// the load balancer's when a PROXY header named the client.
     pub fn start(
         tls: Arc<ArcSwap<TlsContext>>,
         ctx: &TlsContext,
         fingerprint: Fingerprint,
-        addr: SocketAddr,
+        (addr, via): (SocketAddr, Option<SocketAddr>),
         max_lifetime: Duration,
         now: i64,
     ) -> Result<Self, Refusal> {
         let pin = ctx.pins.admit(&fingerprint, now)?.clone();
-        let peer = peer_of(&pin, addr);
+        let peer = peer_of(&pin, addr, via);
         Ok(Self {
             tls,
             fingerprint,
             addr,
+            via,
             born: Instant::now(),
             max_lifetime,
             current: Mutex::new(Current {
@@ -92,7 +96,7 @@ impl Session {
                 Ok(pin) => {
                     // The alias or role may have changed with the keystore.
                     if pin.alias != cur.pin.alias || pin.role != cur.pin.role {
-                        cur.peer = peer_of(pin, self.addr);
+                        cur.peer = peer_of(pin, self.addr, self.via);
                     }
                     cur.pin = pin.clone();
                     cur.generation = ctx.generation;
@@ -185,7 +189,7 @@ mod tests {
             Arc::clone(&tls),
             &first,
             [7; 32],
-            addr,
+            (addr, None),
             Duration::from_secs(3600),
             10,
         )
@@ -212,7 +216,7 @@ mod tests {
         let addr: SocketAddr = ([127, 0, 0, 1], 1).into();
         let c = ctx(1, vec![pin("cmxDevice", 7, 1000)]);
         let tls = Arc::new(ArcSwap::new(Arc::clone(&c)));
-        let s = Session::start(tls, &c, [7; 32], addr, Duration::ZERO, 10)
+        let s = Session::start(tls, &c, [7; 32], (addr, None), Duration::ZERO, 10)
             .ok()
             .unwrap_or_else(|| panic!("admitted"));
         assert!(s.outlived());

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod guide_pki;
+pub mod haproxy;
 pub mod node;
 
 use std::time::{Duration, Instant};

@@ -356,6 +356,31 @@ impl Client {
         read_response(&mut tls)
     }
 
+    /// One request on an open TCP connection (on which the caller may
+    /// already have written, e.g. a PROXY protocol header).
+    pub fn request_on(
+        &self,
+        tcp: TcpStream,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+    ) -> Result<Resp, String> {
+        let mut tls = self.connect_on(tcp)?;
+        send(&mut tls, method, path, body, &[], true).map_err(|e| e.to_string())?;
+        read_response(&mut tls)
+    }
+
+    /// POST `json` on a fresh connection from source address `src`.
+    pub fn post_from(
+        &self,
+        src: IpAddr,
+        path: &str,
+        json: &serde_json::Value,
+    ) -> Result<Resp, String> {
+        let tcp = connect_from(src, self.addr).map_err(|e| e.to_string())?;
+        self.request_on(tcp, "POST", path, Some(json.to_string().as_bytes()))
+    }
+
     pub fn post(&self, path: &str, json: &serde_json::Value) -> Resp {
         self.request("POST", path, Some(json.to_string().as_bytes()))
             .unwrap()

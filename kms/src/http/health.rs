@@ -1,0 +1,111 @@
+//! The load balancers' readiness check (`kms.health.address`/`kms.health.port`).
+//!
+//! A load balancer in front of the nodes must check *readiness* (the deep
+//! canary through the HSM or Vault), not only that the port accepts. The API
+//! listener needs a client certificate the balancer should not hold, and the
+//! metrics listener's `/v1/ready` tells details (endpoints, errors) that stay
+//! on loopback. So this listener is plain HTTP on the node's address and says
+//! one word and nothing else:
+//!
+//! - `GET /v1/ready`: 200 `ready` (canary `ready` or `degraded`: the node
+//!   serves), 503 `unavailable`, or 503 `draining` once the node is stopping;
+//! - anything else: 404, empty.
+//!
+//! Every answer closes its connection. Connections are bounded
+//! ([`MAX_CONNECTIONS`]) and must send their request within
+//! [`HEADER_TIMEOUT`], so the listener costs little if found by others.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
+use hyper::service::service_fn;
+use hyper::{Method, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use crate::readiness::{Readiness, State};
+
+/// Most check connections open at once; more wait in the kernel's backlog.
+pub const MAX_CONNECTIONS: usize = 32;
+/// Time a checker has to send its request.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The answer to a request: status and one-word body.
+pub fn answer(method: &Method, path: &str, readiness: &Readiness) -> (StatusCode, &'static str) {
+    if method != Method::GET || path != "/v1/ready" {
+        return (StatusCode::NOT_FOUND, "");
+    }
+    if readiness.is_draining() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "draining");
+    }
+    match readiness.current().state {
+        State::Ready | State::Degraded => (StatusCode::OK, "ready"),
+        State::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+    }
+}
+
+/// Serve the check forever.
+pub async fn serve(listener: TcpListener, readiness: Arc<Readiness>) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
+            return;
+        };
+        let Ok((tcp, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let readiness = Arc::clone(&readiness);
+        tokio::spawn(async move {
+            let _permit = permit;
+            let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                let (status, word) = answer(req.method(), req.uri().path(), &readiness);
+                let mut r = Response::new(Full::new(Bytes::from_static(word.as_bytes())));
+                *r.status_mut() = status;
+                let h = r.headers_mut();
+                h.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+                h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                async move { Ok::<_, Infallible>(r) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .keep_alive(false)
+                .max_buf_size(8192)
+                .serve_connection(TokioIo::new(tcp), svc);
+            // A checker that never reads its answer is cut off too.
+            let _ = tokio::time::timeout(HEADER_TIMEOUT * 2, conn).await;
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_word_and_nothing_else() {
+        let r = Readiness::new("soft");
+        let get = Method::GET;
+        assert_eq!(
+            answer(&get, "/v1/ready", &r),
+            (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+        );
+        assert_eq!(answer(&get, "/v1/health", &r).0, StatusCode::NOT_FOUND);
+        assert_eq!(answer(&get, "/metrics", &r).0, StatusCode::NOT_FOUND);
+        assert_eq!(
+            answer(&Method::POST, "/v1/ready", &r).0,
+            StatusCode::NOT_FOUND
+        );
+        r.set_draining();
+        assert_eq!(
+            answer(&get, "/v1/ready", &r),
+            (StatusCode::SERVICE_UNAVAILABLE, "draining")
+        );
+    }
+}
