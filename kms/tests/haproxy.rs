@@ -8,6 +8,8 @@
 
 mod support;
 
+use support::{pki, wait_for};
+
 use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
@@ -20,27 +22,10 @@ use cmx_kms::node::Node;
 use cmx_kms::readiness::ProbeSettings;
 use secrecy::SecretString;
 use support::guide_pki::GuidePki;
-use support::guide_pki::PkiOptions;
 use support::haproxy::{HaProxy, SOURCE, Server};
 use support::node::{Client, TestNode, chain, connect_from, free_port};
 
 const WAIT: Duration = Duration::from_secs(60);
-
-/// Polls `f` every 50 ms until it holds; panics naming `what` after `timeout`.
-fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// The guide's PKI in `dir/pki`.
-fn pki(dir: &Path) -> GuidePki {
-    let p = dir.join("pki");
-    std::fs::create_dir_all(&p).unwrap();
-    GuidePki::generate(&p, PkiOptions::default())
-}
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
