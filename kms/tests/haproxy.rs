@@ -391,6 +391,63 @@ fn sigterm_under_keep_alive_load_through_haproxy_fails_no_request() {
 }
 
 /// `GET path` on a node's plain-HTTP check listener: status and body.
+/// A rolling restart: each of three nodes in turn is stopped with SIGTERM
+/// (it drains), started again on the same ports, and taken back by HAProxy's
+/// check before the next one goes, while keep-alive clients send requests
+/// through HAProxy the whole time. Not one request fails.
+#[test]
+fn rolling_restart_of_three_nodes_under_load_fails_no_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki(dir.path());
+    let extra = "kms.limits.device.rate=0\n";
+    let (n1, h1) = node(&pki, &dir.path().join("n1"), None, extra);
+    let (n2, h2) = node(&pki, &dir.path().join("n2"), Some(&n1), extra);
+    let (n3, h3) = node(&pki, &dir.path().join("n3"), Some(&n1), extra);
+    let servers = [server(&n1, h1), server(&n2, h2), server(&n3, h3)];
+    let lb = HaProxy::start(&dir.path().join("lb"), &servers);
+    let mut nodes = [n1, n2, n3];
+    for name in ["kms1", "kms2", "kms3"] {
+        lb.wait_server(name, true, WAIT);
+    }
+    let body = chain(&backend(&pki, lb.addr));
+    let (l, threads) = load(device(&pki, lb.addr), body.clone(), 4);
+    for (i, n) in nodes.iter_mut().enumerate() {
+        let name = format!("kms{}", i + 1);
+        let before = l.ok.load(Ordering::SeqCst);
+        wait_for("requests before the restart", WAIT, || {
+            l.ok.load(Ordering::SeqCst) > before + 20
+        });
+        n.signal("TERM");
+        wait_for(&format!("{name} to exit after its drain"), WAIT, || {
+            n.child.try_wait().unwrap().is_some()
+        });
+        assert!(!lb.is_up(&name), "{:?}", lb.servers_up());
+        n.restart();
+        lb.wait_server(&name, true, WAIT);
+        // The running clients keep their connections to the other nodes; a
+        // new connection goes to the least loaded one, this node.
+        let served = audit_lines(n).len();
+        let fresh = device(&pki, lb.addr);
+        wait_for(&format!("{name} serving again"), WAIT, || {
+            assert_eq!(fresh.post("/v1/workspace-keys/decrypt", &body).status, 200);
+            audit_lines(n).len() > served
+        });
+    }
+    l.stop.store(true, Ordering::SeqCst);
+    for t in threads {
+        t.join().unwrap();
+    }
+    let (ok, failed) = (l.ok.load(Ordering::SeqCst), l.failed.load(Ordering::SeqCst));
+    eprintln!("{ok} requests served during the rolling restart, {failed} failed");
+    assert_eq!(
+        failed,
+        0,
+        "{:?}\n{}",
+        l.errors.lock().unwrap(),
+        lb.log_text()
+    );
+}
+
 fn check(port: u16, path: &str) -> (u16, String) {
     use std::io::Read as _;
     let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {

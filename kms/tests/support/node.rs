@@ -151,8 +151,33 @@ impl TestNode {
         node
     }
 
+    /// Starts a node that has exited again, with the same properties (so the
+    /// same ports) and files; its log continues in the same file.
+    pub fn restart(&mut self) {
+        assert!(
+            self.child.try_wait().unwrap().is_some(),
+            "restart: the node is still running"
+        );
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        self.child = Command::new(env!("CARGO_BIN_EXE_cmx-kms"))
+            .arg("serve")
+            .arg("-c")
+            .arg(&self.properties)
+            .env("CMX_KMS_LOG", "trace")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.wait_listening();
+    }
+
     fn wait_listening(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
+        // Generous: a loaded machine can take a while to start a node.
+        let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
             if let Some(status) = self.child.try_wait().unwrap() {
                 panic!("cmx-kms exited with {status}:\n{}", self.log_text());
@@ -163,7 +188,7 @@ impl TestNode {
             std::thread::sleep(Duration::from_millis(50));
         }
         panic!(
-            "cmx-kms did not listen on {} within 20 s:\n{}",
+            "cmx-kms did not listen on {} within 60 s:\n{}",
             self.addr,
             self.log_text()
         );
