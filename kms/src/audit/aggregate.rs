@@ -40,7 +40,8 @@ pub struct Notice<'a> {
     /// Client-controlled for refused handshakes: escaped and capped when written.
     pub subject: &'a str,
     pub alias: &'a str,
-    pub role: &'a str,
+    /// `backend`, `device`, or empty before a role is known.
+    pub role: &'static str,
 }
 
 struct Entry {
@@ -76,14 +77,6 @@ pub(super) enum Cmd {
 #[derive(Default)]
 pub(super) struct Aggregator {
     window: Mutex<Window>,
-}
-
-fn static_role(role: &str) -> &'static str {
-    match role {
-        "backend" => "backend",
-        "device" => "device",
-        _ => "",
-    }
 }
 
 impl Aggregator {
@@ -125,7 +118,7 @@ impl Aggregator {
                     fingerprint: cut(n.fingerprint, 128),
                     subject,
                     alias: cut(n.alias, 64),
-                    role: static_role(n.role),
+                    role: n.role,
                     first_done: false,
                     first_ms: now,
                     more: 0,

@@ -87,32 +87,26 @@ impl Pending {
 
     /// Take a slot for a connection from `ip`, or say which bound is full.
     pub fn enter(self: &Arc<Self>, ip: IpAddr) -> Result<Slot, Over> {
-        let source = Source::of(ip);
-        let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        if c.total >= self.total {
-            return Err(Over::Total);
-        }
-        let n = c.by_source.entry(source).or_default();
-        if *n >= self.per_source {
-            return Err(Over::PerSource);
-        }
-        *n += 1;
-        c.total += 1;
-        self.metrics
-            .pending_connections
-            .fetch_add(1, Ordering::Relaxed);
-        Ok(Slot {
-            pending: Arc::clone(self),
-            source: Some(source),
-        })
+        self.take(Some(Source::of(ip)))
     }
 
     /// Take a slot counted in the total only (a trusted balancer's
     /// connection, before its PROXY header names the client).
     pub fn enter_unsourced(self: &Arc<Self>) -> Result<Slot, Over> {
+        self.take(None)
+    }
+
+    fn take(self: &Arc<Self>, source: Option<Source>) -> Result<Slot, Over> {
         let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         if c.total >= self.total {
             return Err(Over::Total);
+        }
+        if let Some(source) = source {
+            let n = c.by_source.entry(source).or_default();
+            if *n >= self.per_source {
+                return Err(Over::PerSource);
+            }
+            *n += 1;
         }
         c.total += 1;
         self.metrics
@@ -120,7 +114,7 @@ impl Pending {
             .fetch_add(1, Ordering::Relaxed);
         Ok(Slot {
             pending: Arc::clone(self),
-            source: None,
+            source,
         })
     }
 

@@ -152,9 +152,7 @@ impl KmipBackend {
         if self.versions.is_empty() {
             // Not the blob's fault: this node sees no master key at all
             // (missing, or owned by another identity). Say so, as a wrap does.
-            return Err(keys::choose_current(&self.settings().key_name, &[])
-                .err()
-                .unwrap_or_else(|| BackendError::KeyNotFound(self.settings().key_name.clone())));
+            return Err(keys::no_master_key(&self.settings().key_name));
         }
         Err(refused(format!(
             "the blob names HSM key {uid:?}, which is not a version of the master key {:?}",

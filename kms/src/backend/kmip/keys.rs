@@ -86,16 +86,21 @@ fn age_key(k: &KeyInfo) -> (i64, u64, &str) {
     (date, k.uid.parse::<u64>().unwrap_or(0), k.uid.as_str())
 }
 
+/// The error for a name under which the identity sees no key at all.
+pub(crate) fn no_master_key(name: &str) -> BackendError {
+    BackendError::KeyNotFound(format!(
+        "the HSM has no key named {name:?} visible to the kmsClient identity: create it \
+         with `cmx-kms hsm init`, or check kms.hsm.key.name and the key's owner or policy"
+    ))
+}
+
 /// The newest active version, or an error saying in plain words what is wrong.
 pub(crate) fn choose_current<'a>(
     name: &str,
     keys: &'a [KeyInfo],
 ) -> Result<&'a KeyInfo, BackendError> {
     if keys.is_empty() {
-        return Err(BackendError::KeyNotFound(format!(
-            "the HSM has no key named {name:?} visible to the kmsClient identity: create it \
-             with `cmx-kms hsm init`, or check kms.hsm.key.name and the key's owner or policy"
-        )));
+        return Err(no_master_key(name));
     }
     keys.iter()
         .filter(|k| k.is_active())
