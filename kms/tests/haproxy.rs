@@ -17,13 +17,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use cmx_kms::backend::soft::SoftBackend;
-use cmx_kms::node::Node;
-use cmx_kms::readiness::ProbeSettings;
-use secrecy::SecretString;
 use support::guide_pki::GuidePki;
 use support::haproxy::{HaProxy, SOURCE, Server};
-use support::node::{Client, TestNode, chain, connect_from, free_port};
+use support::node::{Client, TestNode, chain, connect_from, free_port, soft_node_in_process};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -196,35 +192,16 @@ fn haproxy_takes_a_node_out_while_its_backend_is_down_and_back_after() {
     let mut stops = Vec::new();
     for i in 1..=2 {
         let ndir = dir.path().join(format!("n{i}"));
-        std::fs::create_dir_all(&ndir).unwrap();
         let hport = free_port();
-        let text = TestNode::properties(
+        let (n, soft) = soft_node_in_process(
+            &rt,
             &pki,
             &ndir,
-            1,
-            0,
             &format!(
                 "kms.server.proxy-protocol.trusted={SOURCE}\nkms.health.port={hport}\nkms.health.address=127.0.0.1\n"
             ),
+            Duration::from_millis(200),
         );
-        let mut config = cmx_kms::config::parse_str(&text, &ndir.join("kms.properties"), &[])
-            .unwrap()
-            .config;
-        config.server.port = 0;
-        let (soft, _) = SoftBackend::open_or_create(
-            &config.hsm.soft.key_file,
-            &SecretString::from(pki.store_password.clone()),
-        )
-        .unwrap();
-        let soft = Arc::new(soft);
-        let mut n = rt
-            .block_on(Node::bind_with_backend(&config, soft.clone()))
-            .unwrap();
-        n.set_probe_settings(ProbeSettings {
-            interval: Duration::from_millis(200),
-            timeout: Duration::from_secs(2),
-            slow: Duration::from_secs(1),
-        });
         servers.push(Server {
             api: n.local_addr,
             health: n.health_addr.unwrap(),

@@ -6,43 +6,19 @@
 
 mod support;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cmx_kms::backend::soft::SoftBackend;
-use cmx_kms::node::Node;
-use cmx_kms::readiness::ProbeSettings;
-use secrecy::SecretString;
 use serde_json::json;
 use support::guide_pki::{GuidePki, PkiOptions};
-use support::node::{Client, TestNode};
+use support::node::{Client, soft_node_in_process};
 
 #[test]
 fn readiness_tracks_the_backend_without_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("pki")).unwrap();
     let pki = GuidePki::generate(&dir.path().join("pki"), PkiOptions::default());
-    let text = TestNode::properties(&pki, dir.path(), 1, 0, "");
-    let mut config = cmx_kms::config::parse_str(&text, &dir.path().join("kms.properties"), &[])
-        .unwrap()
-        .config;
-    config.server.port = 0;
-    let (soft, _) = SoftBackend::open_or_create(
-        &config.hsm.soft.key_file,
-        &SecretString::from(pki.store_password.clone()),
-    )
-    .unwrap();
-    let soft = Arc::new(soft);
-
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let mut node = rt
-        .block_on(Node::bind_with_backend(&config, soft.clone()))
-        .unwrap();
-    node.set_probe_settings(ProbeSettings {
-        interval: Duration::from_millis(100),
-        timeout: Duration::from_secs(2),
-        slow: Duration::from_secs(1),
-    });
+    let (node, soft) = soft_node_in_process(&rt, &pki, dir.path(), "", Duration::from_millis(100));
     let addr = node.local_addr;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let served = rt.spawn(node.run(async {

@@ -603,3 +603,44 @@ pub fn output_text(o: &std::process::Output) -> String {
         String::from_utf8_lossy(&o.stderr)
     )
 }
+
+/// A node in this test process over a soft backend the test can switch off
+/// (`set_unavailable`: the one fake, standing for an unreachable HSM): the
+/// properties of [`TestNode::properties`] plus `extra`, files in `dir`, a
+/// free port, and a readiness canary every `probe_interval`. Run it with
+/// `rt.spawn(node.run(...))`.
+pub fn soft_node_in_process(
+    rt: &tokio::runtime::Runtime,
+    pki: &GuidePki,
+    dir: &Path,
+    extra: &str,
+    probe_interval: Duration,
+) -> (
+    cmx_kms::node::Node,
+    Arc<cmx_kms::backend::soft::SoftBackend>,
+) {
+    std::fs::create_dir_all(dir).unwrap();
+    let text = TestNode::properties(pki, dir, 1, 0, extra);
+    let mut config = cmx_kms::config::parse_str(&text, &dir.join("kms.properties"), &[])
+        .unwrap()
+        .config;
+    config.server.port = 0;
+    let (soft, _) = cmx_kms::backend::soft::SoftBackend::open_or_create(
+        &config.hsm.soft.key_file,
+        &secrecy::SecretString::from(pki.store_password.clone()),
+    )
+    .unwrap();
+    let soft = Arc::new(soft);
+    let mut node = rt
+        .block_on(cmx_kms::node::Node::bind_with_backend(
+            &config,
+            soft.clone(),
+        ))
+        .unwrap();
+    node.set_probe_settings(cmx_kms::readiness::ProbeSettings {
+        interval: probe_interval,
+        timeout: Duration::from_secs(2),
+        slow: Duration::from_secs(1),
+    });
+    (node, soft)
+}
