@@ -17,4 +17,4 @@ if ! command -v haproxy >/dev/null 2>&1 && [ ! -x /usr/sbin/haproxy ]; then
         systemctl disable --now haproxy >/dev/null 2>&1 || true
     fi
 fi
-haproxy -v | head -1
+haproxy -v | sed -n 1p

@@ -26,7 +26,7 @@ find_bao() {
     return 1
 }
 
-if BAO=$(find_bao) && "$BAO" version 2>/dev/null | grep -q "OpenBao v$VERSION "; then
+if BAO=$(find_bao) && "$BAO" version 2>/dev/null | grep "OpenBao v$VERSION " >/dev/null; then
     echo "openbao $VERSION already installed: $BAO"
     exit 0
 fi

@@ -39,7 +39,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     apt-get install -y -qq "${need_apt[@]}"
 fi
 
-if ! rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl; then
+if ! rustup target list --installed 2>/dev/null | grep -x x86_64-unknown-linux-musl >/dev/null; then
     echo "== rustup target add x86_64-unknown-linux-musl"
     rustup target add x86_64-unknown-linux-musl
 fi
@@ -60,7 +60,7 @@ debian_mirror() {
             /^Suites:/ { if (uri != "" && $0 ~ /bookworm( |$)/ && uri !~ /security/) { print uri; exit } }
             /^deb / { if ($0 ~ / bookworm / && $0 !~ /security/) { for (i=2;i<=NF;i++) if ($i ~ /:\/\//) { print $i; exit } } }
         ' "$f"
-    done | head -n1
+    done | sed -n 1p
 }
 
 if [ ! -s "$ROOT_TAR" ]; then
