@@ -19,7 +19,9 @@ use std::time::{Duration, Instant};
 
 use support::guide_pki::GuidePki;
 use support::haproxy::{HaProxy, SOURCE, Server};
-use support::node::{Client, TestNode, chain, connect_from, free_port, soft_node_in_process};
+use support::node::{
+    Client, TestNode, chain, connect_from, free_port, free_port_on, soft_node_in_process_at,
+};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -27,10 +29,34 @@ fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
-/// A node trusting HAProxy's address, with a check listener; `extra` lines
-/// are appended. The soft master key is copied from `key_from` when given,
-/// so nodes can decrypt each other's blobs.
-fn node(pki: &GuidePki, dir: &Path, key_from: Option<&TestNode>, extra: &str) -> (TestNode, u16) {
+/// The addresses of the three nodes of a cluster on this machine: the same
+/// ports, one loopback address each, as on three hosts.
+const NODE_IPS: [[u8; 4]; 3] = [[127, 0, 0, 1], [127, 0, 0, 2], [127, 0, 0, 3]];
+
+/// Ports free on every node address: (API port, check port).
+fn cluster_ports() -> (u16, u16) {
+    let ips: Vec<IpAddr> = NODE_IPS.iter().map(|o| IpAddr::from(*o)).collect();
+    let api = free_port_on(&ips);
+    loop {
+        let health = free_port_on(&ips);
+        if health != api {
+            return (api, health);
+        }
+    }
+}
+
+/// Node `i` (1-3) of a cluster: on 127.0.0.`i`, API and check ports from
+/// [`cluster_ports`], trusting HAProxy's address; `extra` lines are
+/// appended. The soft master key is copied from `key_from` when given, so
+/// nodes can decrypt each other's blobs.
+fn node(
+    pki: &GuidePki,
+    dir: &Path,
+    i: usize,
+    (port, hport): (u16, u16),
+    key_from: Option<&TestNode>,
+    extra: &str,
+) -> (TestNode, u16) {
     std::fs::create_dir_all(dir).unwrap();
     if let Some(other) = key_from {
         std::fs::copy(
@@ -39,16 +65,16 @@ fn node(pki: &GuidePki, dir: &Path, key_from: Option<&TestNode>, extra: &str) ->
         )
         .unwrap();
     }
-    let hport = free_port();
     let extra =
         format!("kms.server.proxy-protocol.trusted={SOURCE}\nkms.health.port={hport}\n{extra}");
-    (TestNode::start(pki, dir, &extra), hport)
+    let addr = SocketAddr::new(IpAddr::from(NODE_IPS[i - 1]), port);
+    (TestNode::start_at(pki, dir, addr, &extra), hport)
 }
 
 fn server(n: &TestNode, hport: u16) -> Server {
     Server {
         api: n.addr,
-        health: SocketAddr::from(([127, 0, 0, 1], hport)),
+        health: SocketAddr::new(n.addr.ip(), hport),
     }
 }
 
@@ -83,6 +109,8 @@ fn the_clients_own_address_reaches_audit_logs_and_limits() {
     let (n1, h1) = node(
         &pki,
         &dir.path().join("n1"),
+        1,
+        cluster_ports(),
         None,
         "kms.limits.device.rate=1\nkms.limits.device.burst=3\n",
     );
@@ -147,7 +175,7 @@ fn proxy_v2(client: [u8; 4], dst: SocketAddr) -> Vec<u8> {
 fn proxy_headers_only_from_the_trusted_balancer_and_always_from_it() {
     let dir = tempfile::tempdir().unwrap();
     let pki = pki(dir.path());
-    let (n1, _) = node(&pki, &dir.path().join("n1"), None, "");
+    let (n1, _) = node(&pki, &dir.path().join("n1"), 1, cluster_ports(), None, "");
     let d = device(&pki, n1.addr);
     let health = |tcp: std::net::TcpStream| d.request_on(tcp, "GET", "/v1/health", None);
 
@@ -192,14 +220,13 @@ fn haproxy_takes_a_node_out_while_its_backend_is_down_and_back_after() {
     let mut stops = Vec::new();
     for i in 1..=2 {
         let ndir = dir.path().join(format!("n{i}"));
-        let hport = free_port();
-        let (n, soft) = soft_node_in_process(
+        let hport = free_port_on(&[IpAddr::from(NODE_IPS[i - 1])]);
+        let (n, soft) = soft_node_in_process_at(
             &rt,
             &pki,
             &ndir,
-            &format!(
-                "kms.server.proxy-protocol.trusted={SOURCE}\nkms.health.port={hport}\nkms.health.address=127.0.0.1\n"
-            ),
+            IpAddr::from(NODE_IPS[i - 1]),
+            &format!("kms.server.proxy-protocol.trusted={SOURCE}\nkms.health.port={hport}\n"),
             Duration::from_millis(200),
         );
         servers.push(Server {
@@ -315,8 +342,9 @@ fn sigterm_under_keep_alive_load_through_haproxy_fails_no_request() {
     let pki = pki(dir.path());
     // Unlimited devices: every client arrives from 127.0.0.1 here.
     let extra = "kms.limits.device.rate=0\n";
-    let (mut n1, h1) = node(&pki, &dir.path().join("n1"), None, extra);
-    let (n2, h2) = node(&pki, &dir.path().join("n2"), Some(&n1), extra);
+    let ports = cluster_ports();
+    let (mut n1, h1) = node(&pki, &dir.path().join("n1"), 1, ports, None, extra);
+    let (n2, h2) = node(&pki, &dir.path().join("n2"), 2, ports, Some(&n1), extra);
     let lb = HaProxy::start(&dir.path().join("lb"), &[server(&n1, h1), server(&n2, h2)]);
     lb.wait_server("kms1", true, WAIT);
     lb.wait_server("kms2", true, WAIT);
@@ -377,9 +405,10 @@ fn rolling_restart_of_three_nodes_under_load_fails_no_request() {
     let dir = tempfile::tempdir().unwrap();
     let pki = pki(dir.path());
     let extra = "kms.limits.device.rate=0\n";
-    let (n1, h1) = node(&pki, &dir.path().join("n1"), None, extra);
-    let (n2, h2) = node(&pki, &dir.path().join("n2"), Some(&n1), extra);
-    let (n3, h3) = node(&pki, &dir.path().join("n3"), Some(&n1), extra);
+    let ports = cluster_ports();
+    let (n1, h1) = node(&pki, &dir.path().join("n1"), 1, ports, None, extra);
+    let (n2, h2) = node(&pki, &dir.path().join("n2"), 2, ports, Some(&n1), extra);
+    let (n3, h3) = node(&pki, &dir.path().join("n3"), 3, ports, Some(&n1), extra);
     let servers = [server(&n1, h1), server(&n2, h2), server(&n3, h3)];
     let lb = HaProxy::start(&dir.path().join("lb"), &servers);
     let mut nodes = [n1, n2, n3];
@@ -523,6 +552,8 @@ fn the_pending_handshake_bound_counts_the_client_not_the_balancer() {
     let (n1, _) = node(
         &pki,
         &dir.path().join("n1"),
+        1,
+        cluster_ports(),
         None,
         "kms.server.max-pending-per-source=1\nkms.server.handshake-timeout=5m\n",
     );

@@ -19,6 +19,21 @@ pub fn free_port() -> u16 {
     port_in_block(20000..26000, 1)
 }
 
+/// A port free on every one of `ips` (loopback addresses), for nodes that
+/// listen on the same port at different addresses.
+pub fn free_port_on(ips: &[IpAddr]) -> u16 {
+    for _ in 0..1000 {
+        let port = free_port();
+        if ips
+            .iter()
+            .all(|ip| std::net::TcpListener::bind((*ip, port)).is_ok())
+        {
+            return port;
+        }
+    }
+    panic!("no port free on all of {ips:?}");
+}
+
 /// Two consecutive free ports (a `cmx-kms dev` node takes `port` and `port + 1`).
 pub fn free_port_pair() -> u16 {
     port_in_block(20000..26000, 2)
@@ -116,14 +131,44 @@ impl TestNode {
         rx.recv().expect("the node started")
     }
 
+    /// Start a node with the guide's keystore and the soft backend listening
+    /// on `addr` (another loopback address than 127.0.0.1, as the nodes of a
+    /// cluster on one machine; see [`free_port_on`] for a port free on all).
+    pub fn start_at(pki: &GuidePki, dir: &Path, addr: SocketAddr, extra: &str) -> TestNode {
+        let ip = addr.ip();
+        Self::spawn_at(
+            dir,
+            Some(addr),
+            |port, mport| {
+                Self::properties(pki, dir, port, mport, extra).replace(
+                    "kms.server.address=127.0.0.1\n",
+                    &format!("kms.server.address={ip}\n"),
+                )
+            },
+            &[],
+            Command::new(env!("CARGO_BIN_EXE_cmx-kms")),
+        )
+    }
+
     fn spawn(
         dir: &Path,
+        props: impl Fn(u16, u16) -> String,
+        env: &[(&str, &str)],
+        cmd: Command,
+    ) -> TestNode {
+        Self::spawn_at(dir, None, props, env, cmd)
+    }
+
+    fn spawn_at(
+        dir: &Path,
+        at: Option<SocketAddr>,
         props: impl Fn(u16, u16) -> String,
         env: &[(&str, &str)],
         mut cmd: Command,
     ) -> TestNode {
         std::fs::create_dir_all(dir).unwrap();
-        let (port, mport) = (free_port(), free_port());
+        let addr = at.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], free_port())));
+        let (port, mport) = (addr.port(), free_port());
         let properties = dir.join("kms.properties");
         std::fs::write(&properties, props(port, mport)).unwrap();
         let log = dir.join("server.log");
@@ -140,7 +185,7 @@ impl TestNode {
         let child = cmd.spawn().unwrap();
         let mut node = TestNode {
             child,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            addr,
             metrics_addr: SocketAddr::from(([127, 0, 0, 1], mport)),
             dir: dir.to_owned(),
             properties,
@@ -619,8 +664,33 @@ pub fn soft_node_in_process(
     cmx_kms::node::Node,
     Arc<cmx_kms::backend::soft::SoftBackend>,
 ) {
+    soft_node_in_process_at(
+        rt,
+        pki,
+        dir,
+        IpAddr::from([127, 0, 0, 1]),
+        extra,
+        probe_interval,
+    )
+}
+
+/// As [`soft_node_in_process`], listening on `ip` (a free port there).
+pub fn soft_node_in_process_at(
+    rt: &tokio::runtime::Runtime,
+    pki: &GuidePki,
+    dir: &Path,
+    ip: IpAddr,
+    extra: &str,
+    probe_interval: Duration,
+) -> (
+    cmx_kms::node::Node,
+    Arc<cmx_kms::backend::soft::SoftBackend>,
+) {
     std::fs::create_dir_all(dir).unwrap();
-    let text = TestNode::properties(pki, dir, 1, 0, extra);
+    let text = TestNode::properties(pki, dir, 1, 0, extra).replace(
+        "kms.server.address=127.0.0.1\n",
+        &format!("kms.server.address={ip}\n"),
+    );
     let mut config = cmx_kms::config::parse_str(&text, &dir.join("kms.properties"), &[])
         .unwrap()
         .config;
