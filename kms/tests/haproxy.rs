@@ -8,13 +8,13 @@
 
 mod support;
 
+use support::load::load;
 use support::{pki, wait_for};
 
 use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use support::guide_pki::GuidePki;
@@ -260,80 +260,6 @@ fn haproxy_takes_a_node_out_while_its_backend_is_down_and_back_after() {
     eprintln!("kms1 back {back:?} after its backend returned (rise 2 x inter 2s)");
     drop(stops);
     drop(lb);
-}
-
-/// Load through HAProxy: `threads` keep-alive clients decrypting in a loop
-/// until `stop`; a response with `Connection: close` makes its client
-/// reconnect, as HTTP clients do; an error is counted and never retried.
-struct Load {
-    ok: AtomicU64,
-    failed: AtomicU64,
-    closes: AtomicU64,
-    stop: AtomicBool,
-    errors: std::sync::Mutex<Vec<String>>,
-}
-
-fn load(
-    d: Client,
-    body: serde_json::Value,
-    threads: usize,
-) -> (Arc<Load>, Vec<std::thread::JoinHandle<()>>) {
-    let l = Arc::new(Load {
-        ok: AtomicU64::new(0),
-        failed: AtomicU64::new(0),
-        closes: AtomicU64::new(0),
-        stop: AtomicBool::new(false),
-        errors: std::sync::Mutex::new(Vec::new()),
-    });
-    let handles = (0..threads)
-        .map(|_| {
-            let (l, d, body) = (Arc::clone(&l), d.clone(), body.clone());
-            std::thread::spawn(move || {
-                let fail = |e: String| {
-                    l.failed.fetch_add(1, Ordering::SeqCst);
-                    l.errors.lock().unwrap().push(e);
-                };
-                let deadline = Instant::now() + Duration::from_secs(120);
-                let mut conn = None;
-                while !l.stop.load(Ordering::SeqCst) && Instant::now() < deadline {
-                    if conn.is_none() {
-                        match d.keep_alive() {
-                            Ok(c) => conn = Some(c),
-                            Err(e) => {
-                                fail(format!("connect: {e}"));
-                                return;
-                            }
-                        }
-                    }
-                    let Some(c) = conn.as_mut() else { return };
-                    match c.post("/v1/workspace-keys/decrypt", &body) {
-                        Ok(r) if r.status == 200 => {
-                            l.ok.fetch_add(1, Ordering::SeqCst);
-                            if r.header("connection")
-                                .is_some_and(|v| v.eq_ignore_ascii_case("close"))
-                            {
-                                l.closes.fetch_add(1, Ordering::SeqCst);
-                                conn = None;
-                            }
-                        }
-                        Ok(r) => {
-                            fail(format!(
-                                "status {}: {}",
-                                r.status,
-                                String::from_utf8_lossy(&r.body)
-                            ));
-                            conn = None;
-                        }
-                        Err(e) => {
-                            fail(e);
-                            conn = None;
-                        }
-                    }
-                }
-            })
-        })
-        .collect();
-    (l, handles)
 }
 
 #[test]

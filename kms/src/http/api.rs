@@ -345,7 +345,11 @@ impl App {
         match op {
             Operation::Health => ok(StatusCode::OK, &serde_json::json!({"status": "ok"}), None),
             Operation::Ready => {
-                let (status, v) = ready_response(&self.readiness.current(), role == Role::Backend);
+                let (status, v) = ready_response(
+                    &self.readiness.current(),
+                    self.readiness.is_draining(),
+                    role == Role::Backend,
+                );
                 ok(status, &v, None)
             }
             _ => match self.key_op(op, req, keys, request_id).await {
@@ -459,25 +463,40 @@ impl App {
 
 /// The `/v1/ready` answer. With `detailed` (the backend role, and the
 /// loopback metrics listener) the whole canary report: backend, endpoints,
-/// reasons. Otherwise (devices) only `ready` or `unavailable`: a device needs
-/// to know whether to try, not how the operator's HSM or Vault is doing, and
-/// the device certificate is on every agent. `degraded` still serves, so a
-/// device sees it as `ready`.
-pub fn ready_response(report: &Report, detailed: bool) -> (StatusCode, serde_json::Value) {
-    let status = if report.state == State::Unavailable {
+/// reasons. Otherwise (devices) only `ready`, `unavailable` or `draining`: a
+/// device needs to know whether to try, not how the operator's HSM or Vault
+/// is doing, and the device certificate is on every agent. `degraded` still
+/// serves, so a device sees it as `ready`.
+///
+/// A draining node (stopping, or `cmx-kms drain`) answers 503 `draining`
+/// whatever its canary says, on every listener, so whatever checks it takes
+/// it out; the detailed report keeps the canary's own state in `canary`.
+pub fn ready_response(
+    report: &Report,
+    draining: bool,
+    detailed: bool,
+) -> (StatusCode, serde_json::Value) {
+    let status = if draining || report.state == State::Unavailable {
         StatusCode::SERVICE_UNAVAILABLE
     } else {
         StatusCode::OK
     };
-    let v = if detailed {
-        serde_json::to_value(report).unwrap_or_default()
-    } else {
-        let state = if report.state == State::Unavailable {
-            State::Unavailable
-        } else {
-            State::Ready
-        };
-        serde_json::json!({ "state": state })
+    let device_state = match report.state {
+        State::Unavailable => "unavailable",
+        State::Ready | State::Degraded => "ready",
+    };
+    let v = match (detailed, draining) {
+        (true, false) => serde_json::to_value(report).unwrap_or_default(),
+        (true, true) => {
+            let mut v = serde_json::to_value(report).unwrap_or_default();
+            if let Some(m) = v.as_object_mut() {
+                let canary = m.insert("state".into(), "draining".into());
+                m.insert("canary".into(), canary.unwrap_or_default());
+            }
+            v
+        }
+        (false, true) => serde_json::json!({ "state": "draining" }),
+        (false, false) => serde_json::json!({ "state": device_state }),
     };
     (status, v)
 }
@@ -620,14 +639,25 @@ mod tests {
                     detail: "connection refused".into(),
                 }],
             };
-            let (s, v) = ready_response(&report, false);
+            let (s, v) = ready_response(&report, false, false);
             assert_eq!(s.as_u16(), status);
             assert_eq!(v, serde_json::json!({ "state": device_state }), "{state:?}");
-            let (s, v) = ready_response(&report, true);
+            let (s, v) = ready_response(&report, false, true);
             assert_eq!(s.as_u16(), status);
             assert_eq!(v["backend"], "kmip1");
             assert_eq!(v["endpoints"][0]["endpoint"], "hsm-a.internal:5696");
             assert_eq!(v["state"], serde_json::to_value(state).unwrap());
+
+            // Draining: 503 `draining` for everyone, whatever the canary says;
+            // the detailed report keeps the canary's state.
+            let (s, v) = ready_response(&report, true, false);
+            assert_eq!(s.as_u16(), 503);
+            assert_eq!(v, serde_json::json!({ "state": "draining" }), "{state:?}");
+            let (s, v) = ready_response(&report, true, true);
+            assert_eq!(s.as_u16(), 503);
+            assert_eq!(v["state"], "draining");
+            assert_eq!(v["canary"], serde_json::to_value(state).unwrap());
+            assert_eq!(v["backend"], "kmip1");
         }
     }
 

@@ -42,7 +42,11 @@ pub async fn serve(listener: TcpListener, app: Arc<App>) {
                         let ready = ready_gauge(app.readiness.current().state);
                         Response::new(Full::new(Bytes::from(app.metrics.render(cache, ready))))
                     } else if req.method() == Method::GET && req.uri().path() == "/v1/ready" {
-                        let (status, v) = ready_response(&app.readiness.current(), true);
+                        let (status, v) = ready_response(
+                            &app.readiness.current(),
+                            app.readiness.is_draining(),
+                            true,
+                        );
                         let mut r = Response::new(Full::new(Bytes::from(v.to_string())));
                         *r.status_mut() = status;
                         r.headers_mut().insert(

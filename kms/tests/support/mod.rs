@@ -3,6 +3,7 @@
 
 pub mod guide_pki;
 pub mod haproxy;
+pub mod load;
 pub mod node;
 
 use std::time::{Duration, Instant};
