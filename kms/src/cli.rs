@@ -18,6 +18,7 @@ pub mod exit {
     pub const USAGE: u8 = 64;
     pub const DATAERR: u8 = 65;
     pub const UNAVAILABLE: u8 = 69;
+    pub const NOPERM: u8 = 77;
     pub const SOFTWARE: u8 = 70;
     pub const IOERR: u8 = 74;
     /// Bad configuration: systemd's `RestartPreventExitStatus=78` stops the unit.
@@ -68,6 +69,14 @@ enum Command {
     /// Work with the audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Take the running node out of its load balancer without stopping it (or put it back).
+    Drain {
+        #[arg(short, long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// End the drain: report ready again and keep connections open.
+        #[arg(long)]
+        resume: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -149,6 +158,7 @@ pub fn main() -> ExitCode {
             out_password_file.as_deref(),
         ),
         Command::Audit(AuditCommand::Verify { file }) => crate::check::audit_verify(&file),
+        Command::Drain { config, resume } => crate::drain::run(&config, resume),
         Command::Hsm { command, config } => crate::hsm::run(
             &config,
             match command {

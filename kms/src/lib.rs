@@ -22,6 +22,7 @@ pub mod check;
 pub mod cli;
 pub mod config;
 pub mod dev;
+pub mod drain;
 pub mod envelope;
 pub mod hex;
 pub mod hsm;

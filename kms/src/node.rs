@@ -375,13 +375,20 @@ impl Node {
                 Arc::clone(&self.app.readiness),
             )));
         }
+        // `cmx-kms drain` (SIGUSR1) and `cmx-kms drain --resume` (SIGUSR2).
+        let (retire_tx, retire_rx) = tokio::sync::watch::channel(false);
+        tasks.push(tokio::spawn(crate::signals::drain_on_request(
+            Arc::clone(&self.app.readiness),
+            retire_tx,
+            delay,
+        )));
         crate::notify::ready(&format!("serving on {}", self.local_addr));
         let audit = self.app.audit.clone();
         let readiness = Arc::clone(&self.app.readiness);
         let drain = async move {
             shutdown.await;
             crate::notify::stopping();
-            readiness.set_draining();
+            readiness.set_stopping();
             tracing::info!(
                 delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
                 "draining: the health check reports draining; still serving until the delay ends"
@@ -398,6 +405,7 @@ impl Node {
             self.settings,
             self.front,
             drain,
+            retire_rx,
         )
         .await;
         // Counted refusals and 429s of the current interval: write them now.

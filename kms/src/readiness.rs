@@ -4,10 +4,13 @@
 //! or some endpoints down) or `unavailable`. A down backend never blocks
 //! start-up: the node starts `unavailable` and recovers by itself.
 //!
-//! Apart from the canary, a node that was told to stop is *draining*
-//! ([`Readiness::set_draining`]): the load balancers' check listener
-//! (`crate::http::health`) answers 503 `draining` from then on, whatever the
-//! canary says, so balancers take the node out while it still serves.
+//! Apart from the canary, a node that was told to stop, or to drain
+//! (`cmx-kms drain`), is *draining* ([`Readiness::set_stopping`],
+//! [`Readiness::set_draining`]): every `/v1/ready`, the load balancers'
+//! check listener (`crate::http::health`) first, answers 503 `draining` from
+//! then on, whatever the canary says, so balancers take the node out while
+//! it still serves. A requested drain can be ended
+//! ([`Readiness::resume`]); a stop cannot.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -77,6 +80,8 @@ impl Default for ProbeSettings {
 pub struct Readiness {
     current: ArcSwap<Report>,
     draining: std::sync::atomic::AtomicBool,
+    /// Set on a stop: a drain that ends in an exit cannot be resumed.
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 impl Readiness {
@@ -90,6 +95,7 @@ impl Readiness {
                 endpoints: Vec::new(),
             }),
             draining: std::sync::atomic::AtomicBool::new(false),
+            stopping: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -97,10 +103,29 @@ impl Readiness {
         self.current.load_full()
     }
 
-    /// The node is stopping: report it to load balancers from now on.
+    /// The node is draining (told by `cmx-kms drain`): report it to load
+    /// balancers from now on, until [`Readiness::resume`].
     pub fn set_draining(&self) {
         self.draining
             .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The node is stopping: draining for good.
+    pub fn set_stopping(&self) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        self.set_draining();
+    }
+
+    /// End a requested drain (`cmx-kms drain --resume`); false, and still
+    /// draining, when the node is stopping.
+    pub fn resume(&self) -> bool {
+        if self.stopping.load(std::sync::atomic::Ordering::Relaxed) {
+            return false;
+        }
+        self.draining
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        true
     }
 
     /// Whether the node is stopping.

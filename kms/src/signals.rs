@@ -1,8 +1,15 @@
 //! Signals: SIGTERM and SIGINT stop the node gracefully (a drain first, see
 //! `Node::run_until`; a second one during the drain delay cuts it short);
-//! SIGHUP reloads.
+//! SIGHUP reloads; SIGUSR1 drains without stopping (`cmx-kms drain`) and
+//! SIGUSR2 ends that drain (`cmx-kms drain --resume`).
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
+
+use crate::readiness::Readiness;
 
 /// Resolves on the first SIGTERM or SIGINT.
 pub async fn shutdown() {
@@ -51,6 +58,65 @@ pub async fn reload_on_sighup(reloader: crate::node::Reloader) {
                 tracing::error!(error = %e, "reload failed; still serving with the previous configuration");
                 crate::notify::ready("reload failed; serving with the previous configuration");
             }
+        }
+    }
+}
+
+/// A drain on request, forever: on SIGUSR1 report `draining` to every
+/// readiness check (balancers take the node out) and, `delay` later (the
+/// balancer's `inter × fall`), retire open keep-alive connections through
+/// `retire` so their clients reconnect through the balancer to other nodes;
+/// the node keeps serving whoever still comes. SIGUSR2 ends it: ready again,
+/// connections kept open again. A stop (SIGTERM) cannot be resumed.
+pub async fn drain_on_request(
+    readiness: Arc<Readiness>,
+    retire: watch::Sender<bool>,
+    delay: Duration,
+) {
+    let (Ok(mut usr1), Ok(mut usr2)) = (
+        signal(SignalKind::user_defined1()),
+        signal(SignalKind::user_defined2()),
+    ) else {
+        tracing::error!(
+            "cannot install the SIGUSR1/SIGUSR2 handlers; `cmx-kms drain` will not work"
+        );
+        return;
+    };
+    let resume = |why: &str| {
+        if readiness.resume() {
+            let _ = retire.send(false);
+            crate::notify::ready("drain ended; serving");
+            tracing::info!("{why}: drain ended; the node reports ready again");
+        } else {
+            tracing::info!("{why}: the node is stopping; a stop's drain cannot be ended");
+        }
+    };
+    loop {
+        tokio::select! {
+            Some(()) = usr1.recv() => {
+                if readiness.is_draining() {
+                    tracing::info!("SIGUSR1: already draining");
+                    continue;
+                }
+                readiness.set_draining();
+                crate::notify::status("draining on request");
+                tracing::info!(
+                    delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                    "SIGUSR1: draining on request: the health check reports draining; \
+                     keep-alive connections are closed when the delay ends; still serving"
+                );
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {
+                        if readiness.is_draining() {
+                            let _ = retire.send(true);
+                            tracing::info!("drained: keep-alive connections now close between requests");
+                        }
+                    }
+                    Some(()) = usr2.recv() => resume("SIGUSR2"),
+                }
+            }
+            Some(()) = usr2.recv() => resume("SIGUSR2"),
+            else => return,
         }
     }
 }

@@ -20,7 +20,8 @@ use std::time::{Duration, Instant};
 use support::guide_pki::GuidePki;
 use support::haproxy::{HaProxy, SOURCE, Server};
 use support::node::{
-    Client, TestNode, chain, connect_from, free_port, free_port_on, soft_node_in_process_at,
+    Client, TestNode, chain, cmx_with_config, connect_from, free_port, free_port_on, output_text,
+    soft_node_in_process_at,
 };
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -380,9 +381,9 @@ fn rolling_restart_of_three_nodes_under_load_fails_no_request() {
     );
 }
 
-fn check(port: u16, path: &str) -> (u16, String) {
+fn check(addr: impl std::net::ToSocketAddrs, path: &str) -> (u16, String) {
     use std::io::Read as _;
-    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
         return (0, String::new());
     };
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -432,11 +433,17 @@ fn sigterm_says_stopping_and_draining_first_and_keeps_serving_until_the_delay_en
     );
     recv_until("READY=1");
     wait_for("the check says ready", WAIT, || {
-        check(hport, "/v1/ready") == (200, "ready".into())
+        check(("127.0.0.1", hport), "/v1/ready") == (200, "ready".into())
     });
     // Nothing but the one word, and nothing else served.
-    assert_eq!(check(hport, "/metrics"), (404, String::new()));
-    assert_eq!(check(hport, "/v1/health"), (404, String::new()));
+    assert_eq!(
+        check(("127.0.0.1", hport), "/metrics"),
+        (404, String::new())
+    );
+    assert_eq!(
+        check(("127.0.0.1", hport), "/v1/health"),
+        (404, String::new())
+    );
     let b = backend(&pki, n.addr);
     let mut ka = b.keep_alive().unwrap();
     assert_eq!(ka.get("/v1/health").unwrap().status, 200);
@@ -444,7 +451,7 @@ fn sigterm_says_stopping_and_draining_first_and_keeps_serving_until_the_delay_en
     n.signal("TERM");
     recv_until("STOPPING=1");
     wait_for("the check says draining", WAIT, || {
-        check(hport, "/v1/ready") == (503, "draining".into())
+        check(("127.0.0.1", hport), "/v1/ready") == (503, "draining".into())
     });
     // Still serving, keep-alive included, without closing anything yet.
     let r = ka.get("/v1/health").unwrap();
@@ -508,4 +515,98 @@ fn the_pending_handshake_bound_counts_the_client_not_the_balancer() {
             .contains("cmx_kms_connections_closed_total{reason=\"pending-per-source\"} 1")
     );
     drop(held);
+}
+
+/// `cmx-kms drain` takes a node out of HAProxy without stopping it: every
+/// readiness check says `draining`, its keep-alive connections are told to
+/// close once the drain delay is over, it still serves whoever comes; and
+/// `cmx-kms drain --resume` puts it back.
+#[test]
+fn cmx_kms_drain_takes_a_node_out_without_stopping_it_and_resume_puts_it_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki(dir.path());
+    let ports = cluster_ports();
+    let extra = "kms.server.drain-delay=2s\n";
+    let (n1, h1) = node(&pki, &dir.path().join("n1"), 1, ports, None, extra);
+    let (n2, h2) = node(&pki, &dir.path().join("n2"), 2, ports, Some(&n1), extra);
+    let lb = HaProxy::start(&dir.path().join("lb"), &[server(&n1, h1), server(&n2, h2)]);
+    lb.wait_server("kms1", true, WAIT);
+    lb.wait_server("kms2", true, WAIT);
+    let body = chain(&backend(&pki, lb.addr));
+    // A keep-alive client of node 1 itself, from before the drain.
+    let mut held = device(&pki, n1.addr).keep_alive().unwrap();
+    let r = held.post("/v1/workspace-keys/decrypt", &body).unwrap();
+    assert_eq!(r.status, 200);
+    assert!(
+        r.header("connection").is_none(),
+        "{:?}",
+        r.header("connection")
+    );
+
+    // No node serves this configuration: a clear refusal.
+    let stray = dir.path().join("stray.properties");
+    std::fs::write(&stray, "").unwrap();
+    let out = cmx_with_config(&["drain"], &stray);
+    assert_eq!(out.status.code(), Some(69), "{}", output_text(&out));
+    assert!(
+        output_text(&out).contains("no running `cmx-kms serve`"),
+        "{}",
+        output_text(&out)
+    );
+
+    let out = cmx_with_config(&["drain"], &n1.properties);
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    assert!(
+        output_text(&out).contains(&format!("(pid {}) draining", n1.child.id())),
+        "{}",
+        output_text(&out)
+    );
+    // A busy keep-alive connection is served until the delay is over, then
+    // told to close (an idle one would be closed between requests).
+    wait_for("Connection: close on the held connection", WAIT, || {
+        let r = held.post("/v1/workspace-keys/decrypt", &body).unwrap();
+        assert_eq!(r.status, 200);
+        r.header("connection")
+            .is_some_and(|v| v.eq_ignore_ascii_case("close"))
+    });
+    // Every readiness check says so; HAProxy takes the node out.
+    let (_, word) = check(SocketAddr::new(n1.addr.ip(), h1), "/v1/ready");
+    assert_eq!(word, "draining");
+    let r = backend(&pki, n1.addr)
+        .request("GET", "/v1/ready", None)
+        .unwrap();
+    assert_eq!(r.status, 503);
+    assert_eq!(r.json()["state"], "draining");
+    assert_eq!(r.json()["canary"], "ready");
+    lb.wait_server("kms1", false, WAIT);
+    assert!(lb.is_up("kms2"));
+    // New clients of node 1 itself are still served.
+    assert_eq!(
+        device(&pki, n1.addr)
+            .post("/v1/workspace-keys/decrypt", &body)
+            .status,
+        200
+    );
+    assert!(
+        n1.log_text().contains("draining on request"),
+        "{}",
+        n1.log_text()
+    );
+
+    let out = cmx_with_config(&["drain", "--resume"], &n1.properties);
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    lb.wait_server("kms1", true, WAIT);
+    let (status, word) = check(SocketAddr::new(n1.addr.ip(), h1), "/v1/ready");
+    assert_eq!((status, word.as_str()), (200, "ready"));
+    let mut again = device(&pki, n1.addr).keep_alive().unwrap();
+    for _ in 0..3 {
+        let r = again
+            .post("/v1/workspace-keys/decrypt", &body)
+            .unwrap_or_else(|e| panic!("{e}\n{}", n1.log_text()));
+        assert_eq!(r.status, 200);
+        assert!(
+            r.header("connection").is_none(),
+            "connections stay open again"
+        );
+    }
 }

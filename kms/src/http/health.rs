@@ -107,5 +107,14 @@ mod tests {
             answer(&get, "/v1/ready", &r),
             (StatusCode::SERVICE_UNAVAILABLE, "draining")
         );
+        // A requested drain ends; a stop's does not.
+        assert!(r.resume());
+        assert!(!r.is_draining());
+        r.set_stopping();
+        assert!(!r.resume());
+        assert_eq!(
+            answer(&get, "/v1/ready", &r),
+            (StatusCode::SERVICE_UNAVAILABLE, "draining")
+        );
     }
 }

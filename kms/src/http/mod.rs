@@ -108,6 +108,12 @@ pub const DRAIN_QUIET: Duration = Duration::from_secs(1);
 
 /// Serve until `shutdown` resolves, then stop accepting and let open
 /// connections finish for at most `shutdown_grace`.
+///
+/// `retire` turning true (a requested drain, `cmx-kms drain`, once its delay
+/// is over) retires the open keep-alive connections as a stop does (their
+/// next response says `Connection: close`; idle ones close between
+/// requests) while the node keeps accepting and serving; turning false
+/// (`cmx-kms drain --resume`) keeps connections open again.
 pub async fn serve(
     listener: TcpListener,
     tls: Arc<ArcSwap<TlsContext>>,
@@ -115,6 +121,7 @@ pub async fn serve(
     settings: ServeSettings,
     front: Arc<FrontSettings>,
     shutdown: impl Future<Output = ()>,
+    mut retire: watch::Receiver<bool>,
 ) {
     // Every connection task holds a clone of `alive`; once all are gone the
     // channel closes, which is how draining ends.
@@ -128,9 +135,15 @@ pub async fn serve(
         Arc::clone(&app.metrics),
     ));
     tokio::pin!(shutdown);
+    let mut retire_open = true;
     loop {
         let permit = tokio::select! {
             () = &mut shutdown => break,
+            r = retire.changed(), if retire_open => {
+                retire_open = r.is_ok();
+                retire_connections(&retire, &draining, &stop_tx);
+                continue;
+            }
             p = Arc::clone(&slots).acquire_owned() => match p {
                 Ok(p) => p,
                 Err(_) => break,
@@ -138,6 +151,11 @@ pub async fn serve(
         };
         let (tcp, addr) = tokio::select! {
             () = &mut shutdown => break,
+            r = retire.changed(), if retire_open => {
+                retire_open = r.is_ok();
+                retire_connections(&retire, &draining, &stop_tx);
+                continue;
+            }
             r = listener.accept() => match r {
                 Ok(c) => c,
                 Err(e) => {
@@ -191,6 +209,19 @@ pub async fn serve(
             "connections still open after the grace period"
         );
     }
+}
+
+/// Apply a requested drain's state to the connections: every response says
+/// `Connection: close` while it holds, and open connections are told (as on
+/// a stop) to close between requests.
+fn retire_connections(
+    retire: &watch::Receiver<bool>,
+    draining: &AtomicBool,
+    stop_tx: &watch::Sender<bool>,
+) {
+    let on = *retire.borrow();
+    draining.store(on, Ordering::Relaxed);
+    let _ = stop_tx.send(on);
 }
 
 /// The server's stop signal, as a connection sees it.
@@ -330,11 +361,14 @@ async fn connection(
                 }
                 return;
             }
-            _ = stop.changed(), if idle_limit > DRAIN_QUIET => {
+            r = stop.changed(), if idle_limit > DRAIN_QUIET => {
                 // Draining: the request in progress (and any next one) is
                 // answered with `Connection: close`; a connection that idles
-                // is closed between requests after a short quiet time.
-                idle_limit = DRAIN_QUIET;
+                // is closed between requests after a short quiet time. (A
+                // resumed drain sends `false`: nothing to do.)
+                if r.is_err() || *stop.borrow_and_update() {
+                    idle_limit = DRAIN_QUIET;
+                }
             }
             _ = tick.tick(), if !closing => match activity.expired(idle_limit, settings.header_timeout) {
                 Some(Expiry::Idle) => {
