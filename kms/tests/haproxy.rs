@@ -610,3 +610,50 @@ fn cmx_kms_drain_takes_a_node_out_without_stopping_it_and_resume_puts_it_back() 
         );
     }
 }
+
+/// `systemctl reload` (SIGHUP) under keep-alive load through HAProxy: the
+/// node stays in, no request fails, and no connection is even told to close.
+#[test]
+fn reloads_under_keep_alive_load_through_haproxy_fail_no_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki(dir.path());
+    let extra = "kms.limits.device.rate=0\n";
+    let ports = cluster_ports();
+    let (n1, h1) = node(&pki, &dir.path().join("n1"), 1, ports, None, extra);
+    let (n2, h2) = node(&pki, &dir.path().join("n2"), 2, ports, Some(&n1), extra);
+    let lb = HaProxy::start(&dir.path().join("lb"), &[server(&n1, h1), server(&n2, h2)]);
+    lb.wait_server("kms1", true, WAIT);
+    lb.wait_server("kms2", true, WAIT);
+    let body = chain(&backend(&pki, lb.addr));
+    let (l, threads) = load(device(&pki, lb.addr), body, 4);
+    wait_for("both nodes under load", WAIT, || {
+        audit_lines(&n1).len() > 20 && audit_lines(&n2).len() > 20
+    });
+    for i in 1..=5 {
+        n1.signal("HUP");
+        wait_for(&format!("reload {i} done"), WAIT, || {
+            n1.log_text().matches("configuration reloaded").count() >= i
+        });
+        let before = audit_lines(&n1).len();
+        wait_for("node 1 serving after the reload", WAIT, || {
+            audit_lines(&n1).len() > before + 10
+        });
+    }
+    assert!(
+        lb.is_up("kms1") && lb.is_up("kms2"),
+        "{:?}",
+        lb.servers_up()
+    );
+    l.stop.store(true, Ordering::SeqCst);
+    for t in threads {
+        t.join().unwrap();
+    }
+    let (ok, failed, closes) = (
+        l.ok.load(Ordering::SeqCst),
+        l.failed.load(Ordering::SeqCst),
+        l.closes.load(Ordering::SeqCst),
+    );
+    eprintln!("{ok} requests served across 5 reloads, {closes} Connection: close, {failed} failed");
+    assert_eq!(failed, 0, "{:?}", l.errors.lock().unwrap());
+    assert_eq!(closes, 0, "a reload closed connections");
+}
