@@ -79,6 +79,19 @@ fn server(n: &TestNode, hport: u16) -> Server {
     }
 }
 
+/// Two nodes (127.0.0.1 and .2, the same ports, the same soft master key)
+/// behind HAProxy, both seen up; `extra` lines for both. Also the nodes'
+/// check port.
+fn two_nodes(pki: &GuidePki, dir: &Path, extra: &str) -> (TestNode, TestNode, HaProxy, u16) {
+    let ports = cluster_ports();
+    let (n1, h1) = node(pki, &dir.join("n1"), 1, ports, None, extra);
+    let (n2, h2) = node(pki, &dir.join("n2"), 2, ports, Some(&n1), extra);
+    let lb = HaProxy::start(&dir.join("lb"), &[server(&n1, h1), server(&n2, h2)]);
+    lb.wait_server("kms1", true, WAIT);
+    lb.wait_server("kms2", true, WAIT);
+    (n1, n2, lb, ports.1)
+}
+
 fn device(pki: &GuidePki, addr: SocketAddr) -> Client {
     Client::new(
         addr,
@@ -269,12 +282,7 @@ fn sigterm_under_keep_alive_load_through_haproxy_fails_no_request() {
     let pki = pki(dir.path());
     // Unlimited devices: every client arrives from 127.0.0.1 here.
     let extra = "kms.limits.device.rate=0\n";
-    let ports = cluster_ports();
-    let (mut n1, h1) = node(&pki, &dir.path().join("n1"), 1, ports, None, extra);
-    let (n2, h2) = node(&pki, &dir.path().join("n2"), 2, ports, Some(&n1), extra);
-    let lb = HaProxy::start(&dir.path().join("lb"), &[server(&n1, h1), server(&n2, h2)]);
-    lb.wait_server("kms1", true, WAIT);
-    lb.wait_server("kms2", true, WAIT);
+    let (mut n1, n2, lb, _) = two_nodes(&pki, dir.path(), extra);
     let body = chain(&backend(&pki, lb.addr));
 
     let (l, threads) = load(device(&pki, lb.addr), body, 4);
@@ -300,29 +308,15 @@ fn sigterm_under_keep_alive_load_through_haproxy_fails_no_request() {
     wait_for("load going on after the stop", WAIT, || {
         l.ok.load(Ordering::SeqCst) > after + 50
     });
-    l.stop.store(true, Ordering::SeqCst);
-    for t in threads {
-        t.join().unwrap();
-    }
-    let (ok, failed, closes) = (
-        l.ok.load(Ordering::SeqCst),
-        l.failed.load(Ordering::SeqCst),
-        l.closes.load(Ordering::SeqCst),
-    );
+    let t = l.finish(threads);
+    let (ok, failed, closes) = (t.ok, t.failed, t.closes);
     eprintln!("{ok} requests served, {closes} answered with Connection: close, {failed} failed");
     assert!(status.success(), "node 1 exit: {status}\n{}", n1.log_text());
-    assert_eq!(
-        failed,
-        0,
-        "{:?}\n{}",
-        l.errors.lock().unwrap(),
-        lb.log_text()
-    );
+    assert_eq!(failed, 0, "{:?}\n{}", t.errors, lb.log_text());
     let log = n1.log_text();
     assert!(log.contains("draining"), "{log}");
 }
 
-/// `GET path` on a node's plain-HTTP check listener: status and body.
 /// A rolling restart: each of three nodes in turn is stopped with SIGTERM
 /// (it drains), started again on the same ports, and taken back by HAProxy's
 /// check before the next one goes, while keep-alive clients send requests
@@ -366,21 +360,13 @@ fn rolling_restart_of_three_nodes_under_load_fails_no_request() {
             audit_lines(n).len() > served
         });
     }
-    l.stop.store(true, Ordering::SeqCst);
-    for t in threads {
-        t.join().unwrap();
-    }
-    let (ok, failed) = (l.ok.load(Ordering::SeqCst), l.failed.load(Ordering::SeqCst));
+    let t = l.finish(threads);
+    let (ok, failed) = (t.ok, t.failed);
     eprintln!("{ok} requests served during the rolling restart, {failed} failed");
-    assert_eq!(
-        failed,
-        0,
-        "{:?}\n{}",
-        l.errors.lock().unwrap(),
-        lb.log_text()
-    );
+    assert_eq!(failed, 0, "{:?}\n{}", t.errors, lb.log_text());
 }
 
+/// `GET path` on a node's plain-HTTP check listener: status and body.
 fn check(addr: impl std::net::ToSocketAddrs, path: &str) -> (u16, String) {
     use std::io::Read as _;
     let Ok(mut s) = std::net::TcpStream::connect(addr) else {
@@ -525,13 +511,8 @@ fn the_pending_handshake_bound_counts_the_client_not_the_balancer() {
 fn cmx_kms_drain_takes_a_node_out_without_stopping_it_and_resume_puts_it_back() {
     let dir = tempfile::tempdir().unwrap();
     let pki = pki(dir.path());
-    let ports = cluster_ports();
     let extra = "kms.server.drain-delay=2s\n";
-    let (n1, h1) = node(&pki, &dir.path().join("n1"), 1, ports, None, extra);
-    let (n2, h2) = node(&pki, &dir.path().join("n2"), 2, ports, Some(&n1), extra);
-    let lb = HaProxy::start(&dir.path().join("lb"), &[server(&n1, h1), server(&n2, h2)]);
-    lb.wait_server("kms1", true, WAIT);
-    lb.wait_server("kms2", true, WAIT);
+    let (n1, _n2, lb, h1) = two_nodes(&pki, dir.path(), extra);
     let body = chain(&backend(&pki, lb.addr));
     // A keep-alive client of node 1 itself, from before the drain.
     let mut held = device(&pki, n1.addr).keep_alive().unwrap();
@@ -618,12 +599,7 @@ fn reloads_under_keep_alive_load_through_haproxy_fail_no_request() {
     let dir = tempfile::tempdir().unwrap();
     let pki = pki(dir.path());
     let extra = "kms.limits.device.rate=0\n";
-    let ports = cluster_ports();
-    let (n1, h1) = node(&pki, &dir.path().join("n1"), 1, ports, None, extra);
-    let (n2, h2) = node(&pki, &dir.path().join("n2"), 2, ports, Some(&n1), extra);
-    let lb = HaProxy::start(&dir.path().join("lb"), &[server(&n1, h1), server(&n2, h2)]);
-    lb.wait_server("kms1", true, WAIT);
-    lb.wait_server("kms2", true, WAIT);
+    let (n1, n2, lb, _) = two_nodes(&pki, dir.path(), extra);
     let body = chain(&backend(&pki, lb.addr));
     let (l, threads) = load(device(&pki, lb.addr), body, 4);
     wait_for("both nodes under load", WAIT, || {
@@ -644,16 +620,9 @@ fn reloads_under_keep_alive_load_through_haproxy_fail_no_request() {
         "{:?}",
         lb.servers_up()
     );
-    l.stop.store(true, Ordering::SeqCst);
-    for t in threads {
-        t.join().unwrap();
-    }
-    let (ok, failed, closes) = (
-        l.ok.load(Ordering::SeqCst),
-        l.failed.load(Ordering::SeqCst),
-        l.closes.load(Ordering::SeqCst),
-    );
+    let t = l.finish(threads);
+    let (ok, failed, closes) = (t.ok, t.failed, t.closes);
     eprintln!("{ok} requests served across 5 reloads, {closes} Connection: close, {failed} failed");
-    assert_eq!(failed, 0, "{:?}", l.errors.lock().unwrap());
+    assert_eq!(failed, 0, "{:?}", t.errors);
     assert_eq!(closes, 0, "a reload closed connections");
 }

@@ -155,25 +155,12 @@ fn rolling_upgrade_and_a_broken_upgrade_under_load_fail_no_request() {
     let fresh = client(&pki, servers[1].api, &pki.cmx_device);
     assert_eq!(fresh.post("/v1/workspace-keys/decrypt", &body).status, 200);
 
-    l.stop.store(true, Ordering::SeqCst);
-    for t in threads {
-        t.join().unwrap();
-    }
-    let (ok, failed, closes) = (
-        l.ok.load(Ordering::SeqCst),
-        l.failed.load(Ordering::SeqCst),
-        l.closes.load(Ordering::SeqCst),
-    );
+    let t = l.finish(threads);
+    let (ok, failed, closes) = (t.ok, t.failed, t.closes);
     eprintln!(
         "{ok} requests served during the rolling upgrade, {closes} answered with Connection: close, {failed} failed"
     );
-    assert_eq!(
-        failed,
-        0,
-        "{:?}\n{}",
-        l.errors.lock().unwrap(),
-        lb.log_text()
-    );
+    assert_eq!(failed, 0, "{:?}\n{}", t.errors, lb.log_text());
     // Each node served devices' decrypts at some point.
     for (i, root) in roots.iter().enumerate() {
         let audit = std::fs::read_to_string(root.p("/var/log/kms/audit.log")).unwrap_or_default();

@@ -83,3 +83,28 @@ pub fn load(
         .collect();
     (l, handles)
 }
+
+/// What a load run counted.
+#[derive(Debug)]
+pub struct Tally {
+    pub ok: u64,
+    pub failed: u64,
+    pub closes: u64,
+    pub errors: Vec<String>,
+}
+
+impl Load {
+    /// Stop the clients, wait for them, and count.
+    pub fn finish(&self, threads: Vec<std::thread::JoinHandle<()>>) -> Tally {
+        self.stop.store(true, Ordering::SeqCst);
+        for t in threads {
+            t.join().unwrap();
+        }
+        Tally {
+            ok: self.ok.load(Ordering::SeqCst),
+            failed: self.failed.load(Ordering::SeqCst),
+            closes: self.closes.load(Ordering::SeqCst),
+            errors: self.errors.lock().unwrap().clone(),
+        }
+    }
+}
