@@ -1,24 +1,211 @@
-//! The plans for each kind of node: fresh, legacy Tomcat, our own at the same,
-//! an older version (upgrade), and a rollback on demand.
+//! What the installer finds on a node, before anything is decided: the
+//! [`NodeFacts`] a plan is built from ([`crate::plan::build`], which does no
+//! I/O). Everything here only reads: the rpm database, the installer's
+//! state, the package file, the service manager, the Tomcat node's files,
+//! who listens on the service's port, and the clock.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use crate::InstallError;
 use crate::fsops;
-use crate::legacy;
+use crate::legacy::{self, LegacyNode};
+use crate::log;
+use crate::options::Options;
 use crate::paths::{self, Root};
-use crate::plan::{
-    self, InstallKind, OnFailure, Options, Plan, RollbackTarget, Step, check_port, configured_port,
-};
+use crate::port::{self, Listeners};
 use crate::rpm::{PackageInfo, Rpm};
-use crate::service::ServiceManager;
+use crate::service::{self, ServiceManager};
 use crate::state::{self, State};
 
-const DEFAULT_PORT: u16 = 8443;
+/// The port cmx-kms listens on when kms.properties names none.
+pub const DEFAULT_PORT: u16 = 8443;
+
+/// The service manager and what it says about the cmx-kms unit.
+#[derive(Clone, Debug)]
+pub struct ServiceFacts {
+    /// `systemd` or `direct`.
+    pub manager: &'static str,
+    /// It starts services at boot (enabling means something).
+    pub manages_boot: bool,
+    pub active: bool,
+    pub enabled: bool,
+}
+
+/// A Tomcat-based Connected-KMS node, or a migration of one left unfinished.
+#[derive(Debug)]
+pub struct LegacyFacts {
+    /// The old node's settings (from the backup when resuming).
+    pub node: LegacyNode,
+    /// Node path of the legacy backup: the unfinished migration's, or a new one.
+    pub backup: String,
+    /// An earlier run was interrupted after backing up.
+    pub resuming: bool,
+    pub tomcat_active: bool,
+    /// Whether systemd enables Tomcat at boot (`false` off systemd or off `/`).
+    pub tomcat_enabled: bool,
+    /// `kms.war` exists (a file or a link).
+    pub war_present: bool,
+    /// Installed packages matching `tomcat*`.
+    pub tomcat_packages: Vec<PackageInfo>,
+    /// Tomcat's directory exists.
+    pub tomcat_dir: bool,
+    /// `/usr/share/kms/conf` exists.
+    pub conf_dir: bool,
+    /// Header lines for the migrated kms.properties.
+    pub migration_header: Vec<String>,
+}
+
+/// What `--rollback` could go back to.
+#[derive(Clone, Debug)]
+pub struct RollbackFacts {
+    /// The kept package of the version before the current one, if its file is there.
+    pub previous: Option<(PathBuf, PackageInfo)>,
+    /// The configuration backup of the last upgrade, if its directory is there.
+    pub conf_backup: Option<String>,
+}
+
+/// Who listens on the port the service will use.
+#[derive(Clone, Debug)]
+pub struct PortFacts {
+    pub port: u16,
+    pub listeners: Listeners,
+}
+
+/// Everything a plan is decided from.
+#[derive(Debug)]
+pub struct NodeFacts {
+    /// The root is `/` (the running system).
+    pub system_root: bool,
+    pub service: ServiceFacts,
+    /// Our package, when rpm lists it *and* its files are here.
+    pub installed: Option<PackageInfo>,
+    /// Our package as rpm lists it, files or not (a migration upgrades it).
+    pub installed_in_rpm: Option<PackageInfo>,
+    /// The package file to install and what it holds (`None` with `--rollback`).
+    pub package: Option<(PathBuf, PackageInfo)>,
+    /// The installer's kept copy of the installed version's package.
+    pub kept_current: Option<PathBuf>,
+    /// Present when the node is (or was being migrated from) a Tomcat node.
+    pub legacy: Option<LegacyFacts>,
+    /// Present with `--rollback`.
+    pub rollback: Option<RollbackFacts>,
+    /// The service's port and its listeners (`None` with `--no-start`).
+    pub port: Option<PortFacts>,
+    /// Some owner or mode under the root is not as it must be.
+    pub needs_fixes: bool,
+    /// Node path a new configuration backup would take.
+    pub next_conf_backup: String,
+}
+
+/// Gather the facts of the node under `opts.root`.
+pub fn facts(
+    opts: &Options,
+    rpm: &Rpm,
+    svc: &dyn ServiceManager,
+) -> Result<NodeFacts, InstallError> {
+    let root = &opts.root;
+    let st = State::load(root)?;
+    let installed_in_rpm = rpm.installed(paths::PACKAGE)?;
+    let installed = installed_in_rpm
+        .clone()
+        .filter(|_| root.path(paths::CMX_KMS).exists());
+    let service = ServiceFacts {
+        manager: svc.name(),
+        manages_boot: svc.manages_boot(),
+        active: svc.is_active(paths::SERVICE)?,
+        enabled: svc.is_enabled(paths::SERVICE)?,
+    };
+    let (package, legacy, rollback) = if opts.rollback {
+        let rollback = installed
+            .is_some()
+            .then(|| rollback_facts(root, rpm, &st))
+            .transpose()?;
+        (None, None, rollback)
+    } else {
+        let file = find_package(opts.package.as_deref())?;
+        let info = rpm.file_info(&file)?;
+        let migrating = st.get(state::key::MIGRATION).map(str::to_owned);
+        let legacy = if migrating.is_some() || (installed.is_none() && legacy::detect(root)) {
+            Some(legacy_facts(root, rpm, svc, migrating)?)
+        } else {
+            None
+        };
+        (Some((file, info)), legacy, None)
+    };
+    let port = (!opts.no_start).then(|| {
+        let port = match &legacy {
+            Some(l) => legacy_port(&l.node),
+            None => configured_port(root, DEFAULT_PORT),
+        };
+        PortFacts {
+            port,
+            listeners: port::listeners(port),
+        }
+    });
+    Ok(NodeFacts {
+        system_root: root.is_system(),
+        service,
+        kept_current: kept_package(root, &st, state::key::CURRENT),
+        installed,
+        installed_in_rpm,
+        package,
+        legacy,
+        rollback,
+        port,
+        needs_fixes: needs_fixes(root),
+        next_conf_backup: fsops::next_conf_backup(root),
+    })
+}
+
+fn rollback_facts(root: &Root, rpm: &Rpm, st: &State) -> Result<RollbackFacts, InstallError> {
+    let previous = match kept_package(root, st, state::key::PREVIOUS) {
+        Some(p) => {
+            let info = rpm.file_info(&p)?;
+            Some((p, info))
+        }
+        None => None,
+    };
+    let conf_backup = st
+        .get(state::key::BACKUP)
+        .filter(|b| root.path(b).is_dir())
+        .map(str::to_owned);
+    Ok(RollbackFacts {
+        previous,
+        conf_backup,
+    })
+}
+
+fn legacy_facts(
+    root: &Root,
+    rpm: &Rpm,
+    svc: &dyn ServiceManager,
+    resuming: Option<String>,
+) -> Result<LegacyFacts, InstallError> {
+    let (base, backup) = match &resuming {
+        Some(b) => (Root::new(&root.path(b))?, b.clone()),
+        None => (root.clone(), legacy_backup_dir()),
+    };
+    let node = legacy::read(&base)?;
+    let tomcat_enabled =
+        root.is_system() && svc.name() == "systemd" && svc.is_enabled(paths::TOMCAT_SERVICE)?;
+    Ok(LegacyFacts {
+        node,
+        migration_header: migration_header(&backup),
+        backup,
+        resuming: resuming.is_some(),
+        tomcat_active: svc.is_active(paths::TOMCAT_SERVICE)?,
+        tomcat_enabled,
+        war_present: std::fs::symlink_metadata(root.path(paths::KMS_WAR)).is_ok(),
+        tomcat_packages: rpm.installed_matching("tomcat*")?,
+        tomcat_dir: root.path(paths::TOMCAT_DIR).exists(),
+        conf_dir: root.path(paths::CONF_DIR).exists(),
+    })
+}
 
 /// The port a migrated node will listen on: Tomcat's connector port, unless
 /// the old kms.properties already names one.
-fn configured_port_legacy(node: &legacy::LegacyNode) -> u16 {
+pub fn legacy_port(node: &LegacyNode) -> u16 {
     node.properties
         .iter()
         .find(|(k, _)| k == "kms.server.port")
@@ -26,317 +213,97 @@ fn configured_port_legacy(node: &legacy::LegacyNode) -> u16 {
         .unwrap_or(node.connector.port)
 }
 
-fn tail_steps(
-    steps: &mut Vec<Step>,
-    svc: &dyn ServiceManager,
-    on_failure: OnFailure,
-    restart: bool,
-) {
-    steps.push(Step::FixPermissions);
-    if svc.manages_boot() {
-        steps.extend([Step::ReloadUnits, Step::Enable]);
+/// The package file: `--package`, or the single `cmx-kms-server-*.rpm` next to the program.
+pub fn find_package(given: Option<&Path>) -> Result<PathBuf, InstallError> {
+    if let Some(p) = given {
+        return if p.is_file() {
+            Ok(p.to_path_buf())
+        } else {
+            Err(InstallError::Package(format!(
+                "--package {}: no such file; nothing was changed",
+                p.display()
+            )))
+        };
     }
-    steps.extend([
-        Step::CheckConfig { on_failure },
-        Step::Start {
-            restart,
-            on_failure,
-        },
-    ]);
-}
-
-/// A note for plans made without systemd.
-fn no_boot_note(svc: &dyn ServiceManager, notes: &mut Vec<String>) {
-    if !svc.manages_boot() {
-        notes.push(format!(
-            "No systemd here: {} runs as a plain process (pid file /run/{}.pid) and nothing starts it at boot.",
-            paths::SERVICE,
-            paths::SERVICE
-        ));
-    }
-}
-
-/// A node without cmx-kms or the Tomcat-based server.
-pub fn fresh_plan(
-    opts: &Options,
-    svc: &dyn ServiceManager,
-    file: PathBuf,
-    info: PackageInfo,
-) -> Result<Plan, InstallError> {
-    check_port(opts, configured_port(&opts.root, DEFAULT_PORT), false)?;
-    let mut steps = vec![Step::InstallPackage {
-        file,
-        info: info.clone(),
-        kind: InstallKind::Install,
-    }];
-    tail_steps(&mut steps, svc, OnFailure::Guide, false);
-    let mut notes = vec![format!(
-        "The service starts only if {} is complete (keystore, password, HSM); otherwise the installer says what to set.",
-        paths::PROPERTIES
-    )];
-    no_boot_note(svc, &mut notes);
-    Ok(Plan {
-        summary: format!(
-            "New installation of {info} (service manager: {})",
-            svc.name()
-        ),
-        steps,
-        notes,
-        migration: None,
-        rollback: None,
-    })
-}
-
-/// A Tomcat-based Connected-KMS node (or a migration of one that was interrupted).
-pub fn legacy_plan(
-    opts: &Options,
-    rpm: &Rpm,
-    svc: &dyn ServiceManager,
-    file: PathBuf,
-    info: PackageInfo,
-    installed: Option<PackageInfo>,
-    resuming: Option<String>,
-) -> Result<Plan, InstallError> {
-    let root = &opts.root;
-    let (base, backup) = match &resuming {
-        Some(b) => (Root::new(&root.path(b))?, b.clone()),
-        None => (root.clone(), plan::legacy_backup_dir()),
-    };
-    let node = legacy::read(&base)?;
-    let migration =
-        legacy::migrate::migrate(&node, plan::TEMPLATE, &plan::migration_header(&backup))
-            .map_err(InstallError::Legacy)?;
-    check_port(opts, configured_port_legacy(&node), true)?;
-
-    let mut steps = Vec::new();
-    let mut notes = vec![format!(
-        "Settings are taken over from {} (connector on port {}), {}, {} and {}.",
-        paths::SERVER_XML,
-        node.connector.port,
-        paths::SETENV_SH,
-        paths::JGROUPS,
-        paths::PROPERTIES
-    )];
-    notes.extend(migration.notes.iter().cloned());
-    if resuming.is_none() {
-        steps.push(Step::BackupLegacy {
-            dest: backup.clone(),
-        });
-    } else {
-        notes.push(format!(
-            "An earlier run was interrupted: the migration goes on from the backup in {backup}."
-        ));
-    }
-    if svc.is_active(paths::TOMCAT_SERVICE)? {
-        steps.push(Step::StopService {
-            unit: paths::TOMCAT_SERVICE.into(),
-        });
-    }
-    if root.is_system() && svc.name() == "systemd" && svc.is_enabled(paths::TOMCAT_SERVICE)? {
-        steps.push(Step::DisableService {
-            unit: paths::TOMCAT_SERVICE.into(),
-        });
-    }
-    if std::fs::symlink_metadata(root.path(paths::KMS_WAR)).is_ok() {
-        steps.push(Step::UnlinkWar);
-    }
-    // Tomcat 7's packages: tomcat, tomcat-lib, tomcat-el-2.2-api, ... (not
-    // look-alikes such as tomcatjss), all of version 7.x.
-    let tomcat7: Vec<PackageInfo> = rpm
-        .installed_matching("tomcat*")?
-        .into_iter()
+    let exe = std::env::current_exe()
+        .map_err(|e| InstallError::Package(format!("cannot locate ckms-install itself: {e}")))?;
+    let dir = exe.parent().unwrap_or(Path::new("."));
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(InstallError::io("read", dir))?
+        .flatten()
+        .map(|e| e.path())
         .filter(|p| {
-            (p.name == "tomcat" || p.name.starts_with("tomcat-")) && p.version.starts_with("7.")
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("cmx-kms-server-") && n.ends_with(".rpm"))
         })
         .collect();
-    if tomcat7.iter().any(|p| p.name == "tomcat") {
-        steps.push(Step::EraseTomcat7 {
-            packages: tomcat7.iter().map(|p| p.name.clone()).collect(),
-        });
-    } else if root.path(paths::TOMCAT_DIR).exists() {
-        notes.push("Tomcat stays installed, but it no longer serves the KMS: kms.war is unlinked and the tomcat \
-                    service stopped and disabled (if it ran); cmx-kms answers on the KMS port."
-            .into());
+    found.sort();
+    match found.len() {
+        1 => Ok(found.swap_remove(0)),
+        0 => Err(InstallError::Package(format!(
+            "no cmx-kms-server-*.x86_64.rpm next to ckms-install in {}: the package is incomplete. \
+             Extract cmx-kms-server-rpm.tar.gz again (it holds the RPM, ckms-install, ckms-uninstall, \
+             CMX-KMS-Installer.sh and CMX-KMS-Uninstaller.sh) and run CMX-KMS-Installer.sh from there. Nothing was changed.",
+            dir.display()
+        ))),
+        _ => Err(InstallError::Package(format!(
+            "several cmx-kms-server packages in {}: keep one, or name it with --package. Nothing was changed.",
+            dir.display()
+        ))),
     }
-    if resuming.is_none() && root.path(paths::CONF_DIR).exists() {
-        steps.push(Step::BackupConf {
-            dest: fsops::next_conf_backup(root),
-        });
-    }
-    let kind = if installed.is_some() {
-        InstallKind::Upgrade
-    } else {
-        InstallKind::Install
-    };
-    steps.push(Step::InstallPackage {
-        file,
-        info: info.clone(),
-        kind,
-    });
-    steps.push(Step::WriteMigratedConfig);
-    if node.has_jgroups {
-        steps.push(Step::RestoreFile {
-            from: root.path(&format!("{backup}{}", paths::JGROUPS)),
-            to: paths::JGROUPS.into(),
-        });
-    }
-    steps.push(Step::FinishMigration);
-    tail_steps(&mut steps, svc, OnFailure::Guide, false);
-    no_boot_note(svc, &mut notes);
-    Ok(Plan {
-        summary: format!(
-            "Take over this Tomcat-based Connected-KMS node with {info} (service manager: {})",
-            svc.name()
+}
+
+/// The port the service will listen on: `kms.server.port` of the node's
+/// configuration, else `fallback`.
+pub fn configured_port(root: &Root, fallback: u16) -> u16 {
+    std::fs::read(root.path(paths::PROPERTIES))
+        .ok()
+        .and_then(|b| {
+            let d = cmx_kms::config::properties::decode(&b);
+            cmx_kms::config::properties::lex(&d.text)
+                .entries
+                .into_iter()
+                .rev()
+                .find(|e| e.key == "kms.server.port")
+                .and_then(|e| e.value.trim().parse().ok())
+        })
+        .unwrap_or(fallback)
+}
+
+fn kept_package(root: &Root, state: &State, key: &str) -> Option<PathBuf> {
+    let name = state.get(key)?;
+    let p = root.path(&format!("{}/{name}", paths::PACKAGES_DIR));
+    p.is_file().then_some(p)
+}
+
+/// Header lines of a migrated configuration.
+pub fn migration_header(backup: &str) -> Vec<String> {
+    vec![
+        format!(
+            "Written by ckms-install on {} from the Tomcat-based Connected-KMS of this node.",
+            log::timestamp(SystemTime::now())
         ),
-        steps,
-        notes,
-        migration: Some(migration),
-        rollback: None,
-    })
-}
-
-/// Our package, same version as the one here: repair what is not as it must be.
-pub fn same_version_plan(
-    opts: &Options,
-    svc: &dyn ServiceManager,
-    cur: PackageInfo,
-) -> Result<Plan, InstallError> {
-    let root = &opts.root;
-    let mut steps = Vec::new();
-    if plan::needs_fixes(root) {
-        steps.push(Step::FixPermissions);
-    }
-    if svc.manages_boot() && !svc.is_enabled(paths::SERVICE)? {
-        steps.extend([Step::ReloadUnits, Step::Enable]);
-    }
-    if !svc.is_active(paths::SERVICE)? && !opts.no_start {
-        check_port(opts, configured_port(root, DEFAULT_PORT), false)?;
-        steps.push(Step::CheckConfig {
-            on_failure: OnFailure::Guide,
-        });
-        steps.push(Step::Start {
-            restart: false,
-            on_failure: OnFailure::Report,
-        });
-    }
-    Ok(Plan {
-        summary: if steps.is_empty() {
-            format!("{cur} is installed, configured and running: nothing to do")
-        } else {
-            format!("{cur} is installed: finish setting it up")
-        },
-        steps,
-        notes: Vec::new(),
-        migration: None,
-        rollback: None,
-    })
-}
-
-/// Our package at an older version.
-pub fn upgrade_plan(
-    opts: &Options,
-    svc: &dyn ServiceManager,
-    file: PathBuf,
-    info: PackageInfo,
-    cur: PackageInfo,
-    prev_file: PathBuf,
-) -> Result<Plan, InstallError> {
-    let root = &opts.root;
-    check_port(opts, configured_port(root, DEFAULT_PORT), false)?;
-    let backup = fsops::next_conf_backup(root);
-    let active = svc.is_active(paths::SERVICE)?;
-    let mut steps = vec![
-        Step::BackupConf {
-            dest: backup.clone(),
-        },
-        Step::InstallPackage {
-            file,
-            info: info.clone(),
-            kind: InstallKind::Upgrade,
-        },
-    ];
-    tail_steps(&mut steps, svc, OnFailure::Rollback, active);
-    Ok(Plan {
-        summary: format!("Upgrade {cur} to {info} (service manager: {})", svc.name()),
-        steps,
-        notes: vec![format!(
-            "If the new version fails its configuration check or is not ready within {} s, the installer goes back to {cur} \
-             and the configuration in {backup} by itself.",
-            opts.ready_timeout.as_secs()
-        )],
-        migration: None,
-        rollback: Some(RollbackTarget {
-            file: prev_file,
-            info: cur,
-            conf_backup: backup,
-        }),
-    })
-}
-
-/// `--rollback`: back to the package installed before the current one.
-pub fn rollback_plan(
-    opts: &Options,
-    rpm: &Rpm,
-    svc: &dyn ServiceManager,
-    st: &State,
-    installed: Option<PackageInfo>,
-) -> Result<Plan, InstallError> {
-    let root = &opts.root;
-    let cur = installed.ok_or_else(|| {
-        InstallError::Refused(
-            "cmx-kms is not installed: there is nothing to roll back. Nothing was changed.".into(),
-        )
-    })?;
-    let prev = st
-        .get(state::key::PREVIOUS)
-        .map(|n| root.path(&format!("{}/{n}", paths::PACKAGES_DIR)))
-        .filter(|p| p.is_file())
-        .ok_or_else(|| InstallError::Refused(format!(
-            "ckms-install kept no earlier version than {cur} (in {}): there is nothing to roll back to. Nothing was changed.",
-            paths::PACKAGES_DIR
-        )))?;
-    let conf = st
-        .get(state::key::BACKUP)
-        .filter(|b| root.path(b).is_dir())
-        .map(str::to_owned)
-        .ok_or_else(|| InstallError::Refused(format!(
-            "the configuration backup of the last upgrade is gone (see {}): restore it by hand. Nothing was changed.",
+        format!(
+            "The original files are kept, untouched, in {backup} and {}.",
             paths::CONF_ORIG
-        )))?;
-    let info = rpm.file_info(&prev)?;
-    let mut steps = vec![Step::BackupConf {
-        dest: fsops::next_conf_backup(root),
-    }];
-    if svc.is_active(paths::SERVICE)? {
-        steps.push(Step::StopService {
-            unit: paths::SERVICE.into(),
-        });
-    }
-    steps.extend([
-        Step::InstallPackage {
-            file: prev,
-            info: info.clone(),
-            kind: InstallKind::Downgrade,
-        },
-        Step::RestoreConf { from: conf.clone() },
-        Step::FixPermissions,
-        Step::ReloadUnits,
-        Step::CheckConfig {
-            on_failure: OnFailure::Report,
-        },
-        Step::Start {
-            restart: false,
-            on_failure: OnFailure::Report,
-        },
-    ]);
-    Ok(Plan {
-        summary: format!(
-            "Roll back {cur} to {info} with the configuration in {conf} (service manager: {})",
-            svc.name()
         ),
-        steps,
-        notes: vec!["The current configuration is backed up first, so nothing is lost.".into()],
-        migration: None,
-        rollback: None,
-    })
+    ]
+}
+
+/// Node path of a new legacy backup.
+pub fn legacy_backup_dir() -> String {
+    format!(
+        "{}/legacy-{}",
+        paths::BACKUP_DIR,
+        log::stamp(SystemTime::now())
+    )
+}
+
+/// Does the root need any owner or mode change?
+pub fn needs_fixes(root: &Root) -> bool {
+    match service::service_ids(root) {
+        Ok(ids) => !fsops::permission_fixes(root, ids).is_empty(),
+        Err(_) => true,
+    }
 }

@@ -2,8 +2,9 @@
 //! Tomcat-based Connected-KMS, upgrade with automatic rollback, and remove it
 //! again while keeping the logs.
 //!
-//! Every run is one [`plan::Plan`]: detected from the node ([`detect`]), printed,
-//! confirmed, then applied step by step ([`apply`]) with each step logged to
+//! Every run is one [`plan::Plan`]: the node's facts gathered ([`detect`], reading
+//! only), the plan decided from them ([`plan::build`], pure), printed, confirmed,
+//! then applied step by step ([`apply`]) with each step logged to
 //! `/var/log/kms/install.log`. Every path is taken relative to a [`paths::Root`]
 //! (`--root DIR`, `/` by default), so the whole flow runs against scratch roots
 //! in the tests with the real `rpm`.
@@ -14,7 +15,7 @@
 //! - [`rpm`]: querying and installing packages, rpm version comparison.
 //! - [`service`]: the service-manager interface, for systemd and for direct processes.
 //! - [`legacy`]: reading a Tomcat-based node and writing the equivalent configuration.
-//! - [`detect`], [`plan`], [`apply`], [`uninstall`]: what to do, and doing it.
+//! - [`detect`], [`plan`], [`apply`], [`uninstall`]: what the node is, what to do, and doing it.
 //! - [`fsops`], [`port`], [`state`], [`log`]: file operations, the port check, the
 //!   installer's own state, the install log.
 //! - [`safefs`], [`backup`]: descriptor-based file operations for directories
@@ -29,6 +30,7 @@ pub mod error;
 pub mod fsops;
 pub mod legacy;
 pub mod log;
+pub mod options;
 pub mod paths;
 pub mod plan;
 pub mod port;

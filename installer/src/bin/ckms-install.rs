@@ -6,10 +6,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use ckms_installer::apply::{self, Ctx};
+use ckms_installer::detect;
 use ckms_installer::error::exit;
 use ckms_installer::log::Log;
+use ckms_installer::options::Options;
 use ckms_installer::paths::{self, Root};
-use ckms_installer::plan::{self, Options};
+use ckms_installer::plan;
 use ckms_installer::rpm::Rpm;
 use ckms_installer::{InstallError, service, ui};
 use clap::Parser;
@@ -64,7 +66,8 @@ fn run(cli: Cli) -> Result<u8, InstallError> {
         rpm_nodeps: cli.rpm_nodeps,
         no_start: cli.no_start,
     };
-    let plan = plan::build(&opts, &rpm, svc.as_ref())?;
+    let facts = detect::facts(&opts, &rpm, svc.as_ref())?;
+    let plan = plan::build(&facts, &opts)?;
     let mut log = Log::terminal("ckms-install", root.path(paths::INSTALL_LOG));
     log.say(&format!("Plan: {}", plan.summary));
     if plan.steps.is_empty() {
