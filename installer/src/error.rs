@@ -78,3 +78,34 @@ pub mod exit {
     /// Wrong command line.
     pub const USAGE: u8 = 64;
 }
+
+/// The `main` of `ckms-install` and `ckms-uninstall`: parse the command line
+/// (help and version exit 0, mistakes 64), run, and turn an error into its
+/// message on stderr and its exit code. The one place that does.
+pub fn main<C: clap::Parser>(
+    program: &str,
+    run: impl FnOnce(C) -> Result<u8, InstallError>,
+) -> std::process::ExitCode {
+    use std::process::ExitCode;
+    let cli = match C::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            });
+        }
+    };
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("{program}: {e}");
+            ExitCode::from(match e {
+                InstallError::Usage(_) => exit::USAGE,
+                _ => exit::NOTHING_CHANGED,
+            })
+        }
+    }
+}

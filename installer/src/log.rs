@@ -12,6 +12,8 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use cmx_kms::time::civil_from_days;
+
 /// Where messages go.
 pub struct Log {
     file: Option<fs::File>,
@@ -95,20 +97,6 @@ pub fn timestamp(t: SystemTime) -> String {
 /// A compact `20250520T134512Z` for file names.
 pub fn stamp(t: SystemTime) -> String {
     timestamp(t).replace(['-', ':'], "")
-}
-
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = u32::try_from(doy - (153 * mp + 2) / 5 + 1).unwrap_or(1);
-    let m = u32::try_from(if mp < 10 { mp + 3 } else { mp - 9 }).unwrap_or(1);
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 #[cfg(test)]

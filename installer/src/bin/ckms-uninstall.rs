@@ -69,25 +69,5 @@ fn run(cli: Cli) -> Result<u8, InstallError> {
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(c) => c,
-        Err(e) => {
-            let _ = e.print();
-            return ExitCode::from(if e.use_stderr() {
-                exit::USAGE
-            } else {
-                exit::OK
-            });
-        }
-    };
-    match run(cli) {
-        Ok(code) => ExitCode::from(code),
-        Err(e) => {
-            eprintln!("ckms-uninstall: {e}");
-            ExitCode::from(match e {
-                InstallError::Usage(_) => exit::USAGE,
-                _ => exit::NOTHING_CHANGED,
-            })
-        }
-    }
+    ckms_installer::error::main("ckms-uninstall", run)
 }
