@@ -18,9 +18,10 @@ pub mod exit {
     pub const USAGE: u8 = 64;
     pub const DATAERR: u8 = 65;
     pub const UNAVAILABLE: u8 = 69;
-    pub const NOPERM: u8 = 77;
     pub const SOFTWARE: u8 = 70;
     pub const IOERR: u8 = 74;
+    /// Not allowed (`cmx-kms drain` may not signal the node).
+    pub const NOPERM: u8 = 77;
     /// Bad configuration: systemd's `RestartPreventExitStatus=78` stops the unit.
     pub const CONFIG: u8 = 78;
 }
