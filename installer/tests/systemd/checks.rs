@@ -279,3 +279,32 @@ pub fn starts(n: &Node) -> usize {
         .filter(|l| l.starts_with("Started cmx-kms.service"))
         .count()
 }
+
+/// The service's journal holds no sign of its sandbox denying it something
+/// (a read-only or hidden path, a filtered system call, a refused socket).
+pub fn assert_nothing_denied(n: &Node) {
+    let j = n.b.must(&format!(
+        "journalctl --no-pager -u {UNIT} -o cat _COMM=cmx-kms"
+    ));
+    let denied: Vec<&str> = j
+        .lines()
+        .filter(|l| {
+            [
+                "Permission denied",
+                "Operation not permitted",
+                "Read-only file system",
+                "os error 13",
+                "os error 1)",
+                "os error 30",
+                "Bad system call",
+            ]
+            .iter()
+            .any(|d| l.contains(d))
+        })
+        .collect();
+    assert!(
+        denied.is_empty(),
+        "the sandbox denied the service something:\n{}",
+        denied.join("\n")
+    );
+}

@@ -8,8 +8,8 @@
 use std::process::Command;
 
 use crate::checks::{
-    INSTALLER, Node, RPMS, UNIT, assert_exposure, assert_sandbox, assert_started_after_ready,
-    starts,
+    INSTALLER, Node, RPMS, UNIT, assert_exposure, assert_nothing_denied, assert_sandbox,
+    assert_started_after_ready, starts,
 };
 use crate::support::booted::{BootedRoot, test_port};
 use crate::support::node::{configure_root, expect_code, set_property};
@@ -176,6 +176,8 @@ fn the_node_lives_under_a_real_systemd() {
     assert_eq!(std::fs::read_to_string(&props).unwrap(), good);
 
     step("broken upgrade rolled back");
+    // Nothing the service did was denied by its sandbox, in any step.
+    assert_nothing_denied(&n);
 
     // 9. Uninstall: stopped, unit gone, systemd reloaded, logs kept.
     let reloads = |n: &Node| {
