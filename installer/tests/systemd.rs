@@ -17,3 +17,5 @@ mod support;
 mod checks;
 #[path = "systemd/lifecycle.rs"]
 mod lifecycle;
+#[path = "systemd/teardown.rs"]
+mod teardown;

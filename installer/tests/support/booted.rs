@@ -169,6 +169,16 @@ impl BootedRoot {
         }
     }
 
+    /// The container's PID 1, as a host pid.
+    pub fn init_pid(&self) -> i32 {
+        self.init
+    }
+
+    /// The temporary directory holding the root and the console log.
+    pub fn work_dir(&self) -> &Path {
+        self.work.path()
+    }
+
     /// A path inside the root, seen from the host.
     pub fn p(&self, inside: &str) -> PathBuf {
         self.work
