@@ -87,6 +87,24 @@ impl Node {
         self.health("cmxBackend") == 200
     }
 
+    /// The key chain a backend and a device run (customer key, user key,
+    /// workspace key, then the device decrypts it), with curl from the host:
+    /// the backend's keys really work inside the sandbox.
+    pub fn key_chain(&self) {
+        let d = self.dev.as_ref().expect("configured");
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(d.curl_commands())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let t = text(&out);
+        assert!(
+            out.status.success() && t.contains("\"workspace_key\":\""),
+            "the key chain failed:\n{t}"
+        );
+    }
+
     /// Requests from the host, one after the other, until the returned
     /// handle is stopped: (answered 200, anything else).
     pub fn load(&self) -> Load {

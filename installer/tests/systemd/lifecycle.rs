@@ -87,6 +87,7 @@ fn the_node_lives_under_a_real_systemd() {
     assert_eq!(n.active(), "active/running", "{}", n.status_and_journal());
     assert_started_after_ready(&n, 0);
     assert!(n.serving(), "{}", n.status_and_journal());
+    n.key_chain();
     assert_sandbox(&n);
     let level = assert_exposure(&n);
     eprintln!("systemd-analyze security on the running service: {level}");
@@ -192,6 +193,7 @@ fn the_node_lives_under_a_real_systemd() {
     assert_eq!(n.installed().as_deref(), Some("0.1.0-2"));
     assert_eq!(n.active(), "active/running", "{}", n.status_and_journal());
     assert!(n.serving(), "N serves again");
+    n.key_chain();
     assert_eq!(std::fs::read_to_string(&props).unwrap(), good);
 
     step("broken upgrade rolled back");
