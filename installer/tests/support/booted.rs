@@ -2,8 +2,9 @@
 //! the tests of the node's life under systemd on a machine whose own PID 1 is
 //! not systemd.
 //!
-//! The root is a copy, in a temporary directory, of the Debian root with
-//! systemd, dbus and rpm that scripts/testbed/install-systemd-root.sh caches.
+//! The root is a copy, in a tmpfs mounted in a temporary directory, of the
+//! Debian root with systemd, dbus and rpm that
+//! scripts/testbed/install-systemd-root.sh caches.
 //! It shares the host's network (no `--private-network`): a server inside is
 //! reached on the host's 127.0.0.1. There is no machined (`--register=no
 //! --keep-unit`), so commands run inside through `nsenter` into the
@@ -12,7 +13,8 @@
 //! Dropping it (also while a test panics) halts the container (SIGTERM to
 //! nspawn: the container's systemd powers off), kills what is left (SIGKILL to
 //! the container's PID 1 ends its whole PID namespace; a killed nspawn would
-//! leave it running) and removes the root: no process outlives the test.
+//! leave it running), unmounts and removes the root: no process outlives the
+//! test.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
@@ -246,7 +248,7 @@ impl BootedRoot {
         }
     }
 
-    fn kill(pid: i32, sig: &str) {
+    fn kill(pid: u32, sig: &str) {
         let _ = Command::new("kill")
             .args([sig, &pid.to_string()])
             .stderr(Stdio::null())
@@ -273,9 +275,9 @@ impl Drop for MountedRoot {
 
 impl Drop for BootedRoot {
     fn drop(&mut self) {
-        let nspawn = i32::try_from(self.nspawn.id()).unwrap_or(0);
         // nspawn forwards SIGTERM as a power-off request to the container.
-        Self::kill(nspawn, "-TERM");
+        // (Child ids are real pids, never 0: no group-wide kill.)
+        Self::kill(self.nspawn.id(), "-TERM");
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.nspawn.try_wait() {
@@ -290,8 +292,10 @@ impl Drop for BootedRoot {
                 "the container did not halt within 30 s; killing it. Console:\n{}",
                 tail.into_iter().rev().collect::<Vec<_>>().join("\n")
             );
-            if self.init > 0 {
-                Self::kill(self.init, "-KILL");
+            if let Ok(init) = u32::try_from(self.init)
+                && init > 1
+            {
+                Self::kill(init, "-KILL");
             }
             let _ = self.nspawn.kill();
             let _ = self.nspawn.wait();
