@@ -4,6 +4,7 @@
 //! scriptlets really run), and running the installer like an operator would.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod booted;
 pub mod node;
 
 use std::collections::BTreeMap;

@@ -116,38 +116,10 @@ impl ScratchRoot {
         )
     }
 
-    /// Make the installed node's configuration complete: a keystore (made
-    /// by `cmx-kms dev`'s code), the soft backend, 127.0.0.1:`port`.
+    /// Make the installed node's configuration complete: see [`configure_root`].
     pub fn configure(&self, port: u16) {
         let dev = tempfile::tempdir().unwrap();
-        let folder = cmx_kms::dev::DevFolder::prepare(dev.path(), port).unwrap();
-        std::fs::copy(
-            folder.path("kmsKeystore.jks"),
-            self.p("/usr/share/kms/conf/kmsKeystore.jks"),
-        )
-        .unwrap();
-        let pw = secrecy::SecretString::from(folder.password.clone());
-        cmx_kms::backend::soft::SoftBackend::open_or_create(
-            &self.p("/usr/share/kms/conf/soft-master.key"),
-            &pw,
-        )
-        .unwrap();
-        let props = self.p("/usr/share/kms/conf/kms.properties");
-        let mut t = std::fs::read_to_string(&props).unwrap();
-        for (k, v) in [
-            ("kms.keystore.password", folder.password.as_str()),
-            ("kms.hsm.protocol", "soft"),
-            (
-                "kms.hsm.soft.key.file",
-                "/usr/share/kms/conf/soft-master.key",
-            ),
-            ("kms.server.address", "127.0.0.1"),
-            ("kms.server.port", &port.to_string()),
-            ("kms.metrics.port", "0"),
-        ] {
-            t = set_property(&t, k, v);
-        }
-        std::fs::write(&props, t).unwrap();
+        configure_root(self.path(), dev.path(), port);
     }
 
     /// Is the service answering TLS connections on `port`?
@@ -165,6 +137,43 @@ impl Drop for ScratchRoot {
                 .status();
         }
     }
+}
+
+/// Make the configuration of the node installed in `root` complete: a
+/// keystore (made by `cmx-kms dev`'s code in `dev_dir`, whose client
+/// certificates the caller may use), the soft backend with its key file in
+/// the conf directory, the server on 127.0.0.1:`port`, no metrics listener.
+pub fn configure_root(root: &Path, dev_dir: &Path, port: u16) -> cmx_kms::dev::DevFolder {
+    let p = |node: &str| root.join(node.trim_start_matches('/'));
+    let folder = cmx_kms::dev::DevFolder::prepare(&dev_dir.join("dev"), port).unwrap();
+    std::fs::copy(
+        folder.path("kmsKeystore.jks"),
+        p("/usr/share/kms/conf/kmsKeystore.jks"),
+    )
+    .unwrap();
+    let pw = secrecy::SecretString::from(folder.password.clone());
+    cmx_kms::backend::soft::SoftBackend::open_or_create(
+        &p("/usr/share/kms/conf/soft-master.key"),
+        &pw,
+    )
+    .unwrap();
+    let props = p("/usr/share/kms/conf/kms.properties");
+    let mut t = std::fs::read_to_string(&props).unwrap();
+    for (k, v) in [
+        ("kms.keystore.password", folder.password.as_str()),
+        ("kms.hsm.protocol", "soft"),
+        (
+            "kms.hsm.soft.key.file",
+            "/usr/share/kms/conf/soft-master.key",
+        ),
+        ("kms.server.address", "127.0.0.1"),
+        ("kms.server.port", &port.to_string()),
+        ("kms.metrics.port", "0"),
+    ] {
+        t = set_property(&t, k, v);
+    }
+    std::fs::write(&props, t).unwrap();
+    folder
 }
 
 /// Set `key=value` in properties text: replaces the first `key=` or `#key=` line, else appends.
