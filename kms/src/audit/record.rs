@@ -32,7 +32,13 @@ impl<'a> Fields<'a> {
     pub(super) fn str(&mut self, name: &str, value: &str, cap: usize) -> &mut Self {
         self.key(name);
         self.out.push('"');
-        push_json_escaped(self.out, value, cap);
+        if value.len() <= cap && plain(value) {
+            // Most fields (ids, hex, labels, addresses): one copy, no
+            // per-character decoding.
+            self.out.push_str(value);
+        } else {
+            push_json_escaped(self.out, value, cap);
+        }
         self.out.push('"');
         self
     }
@@ -51,6 +57,14 @@ impl<'a> Fields<'a> {
         self.out.push('"');
         self
     }
+}
+
+/// Printable ASCII without `"` or `\\`: the same in a JSON string as it is,
+/// so [`push_json_escaped`] would copy it unchanged.
+fn plain(value: &str) -> bool {
+    value
+        .bytes()
+        .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
 }
 
 /// Milliseconds since the Unix epoch now.
@@ -146,6 +160,29 @@ mod tests {
         c.push_now(&mut b);
         assert_eq!(a.len(), 24, "{a}");
         assert!(a.starts_with("20") && a.ends_with('Z') && b.len() == 24);
+    }
+
+    #[test]
+    fn plain_strings_are_copied_as_the_escaper_would() {
+        // Every ASCII byte alone and in company: the fast path must agree with
+        // the escaper byte for byte, and the cap must still cut.
+        for b in 0u8..0x80 {
+            let v = format!("a{}b", char::from(b));
+            let mut fast = String::new();
+            Fields::after(&mut fast).str("k", &v, 1024);
+            let mut slow = String::from(",\"k\":\"");
+            push_json_escaped(&mut slow, &v, 1024);
+            slow.push('"');
+            assert_eq!(fast, slow, "byte {b:#x}");
+        }
+        for v in ["x".repeat(10), "\u{202e}abc".into(), "caf\u{e9}".into()] {
+            let mut fast = String::new();
+            Fields::after(&mut fast).str("k", &v, 4);
+            let mut slow = String::from(",\"k\":\"");
+            push_json_escaped(&mut slow, &v, 4);
+            slow.push('"');
+            assert_eq!(fast, slow, "{v:?}");
+        }
     }
 
     #[test]

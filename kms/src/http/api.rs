@@ -1,5 +1,6 @@
 //! API v1: routes and handlers.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -9,7 +10,6 @@ use hyper::body::Incoming;
 use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
 use zeroize::Zeroizing;
 
 use std::sync::atomic::Ordering;
@@ -145,28 +145,36 @@ impl Drop for InFlight<'_> {
 #[serde(deny_unknown_fields)]
 struct Empty {}
 
+// Request fields borrow from the body when they hold no JSON escape (base64
+// never does): no copy of the blobs before they are decoded.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct CustomerReq {
-    wrapped_customer_key: String,
+struct CustomerReq<'a> {
+    #[serde(borrow)]
+    wrapped_customer_key: Cow<'a, str>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct WorkspaceReq {
-    wrapped_customer_key: String,
-    wrapped_user_key: String,
+struct WorkspaceReq<'a> {
+    #[serde(borrow)]
+    wrapped_customer_key: Cow<'a, str>,
+    #[serde(borrow)]
+    wrapped_user_key: Cow<'a, str>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct DecryptReq {
-    wrapped_customer_key: String,
-    wrapped_user_key: String,
-    wrapped_workspace_key: String,
+struct DecryptReq<'a> {
+    #[serde(borrow)]
+    wrapped_customer_key: Cow<'a, str>,
+    #[serde(borrow)]
+    wrapped_user_key: Cow<'a, str>,
+    #[serde(borrow)]
+    wrapped_workspace_key: Cow<'a, str>,
 }
 
-fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+fn parse<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, ApiError> {
     serde_json::from_slice(bytes).map_err(|e| {
         // serde_json's messages name the field and position, never echo values.
         ApiError::BadRequest(format!("the request body is not the expected JSON: {e}"))
