@@ -18,6 +18,8 @@ impl<'a> Fields<'a> {
         Self { out, first: false }
     }
 
+    // Inlined so each field name is a constant-length copy (no memcpy call).
+    #[inline(always)]
     fn key(&mut self, name: &str) {
         if !self.first {
             self.out.push(',');
@@ -29,6 +31,7 @@ impl<'a> Fields<'a> {
     }
 
     /// A string field, escaped and capped at `cap` bytes of input.
+    #[inline(always)]
     pub(super) fn str(&mut self, name: &str, value: &str, cap: usize) -> &mut Self {
         self.key(name);
         self.out.push('"');
@@ -43,6 +46,7 @@ impl<'a> Fields<'a> {
         self
     }
 
+    #[inline(always)]
     pub(super) fn num(&mut self, name: &str, value: u64) -> &mut Self {
         self.key(name);
         push_decimal(self.out, value);

@@ -247,8 +247,8 @@ impl App {
                 role: peer.role.label(),
             });
         } else if is_key_op && let Some(audit) = &self.audit {
-            let client_addr = peer.addr.ip().to_string();
-            let proxy_addr = peer.via.map(|v| v.ip().to_string()).unwrap_or_default();
+            let client_addr = ip_text(peer.addr.ip());
+            let proxy_addr = peer.via.map(|v| ip_text(v.ip())).unwrap_or_default();
             let event = AuditEvent {
                 request_id,
                 client_alias: &peer.alias,
@@ -552,6 +552,24 @@ fn respond(
     resp
 }
 
+/// An address as its `Display` text, IPv4 without `core::fmt` (every key
+/// operation's audit record carries one).
+fn ip_text(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            let mut out = String::with_capacity(15);
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                crate::text::push_decimal(&mut out, u64::from(octet));
+            }
+            out
+        }
+        std::net::IpAddr::V6(_) => ip.to_string(),
+    }
+}
+
 /// A load balancer's address for the log, `-` for a direct connection.
 struct Via(Option<std::net::SocketAddr>);
 
@@ -569,6 +587,22 @@ mod tests {
     use super::*;
     use crate::http::error::LABELS;
     use std::collections::BTreeSet;
+
+    #[test]
+    fn ip_text_is_the_display_text() {
+        for a in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.200.3.45",
+            "255.255.255.255",
+            "::1",
+            "::ffff:10.0.0.1",
+            "2001:db8::42",
+        ] {
+            let ip: std::net::IpAddr = a.parse().unwrap();
+            assert_eq!(ip_text(ip), ip.to_string(), "{a}");
+        }
+    }
 
     fn doc() -> serde_json::Value {
         serde_json::from_str(include_str!("../../../docs/openapi.json")).unwrap()
