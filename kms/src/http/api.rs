@@ -589,6 +589,20 @@ mod tests {
     use std::collections::BTreeSet;
 
     #[test]
+    fn request_fields_borrow_and_still_take_json_escapes() {
+        // Plain base64 is borrowed from the body; an escaped `/` (valid JSON a
+        // client may send) still parses, into an owned string.
+        let r: DecryptReq = parse(
+            br#"{"wrapped_customer_key":"ab+/","wrapped_user_key":"a\/b","wrapped_workspace_key":"A"}"#,
+        )
+        .unwrap();
+        assert!(matches!(r.wrapped_customer_key, Cow::Borrowed("ab+/")));
+        assert_eq!(r.wrapped_user_key, "a/b");
+        assert_eq!(r.wrapped_workspace_key, "A");
+        assert!(parse::<DecryptReq>(br#"{"wrapped_customer_key":"a"}"#).is_err());
+    }
+
+    #[test]
     fn ip_text_is_the_display_text() {
         for a in [
             "0.0.0.0",
