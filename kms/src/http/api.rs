@@ -490,17 +490,24 @@ pub fn ready_response(report: &Report, detailed: bool) -> (StatusCode, serde_jso
     (status, v)
 }
 
-/// `{"workspace_key":"<base64>"}` built in zeroizing buffers sized up front,
-/// so no copy of the key is left behind by a reallocation.
+/// `{"workspace_key":"<base64>"}` in one zeroizing buffer sized up front (no
+/// reallocation leaves a copy of the key behind), the base64 written straight
+/// into it: no intermediate string.
 fn workspace_key_body(key: &[u8]) -> Zeroizing<Vec<u8>> {
     const PREFIX: &[u8] = b"{\"workspace_key\":\"";
     const SUFFIX: &[u8] = b"\"}";
-    let mut enc = Zeroizing::new(String::with_capacity(key.len().div_ceil(3) * 4));
-    B64.encode_string(key, &mut enc);
-    let mut out = Zeroizing::new(Vec::with_capacity(PREFIX.len() + enc.len() + SUFFIX.len()));
-    out.extend_from_slice(PREFIX);
-    out.extend_from_slice(enc.as_bytes());
-    out.extend_from_slice(SUFFIX);
+    let enc_len = key.len().div_ceil(3) * 4;
+    let mut out = Zeroizing::new(vec![0u8; PREFIX.len() + enc_len + SUFFIX.len()]);
+    let (head, rest) = out.split_at_mut(PREFIX.len());
+    head.copy_from_slice(PREFIX);
+    let (enc, tail) = rest.split_at_mut(enc_len);
+    // `enc` is exactly the padded length, so encoding cannot run short.
+    let written = B64.encode_slice(key, enc).unwrap_or(0);
+    tail.copy_from_slice(SUFFIX);
+    if written != enc_len {
+        // Unreachable by the sizes above; an empty body is refused by every client.
+        out.clear();
+    }
     out
 }
 
@@ -600,6 +607,20 @@ mod tests {
         assert_eq!(r.wrapped_user_key, "a/b");
         assert_eq!(r.wrapped_workspace_key, "A");
         assert!(parse::<DecryptReq>(br#"{"wrapped_customer_key":"a"}"#).is_err());
+    }
+
+    #[test]
+    fn workspace_key_body_is_the_json_of_the_key() {
+        for len in [0usize, 1, 2, 3, 32, 33] {
+            let key: Vec<u8> = (0..len).map(|i| (i * 37 + 5) as u8).collect();
+            let body = workspace_key_body(&key);
+            let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(
+                v,
+                serde_json::json!({"workspace_key": B64.encode(&key)}),
+                "{len}"
+            );
+        }
     }
 
     #[test]
