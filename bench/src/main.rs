@@ -8,6 +8,7 @@
 
 mod chain;
 mod cpu;
+mod handshake;
 mod http;
 mod kmip;
 mod kmip_log;
@@ -108,6 +109,37 @@ enum Command {
         /// Server process ids whose CPU time to sample (repeat for several).
         #[arg(long = "server-pid")]
         server_pids: Vec<i32>,
+        /// Handshake mode: each of the --connections clients connects, makes a
+        /// full handshake (no resumption), sends one request and closes, again and again.
+        #[arg(long)]
+        handshakes: bool,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Open N keep-alive connections (one request on each), then append the
+    /// servers' summed resident memory while they sit idle.
+    Idle {
+        #[arg(long)]
+        label: String,
+        #[arg(long)]
+        addr: SocketAddr,
+        #[arg(long)]
+        ca: PathBuf,
+        #[arg(long)]
+        cert: PathBuf,
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(long, default_value = "/v1/workspace-keys/decrypt")]
+        path: String,
+        #[arg(long)]
+        body: PathBuf,
+        #[arg(long, default_value_t = 1000)]
+        connections: usize,
+        /// Connections being opened at once.
+        #[arg(long, default_value_t = 16)]
+        parallel: usize,
+        #[arg(long = "server-pid", required = true)]
+        server_pids: Vec<i32>,
         #[arg(long)]
         out: PathBuf,
     },
@@ -193,6 +225,13 @@ fn append(out: &Path, value: &impl serde::Serialize) -> Result<(), BenchError> {
     writeln!(f, "{line}").map_err(io)
 }
 
+fn read_body(path: &Path) -> Result<Vec<u8>, BenchError> {
+    std::fs::read(path).map_err(|e| BenchError::Io {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
 fn run(cli: Cli) -> Result<(), BenchError> {
     match cli.command {
         Command::Chain { dir, addr, out } => {
@@ -224,12 +263,10 @@ fn run(cli: Cli) -> Result<(), BenchError> {
             threads,
             rate,
             server_pids,
+            handshakes,
             out,
         } => {
-            let data = std::fs::read(&body).map_err(|e| BenchError::Io {
-                path: body.clone(),
-                reason: e.to_string(),
-            })?;
+            let data = read_body(&body)?;
             let spec = load::LoadSpec {
                 label,
                 target: target(addr, &ClientFiles { ca, cert, key })?,
@@ -242,7 +279,11 @@ fn run(cli: Cli) -> Result<(), BenchError> {
                 server_pids,
                 rate: rate.filter(|r| r.is_finite() && *r > 0.0),
             };
-            let r = runtime(threads)?.block_on(load::run(spec));
+            let r = if handshakes {
+                runtime(threads)?.block_on(handshake::run(spec))
+            } else {
+                runtime(threads)?.block_on(load::run(spec))
+            };
             println!(
                 "{:<16} {:>9.0} req/s  p50 {:>6} µs  p90 {:>6} µs  p99 {:>6} µs  max {:>7} µs  errors {}  server CPU {:.1} µs/req{}",
                 r.label,
@@ -259,6 +300,52 @@ fn run(cli: Cli) -> Result<(), BenchError> {
                     .unwrap_or_default()
             );
             append(&out, &r)?;
+        }
+        Command::Idle {
+            label,
+            addr,
+            ca,
+            cert,
+            key,
+            path,
+            body,
+            connections,
+            parallel,
+            server_pids,
+            out,
+        } => {
+            let t = target(addr, &ClientFiles { ca, cert, key })?;
+            let data = Bytes::from(read_body(&body)?);
+            let i = runtime(1)?.block_on(handshake::idle(
+                &t,
+                &path,
+                data,
+                connections,
+                parallel,
+                Duration::from_secs(2),
+                &server_pids,
+            ));
+            println!(
+                "{label} resident memory with {} idle keep-alive connections: {:.1} MiB ({} failed{})",
+                i.opened,
+                i.kib as f64 / 1024.0,
+                i.failed,
+                i.first_error
+                    .as_deref()
+                    .map(|e| format!("; first error: {e}"))
+                    .unwrap_or_default()
+            );
+            append(
+                &out,
+                &report::RssResult {
+                    kind: "rss".into(),
+                    label,
+                    when: format!("with {} idle keep-alive connections", i.opened),
+                    kib: i.kib,
+                    idle_connections: Some(i.opened),
+                    asked_connections: Some(connections),
+                },
+            )?;
         }
         Command::Startup {
             bin,
@@ -305,6 +392,8 @@ fn run(cli: Cli) -> Result<(), BenchError> {
                     label,
                     when,
                     kib,
+                    idle_connections: None,
+                    asked_connections: None,
                 },
             )?;
         }

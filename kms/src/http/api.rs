@@ -1,5 +1,6 @@
 //! API v1: routes and handlers.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -9,7 +10,6 @@ use hyper::body::Incoming;
 use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
 use zeroize::Zeroizing;
 
 use std::sync::atomic::Ordering;
@@ -145,28 +145,36 @@ impl Drop for InFlight<'_> {
 #[serde(deny_unknown_fields)]
 struct Empty {}
 
+// Request fields borrow from the body when they hold no JSON escape (base64
+// never does): no copy of the blobs before they are decoded.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct CustomerReq {
-    wrapped_customer_key: String,
+struct CustomerReq<'a> {
+    #[serde(borrow)]
+    wrapped_customer_key: Cow<'a, str>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct WorkspaceReq {
-    wrapped_customer_key: String,
-    wrapped_user_key: String,
+struct WorkspaceReq<'a> {
+    #[serde(borrow)]
+    wrapped_customer_key: Cow<'a, str>,
+    #[serde(borrow)]
+    wrapped_user_key: Cow<'a, str>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct DecryptReq {
-    wrapped_customer_key: String,
-    wrapped_user_key: String,
-    wrapped_workspace_key: String,
+struct DecryptReq<'a> {
+    #[serde(borrow)]
+    wrapped_customer_key: Cow<'a, str>,
+    #[serde(borrow)]
+    wrapped_user_key: Cow<'a, str>,
+    #[serde(borrow)]
+    wrapped_workspace_key: Cow<'a, str>,
 }
 
-fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+fn parse<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, ApiError> {
     serde_json::from_slice(bytes).map_err(|e| {
         // serde_json's messages name the field and position, never echo values.
         ApiError::BadRequest(format!("the request body is not the expected JSON: {e}"))
@@ -239,8 +247,8 @@ impl App {
                 role: peer.role.label(),
             });
         } else if is_key_op && let Some(audit) = &self.audit {
-            let client_addr = peer.addr.ip().to_string();
-            let proxy_addr = peer.via.map(|v| v.ip().to_string()).unwrap_or_default();
+            let client_addr = ip_text(peer.addr.ip());
+            let proxy_addr = peer.via.map(|v| ip_text(v.ip())).unwrap_or_default();
             let event = AuditEvent {
                 request_id,
                 client_alias: &peer.alias,
@@ -501,17 +509,24 @@ pub fn ready_response(
     (status, v)
 }
 
-/// `{"workspace_key":"<base64>"}` built in zeroizing buffers sized up front,
-/// so no copy of the key is left behind by a reallocation.
+/// `{"workspace_key":"<base64>"}` in one zeroizing buffer sized up front (no
+/// reallocation leaves a copy of the key behind), the base64 written straight
+/// into it: no intermediate string.
 fn workspace_key_body(key: &[u8]) -> Zeroizing<Vec<u8>> {
     const PREFIX: &[u8] = b"{\"workspace_key\":\"";
     const SUFFIX: &[u8] = b"\"}";
-    let mut enc = Zeroizing::new(String::with_capacity(key.len().div_ceil(3) * 4));
-    B64.encode_string(key, &mut enc);
-    let mut out = Zeroizing::new(Vec::with_capacity(PREFIX.len() + enc.len() + SUFFIX.len()));
-    out.extend_from_slice(PREFIX);
-    out.extend_from_slice(enc.as_bytes());
-    out.extend_from_slice(SUFFIX);
+    let enc_len = key.len().div_ceil(3) * 4;
+    let mut out = Zeroizing::new(vec![0u8; PREFIX.len() + enc_len + SUFFIX.len()]);
+    let (head, rest) = out.split_at_mut(PREFIX.len());
+    head.copy_from_slice(PREFIX);
+    let (enc, tail) = rest.split_at_mut(enc_len);
+    // `enc` is exactly the padded length, so encoding cannot run short.
+    let written = B64.encode_slice(key, enc).unwrap_or(0);
+    tail.copy_from_slice(SUFFIX);
+    if written != enc_len {
+        // Unreachable by the sizes above; an empty body is refused by every client.
+        out.clear();
+    }
     out
 }
 
@@ -563,6 +578,24 @@ fn respond(
     resp
 }
 
+/// An address as its `Display` text, IPv4 without `core::fmt` (every key
+/// operation's audit record carries one).
+fn ip_text(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            let mut out = String::with_capacity(15);
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                crate::text::push_decimal(&mut out, u64::from(octet));
+            }
+            out
+        }
+        std::net::IpAddr::V6(_) => ip.to_string(),
+    }
+}
+
 /// A load balancer's address for the log, `-` for a direct connection.
 struct Via(Option<std::net::SocketAddr>);
 
@@ -580,6 +613,50 @@ mod tests {
     use super::*;
     use crate::http::error::LABELS;
     use std::collections::BTreeSet;
+
+    #[test]
+    fn request_fields_borrow_and_still_take_json_escapes() {
+        // Plain base64 is borrowed from the body; an escaped `/` (valid JSON a
+        // client may send) still parses, into an owned string.
+        let r: DecryptReq = parse(
+            br#"{"wrapped_customer_key":"ab+/","wrapped_user_key":"a\/b","wrapped_workspace_key":"A"}"#,
+        )
+        .unwrap();
+        assert!(matches!(r.wrapped_customer_key, Cow::Borrowed("ab+/")));
+        assert_eq!(r.wrapped_user_key, "a/b");
+        assert_eq!(r.wrapped_workspace_key, "A");
+        assert!(parse::<DecryptReq>(br#"{"wrapped_customer_key":"a"}"#).is_err());
+    }
+
+    #[test]
+    fn workspace_key_body_is_the_json_of_the_key() {
+        for len in [0usize, 1, 2, 3, 32, 33] {
+            let key: Vec<u8> = (0..len).map(|i| (i * 37 + 5) as u8).collect();
+            let body = workspace_key_body(&key);
+            let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(
+                v,
+                serde_json::json!({"workspace_key": B64.encode(&key)}),
+                "{len}"
+            );
+        }
+    }
+
+    #[test]
+    fn ip_text_is_the_display_text() {
+        for a in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.200.3.45",
+            "255.255.255.255",
+            "::1",
+            "::ffff:10.0.0.1",
+            "2001:db8::42",
+        ] {
+            let ip: std::net::IpAddr = a.parse().unwrap();
+            assert_eq!(ip_text(ip), ip.to_string(), "{a}");
+        }
+    }
 
     fn doc() -> serde_json::Value {
         serde_json::from_str(include_str!("../../../docs/openapi.json")).unwrap()

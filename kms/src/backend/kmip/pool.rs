@@ -200,12 +200,20 @@ impl Client {
         build: &impl Fn(ProtocolVersion) -> Item,
     ) -> Attempt {
         let s = &self.settings;
-        let permit =
-            match tokio::time::timeout(s.request_timeout, ep.permits.clone().acquire_owned()).await
+        // A free connection slot is the usual case: take it without arming a
+        // timer (one less timer-wheel entry per HSM request).
+        let permit = match Arc::clone(&ep.permits).try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => match tokio::time::timeout(
+                s.request_timeout,
+                Arc::clone(&ep.permits).acquire_owned(),
+            )
+            .await
             {
                 Ok(Ok(permit)) => permit,
                 _ => return Attempt::Busy,
-            };
+            },
+        };
         if options.idempotent
             && let Some(mut conn) = self.take_idle(ep).await
         {
