@@ -28,6 +28,9 @@ pub struct CacheSettings {
     pub ttl: Duration,
     /// `kms.cache.max-entries`: most keys cached at once.
     pub max_entries: usize,
+    /// `kms.cluster.*` and `jgroups.xml`: present when the nodes share the
+    /// cache (`distributed`, with a cache).
+    pub cluster: Option<super::cluster::ClusterSettings>,
 }
 
 impl CacheSettings {
@@ -41,7 +44,7 @@ impl CacheSettings {
             ("none", CacheType::Local),
             ("distributed", CacheType::Distributed),
         ];
-        let this = Self {
+        let mut this = Self {
             kind: file.parse_or("kms.cache.type", CacheType::Local, one_of(TYPES)),
             distributed_config_file: file
                 .path_or("kms.distributed.cache.config.file", d::JGROUPS_FILE),
@@ -51,6 +54,7 @@ impl CacheSettings {
                 d::CACHE_MAX_ENTRIES,
                 int_in(1, 10_000_000),
             ),
+            cluster: None,
         };
         if this.kind == CacheType::Distributed && !this.enabled() {
             let reason = "kms.cache.ttl is 0, which turns the cache off".to_string();
@@ -60,6 +64,8 @@ impl CacheSettings {
                 Warning::Ignored { reason },
             );
         }
+        let active = this.kind == CacheType::Distributed && this.enabled();
+        this.cluster = super::cluster::take(file, &this.distributed_config_file, active);
         this
     }
 }
