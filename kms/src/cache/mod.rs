@@ -49,7 +49,11 @@ impl CacheLimits {
 /// Where the cache reads the time: the monotonic clock, or a test's own.
 pub(crate) type Clock = Arc<dyn Fn() -> Instant + Send + Sync>;
 
-type Flight<E> = Arc<OnceCell<Result<Arc<SecretKey>, E>>>;
+/// A load's result: the key, and at most how long to keep it (a key served
+/// by the cluster's owner lives here no longer than it does there).
+type Loaded<E> = Result<(Arc<SecretKey>, Option<Duration>), E>;
+
+type Flight<E> = Arc<OnceCell<Loaded<E>>>;
 
 struct State<E> {
     limits: CacheLimits,
@@ -162,6 +166,21 @@ impl<E: Clone> KeyCache<E> {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<SecretKey, E>>,
     {
+        self.get_or_load_capped(id, || async move { load().await.map(|k| (k, None)) })
+            .await
+    }
+
+    /// As [`KeyCache::get_or_load`], for a loader that may also cap how long
+    /// its key stays cached (`Some(cap)`, below the TTL; `Some(ZERO)`: not at all).
+    pub async fn get_or_load_capped<F, Fut>(
+        &self,
+        id: CacheKey,
+        load: F,
+    ) -> (Result<Arc<SecretKey>, E>, Lookup)
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<(SecretKey, Option<Duration>), E>>,
+    {
         let flight = {
             let mut st = self.lock();
             if let Some((key, stored)) = st.entries.get(&id)
@@ -182,7 +201,7 @@ impl<E: Clone> KeyCache<E> {
         let result = flight
             .get_or_init(|| {
                 ran = true;
-                async move { load().await.map(Arc::new) }
+                async move { load().await.map(|(k, cap)| (Arc::new(k), cap)) }
             })
             .await
             .clone();
@@ -194,26 +213,54 @@ impl<E: Clone> KeyCache<E> {
         let mut st = self.lock();
         if st.flights.get(&id).is_some_and(|f| Arc::ptr_eq(f, &flight)) {
             st.flights.remove(&id);
-            if let (true, Ok(key)) = (st.limits.enabled(), &result) {
-                self.insert(&mut st, id, Arc::clone(key));
+            if let (true, Ok((key, cap))) = (st.limits.enabled(), &result) {
+                self.insert(&mut st, id, Arc::clone(key), *cap);
             }
         }
         drop(st);
         let lookup = if ran { Lookup::Miss } else { Lookup::Hit };
         let counter = if ran { &self.misses } else { &self.hits };
         counter.fetch_add(1, Ordering::Relaxed);
-        (result, lookup)
+        (result.map(|(k, _)| k), lookup)
     }
 
-    fn insert(&self, st: &mut State<E>, id: CacheKey, key: Arc<SecretKey>) {
+    /// How long `id` stays cached from now, if it is cached.
+    pub fn remaining(&self, id: &CacheKey) -> Option<Duration> {
+        let st = self.lock();
+        let (_, stored) = st.entries.get(id)?;
         let now = (self.clock)();
+        (*stored + st.limits.ttl)
+            .checked_duration_since(now)
+            .filter(|d| !d.is_zero())
+    }
+
+    /// Store `key`; with a `cap` shorter than the TTL, the entry is stored as
+    /// if it had been loaded earlier, so it expires `cap` from now and `order`
+    /// stays sorted by expiry (the sweeper and eviction rely on it).
+    fn insert(&self, st: &mut State<E>, id: CacheKey, key: Arc<SecretKey>, cap: Option<Duration>) {
+        let now = (self.clock)();
+        let stored = match cap {
+            Some(cap) if cap < st.limits.ttl => match now.checked_sub(st.limits.ttl - cap) {
+                Some(at) if !cap.is_zero() => at,
+                _ => return, // nothing left to keep
+            },
+            _ => now,
+        };
         st.purge(now);
         let max = st.limits.max_entries;
         st.shrink_to(max.saturating_sub(1));
         let was_empty = st.entries.is_empty();
-        st.entries.insert(id, (key, now));
-        st.order.push_back((id, now));
-        if was_empty {
+        st.entries.insert(id, (key, stored));
+        let mut first = was_empty;
+        if st.order.back().is_none_or(|(_, at)| *at <= stored) {
+            st.order.push_back((id, stored));
+        } else {
+            let pos = st.order.partition_point(|(_, at)| *at <= stored);
+            st.order.insert(pos, (id, stored));
+            first |= pos == 0;
+        }
+        // The sweeper sleeps until the front expires: wake it for a new front.
+        if first {
             self.changed.notify_one();
         }
     }

@@ -213,3 +213,56 @@ async fn new_limits_apply_to_cached_entries() {
     assert_eq!(load(&cache, 3).await, Lookup::Miss);
     assert_eq!(load(&cache, 3).await, Lookup::Hit);
 }
+
+async fn load_capped(cache: &KeyCache<String>, i: u8, cap_ms: u64) {
+    let _ = cache
+        .get_or_load_capped([i; 32], || async move {
+            Ok((
+                SecretKey::from_slice(&[i; 32]).unwrap(),
+                Some(Duration::from_millis(cap_ms)),
+            ))
+        })
+        .await;
+}
+
+#[tokio::test]
+async fn a_capped_entry_expires_at_its_cap_and_keeps_the_order() {
+    let hand = HandClock::new();
+    let cache = KeyCache::with_clock(limits(10_000, 100), hand.clock());
+    load(&cache, 1).await; // expires at 10 s
+    load_capped(&cache, 2, 3_000).await; // expires at 3 s
+    assert_eq!(
+        cache.remaining(&[2; 32]),
+        Some(Duration::from_millis(3_000))
+    );
+    assert_eq!(
+        cache.remaining(&[1; 32]),
+        Some(Duration::from_millis(10_000))
+    );
+    // The sweeper's view: the capped entry is the next to expire.
+    assert_eq!(
+        cache.purge_expired(),
+        Some(hand.clock()() + Duration::from_millis(3_000))
+    );
+    hand.advance(3_000);
+    assert_eq!(
+        cache.purge_expired(),
+        Some(hand.clock()() + Duration::from_millis(7_000))
+    );
+    assert_eq!(cache.len(), 1, "the capped entry left at its cap");
+    assert_eq!(load(&cache, 1).await, Lookup::Hit);
+    assert_eq!(load(&cache, 2).await, Lookup::Miss);
+}
+
+#[tokio::test]
+async fn a_zero_cap_is_not_cached_and_a_long_cap_is_the_ttl() {
+    let hand = HandClock::new();
+    let cache = KeyCache::with_clock(limits(5_000, 100), hand.clock());
+    load_capped(&cache, 1, 0).await;
+    assert!(cache.is_empty());
+    load_capped(&cache, 2, 60_000).await;
+    assert_eq!(
+        cache.remaining(&[2; 32]),
+        Some(Duration::from_millis(5_000))
+    );
+}
