@@ -1,0 +1,185 @@
+//! Who the cluster port talks to: nodes A (127.0.0.4) and B (127.0.0.5)
+//! with the same keystore, and C (127.0.0.6) with another keystore (a
+//! `kmsserver` rollout half done), listed by A and listing A.
+//! - A and B form a cluster; C is left out both ways, says why, and keeps
+//!   serving its own clients, caching alone;
+//! - a client presenting another certificate than `kmsserver`, even from a
+//!   listed address, is refused at the handshake and gets nothing;
+//! - `kmsserver` itself from an unlisted address is dropped before TLS;
+//! - an authenticated connection that does not speak the peer protocol, and
+//!   plain text, get nothing either: the port speaks only TLS.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "support/cluster.rs"]
+mod cluster_support;
+mod support;
+
+use std::io::{Read as _, Write as _};
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use cluster_support::{ClusterNode, Ports, cluster_props};
+use std::sync::Arc;
+
+use cmx_kms::cluster::wire::{self, Frame};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use support::guide_pki::{GuidePki, Identity};
+use support::node::{Client, TestNode, chain, connect_from};
+use support::{pki, wait_for};
+
+const WAIT: Duration = Duration::from_secs(60);
+const DECRYPT: &str = "/v1/workspace-keys/decrypt";
+
+fn ip(n: u8) -> IpAddr {
+    IpAddr::from([127, 0, 0, n])
+}
+
+fn node(pki: &GuidePki, dir: &Path, me: IpAddr, ports: Ports, others: &[IpAddr]) -> ClusterNode {
+    let base = TestNode::properties(
+        pki,
+        dir,
+        ports.api,
+        ports.metrics,
+        "kms.readiness.interval=1h\n",
+    )
+    .replace(
+        "kms.server.address=127.0.0.1",
+        &format!("kms.server.address={me}"),
+    );
+    let props = base + &cluster_props(dir, me, ports, others);
+    ClusterNode::start(dir, me, ports, &props)
+}
+
+fn refused(n: &ClusterNode, reason: &str) -> f64 {
+    n.metric(&format!(
+        "cmx_kms_cluster_refused_total{{reason=\"{reason}\"}}"
+    ))
+    .unwrap_or(0.0)
+}
+
+/// A TLS connection to `n`'s cluster port from `src`, presenting `id`, that
+/// sends a valid Hello for `src`; what came back (an error, or a frame).
+fn hello_from(
+    pki: &GuidePki,
+    n: &ClusterNode,
+    src: IpAddr,
+    id: &Identity,
+) -> Result<Frame, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(&pki.ca.cert).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let chain: Vec<_> = CertificateDer::pem_file_iter(&id.cert)
+        .unwrap()
+        .map(|c| c.unwrap())
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(&id.key).unwrap();
+    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_client_auth_cert(chain, key)
+    .unwrap();
+    let tcp = connect_from(src, n.cluster_addr()).map_err(|e| e.to_string())?;
+    tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let conn =
+        rustls::ClientConnection::new(Arc::new(cfg), ServerName::try_from("localhost").unwrap())
+            .map_err(|e| e.to_string())?;
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    let hello = Frame::Hello {
+        version: wire::VERSION,
+        node: format!("{src}:{}", n.ports.cluster),
+        fingerprint: [0; 32],
+    };
+    tls.write_all(&hello.encode()).map_err(|e| e.to_string())?;
+    let mut len = [0u8; 4];
+    tls.read_exact(&mut len).map_err(|e| e.to_string())?;
+    let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+    tls.read_exact(&mut body).map_err(|e| e.to_string())?;
+    Frame::decode(&body).map_err(|e| e.to_string())
+}
+
+fn client(pki: &GuidePki, n: &ClusterNode, id: &Identity) -> Client {
+    Client::new(n.api(), &pki.ca.cert, Some((&id.cert, &id.key)))
+}
+
+#[test]
+fn the_cluster_port_talks_only_to_listed_nodes_with_the_same_kmsserver() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki1 = pki(&dir.path().join("one"));
+    let pki2 = pki(&dir.path().join("two"));
+    let ports = Ports::pick();
+    let (a_dir, b_dir) = (dir.path().join("a"), dir.path().join("b"));
+    let a = node(&pki1, &a_dir, ip(4), ports, &[ip(5), ip(6)]);
+    // B shares A's soft master key, as nodes share an HSM.
+    std::fs::create_dir_all(&b_dir).unwrap();
+    std::fs::copy(a_dir.join("soft-master.key"), b_dir.join("soft-master.key")).unwrap();
+    let b = node(&pki1, &b_dir, ip(5), ports, &[ip(4)]);
+    let c = node(&pki2, &dir.path().join("c"), ip(6), ports, &[ip(4)]);
+
+    wait_for("A: B up, C a keystore mismatch", WAIT, || {
+        a.metric("cmx_kms_cluster_peers{state=\"up\"}") == Some(1.0)
+            && a.metric("cmx_kms_cluster_peers{state=\"keystore-mismatch\"}") == Some(1.0)
+    });
+    wait_for("C: A a keystore mismatch", WAIT, || {
+        c.metric("cmx_kms_cluster_peers{state=\"keystore-mismatch\"}") == Some(1.0)
+    });
+    assert!(
+        a.log_text()
+            .contains("presents another kmsserver certificate"),
+        "{}",
+        a.log_text()
+    );
+
+    // A and B share keys; C serves its own clients, caching alone.
+    let body = chain(&client(&pki1, &b, &pki1.cmx_backend));
+    let r = client(&pki1, &a, &pki1.cmx_device).post(DECRYPT, &body);
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let body = chain(&client(&pki2, &c, &pki2.cmx_backend));
+    let r = client(&pki2, &c, &pki2.cmx_device).post(DECRYPT, &body);
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert!(c.health_ok(), "the mismatch does not touch C's readiness");
+
+    // The control: kmsserver from a listed address, with a Hello, is answered.
+    let me = &pki1.kms_server;
+    match hello_from(&pki1, &a, ip(5), me) {
+        Ok(Frame::Hello { node, .. }) => assert_eq!(node, a.cluster_addr().to_string()),
+        other => panic!("a listed member with kmsserver got {other:?}"),
+    }
+    // Another certificate, from a listed address, with a valid Hello: nothing.
+    let before = refused(&a, "tls");
+    let r = hello_from(&pki1, &a, ip(5), &pki1.cmx_backend);
+    assert!(r.is_err(), "another certificate got {r:?}");
+    wait_for("the refusal counted", WAIT, || refused(&a, "tls") > before);
+    // kmsserver itself from an address jgroups.xml does not list: dropped.
+    let before = refused(&a, "not-a-member");
+    let r = hello_from(&pki1, &a, ip(9), me);
+    assert!(r.is_err(), "an unlisted address got {r:?}");
+    wait_for("the refusal counted", WAIT, || {
+        refused(&a, "not-a-member") > before
+    });
+    let before = refused(&a, "hello");
+    let member_cert = Client::new(a.cluster_addr(), &pki1.ca.cert, Some((&me.cert, &me.key)));
+    // The right certificate from a listed address, speaking HTTP: nothing.
+    assert!(member_cert.request_from(ip(5), "GET", "/").is_err());
+    wait_for("the refusal counted", WAIT, || {
+        refused(&a, "hello") > before
+    });
+
+    // Plain text: nothing but, at most, a TLS alert record.
+    let mut s = connect_from(ip(5), a.cluster_addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+    let mut got = Vec::new();
+    let _ = s.read_to_end(&mut got);
+    assert!(
+        got.is_empty() || got[0] == 0x15,
+        "plain text got {:?}",
+        String::from_utf8_lossy(&got)
+    );
+    drop(b);
+}
