@@ -144,11 +144,20 @@ impl KeyService {
                 source: EnvelopeError::Authentication("customer key"),
             })
         };
+        let tag = *key_id.as_bytes();
         let (res, lookup) = match &self.cluster {
-            None => self.cache.get_or_load(id, unwrap).await,
+            None => {
+                self.cache
+                    .get_or_load_capped(
+                        id,
+                        tag,
+                        || async move { unwrap().await.map(|k| (k, None)) },
+                    )
+                    .await
+            }
             Some(cluster) => {
                 self.cache
-                    .get_or_load_capped(id, || cluster.load(&id, blob, unwrap))
+                    .get_or_load_capped(id, tag, || cluster.load(&id, blob, unwrap))
                     .await
             }
         };
@@ -166,14 +175,16 @@ impl KeyService {
         let env = Envelope::decode_customer(blob).map_err(|_| FailCode::Refused)?;
         let id: [u8; 32] = Sha256::digest(blob).into();
         let backend = Arc::clone(&self.backend);
+        let tag = *env.header.key_id.as_bytes();
         let (res, _) = self
             .cache
-            .get_or_load(id, || async move {
+            .get_or_load_capped(id, tag, || async move {
                 let plain = backend.unwrap(&env.master, &env.header.to_bytes()).await?;
-                SecretKey::from_slice(&plain).ok_or(KeyError::Envelope {
+                let key = SecretKey::from_slice(&plain).ok_or(KeyError::Envelope {
                     field: "wrapped_customer_key",
                     source: EnvelopeError::Authentication("customer key"),
-                })
+                })?;
+                Ok((key, None))
             })
             .await;
         let key = res.map_err(|e| match e {

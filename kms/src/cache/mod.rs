@@ -46,6 +46,10 @@ impl CacheLimits {
     }
 }
 
+/// What a flush by key names: the customer key's id (several blobs, e.g.
+/// after a rewrap, may carry one id).
+pub type Tag = [u8; 16];
+
 /// Where the cache reads the time: the monotonic clock, or a test's own.
 pub(crate) type Clock = Arc<dyn Fn() -> Instant + Send + Sync>;
 
@@ -57,13 +61,17 @@ type Flight<E> = Arc<OnceCell<Loaded<E>>>;
 
 struct State<E> {
     limits: CacheLimits,
-    /// Each key with when it was stored.
-    entries: HashMap<CacheKey, (Arc<SecretKey>, Instant)>,
+    /// Each key with when it was stored and its customer key id.
+    entries: HashMap<CacheKey, (Arc<SecretKey>, Instant, Tag)>,
     /// Keys in the order they were stored, with the same instant as in
     /// `entries`; a record whose instant differs (the key was stored again or
     /// removed) is stale and skipped.
     order: VecDeque<(CacheKey, Instant)>,
-    flights: HashMap<CacheKey, Flight<E>>,
+    /// Loads in flight, with the generation they started in.
+    flights: HashMap<CacheKey, (Flight<E>, u64)>,
+    /// Bumped by every invalidation: a load that started before one is
+    /// handed to its callers but not cached.
+    generation: u64,
 }
 
 impl<E> State<E> {
@@ -76,7 +84,7 @@ impl<E> State<E> {
     fn purge(&mut self, now: Instant) -> Option<Instant> {
         while let Some(&(id, at)) = self.order.front() {
             match self.entries.get(&id) {
-                Some((_, stored)) if *stored == at => {
+                Some((_, stored, _)) if *stored == at => {
                     if !self.expired(at, now) {
                         return Some(at + self.limits.ttl);
                     }
@@ -97,7 +105,7 @@ impl<E> State<E> {
                 self.entries.clear();
                 break;
             };
-            if self.entries.get(&id).is_some_and(|(_, s)| *s == at) {
+            if self.entries.get(&id).is_some_and(|(_, s, _)| *s == at) {
                 self.entries.remove(&id);
             }
         }
@@ -140,6 +148,7 @@ impl<E: Clone> KeyCache<E> {
                 entries: HashMap::new(),
                 order: VecDeque::new(),
                 flights: HashMap::new(),
+                generation: 0,
             }),
             clock,
             changed: Arc::new(Notify::new()),
@@ -166,8 +175,12 @@ impl<E: Clone> KeyCache<E> {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<SecretKey, E>>,
     {
-        self.get_or_load_capped(id, || async move { load().await.map(|k| (k, None)) })
-            .await
+        self.get_or_load_capped(
+            id,
+            [0; 16],
+            || async move { load().await.map(|k| (k, None)) },
+        )
+        .await
     }
 
     /// As [`KeyCache::get_or_load`], for a loader that may also cap how long
@@ -175,6 +188,7 @@ impl<E: Clone> KeyCache<E> {
     pub async fn get_or_load_capped<F, Fut>(
         &self,
         id: CacheKey,
+        tag: Tag,
         load: F,
     ) -> (Result<Arc<SecretKey>, E>, Lookup)
     where
@@ -183,7 +197,7 @@ impl<E: Clone> KeyCache<E> {
     {
         let flight = {
             let mut st = self.lock();
-            if let Some((key, stored)) = st.entries.get(&id)
+            if let Some((key, stored, _)) = st.entries.get(&id)
                 && !st.expired(*stored, (self.clock)())
             {
                 let key = Arc::clone(key);
@@ -191,12 +205,14 @@ impl<E: Clone> KeyCache<E> {
                 self.hits.fetch_add(1, Ordering::Relaxed);
                 return (Ok(key), Lookup::Hit);
             }
-            Arc::clone(
-                st.flights
-                    .entry(id)
-                    .or_insert_with(|| Arc::new(OnceCell::new())),
-            )
+            let generation = st.generation;
+            let (flight, started) = st
+                .flights
+                .entry(id)
+                .or_insert_with(|| (Arc::new(OnceCell::new()), generation));
+            (Arc::clone(flight), *started)
         };
+        let (flight, started) = flight;
         let mut ran = false;
         let result = flight
             .get_or_init(|| {
@@ -211,10 +227,15 @@ impl<E: Clone> KeyCache<E> {
         // descheduled between finishing the load and taking this lock, and
         // a loader-only insert then cached nothing).
         let mut st = self.lock();
-        if st.flights.get(&id).is_some_and(|f| Arc::ptr_eq(f, &flight)) {
+        if st
+            .flights
+            .get(&id)
+            .is_some_and(|(f, _)| Arc::ptr_eq(f, &flight))
+        {
             st.flights.remove(&id);
-            if let (true, Ok((key, cap))) = (st.limits.enabled(), &result) {
-                self.insert(&mut st, id, Arc::clone(key), *cap);
+            let current = started == st.generation;
+            if let (true, true, Ok((key, cap))) = (st.limits.enabled(), current, &result) {
+                self.insert(&mut st, id, (Arc::clone(key), tag), *cap);
             }
         }
         drop(st);
@@ -227,7 +248,7 @@ impl<E: Clone> KeyCache<E> {
     /// How long `id` stays cached from now, if it is cached.
     pub fn remaining(&self, id: &CacheKey) -> Option<Duration> {
         let st = self.lock();
-        let (_, stored) = st.entries.get(id)?;
+        let (_, stored, _) = st.entries.get(id)?;
         let now = (self.clock)();
         (*stored + st.limits.ttl)
             .checked_duration_since(now)
@@ -237,7 +258,13 @@ impl<E: Clone> KeyCache<E> {
     /// Store `key`; with a `cap` shorter than the TTL, the entry is stored as
     /// if it had been loaded earlier, so it expires `cap` from now and `order`
     /// stays sorted by expiry (the sweeper and eviction rely on it).
-    fn insert(&self, st: &mut State<E>, id: CacheKey, key: Arc<SecretKey>, cap: Option<Duration>) {
+    fn insert(
+        &self,
+        st: &mut State<E>,
+        id: CacheKey,
+        (key, tag): (Arc<SecretKey>, Tag),
+        cap: Option<Duration>,
+    ) {
         let now = (self.clock)();
         let stored = match cap {
             Some(cap) if cap < st.limits.ttl => match now.checked_sub(st.limits.ttl - cap) {
@@ -250,7 +277,7 @@ impl<E: Clone> KeyCache<E> {
         let max = st.limits.max_entries;
         st.shrink_to(max.saturating_sub(1));
         let was_empty = st.entries.is_empty();
-        st.entries.insert(id, (key, stored));
+        st.entries.insert(id, (key, stored, tag));
         let mut first = was_empty;
         if st.order.back().is_none_or(|(_, at)| *at <= stored) {
             st.order.push_back((id, stored));
@@ -292,9 +319,27 @@ impl<E: Clone> KeyCache<E> {
         self.lock().purge(now)
     }
 
+    /// Forget every blob of the customer key `tag`, or everything (`None`);
+    /// loads in flight are not cached. The number of entries removed.
+    pub fn flush(&self, tag: Option<&Tag>) -> usize {
+        let mut st = self.lock();
+        st.generation += 1;
+        let before = st.entries.len();
+        match tag {
+            // Their records in `order` turn stale and are skipped.
+            Some(tag) => st.entries.retain(|_, (_, _, t)| t != tag),
+            None => {
+                st.entries.clear();
+                st.order.clear();
+            }
+        }
+        before - st.entries.len()
+    }
+
     /// Forget one key (e.g. after a rewrap) or everything.
     pub fn invalidate(&self, id: Option<&CacheKey>) {
         let mut st = self.lock();
+        st.generation += 1;
         match id {
             // Its record in `order` turns stale and is skipped.
             Some(id) => {

@@ -216,7 +216,7 @@ async fn new_limits_apply_to_cached_entries() {
 
 async fn load_capped(cache: &KeyCache<String>, i: u8, cap_ms: u64) {
     let _ = cache
-        .get_or_load_capped([i; 32], || async move {
+        .get_or_load_capped([i; 32], [i; 16], || async move {
             Ok((
                 SecretKey::from_slice(&[i; 32]).unwrap(),
                 Some(Duration::from_millis(cap_ms)),
@@ -265,4 +265,38 @@ async fn a_zero_cap_is_not_cached_and_a_long_cap_is_the_ttl() {
         cache.remaining(&[2; 32]),
         Some(Duration::from_millis(5_000))
     );
+}
+
+#[tokio::test]
+async fn a_flush_by_tag_removes_that_customer_key_only() {
+    let cache: KeyCache<String> = KeyCache::new(limits(60_000, 100));
+    load_capped(&cache, 1, 60_000).await;
+    load_capped(&cache, 2, 60_000).await;
+    assert_eq!(cache.flush(Some(&[1; 16])), 1);
+    assert_eq!(load(&cache, 2).await, Lookup::Hit);
+    assert_eq!(cache.flush(None), 1);
+    assert!(cache.is_empty());
+}
+
+#[tokio::test]
+async fn a_load_in_flight_during_a_flush_is_answered_but_not_cached() {
+    let cache: Arc<KeyCache<String>> = Arc::new(KeyCache::new(limits(60_000, 100)));
+    let (go, wait) = tokio::sync::oneshot::channel::<()>();
+    let (started_tx, started) = tokio::sync::oneshot::channel::<()>();
+    let c = Arc::clone(&cache);
+    let task = tokio::spawn(async move {
+        c.get_or_load([9; 32], || async move {
+            let _ = started_tx.send(());
+            let _ = wait.await;
+            Ok(SecretKey::from_slice(&[9; 32]).unwrap())
+        })
+        .await
+    });
+    started.await.unwrap();
+    cache.flush(None);
+    go.send(()).unwrap();
+    let (got, lookup) = task.await.unwrap();
+    assert!(got.is_ok());
+    assert_eq!(lookup, Lookup::Miss);
+    assert!(cache.is_empty(), "the flushed generation's load was cached");
 }
