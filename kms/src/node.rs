@@ -218,6 +218,8 @@ pub struct Node {
     config_path: PathBuf,
     /// `kms.cache.type=distributed`: the cluster and its bound port.
     cluster: Option<(Arc<crate::cluster::Cluster>, TcpListener)>,
+    /// `kms.control.socket`.
+    control_socket: PathBuf,
 }
 
 impl Node {
@@ -324,6 +326,7 @@ impl Node {
             },
             config_path: config.source.clone(),
             cluster,
+            control_socket: config.cache.control_socket.clone(),
         })
     }
 
@@ -369,6 +372,12 @@ impl Node {
         ];
         if let Some((cluster, l)) = self.cluster {
             tasks.extend(crate::cluster::glue::spawn(&cluster, l, &self.app));
+        }
+        if let Some(l) = crate::cluster::control::bind(&self.control_socket) {
+            tasks.push(tokio::spawn(crate::cluster::control::serve(
+                l,
+                Arc::clone(&self.app),
+            )));
         }
         if let Some(l) = self.metrics_listener {
             tasks.push(tokio::spawn(crate::http::metrics::serve(

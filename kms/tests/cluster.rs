@@ -5,7 +5,9 @@
 //! - 300 concurrent decrypts of one cold customer key, spread over the three
 //!   nodes, cost PyKMIP exactly one Decrypt; ten cold keys cost ten;
 //! - the owner of a key killed with SIGKILL under load: every request is
-//!   answered, rightly, and the key costs at most one more Decrypt.
+//!   answered, rightly, and the key costs at most one more Decrypt;
+//! - `cmx-kms cache flush --key-id` on one node reaches all three, and the
+//!   next decrypts of that key anywhere cost exactly one more Decrypt.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -191,7 +193,50 @@ fn three_nodes_make_one_hsm_decrypt_per_customer_key() {
         "one HSM Decrypt per key"
     );
 
-    // 3. The owner of a cold key killed with SIGKILL under load.
+    // 3. `cmx-kms cache flush --key-id` on one node: every node acknowledges,
+    // and the next decrypts of that key anywhere cost one more Decrypt.
+    let blob = B64
+        .decode(bodies[1].0["wrapped_customer_key"].as_str().unwrap())
+        .unwrap();
+    let key_id = cmx_kms::envelope::Envelope::decode_customer(&blob)
+        .unwrap()
+        .header
+        .key_id
+        .to_hex();
+    let before = hsm.operations_logged("Decrypt");
+    burst(&device, &bodies[1..3], 10);
+    assert_eq!(
+        hsm.operations_logged("Decrypt"),
+        before,
+        "both keys still cached"
+    );
+    // From a node that does not own the key: the owner must hear of it.
+    let ids: Vec<String> = nodes.iter().map(|n| n.cluster_addr().to_string()).collect();
+    let key_owner = owner(&bodies[1].0, &ids);
+    let flusher = nodes
+        .iter()
+        .find(|n| n.cluster_addr().to_string() != key_owner)
+        .unwrap();
+    let o = cmx_with_config(
+        &["cache", "flush", "--key-id", &key_id],
+        &flusher.properties,
+    );
+    let text = output_text(&o);
+    assert_eq!(o.status.code(), Some(0), "{text}");
+    assert_eq!(text.matches(": acknowledged").count(), 3, "{text}");
+    burst(&device, &bodies[1..3], 30);
+    assert_eq!(
+        hsm.operations_logged("Decrypt") - before,
+        1,
+        "one Decrypt after the flush, for the flushed key only"
+    );
+    let o = cmx_with_config(&["cluster", "status"], &nodes[0].properties);
+    let text = output_text(&o);
+    assert_eq!(o.status.code(), Some(0), "{text}");
+    assert_eq!(text.matches(" up").count(), 2, "{text}");
+    println!("{text}");
+
+    // 4. The owner of a cold key killed with SIGKILL under load.
     let (body, want) = bodies[11].clone();
     let ids: Vec<String> = nodes.iter().map(|n| n.cluster_addr().to_string()).collect();
     let owner_at = ids.iter().position(|i| *i == owner(&body, &ids)).unwrap();

@@ -57,6 +57,11 @@ impl Owner for AppOwner {
         let keys = self.0.keys.load_full();
         keys.unwrap_for_peer(blob).await
     }
+
+    fn flush(&self, key: Option<[u8; 16]>) -> u64 {
+        let n = self.0.keys.load().cache().flush(key.as_ref());
+        u64::try_from(n).unwrap_or(u64::MAX)
+    }
 }
 
 /// Start serving and dialing.

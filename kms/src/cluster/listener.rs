@@ -30,6 +30,8 @@ const MAX_IN_FLIGHT: usize = 256;
 pub trait Owner: Send + Sync {
     /// The plaintext of `blob` and how long this node keeps it cached.
     async fn unwrap_for_peer(&self, blob: &[u8]) -> Result<(Arc<SecretKey>, Duration), FailCode>;
+    /// Forget customer key `key` (its id), or everything; entries removed.
+    fn flush(&self, key: Option<[u8; 16]>) -> u64;
 }
 
 /// Accept peers forever.
@@ -152,6 +154,24 @@ async fn session(
                     let _ = tx.send(reply.encode()).await;
                     drop(permit);
                 });
+            }
+            Frame::Flush {
+                id,
+                generation,
+                key,
+            } => {
+                let removed = owner.flush(key);
+                tracing::info!(
+                    source = %from, generation, removed,
+                    scope = if key.is_some() { "one customer key" } else { "every key" },
+                    "cache flushed at a cluster member's request"
+                );
+                if tx
+                    .try_send(Frame::Flushed { id, removed }.encode())
+                    .is_err()
+                {
+                    break Err("send queue full");
+                }
             }
             _ => break Err("unexpected frame"),
         }

@@ -16,6 +16,7 @@
 //! and after [`FALLBACK_AFTER`] the node unwraps locally: a client request
 //! never fails because of the cluster. See `docs/design/cluster.md`.
 
+pub mod control;
 pub mod glue;
 pub mod jgroups;
 pub mod listener;
@@ -164,6 +165,65 @@ impl Cluster {
         }
         self.count_unwrap(reason);
         local().await.map(|k| (k, None))
+    }
+
+    /// Have every live member forget customer key `key` (or everything):
+    /// each member's answer, by its `initial_hosts` name.
+    pub async fn flush_peers(
+        &self,
+        generation: u64,
+        key: Option<[u8; 16]>,
+    ) -> Vec<(String, Result<u64, String>)> {
+        let mut set = tokio::task::JoinSet::new();
+        for p in &self.peers {
+            let p = Arc::clone(p);
+            set.spawn(async move {
+                let name = p.member.name.clone();
+                let r = match tokio::time::timeout(FALLBACK_AFTER, p.flush(generation, key)).await {
+                    Ok(Ok(n)) => Ok(n),
+                    Ok(Err(_)) | Err(_) => Err(p.status().describe()),
+                };
+                (name, r)
+            });
+        }
+        let mut out = Vec::new();
+        while let Some(r) = set.join_next().await {
+            if let Ok(r) = r {
+                out.push(r);
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// This node's identity in the owner ranking.
+    pub fn local_id(&self) -> &str {
+        &self.local_id
+    }
+
+    /// The share of customer keys each live node owns, in this node's view
+    /// (from 4096 sample keys).
+    pub fn owner_split(&self) -> Vec<(String, f64)> {
+        let mut nodes = vec![self.local_id.clone()];
+        nodes.extend(self.peers.iter().filter_map(|p| p.live_node()));
+        let mut counts: BTreeMap<String, u32> = nodes.iter().map(|n| (n.clone(), 0)).collect();
+        for i in 0..4096u32 {
+            let mut key = [0u8; 32];
+            key[..4].copy_from_slice(&i.to_be_bytes());
+            let key: CacheKey = sha2::Digest::finalize(sha2::Digest::chain_update(
+                <sha2::Sha256 as sha2::Digest>::new(),
+                key,
+            ))
+            .into();
+            let ranked = ring::rank(&key, nodes.iter().map(|n| (n.clone(), ())).collect());
+            if let Some((owner, ())) = ranked.into_iter().next() {
+                *counts.entry(owner).or_default() += 1;
+            }
+        }
+        counts
+            .into_iter()
+            .map(|(n, c)| (n, f64::from(c) / 4096.0))
+            .collect()
     }
 
     /// Members and their state, for `cluster status` and the metrics.

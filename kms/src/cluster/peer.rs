@@ -50,6 +50,15 @@ pub enum Status {
 }
 
 impl Status {
+    /// The state and why, for people.
+    pub fn describe(&self) -> String {
+        match self {
+            Status::Down(why) | Status::Incompatible(why) => format!("{}: {why}", self.label()),
+            Status::Mismatch(fp) => format!("{}: it presents kmsserver {fp}", self.label()),
+            other => other.label().to_owned(),
+        }
+    }
+
     pub fn label(&self) -> &'static str {
         match self {
             Status::Connecting => "connecting",
@@ -73,11 +82,18 @@ pub enum PeerFail {
 
 type Reply = Result<(SecretKey, Duration), PeerFail>;
 
+/// What a request's waiter gets.
+enum Answer {
+    Key(SecretKey, Duration),
+    Flushed(u64),
+    Fail(PeerFail),
+}
+
 /// The live connection.
 struct Conn {
     node: String,
     tx: mpsc::Sender<Zeroizing<Vec<u8>>>,
-    pending: Mutex<HashMap<u64, oneshot::Sender<Reply>>>,
+    pending: Mutex<HashMap<u64, oneshot::Sender<Answer>>>,
 }
 
 /// A peer.
@@ -152,19 +168,42 @@ impl Peer {
     /// Ask the peer for the plaintext of `blob`: the key and how long the
     /// peer keeps it cached.
     pub async fn get(&self, blob: &[u8]) -> Reply {
-        let conn = self.conn.load_full().ok_or(PeerFail::NotConnected)?;
+        let blob = blob.to_vec();
+        match self.ask(|id| Frame::Get { id, blob }).await {
+            Answer::Key(k, ttl) => Ok((k, ttl)),
+            Answer::Fail(f) => Err(f),
+            Answer::Flushed(_) => Err(PeerFail::Lost),
+        }
+    }
+
+    /// Have the peer forget `key` (or everything); how many entries went.
+    pub async fn flush(&self, generation: u64, key: Option<[u8; 16]>) -> Result<u64, PeerFail> {
+        match self
+            .ask(|id| Frame::Flush {
+                id,
+                generation,
+                key,
+            })
+            .await
+        {
+            Answer::Flushed(n) => Ok(n),
+            Answer::Fail(f) => Err(f),
+            Answer::Key(..) => Err(PeerFail::Lost),
+        }
+    }
+
+    async fn ask(&self, frame: impl FnOnce(u64) -> Frame) -> Answer {
+        let Some(conn) = self.conn.load_full() else {
+            return Answer::Fail(PeerFail::NotConnected);
+        };
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         lock(&conn.pending).insert(id, tx);
-        let frame = Frame::Get {
-            id,
-            blob: blob.to_vec(),
-        };
-        if conn.tx.send(frame.encode()).await.is_err() {
+        if conn.tx.send(frame(id).encode()).await.is_err() {
             lock(&conn.pending).remove(&id);
-            return Err(PeerFail::Lost);
+            return Answer::Fail(PeerFail::Lost);
         }
-        let reply = rx.await.unwrap_or(Err(PeerFail::Lost));
+        let reply = rx.await.unwrap_or(Answer::Fail(PeerFail::Lost));
         lock(&conn.pending).remove(&id);
         reply
     }
@@ -339,8 +378,9 @@ impl Peer {
                         Some(Ok(Frame::Pong(_))) => self.set_status(Status::Up),
                         Some(Ok(Frame::Key { id, ttl_ms, key })) => {
                             let reply = SecretKey::from_slice(&key.0)
-                                .map(|k| (k, Duration::from_millis(ttl_ms)))
-                                .ok_or(PeerFail::Lost);
+                                .map_or(Answer::Fail(PeerFail::Lost), |k| {
+                                    Answer::Key(k, Duration::from_millis(ttl_ms))
+                                });
                             if let Some(w) = lock(&conn.pending).remove(&id) {
                                 let _ = w.send(reply);
                             }
@@ -352,7 +392,12 @@ impl Peer {
                                 PeerFail::Unavailable
                             };
                             if let Some(w) = lock(&conn.pending).remove(&id) {
-                                let _ = w.send(Err(f));
+                                let _ = w.send(Answer::Fail(f));
+                            }
+                        }
+                        Some(Ok(Frame::Flushed { id, removed })) => {
+                            if let Some(w) = lock(&conn.pending).remove(&id) {
+                                let _ = w.send(Answer::Flushed(removed));
                             }
                         }
                         Some(Ok(_)) => return "unexpected frame".into(),

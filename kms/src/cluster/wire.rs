@@ -60,6 +60,18 @@ pub enum Frame {
         id: u64,
         code: FailCode,
     },
+    /// Forget the customer key `key` (its id), or every key: an operator's
+    /// `cmx-kms cache flush`, numbered by the node that started it.
+    Flush {
+        id: u64,
+        generation: u64,
+        key: Option<[u8; 16]>,
+    },
+    /// Done: how many entries went.
+    Flushed {
+        id: u64,
+        removed: u64,
+    },
 }
 
 /// A key's bytes in a frame (zeroized on drop, never printed).
@@ -93,6 +105,8 @@ const T_PONG: u8 = 3;
 const T_GET: u8 = 4;
 const T_KEY: u8 = 5;
 const T_FAIL: u8 = 6;
+const T_FLUSH: u8 = 7;
+const T_FLUSHED: u8 = 8;
 
 fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
     // Callers keep byte strings far below 64 KiB (MAX_FRAME).
@@ -140,6 +154,22 @@ impl Frame {
                 b.extend_from_slice(&id.to_be_bytes());
                 b.push(*code as u8);
             }
+            Frame::Flush {
+                id,
+                generation,
+                key,
+            } => {
+                b.push(T_FLUSH);
+                b.extend_from_slice(&id.to_be_bytes());
+                b.extend_from_slice(&generation.to_be_bytes());
+                b.push(u8::from(key.is_some()));
+                b.extend_from_slice(&key.unwrap_or_default());
+            }
+            Frame::Flushed { id, removed } => {
+                b.push(T_FLUSHED);
+                b.extend_from_slice(&id.to_be_bytes());
+                b.extend_from_slice(&removed.to_be_bytes());
+            }
         }
         let len = u32::try_from(b.len() - 4).unwrap_or(u32::MAX);
         b[..4].copy_from_slice(&len.to_be_bytes());
@@ -182,6 +212,21 @@ impl Frame {
                     1 => FailCode::Refused,
                     _ => FailCode::Unavailable,
                 },
+            },
+            T_FLUSH => {
+                let (id, generation) = (r.u64()?, r.u64()?);
+                let some = r.u8()? == 1;
+                let mut k = [0u8; 16];
+                k.copy_from_slice(r.take(16)?);
+                Frame::Flush {
+                    id,
+                    generation,
+                    key: some.then_some(k),
+                }
+            }
+            T_FLUSHED => Frame::Flushed {
+                id: r.u64()?,
+                removed: r.u64()?,
             },
             _ => return Err(WireError::Malformed("unknown frame type")),
         };
@@ -271,6 +316,17 @@ mod tests {
             id: 2,
             code: FailCode::Unavailable,
         });
+        round_trip(Frame::Flush {
+            id: 3,
+            generation: 77,
+            key: Some([4; 16]),
+        });
+        round_trip(Frame::Flush {
+            id: 3,
+            generation: 77,
+            key: None,
+        });
+        round_trip(Frame::Flushed { id: 3, removed: 2 });
     }
 
     #[test]

@@ -31,6 +31,8 @@ pub struct CacheSettings {
     /// `kms.cluster.*` and `jgroups.xml`: present when the nodes share the
     /// cache (`distributed`, with a cache).
     pub cluster: Option<super::cluster::ClusterSettings>,
+    /// `kms.control.socket`: where `cmx-kms cache flush` and `cluster status` reach the node.
+    pub control_socket: PathBuf,
 }
 
 impl CacheSettings {
@@ -55,6 +57,7 @@ impl CacheSettings {
                 int_in(1, 10_000_000),
             ),
             cluster: None,
+            control_socket: file.path_or("kms.control.socket", d::CONTROL_SOCKET),
         };
         if this.kind == CacheType::Distributed && !this.enabled() {
             let reason = "kms.cache.ttl is 0, which turns the cache off".to_string();

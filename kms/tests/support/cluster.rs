@@ -54,10 +54,11 @@ pub fn cluster_props(dir: &Path, ip: IpAddr, ports: Ports, others: &[IpAddr]) ->
     format!(
         "kms.cache.type=distributed\nkms.distributed.cache.config.file={}\nkms.cluster.address={ip}\n\
          kms.cluster.port={}\nkms.metrics.address={ip}\nkms.health.port={}\n\
-         kms.server.proxy-protocol.trusted={SOURCE}\n",
+         kms.server.proxy-protocol.trusted={SOURCE}\nkms.control.socket={}\n",
         jgroups.display(),
         ports.cluster,
-        ports.health
+        ports.health,
+        dir.join("control.sock").display()
     )
 }
 
