@@ -143,6 +143,17 @@ fn the_cluster_port_talks_only_to_listed_nodes_with_the_same_kmsserver() {
     let r = client(&pki2, &c, &pki2.cmx_device).post(DECRYPT, &body);
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     assert!(c.health_ok(), "the mismatch does not touch C's readiness");
+    let o = support::node::cmx_with_config(&["cluster", "status"], &a.dir.join("kms.properties"));
+    let text = support::node::output_text(&o);
+    assert_eq!(o.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("127.0.0.5[") && text.contains(" up"),
+        "{text}"
+    );
+    assert!(
+        text.contains("keystore-mismatch: it presents kmsserver"),
+        "{text}"
+    );
 
     // The control: kmsserver from a listed address, with a Hello, is answered.
     let me = &pki1.kms_server;

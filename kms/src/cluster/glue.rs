@@ -39,8 +39,12 @@ pub async fn start(
             ),
         },
     )?;
-    let cluster = Cluster::new(settings.clone(), identity);
-    let addr = settings.local();
+    let (members, warnings) = settings.resolve().map_err(StartError::Config)?;
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
+    let cluster = Cluster::new(members, identity);
+    let addr = cluster.settings.local();
     let listener = cluster
         .bind()
         .await

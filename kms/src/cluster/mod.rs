@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 
 use crate::cache::CacheKey;
-use crate::config::ClusterSettings;
+use crate::config::ClusterMembers;
 use crate::envelope::SecretKey;
 pub use listener::Owner;
 use peer::{Peer, PeerFail};
@@ -47,7 +47,7 @@ pub const FALLBACK_AFTER: Duration = Duration::from_secs(3);
 
 /// This node's part of the cluster.
 pub struct Cluster {
-    pub settings: ClusterSettings,
+    pub settings: ClusterMembers,
     pub identity: PeerIdentity,
     peers: Vec<Arc<Peer>>,
     local_id: String,
@@ -62,7 +62,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Cluster {
-    pub fn new(settings: ClusterSettings, identity: PeerIdentity) -> Arc<Self> {
+    pub fn new(settings: ClusterMembers, identity: PeerIdentity) -> Arc<Self> {
         let local = settings.local();
         let peers = settings
             .members

@@ -35,22 +35,38 @@ pub struct Member {
     pub addrs: Vec<SocketAddr>,
 }
 
-/// Cluster settings; present only with `kms.cache.type=distributed` and a cache.
+/// Cluster settings as configured; present only with
+/// `kms.cache.type=distributed` and a cache. Names resolve at start
+/// ([`ClusterSettings::resolve`]), not while checking the configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClusterSettings {
     /// The `jgroups.xml` the members come from.
     pub file: PathBuf,
-    /// `kms.cluster.address` (legacy `-Djgroups.tcp.address`): this node's
-    /// cluster address; the peer listener binds it and outgoing peer
-    /// connections leave from it.
-    pub address: IpAddr,
+    /// `kms.cluster.address` (legacy `-Djgroups.tcp.address`, else a literal
+    /// `TCP bind_addr`): this node's cluster address or name.
+    pub address: String,
     /// `kms.cluster.port` (legacy `-Djgroups.tcp.port`, else `TCP bind_port`).
+    pub port: u16,
+    /// `TCPPING initial_hosts`.
+    pub hosts: Vec<jgroups::HostEntry>,
+    /// `TCPPING port_range`.
+    pub port_range: u16,
+}
+
+/// The cluster as this node runs it: addresses resolved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterMembers {
+    /// The `jgroups.xml` the members come from.
+    pub file: PathBuf,
+    /// This node's cluster address: the peer listener binds it and outgoing
+    /// peer connections leave from it.
+    pub address: IpAddr,
     pub port: u16,
     /// The other members (this node removed if the file lists it).
     pub members: Vec<Member>,
 }
 
-impl ClusterSettings {
+impl ClusterMembers {
     /// This node as members see it.
     pub fn local(&self) -> SocketAddr {
         SocketAddr::new(self.address, self.port)
@@ -177,66 +193,26 @@ pub(super) fn take(
             return None;
         }
     };
-    let address = match resolve_host(&addr_text, cluster_port) {
-        Ok(a) => a
-            .iter()
-            .map(SocketAddr::ip)
-            .find(|ip| ip.is_ipv4())
-            .or_else(|| a.first().map(SocketAddr::ip)),
-        Err(reason) => {
-            let problem = Problem::Invalid {
-                value: super::error::quote(&addr_text),
-                expected: format!("{reason}: use this node's IP address or a name it resolves to"),
-            };
-            file.error(addr_origin.clone(), Some("kms.cluster.address"), problem);
-            None
-        }
-    }?;
-    if address.is_unspecified() {
+    let host_ok = !addr_text.is_empty()
+        && addr_text.len() <= 253
+        && addr_text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '_'));
+    let unspecified = addr_text
+        .parse::<IpAddr>()
+        .is_ok_and(|ip| ip.is_unspecified());
+    if !host_ok || unspecified {
         let problem = Problem::Invalid {
             value: super::error::quote(&addr_text),
-            expected: "is not one address: give the address the other nodes list for this node"
-                .into(),
+            expected:
+                "is not this node's address: give the IP address or host name the other nodes \
+                       list for this node in their jgroups.xml"
+                    .into(),
         };
         file.error(addr_origin, Some("kms.cluster.address"), problem);
         return None;
     }
-    let local = SocketAddr::new(address, cluster_port);
-    let mut members = Vec::new();
-    for h in &parsed.hosts {
-        match resolve_host(&h.host, h.port) {
-            Ok(resolved) => {
-                let mut addrs = Vec::new();
-                for a in resolved {
-                    for p in 0..=parsed.port_range {
-                        if let Some(port) = a.port().checked_add(p) {
-                            let s = SocketAddr::new(a.ip(), port);
-                            if s != local && !addrs.contains(&s) {
-                                addrs.push(s);
-                            }
-                        }
-                    }
-                }
-                if !addrs.is_empty() {
-                    members.push(Member {
-                        name: format!("{}[{}]", h.host, h.port),
-                        addrs,
-                    });
-                }
-            }
-            // A member that does not resolve is not fatal: this node still
-            // serves, and caches without that member until restarted.
-            Err(reason) => {
-                let warning = Warning::Other(format!(
-                    "initial_hosts: {reason}: this node leaves {}[{}] out of the cluster until restarted; \
-                     fix the name or write the node's IP address",
-                    h.host, h.port
-                ));
-                file.warn(origin(Some(parsed.hosts_line)), None, warning);
-            }
-        }
-    }
-    if members.is_empty() {
+    if parsed.hosts.is_empty() {
         let warning = Warning::Other(format!(
             "kms.cache.type=distributed, but {} lists no other node (TCPPING initial_hosts): this node caches alone",
             jgroups_file.display()
@@ -245,10 +221,69 @@ pub(super) fn take(
     }
     Some(ClusterSettings {
         file: jgroups_file.to_path_buf(),
-        address,
+        address: addr_text,
         port: cluster_port,
-        members,
+        hosts: parsed.hosts,
+        port_range: parsed.port_range,
     })
+}
+
+impl ClusterSettings {
+    /// Resolve the names (at start: membership is static). This node's
+    /// address must resolve; a member that does not is left out with a
+    /// warning in the result, so a DNS problem costs cache sharing, not service.
+    pub fn resolve(&self) -> Result<(ClusterMembers, Vec<String>), String> {
+        let own = resolve_host(&self.address, self.port).map_err(|reason| {
+            format!(
+                "kms.cluster.address: {reason}: give this node's IP address, or a name that resolves on this host"
+            )
+        })?;
+        let address = own
+            .iter()
+            .map(SocketAddr::ip)
+            .find(IpAddr::is_ipv4)
+            .or_else(|| own.first().map(SocketAddr::ip))
+            .ok_or("kms.cluster.address resolves to no address")?;
+        let local = SocketAddr::new(address, self.port);
+        let (mut members, mut warnings) = (Vec::new(), Vec::new());
+        for h in &self.hosts {
+            match resolve_host(&h.host, h.port) {
+                Ok(resolved) => {
+                    let mut addrs = Vec::new();
+                    for a in resolved {
+                        for p in 0..=self.port_range {
+                            if let Some(port) = a.port().checked_add(p) {
+                                let s = SocketAddr::new(a.ip(), port);
+                                if s != local && !addrs.contains(&s) {
+                                    addrs.push(s);
+                                }
+                            }
+                        }
+                    }
+                    if !addrs.is_empty() {
+                        members.push(Member {
+                            name: format!("{}[{}]", h.host, h.port),
+                            addrs,
+                        });
+                    }
+                }
+                Err(reason) => warnings.push(format!(
+                    "{}: initial_hosts: {reason}: this node leaves {}[{}] out of the cluster until \
+                     restarted; fix the name or write the node's IP address",
+                    self.file.display(),
+                    h.host,
+                    h.port
+                )),
+            }
+        }
+        let m = ClusterMembers {
+            file: self.file.clone(),
+            address,
+            port: self.port,
+            members,
+        };
+        Ok((m, warnings))
+    }
 }
 
 /// Reads `jgroups.xml`, at most 1 MiB.

@@ -30,7 +30,8 @@ fn distributed_reads_the_members_and_this_nodes_address() {
         "kms.cache.type=distributed\nkms.cluster.address=127.0.0.1\n",
     );
     let loaded = r.unwrap();
-    let c = loaded.config.cache.cluster.unwrap();
+    let (c, warnings) = loaded.config.cache.cluster.unwrap().resolve().unwrap();
+    assert!(warnings.is_empty());
     assert_eq!(c.local().to_string(), "127.0.0.1:7800");
     let names: Vec<_> = c.members.iter().map(|m| m.name.as_str()).collect();
     assert_eq!(names, ["127.0.0.2[7800]", "127.0.0.3[7800]"]);
@@ -55,7 +56,7 @@ fn a_node_listing_itself_is_not_its_own_peer() {
         xml,
         "kms.cache.type=distributed\nkms.cluster.address=127.0.0.1\n",
     );
-    let c = r.unwrap().config.cache.cluster.unwrap();
+    let (c, _) = r.unwrap().config.cache.cluster.unwrap().resolve().unwrap();
     let addrs: Vec<String> = c
         .members
         .iter()
@@ -159,11 +160,53 @@ fn the_shipped_file_with_no_hosts_caches_alone_with_a_warning() {
         "kms.cache.type=distributed\nkms.cluster.address=127.0.0.1\n",
     );
     let loaded = r.unwrap();
-    assert!(loaded.config.cache.cluster.unwrap().members.is_empty());
+    assert!(loaded.config.cache.cluster.unwrap().hosts.is_empty());
     assert!(
         loaded
             .warnings
             .iter()
             .any(|w| w.to_string().contains("caches alone"))
     );
+}
+
+#[test]
+fn names_resolve_at_start_not_while_checking() {
+    // check-config on a machine without the cluster's DNS (the installer's
+    // check) passes; the node itself needs its own name to resolve.
+    let xml = "<config><TCPPING initial_hosts=\"kms2.invalid[7800],127.0.0.3[7800]\"/></config>";
+    let (_d, r) = with_jgroups(
+        xml,
+        "kms.cache.type=distributed\nkms.cluster.address=kms1.invalid\n",
+    );
+    let settings = r.unwrap().config.cache.cluster.unwrap();
+    assert_eq!(settings.address, "kms1.invalid");
+    let e = settings.resolve().unwrap_err();
+    assert!(
+        e.starts_with("kms.cluster.address: cannot resolve 'kms1.invalid'"),
+        "{e}"
+    );
+    let (_d, r) = with_jgroups(
+        xml,
+        "kms.cache.type=distributed\nkms.cluster.address=127.0.0.1\n",
+    );
+    let (m, warnings) = r.unwrap().config.cache.cluster.unwrap().resolve().unwrap();
+    assert_eq!(m.members.len(), 1, "the member that resolves stays");
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("leaves kms2.invalid[7800] out of the cluster"),
+        "{}",
+        warnings[0]
+    );
+}
+
+#[test]
+fn an_address_that_is_not_one_is_refused() {
+    for bad in ["0.0.0.0", "a b", "kms1;rm"] {
+        let (_d, r) = with_jgroups(
+            THREE,
+            &format!("kms.cache.type=distributed\nkms.cluster.address={bad}\n"),
+        );
+        let e = error_lines(r);
+        assert!(e[0].contains("kms.cluster.address:"), "{e:?}");
+    }
 }

@@ -38,7 +38,7 @@ pub mod vault;
 
 pub use alias::AliasPattern;
 pub use cache::{CacheSettings, CacheType};
-pub use cluster::{ClusterSettings, Member};
+pub use cluster::{ClusterMembers, ClusterSettings, Member};
 pub use endpoint::HsmEndpoint;
 pub use error::{ConfigError, ConfigErrors, ConfigWarning, Origin, Problem, Warning};
 pub use front::{Cidr, FrontSettings, HealthSettings};
