@@ -70,10 +70,10 @@ enum Command {
     Audit(AuditCommand),
     /// The running node's customer-key cache (`flush`).
     #[command(subcommand)]
-    Cache(crate::cluster::control::CacheCommand),
+    Cache(crate::cluster::cli::CacheCommand),
     /// The cluster as the running node sees it (`status`).
     #[command(subcommand)]
-    Cluster(crate::cluster::control::ClusterCommand),
+    Cluster(crate::cluster::cli::ClusterCommand),
 }
 
 #[derive(Subcommand)]
@@ -155,8 +155,8 @@ pub fn main() -> ExitCode {
             out_password_file.as_deref(),
         ),
         Command::Audit(AuditCommand::Verify { file }) => crate::check::audit_verify(&file),
-        Command::Cache(c) => crate::cluster::control::run_cache(c),
-        Command::Cluster(c) => crate::cluster::control::run_cluster(c),
+        Command::Cache(c) => crate::cluster::cli::run_cache(c),
+        Command::Cluster(c) => crate::cluster::cli::run_cluster(c),
         Command::Hsm { command, config } => crate::hsm::run(
             &config,
             match command {

@@ -62,7 +62,7 @@ fn owner(body: &Value, nodes: &[String]) -> String {
 /// Decrypts `body` through `client`, retrying only a connection that failed
 /// before any answer (a node killed mid-request); returns the workspace key.
 fn decrypt(client: &Client, body: &Value, retried: &AtomicUsize) -> Result<Value, String> {
-    for _ in 0..20 {
+    for _ in 0..200 {
         match client.request("POST", DECRYPT, Some(body.to_string().as_bytes())) {
             Ok(r) if r.status == 200 => return Ok(r.json()["workspace_key"].clone()),
             Ok(r) => return Err(format!("{} {}", r.status, String::from_utf8_lossy(&r.body))),
@@ -72,7 +72,7 @@ fn decrypt(client: &Client, body: &Value, retried: &AtomicUsize) -> Result<Value
             }
         }
     }
-    Err("no answer after 20 connections".into())
+    Err("no answer after 200 connections".into())
 }
 
 /// `n` concurrent decrypts per body, all started at once; panics on any wrong answer.

@@ -49,8 +49,9 @@ pub async fn serve(cluster: Arc<Cluster>, listener: TcpListener, owner: Arc<dyn 
             continue;
         };
         if !cluster.settings.is_member_ip(from.ip()) {
-            cluster.count_refusal("not-a-member");
-            tracing::warn!(source = %from, "cluster port: connection from an address jgroups.xml does not list; dropped");
+            if cluster.count_refusal("not-a-member") {
+                tracing::warn!(source = %from, "cluster port: connection from an address jgroups.xml does not list; dropped (more in the next 10 s are only counted)");
+            }
             drop(tcp);
             continue;
         }
@@ -75,12 +76,13 @@ async fn session(
     let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
         Ok(Ok(t)) => t,
         Ok(Err(e)) => {
-            cluster.count_refusal("tls");
-            tracing::warn!(source = %from, error = %e, "cluster port: TLS refused (a peer must present this node's kmsserver certificate)");
+            if cluster.count_refusal("tls") {
+                tracing::warn!(source = %from, error = %e, "cluster port: TLS refused (a peer must present this node's kmsserver certificate; more in the next 10 s are only counted)");
+            }
             return Err("tls");
         }
         Err(_) => {
-            cluster.count_refusal("tls-timeout");
+            let _ = cluster.count_refusal("tls-timeout");
             return Err("tls timeout");
         }
     };
@@ -91,7 +93,7 @@ async fn session(
             if version == VERSION
                 && node.parse::<SocketAddr>().map(|n| n.ip()) == Ok(from.ip()) => {}
         _ => {
-            cluster.count_refusal("hello");
+            let _ = cluster.count_refusal("hello");
             return Err("no valid Hello");
         }
     }

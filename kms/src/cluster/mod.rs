@@ -8,6 +8,7 @@
 //! - [`peer`]: one outgoing connection per member, with heartbeats.
 //! - [`listener`]: the cluster port, serving keys this node owns.
 //! - [`ring`]: who owns a key (rendezvous hashing over live members).
+//! - [`control`], [`cli`]: the control socket, `cache flush`, `cluster status`.
 //!
 //! [`Cluster::load`] is the cache's loader on a miss: the owner unwraps
 //! through the backend (inside the node's single-flight cache), the others
@@ -16,6 +17,7 @@
 //! and after [`FALLBACK_AFTER`] the node unwraps locally: a client request
 //! never fails because of the cluster. See `docs/design/cluster.md`.
 
+pub mod cli;
 pub mod control;
 pub mod glue;
 pub mod jgroups;
@@ -52,6 +54,7 @@ pub struct Cluster {
     peers: Vec<Arc<Peer>>,
     local_id: String,
     refusals: Mutex<BTreeMap<&'static str, u64>>,
+    last_refusal_log: Mutex<Option<Instant>>,
     unwraps: Mutex<BTreeMap<&'static str, u64>>,
     served: AtomicU64,
     fetched: AtomicU64,
@@ -75,6 +78,7 @@ impl Cluster {
             identity,
             peers,
             refusals: Mutex::default(),
+            last_refusal_log: Mutex::new(None),
             unwraps: Mutex::default(),
             served: AtomicU64::new(0),
             fetched: AtomicU64::new(0),
@@ -109,8 +113,17 @@ impl Cluster {
         tasks
     }
 
-    pub(crate) fn count_refusal(&self, why: &'static str) {
+    /// Count a refused connection; whether to log it at warn (at most one
+    /// line per 10 s, so strangers knocking cannot flood the log).
+    pub(crate) fn count_refusal(&self, why: &'static str) -> bool {
         *lock(&self.refusals).entry(why).or_default() += 1;
+        let mut last = lock(&self.last_refusal_log);
+        let now = Instant::now();
+        if last.is_some_and(|t| now.duration_since(t) < Duration::from_secs(10)) {
+            return false;
+        }
+        *last = Some(now);
+        true
     }
 
     pub(crate) fn count_served(&self) {

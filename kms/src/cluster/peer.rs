@@ -262,26 +262,36 @@ impl Peer {
             .client_config()
             .map_err(|e| Status::Down(format!("TLS: {e}")))?;
         let connector = tokio_rustls::TlsConnector::from(cfg);
-        let tls =
-            match tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(peer_server_name(), tcp))
-                .await
-            {
-                Ok(Ok(t)) => t,
-                Ok(Err(e)) => {
-                    return Err(match verifier.last_seen() {
-                        Some(fp) if fp != self.identity.fingerprint => {
-                            Status::Mismatch(crate::tls::pinning::fingerprint_hex(&fp))
-                        }
-                        Some(_) => Status::Down(format!("{addr}: TLS: {e}")),
-                        None => Status::Incompatible(format!("{addr}: no cmx-kms TLS peer ({e})")),
-                    });
-                }
-                Err(_) => {
-                    return Err(Status::Incompatible(format!(
-                        "{addr}: TLS handshake timed out"
-                    )));
-                }
-            };
+        let tls = match tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            connector.connect(peer_server_name(), tcp),
+        )
+        .await
+        {
+            Ok(Ok(t)) => t,
+            Ok(Err(e)) => {
+                return Err(match verifier.last_seen() {
+                    Some(fp) if fp != self.identity.fingerprint => {
+                        Status::Mismatch(crate::tls::pinning::fingerprint_hex(&fp))
+                    }
+                    Some(_) => Status::Down(format!(
+                        "{addr}: TLS refused ({e}): does its jgroups.xml list this node's address?"
+                    )),
+                    // Bytes that are not TLS: a JGroups node, or another service.
+                    None if e.kind() == std::io::ErrorKind::InvalidData => {
+                        Status::Incompatible(format!("{addr}: not a cmx-kms TLS peer ({e})"))
+                    }
+                    None => Status::Down(format!(
+                        "{addr}: closed before TLS ({e}): does its jgroups.xml list this node's address?"
+                    )),
+                });
+            }
+            Err(_) => {
+                return Err(Status::Incompatible(format!(
+                    "{addr}: TLS handshake timed out"
+                )));
+            }
+        };
         let (mut rd, mut wr) = tokio::io::split(tls);
         let hello = Frame::Hello {
             version: VERSION,
