@@ -324,6 +324,7 @@ mod tests {
             CacheLimits {
                 ttl: Duration::from_secs(60),
                 max_entries: 10,
+                idle: Duration::ZERO,
             },
         )
     }

@@ -145,6 +145,7 @@ fn cache_limits(config: &Config) -> CacheLimits {
     CacheLimits {
         ttl: config.cache.ttl,
         max_entries: config.cache.max_entries,
+        idle: config.cache.idle_ttl,
     }
 }
 

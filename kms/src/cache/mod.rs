@@ -10,6 +10,13 @@
 //! there), so no plaintext customer key stays in the cache past its TTL, and
 //! [`KeyCache::set_limits`] applies new limits at once (a reload to
 //! `kms.cache.ttl=0` empties the cache).
+//!
+//! With `kms.cache.idle-ttl`, an entry nobody used for that long goes
+//! before its TTL (the sweeper scans for them). In a cluster, a key served
+//! by its owner is kept no longer than the owner keeps it (a cap, see
+//! [`KeyCache::get_or_load_capped`]). Entries carry their customer key id,
+//! so an operator can [`KeyCache::flush`] one customer key; a flush also
+//! bumps a generation, and a load that started before it is not cached.
 
 mod sweep;
 #[cfg(test)]
@@ -38,6 +45,8 @@ pub struct CacheLimits {
     pub ttl: Duration,
     /// Most entries held at once; zero turns caching off.
     pub max_entries: usize,
+    /// An entry not used for this long goes before its TTL; zero: no idle limit.
+    pub idle: Duration,
 }
 
 impl CacheLimits {
@@ -61,8 +70,8 @@ type Flight<E> = Arc<OnceCell<Loaded<E>>>;
 
 struct State<E> {
     limits: CacheLimits,
-    /// Each key with when it was stored and its customer key id.
-    entries: HashMap<CacheKey, (Arc<SecretKey>, Instant, Tag)>,
+    /// Each key with when it was stored, its customer key id, and when it was last used.
+    entries: HashMap<CacheKey, (Arc<SecretKey>, Instant, Tag, Instant)>,
     /// Keys in the order they were stored, with the same instant as in
     /// `entries`; a record whose instant differs (the key was stored again or
     /// removed) is stale and skipped.
@@ -79,12 +88,31 @@ impl<E> State<E> {
         now.saturating_duration_since(stored) >= self.limits.ttl
     }
 
+    fn idle(&self, used: Instant, now: Instant) -> bool {
+        !self.limits.idle.is_zero() && now.saturating_duration_since(used) >= self.limits.idle
+    }
+
+    /// Remove entries unused for the idle limit (a scan: the sweeper's job);
+    /// when the next one goes idle, if any.
+    fn purge_idle(&mut self, now: Instant) -> Option<Instant> {
+        if self.limits.idle.is_zero() {
+            return None;
+        }
+        let idle = self.limits.idle;
+        self.entries
+            .retain(|_, (_, _, _, used)| now.saturating_duration_since(*used) < idle);
+        self.entries
+            .values()
+            .map(|(_, _, _, used)| *used + idle)
+            .min()
+    }
+
     /// Drop stale records and expired entries from the front of `order`
     /// (oldest first); the instant the new front expires, if any.
     fn purge(&mut self, now: Instant) -> Option<Instant> {
         while let Some(&(id, at)) = self.order.front() {
             match self.entries.get(&id) {
-                Some((_, stored, _)) if *stored == at => {
+                Some((_, stored, _, _)) if *stored == at => {
                     if !self.expired(at, now) {
                         return Some(at + self.limits.ttl);
                     }
@@ -105,7 +133,7 @@ impl<E> State<E> {
                 self.entries.clear();
                 break;
             };
-            if self.entries.get(&id).is_some_and(|(_, s, _)| *s == at) {
+            if self.entries.get(&id).is_some_and(|(_, s, _, _)| *s == at) {
                 self.entries.remove(&id);
             }
         }
@@ -197,9 +225,12 @@ impl<E: Clone> KeyCache<E> {
     {
         let flight = {
             let mut st = self.lock();
-            if let Some((key, stored, _)) = st.entries.get(&id)
-                && !st.expired(*stored, (self.clock)())
-            {
+            let now = (self.clock)();
+            let fresh = st.entries.get(&id).is_some_and(|(_, stored, _, used)| {
+                !st.expired(*stored, now) && !st.idle(*used, now)
+            });
+            if let (true, Some((key, _, _, used))) = (fresh, st.entries.get_mut(&id)) {
+                *used = now;
                 let key = Arc::clone(key);
                 drop(st);
                 self.hits.fetch_add(1, Ordering::Relaxed);
@@ -248,7 +279,7 @@ impl<E: Clone> KeyCache<E> {
     /// How long `id` stays cached from now, if it is cached.
     pub fn remaining(&self, id: &CacheKey) -> Option<Duration> {
         let st = self.lock();
-        let (_, stored, _) = st.entries.get(id)?;
+        let (_, stored, _, _) = st.entries.get(id)?;
         let now = (self.clock)();
         (*stored + st.limits.ttl)
             .checked_duration_since(now)
@@ -277,7 +308,7 @@ impl<E: Clone> KeyCache<E> {
         let max = st.limits.max_entries;
         st.shrink_to(max.saturating_sub(1));
         let was_empty = st.entries.is_empty();
-        st.entries.insert(id, (key, stored, tag));
+        st.entries.insert(id, (key, stored, tag, now));
         let mut first = was_empty;
         if st.order.back().is_none_or(|(_, at)| *at <= stored) {
             st.order.push_back((id, stored));
@@ -316,7 +347,13 @@ impl<E: Clone> KeyCache<E> {
     /// Remove every expired entry now; when the next one expires, if any.
     pub fn purge_expired(&self) -> Option<Instant> {
         let now = (self.clock)();
-        self.lock().purge(now)
+        let mut st = self.lock();
+        let absolute = st.purge(now);
+        let idle = st.purge_idle(now);
+        match (absolute, idle) {
+            (Some(a), Some(i)) => Some(a.min(i)),
+            (a, i) => a.or(i),
+        }
     }
 
     /// Forget every blob of the customer key `tag`, or everything (`None`);
@@ -327,7 +364,7 @@ impl<E: Clone> KeyCache<E> {
         let before = st.entries.len();
         match tag {
             // Their records in `order` turn stale and are skipped.
-            Some(tag) => st.entries.retain(|_, (_, _, t)| t != tag),
+            Some(tag) => st.entries.retain(|_, (_, _, t, _)| t != tag),
             None => {
                 st.entries.clear();
                 st.order.clear();

@@ -7,6 +7,7 @@ fn limits(ttl_ms: u64, max: usize) -> CacheLimits {
     CacheLimits {
         ttl: Duration::from_millis(ttl_ms),
         max_entries: max,
+        idle: Duration::ZERO,
     }
 }
 
@@ -299,4 +300,37 @@ async fn a_load_in_flight_during_a_flush_is_answered_but_not_cached() {
     assert!(got.is_ok());
     assert_eq!(lookup, Lookup::Miss);
     assert!(cache.is_empty(), "the flushed generation's load was cached");
+}
+
+#[tokio::test]
+async fn an_unused_key_leaves_at_the_idle_limit_and_a_used_one_stays() {
+    let hand = HandClock::new();
+    let cache = KeyCache::with_clock(
+        CacheLimits {
+            ttl: Duration::from_millis(10_000),
+            max_entries: 100,
+            idle: Duration::from_millis(1_000),
+        },
+        hand.clock(),
+    );
+    load(&cache, 1).await;
+    load(&cache, 2).await;
+    hand.advance(600);
+    assert_eq!(
+        load(&cache, 1).await,
+        Lookup::Hit,
+        "used: idle clock restarts"
+    );
+    hand.advance(500);
+    // Key 2 has not been used for 1100 ms; key 1 for 500 ms.
+    assert_eq!(
+        cache.purge_expired(),
+        Some(hand.clock()() + Duration::from_millis(500)),
+        "the sweeper wakes when key 1 goes idle"
+    );
+    assert_eq!(cache.len(), 1);
+    assert_eq!(load(&cache, 1).await, Lookup::Hit);
+    hand.advance(1_000);
+    // A lookup alone does not serve an idle key.
+    assert_eq!(load(&cache, 1).await, Lookup::Miss);
 }

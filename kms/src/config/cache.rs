@@ -28,6 +28,8 @@ pub struct CacheSettings {
     pub ttl: Duration,
     /// `kms.cache.max-entries`: most keys cached at once.
     pub max_entries: usize,
+    /// `kms.cache.idle-ttl`: a key unused this long leaves before its TTL; zero: off.
+    pub idle_ttl: Duration,
     /// `kms.cluster.*` and `jgroups.xml`: present when the nodes share the
     /// cache (`distributed`, with a cache).
     pub cluster: Option<super::cluster::ClusterSettings>,
@@ -56,6 +58,7 @@ impl CacheSettings {
                 d::CACHE_MAX_ENTRIES,
                 int_in(1, 10_000_000),
             ),
+            idle_ttl: file.parse_or("kms.cache.idle-ttl", Duration::ZERO, duration),
             cluster: None,
             control_socket: file.path_or("kms.control.socket", d::CONTROL_SOCKET),
         };

@@ -166,6 +166,7 @@ pub const KEYS: &[KeySpec] = &[
     // Cache (ours).
     key("kms.cache.ttl", "duration", "300s", "no", "How long a decrypted customer key stays in memory; 0 turns the cache off. A reload applies it to keys already cached."),
     key("kms.cache.max-entries", "integer", "10000", "no", "Most customer keys cached at once."),
+    key("kms.cache.idle-ttl", "duration", "0", "no", "A cached customer key unused this long leaves memory before its TTL; 0 turns the idle limit off."),
     // Audit (ours).
     key("kms.audit.file", "path", "/var/log/kms/audit.log", "no", "JSON audit trail, one event per key operation."),
     // Limits (ours).
