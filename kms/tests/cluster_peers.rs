@@ -2,7 +2,9 @@
 //! with the same keystore, and C (127.0.0.6) with another keystore (a
 //! `kmsserver` rollout half done), listed by A and listing A.
 //! - A and B form a cluster; C is left out both ways, says why, and keeps
-//!   serving its own clients, caching alone;
+//!   serving its own clients, caching alone; a listed node that does not
+//!   speak our protocol (a Tomcat node: JGroups on its port) is left out
+//!   with one warning;
 //! - a client presenting another certificate than `kmsserver`, even from a
 //!   listed address, is refused at the handshake and gets nothing;
 //! - `kmsserver` itself from an unlisted address is dropped before TLS;
@@ -114,17 +116,40 @@ fn the_cluster_port_talks_only_to_listed_nodes_with_the_same_kmsserver() {
     let pki2 = pki(&dir.path().join("two"));
     let ports = Ports::pick();
     let (a_dir, b_dir) = (dir.path().join("a"), dir.path().join("b"));
-    let a = node(&pki1, &a_dir, ip(4), ports, &[ip(5), ip(6)]);
+    // 127.0.0.7 stands for a Tomcat node of the legacy cluster: its port
+    // speaks JGroups, not TLS.
+    let jgroups = std::net::TcpListener::bind((ip(7), ports.cluster)).unwrap();
+    std::thread::spawn(move || {
+        for mut s in jgroups.incoming().flatten() {
+            let _ = s.write_all(b"JGRP\x00\x05\x00\x00not a TLS server hello");
+        }
+    });
+    let a = node(&pki1, &a_dir, ip(4), ports, &[ip(5), ip(6), ip(7)]);
     // B shares A's soft master key, as nodes share an HSM.
     std::fs::create_dir_all(&b_dir).unwrap();
     std::fs::copy(a_dir.join("soft-master.key"), b_dir.join("soft-master.key")).unwrap();
     let b = node(&pki1, &b_dir, ip(5), ports, &[ip(4)]);
     let c = node(&pki2, &dir.path().join("c"), ip(6), ports, &[ip(4)]);
 
-    wait_for("A: B up, C a keystore mismatch", WAIT, || {
-        a.metric("cmx_kms_cluster_peers{state=\"up\"}") == Some(1.0)
-            && a.metric("cmx_kms_cluster_peers{state=\"keystore-mismatch\"}") == Some(1.0)
-    });
+    wait_for(
+        "A: B up, C a keystore mismatch, the Tomcat node incompatible",
+        WAIT,
+        || {
+            a.metric("cmx_kms_cluster_peers{state=\"up\"}") == Some(1.0)
+                && a.metric("cmx_kms_cluster_peers{state=\"keystore-mismatch\"}") == Some(1.0)
+                && a.metric("cmx_kms_cluster_peers{state=\"incompatible\"}") == Some(1.0)
+        },
+    );
+    let warned = a
+        .log_text()
+        .matches("does not speak the cmx-kms peer protocol")
+        .count();
+    assert_eq!(
+        warned,
+        1,
+        "one warning for the incompatible peer:\n{}",
+        a.log_text()
+    );
     wait_for("C: A a keystore mismatch", WAIT, || {
         c.metric("cmx_kms_cluster_peers{state=\"keystore-mismatch\"}") == Some(1.0)
     });
