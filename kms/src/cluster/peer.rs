@@ -145,7 +145,7 @@ impl Peer {
             Status::Suspect => {
                 tracing::warn!(peer = %name, "cluster peer suspect: no answer to heartbeats")
             }
-            Status::Down(why) if *cur != Status::Connecting => {
+            Status::Down(why) if matches!(*cur, Status::Up | Status::Suspect) => {
                 tracing::warn!(peer = %name, reason = %why, "cluster peer down; this node caches without it")
             }
             Status::Down(why) => {
