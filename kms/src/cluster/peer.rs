@@ -18,14 +18,14 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use tokio::sync::{mpsc, oneshot};
 use zeroize::Zeroizing;
 
 use super::tls::{PeerIdentity, peer_server_name};
-use super::wire::{self, FailCode, Frame, VERSION};
+use super::wire::{self, Frame, VERSION};
 use crate::config::Member;
 use crate::envelope::SecretKey;
 
@@ -348,87 +348,7 @@ impl Peer {
         lock(&conn.pending).clear();
         Err(Status::Down(end))
     }
-
-    async fn read_loop<R: tokio::io::AsyncRead + Unpin + Send + 'static>(
-        &self,
-        mut rd: R,
-        conn: &Conn,
-        tx: &mpsc::Sender<Zeroizing<Vec<u8>>>,
-    ) -> String {
-        // Reading is not cancel-safe: it runs in its own task.
-        let (ftx, mut frx) = mpsc::channel(64);
-        let reader = tokio::spawn(async move {
-            loop {
-                let f = wire::read_frame(&mut rd).await;
-                let end = f.is_err();
-                if ftx.send(f).await.is_err() || end {
-                    break;
-                }
-            }
-        });
-        let end = self.dispatch(&mut frx, conn, tx).await;
-        reader.abort();
-        end
-    }
-
-    async fn dispatch(
-        &self,
-        frx: &mut mpsc::Receiver<Result<Frame, wire::WireError>>,
-        conn: &Conn,
-        tx: &mpsc::Sender<Zeroizing<Vec<u8>>>,
-    ) -> String {
-        let mut last_rx = Instant::now();
-        let mut seq = 0u64;
-        let mut tick = tokio::time::interval(PING_EVERY);
-        loop {
-            tokio::select! {
-                frame = frx.recv() => {
-                    last_rx = Instant::now();
-                    match frame {
-                        Some(Ok(Frame::Pong(_))) => self.set_status(Status::Up),
-                        Some(Ok(Frame::Key { id, ttl_ms, key })) => {
-                            let reply = SecretKey::from_slice(&key.0)
-                                .map_or(Answer::Fail(PeerFail::Lost), |k| {
-                                    Answer::Key(k, Duration::from_millis(ttl_ms))
-                                });
-                            if let Some(w) = lock(&conn.pending).remove(&id) {
-                                let _ = w.send(reply);
-                            }
-                        }
-                        Some(Ok(Frame::Fail { id, code })) => {
-                            let f = if code == FailCode::Refused {
-                                PeerFail::Refused
-                            } else {
-                                PeerFail::Unavailable
-                            };
-                            if let Some(w) = lock(&conn.pending).remove(&id) {
-                                let _ = w.send(Answer::Fail(f));
-                            }
-                        }
-                        Some(Ok(Frame::Flushed { id, removed })) => {
-                            if let Some(w) = lock(&conn.pending).remove(&id) {
-                                let _ = w.send(Answer::Flushed(removed));
-                            }
-                        }
-                        Some(Ok(_)) => return "unexpected frame".into(),
-                        Some(Err(e)) => return e.to_string(),
-                        None => return "connection closed".into(),
-                    }
-                }
-                _ = tick.tick() => {
-                    let quiet = last_rx.elapsed();
-                    if quiet >= CONFIRM_AFTER {
-                        return format!("no heartbeat answer for {} s", quiet.as_secs());
-                    }
-                    if quiet >= SUSPECT_AFTER {
-                        self.set_status(Status::Suspect);
-                    }
-                    seq += 1;
-                    if tx.try_send(Frame::Ping(seq).encode()).is_err() {
-                        return "send queue full".into();
-                    }
-                }
-            }
-        }
-    }
 }
+
+#[path = "peer_dispatch.rs"]
+mod dispatch;
