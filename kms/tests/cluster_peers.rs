@@ -9,7 +9,9 @@
 //!   listed address, is refused at the handshake and gets nothing;
 //! - `kmsserver` itself from an unlisted address is dropped before TLS;
 //! - an authenticated connection that does not speak the peer protocol, and
-//!   plain text, get nothing either: the port speaks only TLS.
+//!   plain text, get nothing either: the port speaks only TLS;
+//! - a hung member (SIGSTOP) is suspected, then confirmed down, then back up
+//!   when it runs again.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[path = "support/cluster.rs"]
@@ -217,5 +219,25 @@ fn the_cluster_port_talks_only_to_listed_nodes_with_the_same_kmsserver() {
         "plain text got {:?}",
         String::from_utf8_lossy(&got)
     );
+
+    // A hung member (SIGSTOP: no FIN, no answers): suspect, then down;
+    // back up once it runs again.
+    let signal = |sig: &str| {
+        let ok = std::process::Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(b.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    };
+    let state = |st: &str| a.metric(&format!("cmx_kms_cluster_peers{{state=\"{st}\"}}"));
+    signal("STOP");
+    wait_for("A suspects the hung B", WAIT, || {
+        state("suspect") == Some(1.0)
+    });
+    wait_for("A confirms B down", WAIT, || state("down") == Some(1.0));
+    assert_eq!(state("up"), Some(0.0));
+    signal("CONT");
+    wait_for("B back up at A", WAIT, || state("up") == Some(1.0));
     drop(b);
 }

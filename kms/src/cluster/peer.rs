@@ -30,8 +30,8 @@ use crate::config::Member;
 use crate::envelope::SecretKey;
 
 pub const PING_EVERY: Duration = Duration::from_secs(1);
-pub const SUSPECT_AFTER: Duration = Duration::from_secs(3);
-pub const CONFIRM_AFTER: Duration = Duration::from_secs(5);
+pub const SUSPECT_AFTER: Duration = Duration::from_secs(5);
+pub const CONFIRM_AFTER: Duration = Duration::from_secs(10);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const RETRY: Duration = Duration::from_secs(1);
 const RETRY_INCOMPATIBLE: Duration = Duration::from_secs(15);
