@@ -157,7 +157,9 @@ impl KeyService {
             }
             Some(cluster) => {
                 self.cache
-                    .get_or_load_capped(id, tag, || cluster.load(&id, blob, unwrap))
+                    .get_or_load_capped(id, tag, || {
+                        cluster.load(&id, blob, self.cache.miss_reason(&id), unwrap)
+                    })
                     .await
             }
         };
@@ -176,7 +178,8 @@ impl KeyService {
         let id: [u8; 32] = Sha256::digest(blob).into();
         let backend = Arc::clone(&self.backend);
         let tag = *env.header.key_id.as_bytes();
-        let (res, _) = self
+        let why = self.cache.miss_reason(&id);
+        let (res, lookup) = self
             .cache
             .get_or_load_capped(id, tag, || async move {
                 let plain = backend.unwrap(&env.master, &env.header.to_bytes()).await?;
@@ -187,6 +190,9 @@ impl KeyService {
                 Ok((key, None))
             })
             .await;
+        if let (Lookup::Miss, Some(cluster)) = (lookup, &self.cluster) {
+            cluster.count_unwrap(why.label());
+        }
         let key = res.map_err(|e| match e {
             KeyError::Backend(b) if b.is_retryable() => FailCode::Unavailable,
             _ => FailCode::Refused,

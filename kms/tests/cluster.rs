@@ -192,6 +192,22 @@ fn three_nodes_make_one_hsm_decrypt_per_customer_key() {
         10,
         "one HSM Decrypt per key"
     );
+    let unwraps = |reason: &str| -> f64 {
+        nodes
+            .iter()
+            .map(|n| {
+                n.metric(&format!(
+                    "cmx_kms_backend_unwraps_total{{reason=\"{reason}\"}}"
+                ))
+                .unwrap_or(0.0)
+            })
+            .sum()
+    };
+    assert_eq!(
+        unwraps("cold"),
+        11.0,
+        "eleven cold keys, each unwrapped by its owner"
+    );
 
     // 3. `cmx-kms cache flush --key-id` on one node: every node acknowledges,
     // and the next decrypts of that key anywhere cost one more Decrypt.
@@ -229,6 +245,11 @@ fn three_nodes_make_one_hsm_decrypt_per_customer_key() {
         hsm.operations_logged("Decrypt") - before,
         1,
         "one Decrypt after the flush, for the flushed key only"
+    );
+    assert_eq!(
+        unwraps("flush"),
+        1.0,
+        "the unwrap after the flush is counted as such"
     );
     let o = cmx_with_config(&["cluster", "status"], &nodes[0].properties);
     let text = output_text(&o);

@@ -59,6 +59,27 @@ impl CacheLimits {
 /// after a rewrap, may carry one id).
 pub type Tag = [u8; 16];
 
+/// Why a key is not in the cache, for the backend-unwrap metric.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MissReason {
+    /// Never cached (or evicted to stay within `kms.cache.max-entries`).
+    Cold,
+    /// Its TTL or idle limit ran out.
+    Expired,
+    /// An operator flushed it.
+    Flushed,
+}
+
+impl MissReason {
+    pub fn label(self) -> &'static str {
+        match self {
+            MissReason::Cold => "cold",
+            MissReason::Expired => "expired",
+            MissReason::Flushed => "flush",
+        }
+    }
+}
+
 /// Where the cache reads the time: the monotonic clock, or a test's own.
 pub(crate) type Clock = Arc<dyn Fn() -> Instant + Send + Sync>;
 
@@ -81,11 +102,20 @@ struct State<E> {
     /// Bumped by every invalidation: a load that started before one is
     /// handed to its callers but not cached.
     generation: u64,
+    /// Keys that left by expiry or flush (bounded; for the metrics only).
+    gone: HashMap<CacheKey, MissReason>,
 }
 
 impl<E> State<E> {
     fn expired(&self, stored: Instant, now: Instant) -> bool {
         now.saturating_duration_since(stored) >= self.limits.ttl
+    }
+
+    fn note_gone(&mut self, id: CacheKey, why: MissReason) {
+        if self.gone.len() >= self.limits.max_entries.max(1).saturating_mul(2) {
+            self.gone.clear();
+        }
+        self.gone.insert(id, why);
     }
 
     fn idle(&self, used: Instant, now: Instant) -> bool {
@@ -99,8 +129,16 @@ impl<E> State<E> {
             return None;
         }
         let idle = self.limits.idle;
-        self.entries
-            .retain(|_, (_, _, _, used)| now.saturating_duration_since(*used) < idle);
+        let gone: Vec<CacheKey> = self
+            .entries
+            .iter()
+            .filter(|(_, (_, _, _, used))| now.saturating_duration_since(*used) >= idle)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in gone {
+            self.entries.remove(&id);
+            self.note_gone(id, MissReason::Expired);
+        }
         self.entries
             .values()
             .map(|(_, _, _, used)| *used + idle)
@@ -117,6 +155,7 @@ impl<E> State<E> {
                         return Some(at + self.limits.ttl);
                     }
                     self.entries.remove(&id);
+                    self.note_gone(id, MissReason::Expired);
                 }
                 _ => {} // stale record
             }
@@ -177,6 +216,7 @@ impl<E: Clone> KeyCache<E> {
                 order: VecDeque::new(),
                 flights: HashMap::new(),
                 generation: 0,
+                gone: HashMap::new(),
             }),
             clock,
             changed: Arc::new(Notify::new()),
@@ -276,6 +316,15 @@ impl<E: Clone> KeyCache<E> {
         (result.map(|(k, _)| k), lookup)
     }
 
+    /// Why `id` is not served from memory now (only meaningful on a miss).
+    pub fn miss_reason(&self, id: &CacheKey) -> MissReason {
+        let st = self.lock();
+        if st.entries.contains_key(id) {
+            return MissReason::Expired;
+        }
+        st.gone.get(id).copied().unwrap_or(MissReason::Cold)
+    }
+
     /// How long `id` stays cached from now, if it is cached.
     pub fn remaining(&self, id: &CacheKey) -> Option<Duration> {
         let st = self.lock();
@@ -308,6 +357,7 @@ impl<E: Clone> KeyCache<E> {
         let max = st.limits.max_entries;
         st.shrink_to(max.saturating_sub(1));
         let was_empty = st.entries.is_empty();
+        st.gone.remove(&id);
         st.entries.insert(id, (key, stored, tag, now));
         let mut first = was_empty;
         if st.order.back().is_none_or(|(_, at)| *at <= stored) {
@@ -362,13 +412,19 @@ impl<E: Clone> KeyCache<E> {
         let mut st = self.lock();
         st.generation += 1;
         let before = st.entries.len();
-        match tag {
-            // Their records in `order` turn stale and are skipped.
-            Some(tag) => st.entries.retain(|_, (_, _, t, _)| t != tag),
-            None => {
-                st.entries.clear();
-                st.order.clear();
-            }
+        let gone: Vec<CacheKey> = st
+            .entries
+            .iter()
+            .filter(|(_, (_, _, t, _))| tag.is_none_or(|tag| t == tag))
+            .map(|(id, _)| *id)
+            .collect();
+        // Their records in `order` turn stale and are skipped.
+        for id in gone {
+            st.entries.remove(&id);
+            st.note_gone(id, MissReason::Flushed);
+        }
+        if tag.is_none() {
+            st.order.clear();
         }
         before - st.entries.len()
     }

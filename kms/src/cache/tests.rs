@@ -334,3 +334,23 @@ async fn an_unused_key_leaves_at_the_idle_limit_and_a_used_one_stays() {
     // A lookup alone does not serve an idle key.
     assert_eq!(load(&cache, 1).await, Lookup::Miss);
 }
+
+#[tokio::test]
+async fn a_miss_says_whether_the_key_was_never_cached_expired_or_flushed() {
+    let hand = HandClock::new();
+    let cache = KeyCache::with_clock(limits(1_000, 100), hand.clock());
+    assert_eq!(cache.miss_reason(&[1; 32]), MissReason::Cold);
+    load_capped(&cache, 1, 60_000).await;
+    load_capped(&cache, 2, 60_000).await;
+    hand.advance(1_000);
+    // Expired but not swept yet, then swept.
+    assert_eq!(cache.miss_reason(&[1; 32]), MissReason::Expired);
+    cache.purge_expired();
+    assert_eq!(cache.miss_reason(&[1; 32]), MissReason::Expired);
+    load_capped(&cache, 3, 60_000).await;
+    cache.flush(Some(&[3; 16]));
+    assert_eq!(cache.miss_reason(&[3; 32]), MissReason::Flushed);
+    load_capped(&cache, 3, 60_000).await;
+    cache.flush(None);
+    assert_eq!(cache.miss_reason(&[3; 32]), MissReason::Flushed);
+}

@@ -130,18 +130,20 @@ impl Cluster {
         self.served.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn count_unwrap(&self, reason: &'static str) {
+    /// Count a backend unwrap this node made, by why.
+    pub(crate) fn count_unwrap(&self, reason: &'static str) {
         *lock(&self.unwraps).entry(reason).or_default() += 1;
     }
 
-    /// The cache's loader for `id` (the hash of `blob`): ask the owner, or
-    /// run `local` (the backend unwrap) when this node owns the key or no
-    /// other member answers in time. Returns the key and, when it came from
+    /// The cache's loader for `id` (the hash of `blob`, not in the cache
+    /// because `why`): ask the owner, or run `local` (the backend unwrap)
+    /// when this node owns the key or no other member answers in time. Returns the key and, when it came from
     /// another member, how long that member keeps it.
     pub async fn load<F, Fut, E>(
         &self,
         id: &CacheKey,
         blob: &[u8],
+        why: crate::cache::MissReason,
         local: F,
     ) -> Result<(SecretKey, Option<Duration>), E>
     where
@@ -155,7 +157,7 @@ impl Cluster {
                 .filter_map(|p| p.live_node().map(|n| (n, Some(p)))),
         );
         let deadline = tokio::time::Instant::from_std(Instant::now() + FALLBACK_AFTER);
-        let mut reason = "cold";
+        let mut reason = why.label();
         for (_, peer) in ring::rank(id, nodes) {
             let Some(peer) = peer else { break };
             match tokio::time::timeout_at(deadline, peer.get(blob)).await {
@@ -273,7 +275,7 @@ impl Cluster {
         }
         let _ = writeln!(
             o,
-            "# HELP cmx_kms_backend_unwraps_total Backend unwraps of customer keys by why this node made them."
+            "# HELP cmx_kms_backend_unwraps_total Backend unwraps of customer keys by why this node made them (cold, expired, flush, owner_down, fallback)."
         );
         let _ = writeln!(o, "# TYPE cmx_kms_backend_unwraps_total counter");
         for (r, n) in lock(&self.unwraps).iter() {
