@@ -78,6 +78,12 @@ enum Command {
         #[arg(long)]
         resume: bool,
     },
+    /// The running node's customer-key cache (`flush`).
+    #[command(subcommand)]
+    Cache(crate::cluster::cli::CacheCommand),
+    /// The cluster as the running node sees it (`status`).
+    #[command(subcommand)]
+    Cluster(crate::cluster::cli::ClusterCommand),
 }
 
 #[derive(Subcommand)]
@@ -160,6 +166,8 @@ pub fn main() -> ExitCode {
         ),
         Command::Audit(AuditCommand::Verify { file }) => crate::check::audit_verify(&file),
         Command::Drain { config, resume } => crate::drain::run(&config, resume),
+        Command::Cache(c) => crate::cluster::cli::run_cache(c),
+        Command::Cluster(c) => crate::cluster::cli::run_cluster(c),
         Command::Hsm { command, config } => crate::hsm::run(
             &config,
             match command {

@@ -53,6 +53,8 @@ pub struct OpInfo {
 pub struct KeyService {
     backend: Arc<dyn Backend>,
     cache: Arc<KeyCache<KeyError>>,
+    /// With `kms.cache.type=distributed`: where cache misses go first.
+    cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 impl KeyService {
@@ -60,7 +62,19 @@ impl KeyService {
         Self {
             backend,
             cache: Arc::new(KeyCache::new(limits)),
+            cluster: None,
         }
+    }
+
+    /// The same service, sharing its cache misses with `cluster`.
+    pub fn with_cluster(mut self, cluster: Arc<crate::cluster::Cluster>) -> Self {
+        self.cluster = Some(cluster);
+        self
+    }
+
+    /// The cluster this node belongs to, if any.
+    pub fn cluster(&self) -> Option<&Arc<crate::cluster::Cluster>> {
+        self.cluster.as_ref()
     }
 
     /// The same service over another backend (after a reload), keeping the
@@ -70,6 +84,7 @@ impl KeyService {
         Self {
             backend,
             cache: Arc::clone(&self.cache),
+            cluster: self.cluster.clone(),
         }
     }
 
@@ -120,18 +135,69 @@ impl KeyService {
         let env =
             Envelope::decode_customer(blob).map_err(KeyError::envelope("wrapped_customer_key"))?;
         let id: [u8; 32] = Sha256::digest(blob).into();
+        let key_id = env.header.key_id;
         let backend = Arc::clone(&self.backend);
+        let unwrap = || async move {
+            let plain = backend.unwrap(&env.master, &env.header.to_bytes()).await?;
+            SecretKey::from_slice(&plain).ok_or(KeyError::Envelope {
+                field: "wrapped_customer_key",
+                source: EnvelopeError::Authentication("customer key"),
+            })
+        };
+        let tag = *key_id.as_bytes();
+        let (res, lookup) = match &self.cluster {
+            None => {
+                self.cache
+                    .get_or_load_capped(
+                        id,
+                        tag,
+                        || async move { unwrap().await.map(|k| (k, None)) },
+                    )
+                    .await
+            }
+            Some(cluster) => {
+                self.cache
+                    .get_or_load_capped(id, tag, || {
+                        cluster.load(&id, blob, self.cache.miss_reason(&id), unwrap)
+                    })
+                    .await
+            }
+        };
+        Ok((key_id, res?, lookup))
+    }
+
+    /// A customer key another member asked this node for (as its owner):
+    /// through the cache and its single flight, never forwarded; with how
+    /// long it stays cached here.
+    pub async fn unwrap_for_peer(
+        &self,
+        blob: &[u8],
+    ) -> Result<(Arc<SecretKey>, std::time::Duration), crate::cluster::wire::FailCode> {
+        use crate::cluster::wire::FailCode;
+        let env = Envelope::decode_customer(blob).map_err(|_| FailCode::Refused)?;
+        let id: [u8; 32] = Sha256::digest(blob).into();
+        let backend = Arc::clone(&self.backend);
+        let tag = *env.header.key_id.as_bytes();
+        let why = self.cache.miss_reason(&id);
         let (res, lookup) = self
             .cache
-            .get_or_load(id, || async move {
+            .get_or_load_capped(id, tag, || async move {
                 let plain = backend.unwrap(&env.master, &env.header.to_bytes()).await?;
-                SecretKey::from_slice(&plain).ok_or(KeyError::Envelope {
+                let key = SecretKey::from_slice(&plain).ok_or(KeyError::Envelope {
                     field: "wrapped_customer_key",
                     source: EnvelopeError::Authentication("customer key"),
-                })
+                })?;
+                Ok((key, None))
             })
             .await;
-        Ok((env.header.key_id, res?, lookup))
+        if let (Lookup::Miss, Some(cluster)) = (lookup, &self.cluster) {
+            cluster.count_unwrap(why.label());
+        }
+        let key = res.map_err(|e| match e {
+            KeyError::Backend(b) if b.is_retryable() => FailCode::Unavailable,
+            _ => FailCode::Refused,
+        })?;
+        Ok((key, self.cache.remaining(&id).unwrap_or_default()))
     }
 
     fn open_child(
@@ -264,6 +330,7 @@ mod tests {
             CacheLimits {
                 ttl: Duration::from_secs(60),
                 max_entries: 10,
+                idle: Duration::ZERO,
             },
         )
     }

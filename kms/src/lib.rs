@@ -20,6 +20,7 @@ pub mod backend;
 pub mod cache;
 pub mod check;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod dev;
 pub mod drain;

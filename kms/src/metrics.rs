@@ -53,6 +53,9 @@ impl Histogram {
     }
 }
 
+/// Writes more lines into the metrics page.
+pub type ExtraLines = Box<dyn Fn(&mut String) + Send + Sync>;
+
 /// Every metric of a node.
 #[derive(Default)]
 pub struct Metrics {
@@ -71,6 +74,8 @@ pub struct Metrics {
     pub audit_failures: AtomicU64,
     pub rate_limited: AtomicU64,
     pub vault_token_ttl_seconds: AtomicI64,
+    /// More lines for the page (the cluster's, when there is one).
+    pub extra: std::sync::OnceLock<ExtraLines>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -295,6 +300,9 @@ impl Metrics {
             "cmx_kms_vault_token_ttl_seconds {}",
             self.vault_token_ttl_seconds.load(Ordering::Relaxed)
         );
+        if let Some(extra) = self.extra.get() {
+            extra(&mut o);
+        }
         o
     }
 }

@@ -145,6 +145,7 @@ fn cache_limits(config: &Config) -> CacheLimits {
     CacheLimits {
         ttl: config.cache.ttl,
         max_entries: config.cache.max_entries,
+        idle: config.cache.idle_ttl,
     }
 }
 
@@ -216,6 +217,10 @@ pub struct Node {
     settings: ServeSettings,
     probe: ProbeSettings,
     config_path: PathBuf,
+    /// `kms.cache.type=distributed`: the cluster and its bound port.
+    cluster: Option<(Arc<crate::cluster::Cluster>, TcpListener)>,
+    /// `kms.control.socket`.
+    control_socket: PathBuf,
 }
 
 impl Node {
@@ -236,13 +241,6 @@ impl Node {
         metrics
             .vault_token_ttl_seconds
             .store(-1, std::sync::atomic::Ordering::Relaxed);
-        if config.cache.kind == crate::config::CacheType::Distributed {
-            tracing::warn!(
-                "kms.cache.type=distributed: the cluster cache is not in this version yet; this node caches \
-                 customer keys locally, which is safe (the HSM or Vault holds the only state of record) but \
-                 costs one backend unwrap per node per customer key"
-            );
-        }
         let audit = Some(Arc::new(AuditLog::open(&config.audit.file)?));
         let keystore = load_keystore(config)?;
         let ctx = tls_context(config, &keystore, Some(refusal_hook(audit.clone())))?;
@@ -253,8 +251,23 @@ impl Node {
             Arc::clone(&metrics),
         ));
         let readiness = Arc::new(Readiness::new(gated.kind().label()));
+        let mut keys = KeyService::new(gated, cache_limits(config));
+        let cluster = match &config.cache.cluster {
+            Some(settings) => {
+                let (c, l) = crate::cluster::glue::start(settings, config, &keystore).await?;
+                let weak = Arc::downgrade(&c);
+                let _ = metrics.extra.set(Box::new(move |o: &mut String| {
+                    if let Some(c) = weak.upgrade() {
+                        c.render_metrics(o);
+                    }
+                }));
+                keys = keys.with_cluster(Arc::clone(&c));
+                Some((c, l))
+            }
+            None => None,
+        };
         let app = Arc::new(App {
-            keys: ArcSwap::from_pointee(KeyService::new(gated, cache_limits(config))),
+            keys: ArcSwap::from_pointee(keys),
             readiness,
             settings: ArcSwap::from_pointee(app_settings(config)),
             metrics,
@@ -313,6 +326,8 @@ impl Node {
                 slow: config.readiness.slow,
             },
             config_path: config.source.clone(),
+            cluster,
+            control_socket: config.cache.control_socket.clone(),
         })
     }
 
@@ -356,6 +371,15 @@ impl Node {
             tokio::spawn(crate::notify::watchdog()),
             tokio::spawn(crate::signals::reload_on_sighup(self.reloader())),
         ];
+        if let Some((cluster, l)) = self.cluster {
+            tasks.extend(crate::cluster::glue::spawn(&cluster, l, &self.app));
+        }
+        if let Some(l) = crate::cluster::control::bind(&self.control_socket) {
+            tasks.push(tokio::spawn(crate::cluster::control::serve(
+                l,
+                Arc::clone(&self.app),
+            )));
+        }
         if let Some(l) = self.metrics_listener {
             tasks.push(tokio::spawn(crate::http::metrics::serve(
                 l,

@@ -51,7 +51,17 @@ fn write_conf(text: &[u8]) -> (tempfile::TempDir, PathBuf) {
 
 #[test]
 fn the_guides_vault_example_loads() {
-    let loaded = load_ok(&testdata("guide-vault.properties"), &[]);
+    // A guide node also has jgroups.xml (at the default path, which this
+    // machine lacks) and -Djgroups.tcp.address in setenv.sh.
+    let jgroups = testdata("guide-jgroups.xml");
+    let env = env(&[
+        ("CMX_KMS_CLUSTER_ADDRESS", "127.0.0.1"),
+        (
+            "CMX_KMS_DISTRIBUTED_CACHE_CONFIG_FILE",
+            jgroups.to_str().unwrap(),
+        ),
+    ]);
+    let loaded = load_ok(&testdata("guide-vault.properties"), &env);
     assert_eq!(
         loaded.warnings.iter().filter(|w| w.key.is_some()).count(),
         0,
@@ -85,10 +95,13 @@ fn the_guides_vault_example_loads() {
         }
     );
     assert_eq!(c.cache.kind, CacheType::Distributed);
+    assert_eq!(c.cache.distributed_config_file, jgroups);
+    let cluster = c.cache.cluster.expect("distributed: the cluster is on");
     assert_eq!(
-        c.cache.distributed_config_file,
-        Path::new("/usr/share/kms/conf/jgroups.xml")
+        (cluster.address.as_str(), cluster.port),
+        ("127.0.0.1", 7800)
     );
+    assert_eq!(cluster.hosts.len(), 3);
 }
 
 #[test]

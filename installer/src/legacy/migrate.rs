@@ -9,10 +9,10 @@
 //!   `keystorePass` → `kms.keystore.password`, `keyPass` (if different) →
 //!   `kms.keystore.key-password`, `keyAlias` → `kms.server.key.alias`,
 //!   `port` → `kms.server.port`, `address` → `kms.server.address`;
-//! - `setenv.sh` and `jgroups.xml`: cmx-kms has no keys for this node's own
-//!   JGroups address and port yet, so they are recorded in a comment block at
-//!   the top; `jgroups.xml` itself stays where it is and cmx-kms reads its
-//!   `TCPPING initial_hosts` (`kms.distributed.cache.config.file`).
+//! - `setenv.sh`: `-Djgroups.tcp.address` / `-Djgroups.tcp.port` become
+//!   `kms.cluster.address` / `kms.cluster.port` (and are recorded in a
+//!   comment block at the top); `jgroups.xml` stays where it is and cmx-kms
+//!   reads its `TCPPING initial_hosts` (`kms.distributed.cache.config.file`).
 //!
 //! The installer refuses (and changes nothing) when Tomcat and the old
 //! `kms.properties` name two different keystores or passwords: cmx-kms
@@ -151,6 +151,21 @@ pub fn migrate(node: &LegacyNode, template: &str, header: &[String]) -> Result<M
     if let Some(a) = &c.address {
         put(&mut set, "kms.server.address", a);
     }
+    // This node's cluster address and port: setenv.sh's -Djgroups.tcp.*.
+    if let Some(a) = &node.setenv.jgroups_address {
+        put(&mut set, "kms.cluster.address", a);
+        notes.push(format!(
+            "kms.cluster.address taken from {} (-Djgroups.tcp.address): {a}",
+            paths::SETENV_SH
+        ));
+    }
+    if let Some(p) = &node.setenv.jgroups_port {
+        put(&mut set, "kms.cluster.port", p);
+        notes.push(format!(
+            "kms.cluster.port taken from {} (-Djgroups.tcp.port): {p}",
+            paths::SETENV_SH
+        ));
+    }
     if let Some(t) = &c.keystore_type {
         notes.push(format!(
             "server.xml's keystoreType {t} is not needed: cmx-kms tells JKS from PKCS#12 by content"
@@ -183,11 +198,11 @@ pub fn migrate(node: &LegacyNode, template: &str, header: &[String]) -> Result<M
     );
     let _ = writeln!(
         out,
-        "# cmx-kms has no kms.properties keys for this node's own JGroups address and"
+        "# This node's JGroups address and port are written below as kms.cluster.address"
     );
     let _ = writeln!(
         out,
-        "# port yet: they are recorded here (see ckms-install(8) and the operations guide)."
+        "# and kms.cluster.port (see docs/cluster.md); the legacy values were:"
     );
     let _ = writeln!(
         out,

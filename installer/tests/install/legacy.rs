@@ -123,6 +123,12 @@ fn migrate(server_xml: &str, key_alias: &str) {
     );
     assert_eq!(new.get("kms.server.port").map(String::as_str), Some("8443"));
     assert_eq!(
+        new.get("kms.cluster.address").map(String::as_str),
+        Some("kms1.AcmeXYZ.com"),
+        "setenv.sh's -Djgroups.tcp.address"
+    );
+    assert_eq!(new.get("kms.cluster.port"), None, "7800 by default");
+    assert_eq!(
         new.get("kms.hsm.protocol").map(String::as_str),
         Some("VAULT")
     );

@@ -10,7 +10,15 @@
 //! there), so no plaintext customer key stays in the cache past its TTL, and
 //! [`KeyCache::set_limits`] applies new limits at once (a reload to
 //! `kms.cache.ttl=0` empties the cache).
+//!
+//! With `kms.cache.idle-ttl`, an entry nobody used for that long goes
+//! before its TTL (the sweeper scans for them). In a cluster, a key served
+//! by its owner is kept no longer than the owner keeps it (a cap, see
+//! [`KeyCache::get_or_load_capped`]). Entries carry their customer key id,
+//! so an operator can [`KeyCache::flush`] one customer key; a flush also
+//! bumps a generation, and a load that started before it is not cached.
 
+mod state;
 mod sweep;
 #[cfg(test)]
 mod tests;
@@ -38,6 +46,8 @@ pub struct CacheLimits {
     pub ttl: Duration,
     /// Most entries held at once; zero turns caching off.
     pub max_entries: usize,
+    /// An entry not used for this long goes before its TTL; zero: no idle limit.
+    pub idle: Duration,
 }
 
 impl CacheLimits {
@@ -46,58 +56,55 @@ impl CacheLimits {
     }
 }
 
+/// What a flush by key names: the customer key's id (several blobs, e.g.
+/// after a rewrap, may carry one id).
+pub type Tag = [u8; 16];
+
+/// Why a key is not in the cache, for the backend-unwrap metric.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MissReason {
+    /// Never cached (or evicted to stay within `kms.cache.max-entries`).
+    Cold,
+    /// Its TTL or idle limit ran out.
+    Expired,
+    /// An operator flushed it.
+    Flushed,
+}
+
+impl MissReason {
+    pub fn label(self) -> &'static str {
+        match self {
+            MissReason::Cold => "cold",
+            MissReason::Expired => "expired",
+            MissReason::Flushed => "flush",
+        }
+    }
+}
+
 /// Where the cache reads the time: the monotonic clock, or a test's own.
 pub(crate) type Clock = Arc<dyn Fn() -> Instant + Send + Sync>;
 
-type Flight<E> = Arc<OnceCell<Result<Arc<SecretKey>, E>>>;
+/// A load's result: the key, and at most how long to keep it (a key served
+/// by the cluster's owner lives here no longer than it does there).
+type Loaded<E> = Result<(Arc<SecretKey>, Option<Duration>), E>;
+
+type Flight<E> = Arc<OnceCell<Loaded<E>>>;
 
 struct State<E> {
     limits: CacheLimits,
-    /// Each key with when it was stored.
-    entries: HashMap<CacheKey, (Arc<SecretKey>, Instant)>,
+    /// Each key with when it was stored, its customer key id, and when it was last used.
+    entries: HashMap<CacheKey, (Arc<SecretKey>, Instant, Tag, Instant)>,
     /// Keys in the order they were stored, with the same instant as in
     /// `entries`; a record whose instant differs (the key was stored again or
     /// removed) is stale and skipped.
     order: VecDeque<(CacheKey, Instant)>,
-    flights: HashMap<CacheKey, Flight<E>>,
-}
-
-impl<E> State<E> {
-    fn expired(&self, stored: Instant, now: Instant) -> bool {
-        now.saturating_duration_since(stored) >= self.limits.ttl
-    }
-
-    /// Drop stale records and expired entries from the front of `order`
-    /// (oldest first); the instant the new front expires, if any.
-    fn purge(&mut self, now: Instant) -> Option<Instant> {
-        while let Some(&(id, at)) = self.order.front() {
-            match self.entries.get(&id) {
-                Some((_, stored)) if *stored == at => {
-                    if !self.expired(at, now) {
-                        return Some(at + self.limits.ttl);
-                    }
-                    self.entries.remove(&id);
-                }
-                _ => {} // stale record
-            }
-            self.order.pop_front();
-        }
-        None
-    }
-
-    /// Evict the oldest live entries until at most `max` remain.
-    fn shrink_to(&mut self, max: usize) {
-        while self.entries.len() > max {
-            let Some((id, at)) = self.order.pop_front() else {
-                // Every entry has a record in `order`; keep the bound anyway.
-                self.entries.clear();
-                break;
-            };
-            if self.entries.get(&id).is_some_and(|(_, s)| *s == at) {
-                self.entries.remove(&id);
-            }
-        }
-    }
+    /// Loads in flight, with the generation they started in.
+    flights: HashMap<CacheKey, (Flight<E>, u64)>,
+    /// Bumped by every invalidation: a load that started before one is
+    /// handed to its callers but not cached.
+    generation: u64,
+    /// Keys that left by expiry or flush (bounded; for the metrics only).
+    gone: HashMap<CacheKey, MissReason>,
 }
 
 /// The cache. `E` is the loader's error type.
@@ -136,6 +143,8 @@ impl<E: Clone> KeyCache<E> {
                 entries: HashMap::new(),
                 order: VecDeque::new(),
                 flights: HashMap::new(),
+                generation: 0,
+                gone: HashMap::new(),
             }),
             clock,
             changed: Arc::new(Notify::new()),
@@ -162,27 +171,52 @@ impl<E: Clone> KeyCache<E> {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<SecretKey, E>>,
     {
+        self.get_or_load_capped(
+            id,
+            [0; 16],
+            || async move { load().await.map(|k| (k, None)) },
+        )
+        .await
+    }
+
+    /// As [`KeyCache::get_or_load`], for a loader that may also cap how long
+    /// its key stays cached (`Some(cap)`, below the TTL; `Some(ZERO)`: not at all).
+    pub async fn get_or_load_capped<F, Fut>(
+        &self,
+        id: CacheKey,
+        tag: Tag,
+        load: F,
+    ) -> (Result<Arc<SecretKey>, E>, Lookup)
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<(SecretKey, Option<Duration>), E>>,
+    {
         let flight = {
             let mut st = self.lock();
-            if let Some((key, stored)) = st.entries.get(&id)
-                && !st.expired(*stored, (self.clock)())
-            {
+            let now = (self.clock)();
+            let fresh = st.entries.get(&id).is_some_and(|(_, stored, _, used)| {
+                !st.expired(*stored, now) && !st.idle(*used, now)
+            });
+            if let (true, Some((key, _, _, used))) = (fresh, st.entries.get_mut(&id)) {
+                *used = now;
                 let key = Arc::clone(key);
                 drop(st);
                 self.hits.fetch_add(1, Ordering::Relaxed);
                 return (Ok(key), Lookup::Hit);
             }
-            Arc::clone(
-                st.flights
-                    .entry(id)
-                    .or_insert_with(|| Arc::new(OnceCell::new())),
-            )
+            let generation = st.generation;
+            let (flight, started) = st
+                .flights
+                .entry(id)
+                .or_insert_with(|| (Arc::new(OnceCell::new()), generation));
+            (Arc::clone(flight), *started)
         };
+        let (flight, started) = flight;
         let mut ran = false;
         let result = flight
             .get_or_init(|| {
                 ran = true;
-                async move { load().await.map(Arc::new) }
+                async move { load().await.map(|(k, cap)| (Arc::new(k), cap)) }
             })
             .await
             .clone();
@@ -192,28 +226,77 @@ impl<E: Clone> KeyCache<E> {
         // descheduled between finishing the load and taking this lock, and
         // a loader-only insert then cached nothing).
         let mut st = self.lock();
-        if st.flights.get(&id).is_some_and(|f| Arc::ptr_eq(f, &flight)) {
+        if st
+            .flights
+            .get(&id)
+            .is_some_and(|(f, _)| Arc::ptr_eq(f, &flight))
+        {
             st.flights.remove(&id);
-            if let (true, Ok(key)) = (st.limits.enabled(), &result) {
-                self.insert(&mut st, id, Arc::clone(key));
+            let current = started == st.generation;
+            if let (true, true, Ok((key, cap))) = (st.limits.enabled(), current, &result) {
+                self.insert(&mut st, id, (Arc::clone(key), tag), *cap);
             }
         }
         drop(st);
         let lookup = if ran { Lookup::Miss } else { Lookup::Hit };
         let counter = if ran { &self.misses } else { &self.hits };
         counter.fetch_add(1, Ordering::Relaxed);
-        (result, lookup)
+        (result.map(|(k, _)| k), lookup)
     }
 
-    fn insert(&self, st: &mut State<E>, id: CacheKey, key: Arc<SecretKey>) {
+    /// Why `id` is not served from memory now (only meaningful on a miss).
+    pub fn miss_reason(&self, id: &CacheKey) -> MissReason {
+        let st = self.lock();
+        if st.entries.contains_key(id) {
+            return MissReason::Expired;
+        }
+        st.gone.get(id).copied().unwrap_or(MissReason::Cold)
+    }
+
+    /// How long `id` stays cached from now, if it is cached.
+    pub fn remaining(&self, id: &CacheKey) -> Option<Duration> {
+        let st = self.lock();
+        let (_, stored, _, _) = st.entries.get(id)?;
         let now = (self.clock)();
+        (*stored + st.limits.ttl)
+            .checked_duration_since(now)
+            .filter(|d| !d.is_zero())
+    }
+
+    /// Store `key`; with a `cap` shorter than the TTL, the entry is stored as
+    /// if it had been loaded earlier, so it expires `cap` from now and `order`
+    /// stays sorted by expiry (the sweeper and eviction rely on it).
+    fn insert(
+        &self,
+        st: &mut State<E>,
+        id: CacheKey,
+        (key, tag): (Arc<SecretKey>, Tag),
+        cap: Option<Duration>,
+    ) {
+        let now = (self.clock)();
+        let stored = match cap {
+            Some(cap) if cap < st.limits.ttl => match now.checked_sub(st.limits.ttl - cap) {
+                Some(at) if !cap.is_zero() => at,
+                _ => return, // nothing left to keep
+            },
+            _ => now,
+        };
         st.purge(now);
         let max = st.limits.max_entries;
         st.shrink_to(max.saturating_sub(1));
         let was_empty = st.entries.is_empty();
-        st.entries.insert(id, (key, now));
-        st.order.push_back((id, now));
-        if was_empty {
+        st.gone.remove(&id);
+        st.entries.insert(id, (key, stored, tag, now));
+        let mut first = was_empty;
+        if st.order.back().is_none_or(|(_, at)| *at <= stored) {
+            st.order.push_back((id, stored));
+        } else {
+            let pos = st.order.partition_point(|(_, at)| *at <= stored);
+            st.order.insert(pos, (id, stored));
+            first |= pos == 0;
+        }
+        // The sweeper sleeps until the front expires: wake it for a new front.
+        if first {
             self.changed.notify_one();
         }
     }
@@ -242,12 +325,42 @@ impl<E: Clone> KeyCache<E> {
     /// Remove every expired entry now; when the next one expires, if any.
     pub fn purge_expired(&self) -> Option<Instant> {
         let now = (self.clock)();
-        self.lock().purge(now)
+        let mut st = self.lock();
+        let absolute = st.purge(now);
+        let idle = st.purge_idle(now);
+        match (absolute, idle) {
+            (Some(a), Some(i)) => Some(a.min(i)),
+            (a, i) => a.or(i),
+        }
+    }
+
+    /// Forget every blob of the customer key `tag`, or everything (`None`);
+    /// loads in flight are not cached. The number of entries removed.
+    pub fn flush(&self, tag: Option<&Tag>) -> usize {
+        let mut st = self.lock();
+        st.generation += 1;
+        let before = st.entries.len();
+        let gone: Vec<CacheKey> = st
+            .entries
+            .iter()
+            .filter(|(_, (_, _, t, _))| tag.is_none_or(|tag| t == tag))
+            .map(|(id, _)| *id)
+            .collect();
+        // Their records in `order` turn stale and are skipped.
+        for id in gone {
+            st.entries.remove(&id);
+            st.note_gone(id, MissReason::Flushed);
+        }
+        if tag.is_none() {
+            st.order.clear();
+        }
+        before - st.entries.len()
     }
 
     /// Forget one key (e.g. after a rewrap) or everything.
     pub fn invalidate(&self, id: Option<&CacheKey>) {
         let mut st = self.lock();
+        st.generation += 1;
         match id {
             // Its record in `order` turns stale and is skipped.
             Some(id) => {

@@ -93,6 +93,7 @@ mod tests {
         let cache: Arc<KeyCache<String>> = Arc::new(KeyCache::new(CacheLimits {
             ttl: Duration::from_millis(200),
             max_entries: 100,
+            idle: Duration::ZERO,
         }));
         let task = tokio::spawn(sweep(Arc::downgrade(&cache)));
         fill(&cache, 5).await;
@@ -110,12 +111,14 @@ mod tests {
         let cache: Arc<KeyCache<String>> = Arc::new(KeyCache::new(CacheLimits {
             ttl: Duration::from_secs(3600),
             max_entries: 100,
+            idle: Duration::ZERO,
         }));
         let task = tokio::spawn(sweep(Arc::downgrade(&cache)));
         fill(&cache, 4).await;
         cache.set_limits(CacheLimits {
             ttl: Duration::from_millis(100),
             max_entries: 100,
+            idle: Duration::ZERO,
         });
         wait_len(&cache, 0).await;
         task.abort();
@@ -126,6 +129,7 @@ mod tests {
         let cache: Arc<KeyCache<String>> = Arc::new(KeyCache::new(CacheLimits {
             ttl: Duration::from_secs(60),
             max_entries: 10,
+            idle: Duration::ZERO,
         }));
         let task = tokio::spawn(sweep(Arc::downgrade(&cache)));
         fill(&cache, 1).await;

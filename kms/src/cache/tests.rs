@@ -7,6 +7,7 @@ fn limits(ttl_ms: u64, max: usize) -> CacheLimits {
     CacheLimits {
         ttl: Duration::from_millis(ttl_ms),
         max_entries: max,
+        idle: Duration::ZERO,
     }
 }
 
@@ -212,4 +213,144 @@ async fn new_limits_apply_to_cached_entries() {
     cache.set_limits(limits(300_000, 3));
     assert_eq!(load(&cache, 3).await, Lookup::Miss);
     assert_eq!(load(&cache, 3).await, Lookup::Hit);
+}
+
+async fn load_capped(cache: &KeyCache<String>, i: u8, cap_ms: u64) {
+    let _ = cache
+        .get_or_load_capped([i; 32], [i; 16], || async move {
+            Ok((
+                SecretKey::from_slice(&[i; 32]).unwrap(),
+                Some(Duration::from_millis(cap_ms)),
+            ))
+        })
+        .await;
+}
+
+#[tokio::test]
+async fn a_capped_entry_expires_at_its_cap_and_keeps_the_order() {
+    let hand = HandClock::new();
+    let cache = KeyCache::with_clock(limits(10_000, 100), hand.clock());
+    load(&cache, 1).await; // expires at 10 s
+    load_capped(&cache, 2, 3_000).await; // expires at 3 s
+    assert_eq!(
+        cache.remaining(&[2; 32]),
+        Some(Duration::from_millis(3_000))
+    );
+    assert_eq!(
+        cache.remaining(&[1; 32]),
+        Some(Duration::from_millis(10_000))
+    );
+    // The sweeper's view: the capped entry is the next to expire.
+    assert_eq!(
+        cache.purge_expired(),
+        Some(hand.clock()() + Duration::from_millis(3_000))
+    );
+    hand.advance(3_000);
+    assert_eq!(
+        cache.purge_expired(),
+        Some(hand.clock()() + Duration::from_millis(7_000))
+    );
+    assert_eq!(cache.len(), 1, "the capped entry left at its cap");
+    assert_eq!(load(&cache, 1).await, Lookup::Hit);
+    assert_eq!(load(&cache, 2).await, Lookup::Miss);
+}
+
+#[tokio::test]
+async fn a_zero_cap_is_not_cached_and_a_long_cap_is_the_ttl() {
+    let hand = HandClock::new();
+    let cache = KeyCache::with_clock(limits(5_000, 100), hand.clock());
+    load_capped(&cache, 1, 0).await;
+    assert!(cache.is_empty());
+    load_capped(&cache, 2, 60_000).await;
+    assert_eq!(
+        cache.remaining(&[2; 32]),
+        Some(Duration::from_millis(5_000))
+    );
+}
+
+#[tokio::test]
+async fn a_flush_by_tag_removes_that_customer_key_only() {
+    let cache: KeyCache<String> = KeyCache::new(limits(60_000, 100));
+    load_capped(&cache, 1, 60_000).await;
+    load_capped(&cache, 2, 60_000).await;
+    assert_eq!(cache.flush(Some(&[1; 16])), 1);
+    assert_eq!(load(&cache, 2).await, Lookup::Hit);
+    assert_eq!(cache.flush(None), 1);
+    assert!(cache.is_empty());
+}
+
+#[tokio::test]
+async fn a_load_in_flight_during_a_flush_is_answered_but_not_cached() {
+    let cache: Arc<KeyCache<String>> = Arc::new(KeyCache::new(limits(60_000, 100)));
+    let (go, wait) = tokio::sync::oneshot::channel::<()>();
+    let (started_tx, started) = tokio::sync::oneshot::channel::<()>();
+    let c = Arc::clone(&cache);
+    let task = tokio::spawn(async move {
+        c.get_or_load([9; 32], || async move {
+            let _ = started_tx.send(());
+            let _ = wait.await;
+            Ok(SecretKey::from_slice(&[9; 32]).unwrap())
+        })
+        .await
+    });
+    started.await.unwrap();
+    cache.flush(None);
+    go.send(()).unwrap();
+    let (got, lookup) = task.await.unwrap();
+    assert!(got.is_ok());
+    assert_eq!(lookup, Lookup::Miss);
+    assert!(cache.is_empty(), "the flushed generation's load was cached");
+}
+
+#[tokio::test]
+async fn an_unused_key_leaves_at_the_idle_limit_and_a_used_one_stays() {
+    let hand = HandClock::new();
+    let cache = KeyCache::with_clock(
+        CacheLimits {
+            ttl: Duration::from_millis(10_000),
+            max_entries: 100,
+            idle: Duration::from_millis(1_000),
+        },
+        hand.clock(),
+    );
+    load(&cache, 1).await;
+    load(&cache, 2).await;
+    hand.advance(600);
+    assert_eq!(
+        load(&cache, 1).await,
+        Lookup::Hit,
+        "used: idle clock restarts"
+    );
+    hand.advance(500);
+    // Key 2 has not been used for 1100 ms; key 1 for 500 ms.
+    assert_eq!(
+        cache.purge_expired(),
+        Some(hand.clock()() + Duration::from_millis(500)),
+        "the sweeper wakes when key 1 goes idle"
+    );
+    assert_eq!(cache.len(), 1);
+    assert_eq!(load(&cache, 1).await, Lookup::Hit);
+    hand.advance(1_000);
+    // A lookup alone does not serve an idle key.
+    assert_eq!(load(&cache, 1).await, Lookup::Miss);
+}
+
+#[tokio::test]
+async fn a_miss_says_whether_the_key_was_never_cached_expired_or_flushed() {
+    let hand = HandClock::new();
+    let cache = KeyCache::with_clock(limits(1_000, 100), hand.clock());
+    assert_eq!(cache.miss_reason(&[1; 32]), MissReason::Cold);
+    load_capped(&cache, 1, 60_000).await;
+    load_capped(&cache, 2, 60_000).await;
+    hand.advance(1_000);
+    // Expired but not swept yet, then swept.
+    assert_eq!(cache.miss_reason(&[1; 32]), MissReason::Expired);
+    cache.purge_expired();
+    assert_eq!(cache.miss_reason(&[1; 32]), MissReason::Expired);
+    load_capped(&cache, 3, 60_000).await;
+    cache.flush(Some(&[3; 16]));
+    assert_eq!(cache.miss_reason(&[3; 32]), MissReason::Flushed);
+    load_capped(&cache, 3, 60_000).await;
+    cache.flush(None);
+    assert_eq!(cache.miss_reason(&[3; 32]), MissReason::Flushed);
 }

@@ -28,6 +28,13 @@ pub struct CacheSettings {
     pub ttl: Duration,
     /// `kms.cache.max-entries`: most keys cached at once.
     pub max_entries: usize,
+    /// `kms.cache.idle-ttl`: a key unused this long leaves before its TTL; zero: off.
+    pub idle_ttl: Duration,
+    /// `kms.cluster.*` and `jgroups.xml`: present when the nodes share the
+    /// cache (`distributed`, with a cache).
+    pub cluster: Option<super::cluster::ClusterSettings>,
+    /// `kms.control.socket`: where `cmx-kms cache flush` and `cluster status` reach the node.
+    pub control_socket: PathBuf,
 }
 
 impl CacheSettings {
@@ -41,7 +48,7 @@ impl CacheSettings {
             ("none", CacheType::Local),
             ("distributed", CacheType::Distributed),
         ];
-        let this = Self {
+        let mut this = Self {
             kind: file.parse_or("kms.cache.type", CacheType::Local, one_of(TYPES)),
             distributed_config_file: file
                 .path_or("kms.distributed.cache.config.file", d::JGROUPS_FILE),
@@ -51,6 +58,9 @@ impl CacheSettings {
                 d::CACHE_MAX_ENTRIES,
                 int_in(1, 10_000_000),
             ),
+            idle_ttl: file.parse_or("kms.cache.idle-ttl", Duration::ZERO, duration),
+            cluster: None,
+            control_socket: file.path_or("kms.control.socket", d::CONTROL_SOCKET),
         };
         if this.kind == CacheType::Distributed && !this.enabled() {
             let reason = "kms.cache.ttl is 0, which turns the cache off".to_string();
@@ -60,6 +70,8 @@ impl CacheSettings {
                 Warning::Ignored { reason },
             );
         }
+        let active = this.kind == CacheType::Distributed && this.enabled();
+        this.cluster = super::cluster::take(file, &this.distributed_config_file, active);
         this
     }
 }

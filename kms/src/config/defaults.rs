@@ -24,6 +24,10 @@ pub const VAULT_CERT_PATH: &str = "/v1/auth/cert/login";
 pub const VAULT_MOUNT: &str = "transit";
 /// `kms.distributed.cache.config.file`.
 pub const JGROUPS_FILE: &str = "/usr/share/kms/conf/jgroups.xml";
+/// `kms.control.socket`: in the unit's RuntimeDirectory.
+pub const CONTROL_SOCKET: &str = "/run/cmx-kms/control.sock";
+/// `kms.cluster.port`: JGroups' default TCP port, as the guide uses.
+pub const CLUSTER_PORT: u16 = 7800;
 
 /// `kms.server.address`.
 pub const SERVER_ADDRESS: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);

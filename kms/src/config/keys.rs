@@ -118,6 +118,9 @@ pub const KEYS: &[KeySpec] = &[
     // Cache (guide).
     key("kms.cache.type", "none or distributed", "none", "no", "none: each node caches on its own; distributed: the nodes of jgroups.xml share one cache."),
     key("kms.distributed.cache.config.file", "path", "/usr/share/kms/conf/jgroups.xml", "no", "JGroups file listing the cluster nodes (TCPPING initial_hosts); keep the default."),
+    key("kms.cluster.address", "host or IP address", "", "with kms.cache.type=distributed", "This node's cluster address, as the other nodes list it in jgroups.xml (legacy setenv.sh -Djgroups.tcp.address)."),
+    key("kms.cluster.port", "port", "7800", "no", "This node's cluster port (legacy -Djgroups.tcp.port); mutual TLS between nodes only, never through the load balancer."),
+    key("kms.control.socket", "path", "/run/cmx-kms/control.sock", "no", "Unix socket (mode 0660, user and group kms) where cmx-kms cache flush and cluster status reach the running node."),
     // Server (ours).
     key("kms.server.address", "IP address", "0.0.0.0", "no", "Address the HTTPS API listens on."),
     key("kms.server.port", "port", "8443", "no", "Port the HTTPS API listens on."),
@@ -163,6 +166,7 @@ pub const KEYS: &[KeySpec] = &[
     // Cache (ours).
     key("kms.cache.ttl", "duration", "300s", "no", "How long a decrypted customer key stays in memory; 0 turns the cache off. A reload applies it to keys already cached."),
     key("kms.cache.max-entries", "integer", "10000", "no", "Most customer keys cached at once."),
+    key("kms.cache.idle-ttl", "duration", "0", "no", "A cached customer key unused this long leaves memory before its TTL; 0 turns the idle limit off."),
     // Audit (ours).
     key("kms.audit.file", "path", "/var/log/kms/audit.log", "no", "JSON audit trail, one event per key operation."),
     // Limits (ours).

@@ -22,6 +22,7 @@ use zeroize::Zeroizing;
 
 pub mod alias;
 pub mod cache;
+pub mod cluster;
 pub mod defaults;
 pub mod endpoint;
 pub mod error;
@@ -37,6 +38,7 @@ pub mod vault;
 
 pub use alias::AliasPattern;
 pub use cache::{CacheSettings, CacheType};
+pub use cluster::{ClusterMembers, ClusterSettings, Member};
 pub use endpoint::HsmEndpoint;
 pub use error::{ConfigError, ConfigErrors, ConfigWarning, Origin, Problem, Warning};
 pub use front::{Cidr, FrontSettings, HealthSettings};

@@ -1,0 +1,183 @@
+//! The cluster port: serves other members' requests for keys this node owns.
+//!
+//! A connection is dropped before any TLS byte unless it comes from a listed
+//! member address; then the handshake must present exactly this node's
+//! `kmsserver` certificate ([`super::tls`]); then the peer's Hello must speak
+//! our version and name an address equal to the connection's source. Only
+//! then does anything but a TLS alert leave this node. The port speaks
+//! nothing but TLS.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc};
+use zeroize::Zeroizing;
+
+use super::Cluster;
+use super::wire::{self, FailCode, Frame, SecretKeyBytes, VERSION};
+use crate::envelope::SecretKey;
+
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most key requests one peer connection may have in flight.
+const MAX_IN_FLIGHT: usize = 256;
+
+/// What serves a peer's request: the node's key service, through its cache
+/// (single flight with this node's own requests for the same key).
+#[async_trait]
+pub trait Owner: Send + Sync {
+    /// The plaintext of `blob` and how long this node keeps it cached.
+    async fn unwrap_for_peer(&self, blob: &[u8]) -> Result<(Arc<SecretKey>, Duration), FailCode>;
+    /// Forget customer key `key` (its id), or everything; entries removed.
+    fn flush(&self, key: Option<[u8; 16]>) -> u64;
+}
+
+/// Accept peers forever.
+pub async fn serve(cluster: Arc<Cluster>, listener: TcpListener, owner: Arc<dyn Owner>) {
+    let acceptor = match cluster.identity.server_config() {
+        Ok(cfg) => tokio_rustls::TlsAcceptor::from(cfg),
+        Err(e) => {
+            tracing::error!(error = %e, "cluster port: TLS configuration failed; this node caches alone");
+            return;
+        }
+    };
+    loop {
+        let Ok((tcp, from)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        if !cluster.settings.is_member_ip(from.ip()) {
+            if cluster.count_refusal("not-a-member") {
+                tracing::warn!(source = %from, "cluster port: connection from an address jgroups.xml does not list; dropped (more in the next 10 s are only counted)");
+            }
+            drop(tcp);
+            continue;
+        }
+        let (cluster, acceptor, owner) =
+            (Arc::clone(&cluster), acceptor.clone(), Arc::clone(&owner));
+        tokio::spawn(async move {
+            if let Err(why) = session(&cluster, acceptor, tcp, from, owner).await {
+                tracing::debug!(source = %from, reason = why, "cluster port: peer connection ended");
+            }
+        });
+    }
+}
+
+async fn session(
+    cluster: &Cluster,
+    acceptor: tokio_rustls::TlsAcceptor,
+    tcp: TcpStream,
+    from: SocketAddr,
+    owner: Arc<dyn Owner>,
+) -> Result<(), &'static str> {
+    let _ = tcp.set_nodelay(true);
+    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+        Ok(Ok(t)) => t,
+        Ok(Err(e)) => {
+            if cluster.count_refusal("tls") {
+                tracing::warn!(source = %from, error = %e, "cluster port: TLS refused (a peer must present this node's kmsserver certificate; more in the next 10 s are only counted)");
+            }
+            return Err("tls");
+        }
+        Err(_) => {
+            let _ = cluster.count_refusal("tls-timeout");
+            return Err("tls timeout");
+        }
+    };
+    let (mut rd, mut wr) = tokio::io::split(tls);
+    let hello = tokio::time::timeout(HANDSHAKE_TIMEOUT, wire::read_frame(&mut rd)).await;
+    match hello {
+        Ok(Ok(Frame::Hello { version, node, .. }))
+            if version == VERSION
+                && node.parse::<SocketAddr>().map(|n| n.ip()) == Ok(from.ip()) => {}
+        _ => {
+            let _ = cluster.count_refusal("hello");
+            return Err("no valid Hello");
+        }
+    }
+    let ours = Frame::Hello {
+        version: VERSION,
+        node: cluster.settings.local().to_string(),
+        fingerprint: cluster.identity.fingerprint,
+    };
+    wire::write_frame(&mut wr, &ours)
+        .await
+        .map_err(|_| "write")?;
+    let (tx, mut rx) = mpsc::channel::<Zeroizing<Vec<u8>>>(1024);
+    let writer = tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        while let Some(bytes) = rx.recv().await {
+            if wr.write_all(&bytes).await.is_err() || wr.flush().await.is_err() {
+                break;
+            }
+        }
+    });
+    let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let result = loop {
+        // No heartbeat from a peer in this long: it is gone.
+        let frame =
+            match tokio::time::timeout(super::peer::CONFIRM_AFTER * 2, wire::read_frame(&mut rd))
+                .await
+            {
+                Ok(Ok(f)) => f,
+                Ok(Err(_)) => break Err("read"),
+                Err(_) => break Err("silent peer"),
+            };
+        match frame {
+            Frame::Ping(n) => {
+                if tx.try_send(Frame::Pong(n).encode()).is_err() {
+                    break Err("send queue full");
+                }
+            }
+            Frame::Get { id, blob } => {
+                let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+                    let _ = tx.try_send(
+                        Frame::Fail {
+                            id,
+                            code: FailCode::Unavailable,
+                        }
+                        .encode(),
+                    );
+                    continue;
+                };
+                let (tx, owner) = (tx.clone(), Arc::clone(&owner));
+                cluster.count_served();
+                tokio::spawn(async move {
+                    let reply = match owner.unwrap_for_peer(&blob).await {
+                        Ok((key, ttl)) => Frame::Key {
+                            id,
+                            ttl_ms: u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX),
+                            key: SecretKeyBytes::from_key(&key),
+                        },
+                        Err(code) => Frame::Fail { id, code },
+                    };
+                    let _ = tx.send(reply.encode()).await;
+                    drop(permit);
+                });
+            }
+            Frame::Flush {
+                id,
+                generation,
+                key,
+            } => {
+                let removed = owner.flush(key);
+                tracing::info!(
+                    source = %from, generation, removed,
+                    scope = if key.is_some() { "one customer key" } else { "every key" },
+                    "cache flushed at a cluster member's request"
+                );
+                if tx
+                    .try_send(Frame::Flushed { id, removed }.encode())
+                    .is_err()
+                {
+                    break Err("send queue full");
+                }
+            }
+            _ => break Err("unexpected frame"),
+        }
+    };
+    writer.abort();
+    result
+}

@@ -1,0 +1,304 @@
+//! The cluster (`kms.cache.type=distributed`): this node's address and port
+//! (`kms.cluster.address`, `kms.cluster.port`) and the other members, read
+//! from the operator's `jgroups.xml` (`kms.distributed.cache.config.file`).
+//!
+//! Problems in `jgroups.xml` are configuration errors like any other: they
+//! name the file and line (of `jgroups.xml`) and what to fix, and stop the
+//! node with exit 78. Host names are resolved once, here: membership is
+//! static, and a peer is later accepted only from one of these addresses.
+
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+
+use super::defaults as d;
+use super::error::{Origin, Problem, Warning};
+use super::file::ConfigFile;
+use super::values::port;
+use crate::cluster::jgroups;
+
+/// JGroups' `bind_addr` keywords: they pick an interface, not an address.
+const BIND_KEYWORDS: &[&str] = &[
+    "SITE_LOCAL",
+    "LINK_LOCAL",
+    "NON_LOOPBACK",
+    "GLOBAL",
+    "LOOPBACK",
+];
+
+/// Another node of the cluster, as `initial_hosts` lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Member {
+    /// The entry as written (`host[port]`), for messages and `cluster status`.
+    pub name: String,
+    /// The addresses to try, in order: each address the host resolves to,
+    /// at the listed port and the `port_range` ports after it.
+    pub addrs: Vec<SocketAddr>,
+}
+
+/// Cluster settings as configured; present only with
+/// `kms.cache.type=distributed` and a cache. Names resolve at start
+/// ([`ClusterSettings::resolve`]), not while checking the configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterSettings {
+    /// The `jgroups.xml` the members come from.
+    pub file: PathBuf,
+    /// `kms.cluster.address` (legacy `-Djgroups.tcp.address`, else a literal
+    /// `TCP bind_addr`): this node's cluster address or name.
+    pub address: String,
+    /// `kms.cluster.port` (legacy `-Djgroups.tcp.port`, else `TCP bind_port`).
+    pub port: u16,
+    /// `TCPPING initial_hosts`.
+    pub hosts: Vec<jgroups::HostEntry>,
+    /// `TCPPING port_range`.
+    pub port_range: u16,
+}
+
+/// The cluster as this node runs it: addresses resolved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterMembers {
+    /// The `jgroups.xml` the members come from.
+    pub file: PathBuf,
+    /// This node's cluster address: the peer listener binds it and outgoing
+    /// peer connections leave from it.
+    pub address: IpAddr,
+    pub port: u16,
+    /// The other members (this node removed if the file lists it).
+    pub members: Vec<Member>,
+}
+
+impl ClusterMembers {
+    /// This node as members see it.
+    pub fn local(&self) -> SocketAddr {
+        SocketAddr::new(self.address, self.port)
+    }
+
+    /// Whether `ip` is a listed member's address.
+    pub fn is_member_ip(&self, ip: IpAddr) -> bool {
+        self.members
+            .iter()
+            .any(|m| m.addrs.iter().any(|a| a.ip() == ip))
+    }
+}
+
+/// Resolves a host name or IP literal.
+fn resolve_host(host: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, port)]);
+    }
+    let mut out: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve '{}' ({e})", host.escape_debug()))?
+        .collect();
+    out.dedup();
+    if out.is_empty() {
+        return Err(format!("'{}' resolves to no address", host.escape_debug()));
+    }
+    Ok(out)
+}
+
+/// Takes `kms.cluster.*` and reads `jgroups.xml`. `active` is whether the
+/// cluster is on (`distributed` with a cache); otherwise the keys are taken
+/// (so not unknown) and a set one draws a warning.
+pub(super) fn take(
+    file: &mut ConfigFile,
+    jgroups_file: &Path,
+    active: bool,
+) -> Option<ClusterSettings> {
+    let address_raw = file.get("kms.cluster.address");
+    let port_raw = file.get("kms.cluster.port");
+    if !active {
+        for (key, raw) in [
+            ("kms.cluster.address", &address_raw),
+            ("kms.cluster.port", &port_raw),
+        ] {
+            if let Some(raw) = raw {
+                let reason =
+                    "kms.cache.type is not distributed (or kms.cache.ttl is 0)".to_string();
+                file.warn(raw.origin.clone(), Some(key), Warning::Ignored { reason });
+            }
+        }
+        return None;
+    }
+    let port_set = port_raw.and_then(|raw| file.check("kms.cluster.port", raw, port));
+    let address_text = address_raw
+        .as_ref()
+        .map(|r| (r.value.trim().to_owned(), r.origin.clone()));
+    let origin = |line| Origin::File {
+        path: jgroups_file.to_path_buf(),
+        line,
+    };
+    let text = match read(jgroups_file) {
+        Ok(t) => t,
+        Err(reason) => {
+            let problem = Problem::Conflict {
+                detail: format!(
+                    "kms.cache.type=distributed needs the cluster's member list, but the file cannot be read \
+                     ({reason}): create it (see docs/cluster.md) or set kms.distributed.cache.config.file"
+                ),
+            };
+            file.error(origin(None), None, problem);
+            return None;
+        }
+    };
+    let port_text = port_set.map(|p| p.to_string());
+    let addr_for_props = address_text.as_ref().map(|(t, _)| t.clone());
+    let props = move |name: &str| match name {
+        "jgroups.tcp.address" | "jgroups.bind_addr" => addr_for_props.clone(),
+        "jgroups.tcp.port" => port_text.clone(),
+        _ => None,
+    };
+    let parsed = match jgroups::parse(&text, &props) {
+        Ok(p) => p,
+        Err(errors) => {
+            for e in errors {
+                let detail = e.message;
+                file.error(origin(e.line), None, Problem::Conflict { detail });
+            }
+            return None;
+        }
+    };
+    // The port: kms.cluster.port, else TCP bind_port, else 7800; the two set differently is an error.
+    let cluster_port = match (port_set, parsed.bind_port) {
+        (Some(p), Some((b, line))) if p != b => {
+            let detail = format!(
+                "TCP bind_port is {b} but kms.cluster.port is {p}: make them agree, or write \
+                 bind_port=\"${{jgroups.tcp.port:7800}}\""
+            );
+            file.error(origin(Some(line)), None, Problem::Conflict { detail });
+            p
+        }
+        (Some(p), _) => p,
+        (None, Some((b, _))) => b,
+        (None, None) => d::CLUSTER_PORT,
+    };
+    // The address: kms.cluster.address, else a literal TCP bind_addr.
+    let bind_addr = parsed.bind_addr.clone().filter(|(a, _)| {
+        !BIND_KEYWORDS.contains(&a.to_ascii_uppercase().as_str()) && !a.starts_with("match-")
+    });
+    let (addr_text, addr_origin) = match (address_text, bind_addr) {
+        (Some((t, o)), _) => (t, o),
+        (None, Some((t, line))) => (t, origin(Some(line))),
+        (None, None) => {
+            let problem = Problem::RequiredBy {
+                because: "kms.cache.type is distributed".into(),
+                hint: "kms.cluster.address=<this node's address, as the other nodes list it> \
+                       (the legacy -Djgroups.tcp.address of setenv.sh)"
+                    .into(),
+            };
+            file.error(
+                file.origin_of("kms.cache.type"),
+                Some("kms.cluster.address"),
+                problem,
+            );
+            return None;
+        }
+    };
+    let host_ok = !addr_text.is_empty()
+        && addr_text.len() <= 253
+        && addr_text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '_'));
+    let unspecified = addr_text
+        .parse::<IpAddr>()
+        .is_ok_and(|ip| ip.is_unspecified());
+    if !host_ok || unspecified {
+        let problem = Problem::Invalid {
+            value: super::error::quote(&addr_text),
+            expected:
+                "is not this node's address: give the IP address or host name the other nodes \
+                       list for this node in their jgroups.xml"
+                    .into(),
+        };
+        file.error(addr_origin, Some("kms.cluster.address"), problem);
+        return None;
+    }
+    if parsed.hosts.is_empty() {
+        let warning = Warning::Other(format!(
+            "kms.cache.type=distributed, but {} lists no other node (TCPPING initial_hosts): this node caches alone",
+            jgroups_file.display()
+        ));
+        file.warn(origin(Some(parsed.hosts_line)), None, warning);
+    }
+    Some(ClusterSettings {
+        file: jgroups_file.to_path_buf(),
+        address: addr_text,
+        port: cluster_port,
+        hosts: parsed.hosts,
+        port_range: parsed.port_range,
+    })
+}
+
+impl ClusterSettings {
+    /// Resolve the names (at start: membership is static). This node's
+    /// address must resolve; a member that does not is left out with a
+    /// warning in the result, so a DNS problem costs cache sharing, not service.
+    pub fn resolve(&self) -> Result<(ClusterMembers, Vec<String>), String> {
+        let own = resolve_host(&self.address, self.port).map_err(|reason| {
+            format!(
+                "kms.cluster.address: {reason}: give this node's IP address, or a name that resolves on this host"
+            )
+        })?;
+        let address = own
+            .iter()
+            .map(SocketAddr::ip)
+            .find(IpAddr::is_ipv4)
+            .or_else(|| own.first().map(SocketAddr::ip))
+            .ok_or("kms.cluster.address resolves to no address")?;
+        let local = SocketAddr::new(address, self.port);
+        let (mut members, mut warnings) = (Vec::new(), Vec::new());
+        for h in &self.hosts {
+            match resolve_host(&h.host, h.port) {
+                Ok(resolved) => {
+                    let mut addrs = Vec::new();
+                    for a in resolved {
+                        for p in 0..=self.port_range {
+                            if let Some(port) = a.port().checked_add(p) {
+                                let s = SocketAddr::new(a.ip(), port);
+                                if s != local && !addrs.contains(&s) {
+                                    addrs.push(s);
+                                }
+                            }
+                        }
+                    }
+                    if !addrs.is_empty() {
+                        members.push(Member {
+                            name: format!("{}[{}]", h.host, h.port),
+                            addrs,
+                        });
+                    }
+                }
+                Err(reason) => warnings.push(format!(
+                    "{}: initial_hosts: {reason}: this node leaves {}[{}] out of the cluster until \
+                     restarted; fix the name or write the node's IP address",
+                    self.file.display(),
+                    h.host,
+                    h.port
+                )),
+            }
+        }
+        let m = ClusterMembers {
+            file: self.file.clone(),
+            address,
+            port: self.port,
+            members,
+        };
+        Ok((m, warnings))
+    }
+}
+
+/// Reads `jgroups.xml`, at most 1 MiB.
+fn read(path: &Path) -> Result<String, String> {
+    use std::io::Read as _;
+    const MAX: u64 = 1024 * 1024;
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX + 1).read_to_string(&mut text))
+        .map_err(|e| e.to_string())?;
+    if text.len() as u64 > MAX {
+        return Err(format!("larger than {MAX} bytes"));
+    }
+    Ok(text)
+}
+#[cfg(test)]
+#[path = "cluster_tests.rs"]
+mod tests;
