@@ -241,9 +241,6 @@ impl DevFolder {
             self.port.checked_add(1).unwrap_or(0)
         );
         let _ = writeln!(t, "kms.audit.file=audit.log");
-        // `cache flush` and `cluster status` reach the node here, not in
-        // /run/cmx-kms (which only the systemd unit makes).
-        let _ = writeln!(t, "kms.control.socket=control.sock");
         self.write("kms.properties", t.as_bytes())
     }
 
