@@ -49,19 +49,8 @@ if ! command -v cargo-generate-rpm >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/c
     cargo install --locked cargo-generate-rpm --version 0.21.1
 fi
 
-# The mirror debootstrap uses: the first Debian archive apt is configured
-# with (deb822 sources or a classic sources.list line), never a fixed host.
-debian_mirror() {
-    local f
-    for f in /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list /etc/apt/sources.list; do
-        [ -r "$f" ] || continue
-        awk '
-            /^URIs:/ { uri=$2 }
-            /^Suites:/ { if (uri != "" && $0 ~ /bookworm( |$)/ && uri !~ /security/) { print uri; exit } }
-            /^deb / { if ($0 ~ / bookworm / && $0 !~ /security/) { for (i=2;i<=NF;i++) if ($i ~ /:\/\//) { print $i; exit } } }
-        ' "$f"
-    done | sed -n 1p
-}
+# debian_mirror: the archive debootstrap uses.
+. "$(dirname "${BASH_SOURCE[0]}")/debian-mirror.sh"
 
 if [ ! -s "$ROOT_TAR" ]; then
     mirror="${DEBIAN_MIRROR:-$(debian_mirror)}"
