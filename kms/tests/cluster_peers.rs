@@ -27,10 +27,9 @@ use cluster_support::{ClusterNode, Ports, cluster_props};
 use std::sync::Arc;
 
 use cmx_kms::cluster::wire::{self, Frame};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::ServerName;
 use support::guide_pki::{GuidePki, Identity};
-use support::node::{Client, TestNode, chain, connect_from};
+use support::node::{Client, TestNode, chain, client_config, connect_from};
 use support::{pki, wait_for};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -71,23 +70,7 @@ fn hello_from(
     src: IpAddr,
     id: &Identity,
 ) -> Result<Frame, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_file_iter(&pki.ca.cert).unwrap() {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let chain: Vec<_> = CertificateDer::pem_file_iter(&id.cert)
-        .unwrap()
-        .map(|c| c.unwrap())
-        .collect();
-    let key = PrivateKeyDer::from_pem_file(&id.key).unwrap();
-    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_client_auth_cert(chain, key)
-    .unwrap();
+    let cfg = client_config(&pki.ca.cert, Some((&id.cert, &id.key)));
     let tcp = connect_from(src, n.cluster_addr()).map_err(|e| e.to_string())?;
     tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let conn =

@@ -14,11 +14,10 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::ServerName;
 use serde_json::json;
 use support::guide_pki::{GuidePki, Identity, PkiOptions};
-use support::node::{TestNode, chain, cmx_with_config, output_text, wait_ready};
+use support::node::{TestNode, chain, client_config, cmx_with_config, output_text, wait_ready};
 
 /// One guide PKI for every test here (keytool is slow); each test runs its own node.
 fn pki() -> &'static GuidePki {
@@ -139,23 +138,7 @@ fn post_from(
     path: &str,
     body: &serde_json::Value,
 ) -> (u16, String) {
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_file_iter(&pki().ca.cert).unwrap() {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let chain: Vec<_> = CertificateDer::pem_file_iter(&id.cert)
-        .unwrap()
-        .map(|c| c.unwrap())
-        .collect();
-    let key = PrivateKeyDer::from_pem_file(&id.key).unwrap();
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_client_auth_cert(chain, key)
-    .unwrap();
+    let config = client_config(&pki().ca.cert, Some((&id.cert, &id.key)));
     let tcp = connect_from(src, node.addr);
     tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let conn =

@@ -285,6 +285,31 @@ impl Drop for TestNode {
     }
 }
 
+/// A TLS client configuration trusting `ca`, presenting `identity`
+/// (certificate and key PEM files) when given.
+pub fn client_config(ca: &Path, identity: Option<(&Path, &Path)>) -> rustls::ClientConfig {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let b = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    match identity {
+        Some((cert, key)) => {
+            let chain: Vec<_> = CertificateDer::pem_file_iter(cert)
+                .unwrap()
+                .map(|c| c.unwrap())
+                .collect();
+            let key = PrivateKeyDer::from_pem_file(key).unwrap();
+            b.with_client_auth_cert(chain, key).unwrap()
+        }
+        None => b.with_no_client_auth(),
+    }
+}
+
 /// A response.
 #[derive(Debug)]
 pub struct Resp {
@@ -320,29 +345,9 @@ pub struct Client {
 
 impl Client {
     pub fn new(addr: SocketAddr, ca: &Path, identity: Option<(&Path, &Path)>) -> Client {
-        let mut roots = rustls::RootCertStore::empty();
-        for c in CertificateDer::pem_file_iter(ca).unwrap() {
-            roots.add(c.unwrap()).unwrap();
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let b = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots);
-        let config = match identity {
-            Some((cert, key)) => {
-                let chain: Vec<_> = CertificateDer::pem_file_iter(cert)
-                    .unwrap()
-                    .map(|c| c.unwrap())
-                    .collect();
-                let key = PrivateKeyDer::from_pem_file(key).unwrap();
-                b.with_client_auth_cert(chain, key).unwrap()
-            }
-            None => b.with_no_client_auth(),
-        };
         Client {
             addr,
-            config: Arc::new(config),
+            config: Arc::new(client_config(ca, identity)),
         }
     }
 
