@@ -266,6 +266,8 @@ pub async fn run(a: HopArgs) -> Result<(Vec<HopSeries>, HopCheck), BenchError> {
     let pairs = keys.len() / 2;
     for j in 0..pairs {
         let (ia, ib) = (2 * j, 2 * j + 1);
+        // In bounds: ib < 2 * pairs <= keys.len(); every rank holds the n
+        // node indices 0..n (n >= 2, checked above), as does `expected`.
         let (ka, kb) = (&keys[ia], &keys[ib]);
         run.measured = ia >= a.warmup;
         let flip = j % 2 == 1;
