@@ -272,6 +272,20 @@ fn hot(o: &mut String, loads: &[LoadResult]) {
         lo(&l_rps),
         hi(&l_rps)
     );
+    // Each distributed round against the none round run beside it: slow
+    // drifts of the machine's load cancel out.
+    let mut pairs: Vec<f64> = d_rps
+        .iter()
+        .zip(&l_rps)
+        .filter(|(_, l)| **l > 0.0)
+        .map(|(d, l)| d / l)
+        .collect();
+    let _ = writeln!(
+        o,
+        "- the same round by round (each {DISTRIBUTED} round / the {LOCAL} round beside it): {}; median {:.2}",
+        list(&pairs, 2),
+        median(&mut pairs)
+    );
     let _ = writeln!(
         o,
         "- server CPU per request (medians): {cd:.1} vs {cl:.1} µs ({LOCAL} rounds from {:.1} to {:.1}; {DISTRIBUTED} {})",
