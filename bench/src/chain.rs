@@ -1,7 +1,8 @@
 //! Prepare the benchmark's request: create a customer → user → workspace key
 //! chain with the backend identity, check that the device identity can
 //! decrypt it, and write the decrypt request body plus a static stand-in of
-//! the answer (same length, no key material) for nginx to serve.
+//! the answer (same length, no key material) for nginx to serve. Also many
+//! chains at once, each with its own customer key (the cluster benchmark).
 
 use std::path::Path;
 
@@ -43,31 +44,20 @@ pub struct Prepared {
     pub response_bytes: usize,
 }
 
-/// Create the chain on the server and write `decrypt-request.json` and
-/// `decrypt-response.json` into `out`.
-pub async fn prepare(
-    backend: &Target,
-    device: &Target,
-    out: &Path,
-) -> Result<Prepared, BenchError> {
-    let mut b = Connection::open(backend).await?;
+/// Create one customer → user → workspace key chain over `b` (a backend
+/// connection); the decrypt-workspace-key request for it.
+pub async fn create(b: &mut Connection) -> Result<Value, BenchError> {
     let c = field(
-        &call(&mut b, "/v1/customer-keys", &json!({}), 201).await?,
+        &call(b, "/v1/customer-keys", &json!({}), 201).await?,
         "wrapped_customer_key",
     )?;
     let u = field(
-        &call(
-            &mut b,
-            "/v1/user-keys",
-            &json!({"wrapped_customer_key": c}),
-            201,
-        )
-        .await?,
+        &call(b, "/v1/user-keys", &json!({"wrapped_customer_key": c}), 201).await?,
         "wrapped_user_key",
     )?;
     let w = field(
         &call(
-            &mut b,
+            b,
             "/v1/workspace-keys",
             &json!({"wrapped_customer_key": c, "wrapped_user_key": u}),
             201,
@@ -75,11 +65,36 @@ pub async fn prepare(
         .await?,
         "wrapped_workspace_key",
     )?;
-    let request = json!({
+    Ok(json!({
         "wrapped_customer_key": c,
         "wrapped_user_key": u,
         "wrapped_workspace_key": w,
-    });
+    }))
+}
+
+/// Create `count` chains, each with its own customer key; write their
+/// decrypt requests to `out`, one JSON object a line.
+pub async fn many(backend: &Target, count: usize, out: &Path) -> Result<(), BenchError> {
+    let mut b = Connection::open(backend).await?;
+    let mut text = String::new();
+    for _ in 0..count {
+        text.push_str(&create(&mut b).await?.to_string());
+        text.push('\n');
+    }
+    std::fs::write(out, text).map_err(|e| BenchError::Io {
+        path: out.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+/// Create the chain on the server and write `decrypt-request.json` and
+/// `decrypt-response.json` into `out`.
+pub async fn prepare(
+    backend: &Target,
+    device: &Target,
+    out: &Path,
+) -> Result<Prepared, BenchError> {
+    let request = create(&mut Connection::open(backend).await?).await?;
     let mut d = Connection::open(device).await?;
     let answer = call(&mut d, "/v1/workspace-keys/decrypt", &request, 200).await?;
     let key = field(&answer, "workspace_key")?;

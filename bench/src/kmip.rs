@@ -389,7 +389,7 @@ pub async fn run(a: KmipArgs) -> Result<Vec<KmipResult>, BenchError> {
         }
     }
     for r in &results {
-        crate::append(&a.out, r)?;
+        crate::results::append(&a.out, r)?;
     }
     Ok(results)
 }

@@ -1,14 +1,13 @@
-//! Results of `kmip` and their report: percentiles of each series, the ratio
+//! Results of `kmip` and their part of the report: percentiles of each series, the ratio
 //! of medians against the 1.1x target, PyKMIP's Decrypt count per series and
 //! the CPU each process spent per request.
 
 use std::fmt::Write as _;
-use std::path::Path;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::BenchError;
+use crate::results::{ms, verdict};
 use crate::stats::Latencies;
 
 /// Series labels, as written to the results file.
@@ -131,39 +130,8 @@ impl KmipResult {
     }
 }
 
-fn read(path: &Path) -> Result<Vec<KmipResult>, BenchError> {
-    let text = std::fs::read_to_string(path).map_err(|e| BenchError::Io {
-        path: path.to_owned(),
-        reason: e.to_string(),
-    })?;
-    let mut out = Vec::new();
-    for (i, line) in text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-    {
-        let bad = |e: serde_json::Error| BenchError::Io {
-            path: path.to_owned(),
-            reason: format!("line {}: {e}", i + 1),
-        };
-        let v: serde_json::Value = serde_json::from_str(line).map_err(bad)?;
-        if v.get("kind").and_then(serde_json::Value::as_str) == Some("kmip") {
-            out.push(serde_json::from_value(v).map_err(bad)?);
-        }
-    }
-    Ok(out)
-}
-
-fn ms(us: f64) -> String {
-    format!("{:.2} ms", us / 1000.0)
-}
-
-/// Markdown report of the `kmip` results in `path`.
-pub fn render(path: &Path) -> Result<String, BenchError> {
-    Ok(render_results(&read(path)?))
-}
-
-fn render_results(results: &[KmipResult]) -> String {
+/// The KMIP part of the report.
+pub fn render(results: &[KmipResult]) -> String {
     let mut o = String::new();
     let _ = writeln!(
         o,
@@ -220,7 +188,7 @@ fn render_results(results: &[KmipResult]) -> String {
             "- cold-cache decrypt through cmx-kms / direct KMIP Decrypt, median latency ({how}): **{ratio:.2}** ({} vs {}; target ≤ {MAX_RATIO}: {})",
             ms(k.p50_us as f64),
             ms(d.p50_us as f64),
-            if ok { "met" } else { "NOT met" }
+            verdict(ok)
         );
         if c == 1 {
             let per_round: Vec<String> = k
@@ -318,11 +286,11 @@ mod tests {
         );
         assert_eq!(d.request_decrypts(), 6);
         let k = KmipResult::from_phases(COLD, 1, &[phase(vec![1200, 1200], 2, 0)]);
-        let text = render_results(&[d.clone(), k]);
+        let text = render(&[d.clone(), k]);
         assert!(text.contains("**1.20**"), "{text}");
         assert!(text.contains("NOT met"), "{text}");
         let k = KmipResult::from_phases(COLD, 1, &[phase(vec![1050, 1050], 9, 0)]);
-        let text = render_results(&[d, k]);
+        let text = render(&[d, k]);
         assert!(
             text.contains("**1.05**") && text.contains("target ≤ 1.1: met"),
             "{text}"

@@ -1,6 +1,8 @@
 //! The load: N keep-alive connections, each sending the same POST back to
 //! back for a warm-up and then a measured window of fixed length.
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -9,6 +11,89 @@ use serde::{Deserialize, Serialize};
 use crate::cpu;
 use crate::http::{Connection, Target};
 use crate::stats::Latencies;
+use crate::tls::ClientFiles;
+use crate::{BenchError, read_body, target};
+
+/// Options of `cmx-kms-bench load`.
+#[derive(clap::Args)]
+pub struct LoadArgs {
+    #[arg(long)]
+    label: String,
+    #[arg(long)]
+    addr: SocketAddr,
+    #[arg(long)]
+    ca: PathBuf,
+    #[arg(long)]
+    cert: PathBuf,
+    #[arg(long)]
+    key: PathBuf,
+    #[arg(long, default_value = "/v1/workspace-keys/decrypt")]
+    path: String,
+    /// File holding the request body.
+    #[arg(long)]
+    body: PathBuf,
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    #[arg(long, default_value_t = 2.0)]
+    warmup_s: f64,
+    #[arg(long, default_value_t = 10.0)]
+    duration_s: f64,
+    #[arg(long, default_value_t = 200)]
+    expect_status: u16,
+    /// Worker threads of the load generator.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// Paced load: requests per second in all (latency from scheduled send time); default closed loop.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Server process ids whose CPU time to sample (repeat for several).
+    #[arg(long = "server-pid")]
+    server_pids: Vec<i32>,
+    /// Handshake mode: each of the --connections clients connects, makes a
+    /// full handshake (no resumption), sends one request and closes, again and again.
+    #[arg(long)]
+    pub handshakes: bool,
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+impl LoadArgs {
+    /// What to run, from the options (values clamped to sane ranges).
+    pub fn spec(self) -> Result<LoadSpec, BenchError> {
+        let (ca, cert, key) = (self.ca, self.cert, self.key);
+        Ok(LoadSpec {
+            label: self.label,
+            target: target(self.addr, &ClientFiles { ca, cert, key })?,
+            path: self.path,
+            body: Bytes::from(read_body(&self.body)?),
+            connections: self.connections.max(1),
+            warmup: Duration::from_secs_f64(self.warmup_s.clamp(0.0, 60.0)),
+            duration: Duration::from_secs_f64(self.duration_s.clamp(0.1, 600.0)),
+            expect_status: self.expect_status,
+            server_pids: self.server_pids,
+            rate: self.rate.filter(|r| r.is_finite() && *r > 0.0),
+        })
+    }
+}
+
+/// The one-line summary `load` prints for a run.
+pub fn line(r: &LoadResult) -> String {
+    format!(
+        "{:<16} {:>9.0} req/s  p50 {:>6} µs  p90 {:>6} µs  p99 {:>6} µs  max {:>7} µs  errors {}  server CPU {:.1} µs/req{}",
+        r.label,
+        r.requests_per_s,
+        r.p50_us,
+        r.p90_us,
+        r.p99_us,
+        r.max_us,
+        r.errors + r.wrong_status,
+        r.server_cpu_us_per_request,
+        r.first_error
+            .as_deref()
+            .map(|e| format!("  first error: {e}"))
+            .unwrap_or_default()
+    )
+}
 
 /// What to send, how hard and for how long.
 #[derive(Clone)]

@@ -1,14 +1,17 @@
 //! `cmx-kms-bench`: the load generator and probes behind `scripts/bench`.
 //!
 //! Subcommands append one JSON object per line to a results file; `report`
-//! reads it back and prints the comparison against the targets.
+//! reads it back and prints the comparison against the targets (one report
+//! for every script: each part prints when the file holds its kinds).
 
 // A command-line tool: its output is its report.
 #![allow(clippy::print_stdout)]
 
 mod chain;
+mod cluster_report;
 mod cpu;
 mod handshake;
+mod hop;
 mod http;
 mod kmip;
 mod kmip_log;
@@ -16,11 +19,11 @@ mod kmip_report;
 mod kmip_worker;
 mod load;
 mod report;
+mod results;
 mod startup;
 mod stats;
 mod tls;
 
-use std::io::Write as _;
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -31,6 +34,7 @@ use clap::{Parser, Subcommand};
 use rustls_pki_types::ServerName;
 
 use crate::http::Target;
+use crate::results::append;
 use crate::tls::ClientFiles;
 
 /// Why a benchmark step failed.
@@ -75,47 +79,21 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Keep N mutual-TLS connections busy with the same POST; append the result.
-    Load {
+    /// Create N key chains (backend identity), each with its own customer
+    /// key; write their decrypt requests to --out, one a line.
+    Chains {
+        /// The `cmx-kms dev` folder (ca.crt, cmxBackend.*).
         #[arg(long)]
-        label: String,
+        dir: PathBuf,
         #[arg(long)]
         addr: SocketAddr,
         #[arg(long)]
-        ca: PathBuf,
-        #[arg(long)]
-        cert: PathBuf,
-        #[arg(long)]
-        key: PathBuf,
-        #[arg(long, default_value = "/v1/workspace-keys/decrypt")]
-        path: String,
-        /// File holding the request body.
-        #[arg(long)]
-        body: PathBuf,
-        #[arg(long, default_value_t = 64)]
-        connections: usize,
-        #[arg(long, default_value_t = 2.0)]
-        warmup_s: f64,
-        #[arg(long, default_value_t = 10.0)]
-        duration_s: f64,
-        #[arg(long, default_value_t = 200)]
-        expect_status: u16,
-        /// Worker threads of the load generator.
-        #[arg(long, default_value_t = 1)]
-        threads: usize,
-        /// Paced load: requests per second in all (latency from scheduled send time); default closed loop.
-        #[arg(long)]
-        rate: Option<f64>,
-        /// Server process ids whose CPU time to sample (repeat for several).
-        #[arg(long = "server-pid")]
-        server_pids: Vec<i32>,
-        /// Handshake mode: each of the --connections clients connects, makes a
-        /// full handshake (no resumption), sends one request and closes, again and again.
-        #[arg(long)]
-        handshakes: bool,
+        count: usize,
         #[arg(long)]
         out: PathBuf,
     },
+    /// Keep N mutual-TLS connections busy with the same POST; append the result.
+    Load(load::LoadArgs),
     /// Open N keep-alive connections (one request on each), then append the
     /// servers' summed resident memory while they sit idle.
     Idle {
@@ -180,8 +158,8 @@ enum Command {
     },
     /// Cold-cache decrypt through cmx-kms against the same KMIP Decrypt sent directly to PyKMIP.
     Kmip(kmip::KmipArgs),
-    /// Print the KMIP comparison from a results file.
-    KmipReport { results: PathBuf },
+    /// Cold customer keys in a cluster: through their owner against through a non-owner.
+    Hop(hop::HopArgs),
     /// Print the comparison from a results file.
     Report {
         results: PathBuf,
@@ -208,23 +186,6 @@ fn target(addr: SocketAddr, files: &ClientFiles) -> Result<Target, BenchError> {
     })
 }
 
-fn append(out: &Path, value: &impl serde::Serialize) -> Result<(), BenchError> {
-    let io = |e: std::io::Error| BenchError::Io {
-        path: out.to_owned(),
-        reason: e.to_string(),
-    };
-    let line = serde_json::to_string(value).map_err(|e| BenchError::Io {
-        path: out.to_owned(),
-        reason: e.to_string(),
-    })?;
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(out)
-        .map_err(io)?;
-    writeln!(f, "{line}").map_err(io)
-}
-
 fn read_body(path: &Path) -> Result<Vec<u8>, BenchError> {
     std::fs::read(path).map_err(|e| BenchError::Io {
         path: path.to_owned(),
@@ -248,57 +209,32 @@ fn run(cli: Cli) -> Result<(), BenchError> {
                 p.request_bytes, p.response_bytes
             );
         }
-        Command::Load {
-            label,
+        Command::Chains {
+            dir,
             addr,
-            ca,
-            cert,
-            key,
-            path,
-            body,
-            connections,
-            warmup_s,
-            duration_s,
-            expect_status,
-            threads,
-            rate,
-            server_pids,
-            handshakes,
+            count,
             out,
         } => {
-            let data = read_body(&body)?;
-            let spec = load::LoadSpec {
-                label,
-                target: target(addr, &ClientFiles { ca, cert, key })?,
-                path,
-                body: Bytes::from(data),
-                connections: connections.max(1),
-                warmup: Duration::from_secs_f64(warmup_s.clamp(0.0, 60.0)),
-                duration: Duration::from_secs_f64(duration_s.clamp(0.1, 600.0)),
-                expect_status,
-                server_pids,
-                rate: rate.filter(|r| r.is_finite() && *r > 0.0),
-            };
+            let backend = target(
+                addr,
+                &ClientFiles {
+                    ca: dir.join("ca.crt"),
+                    cert: dir.join("cmxBackend.crt"),
+                    key: dir.join("cmxBackend.key"),
+                },
+            )?;
+            runtime(1)?.block_on(chain::many(&backend, count, &out))?;
+            println!("{count} key chains created: {}", out.display());
+        }
+        Command::Load(args) => {
+            let (threads, handshakes, out) = (args.threads, args.handshakes, args.out.clone());
+            let spec = args.spec()?;
             let r = if handshakes {
                 runtime(threads)?.block_on(handshake::run(spec))
             } else {
                 runtime(threads)?.block_on(load::run(spec))
             };
-            println!(
-                "{:<16} {:>9.0} req/s  p50 {:>6} µs  p90 {:>6} µs  p99 {:>6} µs  max {:>7} µs  errors {}  server CPU {:.1} µs/req{}",
-                r.label,
-                r.requests_per_s,
-                r.p50_us,
-                r.p90_us,
-                r.p99_us,
-                r.max_us,
-                r.errors + r.wrong_status,
-                r.server_cpu_us_per_request,
-                r.first_error
-                    .as_deref()
-                    .map(|e| format!("  first error: {e}"))
-                    .unwrap_or_default()
-            );
+            println!("{}", load::line(&r));
             append(&out, &r)?;
         }
         Command::Idle {
@@ -417,12 +353,23 @@ fn run(cli: Cli) -> Result<(), BenchError> {
                 );
             }
         }
-        Command::KmipReport { results } => print!("{}", kmip_report::render(&results)?),
+        Command::Hop(args) => {
+            let out = args.out.clone();
+            let (series, check) = runtime(1)?.block_on(hop::run(args))?;
+            for r in &series {
+                println!(
+                    "{:<48} {:>5} requests  p50 {:>6} µs  p90 {:>6} µs  p99 {:>6} µs  errors {}",
+                    r.label, r.requests, r.p50_us, r.p90_us, r.p99_us, r.errors
+                );
+                append(&out, r)?;
+            }
+            append(&out, &check)?;
+        }
         Command::Report {
             results,
             baseline,
             subject,
-        } => print!("{}", report::render(&results, &baseline, &subject)?),
+        } => print!("{}", results::render(&results, &baseline, &subject)?),
     }
     Ok(())
 }

@@ -1,15 +1,14 @@
-//! The comparison: read the results file (one JSON object per line, written
-//! by `load`, `startup` and `rss`) and print medians, the ratio to the
-//! baseline and each figure against its target.
+//! The hot-path part of the report (results of `load`, `startup`, `rss`
+//! and handshake rounds): medians, the ratio to the baseline and each
+//! figure against its target. Prints nothing when the results hold none of
+//! those kinds.
 
 use std::fmt::Write as _;
-use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::BenchError;
 use crate::load::LoadResult;
-use crate::startup::StartupResult;
+use crate::results::{Results, verdict};
 use crate::stats::median;
 
 /// Resident memory of a server at one moment.
@@ -37,45 +36,6 @@ const MAX_P99_US: f64 = 2000.0;
 const MAX_START_MS: f64 = 100.0;
 const MAX_RSS_KIB: f64 = 20.0 * 1024.0;
 const MAX_IDLE_1000_KIB: f64 = 64.0 * 1024.0;
-
-fn verdict(ok: bool) -> &'static str {
-    if ok { "met" } else { "NOT met" }
-}
-
-#[derive(Default)]
-struct Results {
-    loads: Vec<LoadResult>,
-    handshakes: Vec<LoadResult>,
-    startups: Vec<StartupResult>,
-    rss: Vec<RssResult>,
-}
-
-fn read(path: &Path) -> Result<Results, BenchError> {
-    let text = std::fs::read_to_string(path).map_err(|e| BenchError::Io {
-        path: path.to_owned(),
-        reason: e.to_string(),
-    })?;
-    let mut r = Results::default();
-    for (i, line) in text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-    {
-        let bad = |e: serde_json::Error| BenchError::Io {
-            path: path.to_owned(),
-            reason: format!("line {}: {e}", i + 1),
-        };
-        let v: serde_json::Value = serde_json::from_str(line).map_err(bad)?;
-        match v.get("kind").and_then(serde_json::Value::as_str) {
-            Some("load") => r.loads.push(serde_json::from_value(v).map_err(bad)?),
-            Some("handshake") => r.handshakes.push(serde_json::from_value(v).map_err(bad)?),
-            Some("startup") => r.startups.push(serde_json::from_value(v).map_err(bad)?),
-            Some("rss") => r.rss.push(serde_json::from_value(v).map_err(bad)?),
-            _ => {}
-        }
-    }
-    Ok(r)
-}
 
 /// Medians of one label's rounds.
 struct Medians {
@@ -122,9 +82,12 @@ fn medians(loads: &[LoadResult]) -> Vec<Medians> {
 }
 
 /// The report as Markdown (it reads as plain text too).
-pub fn render(path: &Path, baseline: &str, subject: &str) -> Result<String, BenchError> {
-    let r = read(path)?;
+pub fn render(r: &Results, baseline: &str, subject: &str) -> String {
     let mut o = String::new();
+    if r.loads.is_empty() && r.startups.is_empty() && r.rss.is_empty() {
+        handshakes(&mut o, &r.handshakes, baseline, subject);
+        return o;
+    }
     let _ = writeln!(o, "Every round:\n");
     let _ = writeln!(
         o,
@@ -163,7 +126,9 @@ pub fn render(path: &Path, baseline: &str, subject: &str) -> Result<String, Benc
             m.label, m.rounds, m.rps, m.p50, m.p90, m.p99, m.max, m.errors, m.server_cpu
         );
     }
-    let _ = writeln!(o, "\nAgainst the targets:\n");
+    // The figures with a target; the heading only when there is one.
+    let outer = o;
+    let mut o = String::new();
     let base = ms.iter().find(|m| m.label == baseline);
     for m in ms.iter().filter(|m| m.offered.is_some()) {
         let _ = writeln!(
@@ -278,8 +243,13 @@ pub fn render(path: &Path, baseline: &str, subject: &str) -> Result<String, Benc
             x.label, x.when
         );
     }
-    handshakes(&mut o, &r.handshakes, baseline, subject);
-    Ok(o)
+    let mut out = outer;
+    if !o.is_empty() {
+        let _ = writeln!(out, "\nAgainst the targets:\n");
+        out.push_str(&o);
+    }
+    handshakes(&mut out, &r.handshakes, baseline, subject);
+    out
 }
 
 /// The label suffix of the nginx baseline that writes a buffered access log.
