@@ -29,6 +29,18 @@ pub enum State {
     Unavailable,
 }
 
+impl State {
+    /// The state as the `cmx_kms_ready` gauge shows it: 2 ready, 1 degraded, 0
+    /// unavailable.
+    pub fn gauge(self) -> u8 {
+        match self {
+            Self::Ready => 2,
+            Self::Degraded => 1,
+            Self::Unavailable => 0,
+        }
+    }
+}
+
 /// The last canary's result.
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {

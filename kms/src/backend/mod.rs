@@ -11,10 +11,17 @@ use std::time::Duration;
 use async_trait::async_trait;
 use zeroize::Zeroizing;
 
+pub mod build;
 pub mod gate;
 pub mod kmip;
 pub mod soft;
 pub mod vault;
+
+pub use build::{BuildError, build};
+
+/// Length of the secrets the key hierarchy has backends wrap: AES-256 keys.
+/// (`crate::envelope::KEY_LEN` is this number.)
+pub const KEY_LEN: usize = 32;
 
 /// Which backend produced a wrap. The numeric value is stored in envelopes:
 /// never renumber.

@@ -5,8 +5,6 @@ use std::time::Duration;
 
 use std::fmt;
 
-use crate::backend::BackendKind;
-
 use super::defaults as d;
 use super::endpoint::{self, HsmEndpoint};
 use super::error::{Origin, Warning};
@@ -33,15 +31,6 @@ impl Protocol {
             Self::Kmip1 => "kmip1",
             Self::Vault => "vault",
             Self::Soft => "soft",
-        }
-    }
-
-    /// The backend kind recorded in envelopes.
-    pub fn backend_kind(self) -> BackendKind {
-        match self {
-            Self::Kmip1 => BackendKind::Kmip,
-            Self::Vault => BackendKind::Vault,
-            Self::Soft => BackendKind::Soft,
         }
     }
 }

@@ -29,6 +29,7 @@ pub mod error;
 mod file;
 pub mod front;
 pub mod hsm;
+pub mod jgroups;
 pub mod keys;
 pub mod keystore;
 pub mod properties;

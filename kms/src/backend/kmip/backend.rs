@@ -444,11 +444,11 @@ impl Backend for KmipBackend {
     /// blob, to move it to an authenticated wrap.
     async fn rewrap(&self, wrapped: &MasterWrap, aad: &[u8]) -> Result<MasterWrap, BackendError> {
         let plain = self.unwrap_checked(wrapped, aad, LegacyCbc::Rewrap).await?;
-        if plain.len() != crate::envelope::KEY_LEN {
+        if plain.len() != crate::backend::KEY_LEN {
             return Err(refused(format!(
                 "the blob decrypts to {} bytes, not to a {}-byte key",
                 plain.len(),
-                crate::envelope::KEY_LEN
+                crate::backend::KEY_LEN
             )));
         }
         self.wrap(&plain, aad).await

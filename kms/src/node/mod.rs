@@ -1,6 +1,11 @@
 //! Building, running and reloading a node from a validated `Config`.
+//!
+//! - [`parts`]: the keystore, pinned clients, TLS context and settings.
+//! - [`reload`]: [`Reloader`] (SIGHUP) and [`load_config`].
+//! - [`signals`]: SIGTERM/SIGINT, SIGHUP, SIGUSR1/SIGUSR2.
+//! - [`clustering`]: the node's part of the cluster; [`control`]: the control
+//!   socket behind `cache flush` and `cluster status`.
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -9,197 +14,56 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 
-use crate::audit::{AuditLog, Notice};
-use crate::backend::Backend;
+use crate::audit::AuditLog;
 use crate::backend::gate::GatedBackend;
-use crate::cache::CacheLimits;
-use crate::config::{Config, FrontSettings};
-use crate::http::api::AppSettings;
+use crate::backend::{Backend, BuildError};
+use crate::config::{Config, ConfigErrors, FrontSettings};
 use crate::http::{self, App, ServeSettings, TlsContext};
 use crate::keys::KeyService;
-use crate::keystore::{KeyStore, KeystoreError};
-use crate::limits::{Rate, RateLimiter};
+use crate::keystore::KeystoreFileError;
+use crate::limits::RateLimiter;
 use crate::metrics::Metrics;
-use crate::readiness::{ProbeSettings, Readiness, State};
-use crate::tls::{self, PinnedClient, PinnedClients, Refusal, RefusalHook, Role};
+use crate::readiness::{ProbeSettings, Readiness};
+use crate::tls;
+
+mod clustering;
+pub mod control;
+mod parts;
+mod reload;
+pub mod signals;
+
+use parts::{app_settings, cache_limits, cert_expiry, refusal_hook, serve_settings};
+pub use parts::{load_keystore, pinned_clients, tls_context};
+pub use reload::{Reloader, load_config};
 
 /// Why a node could not start (or reload). Each names what to fix.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("keystore {path}: {source}")]
-    Keystore { path: String, source: KeystoreError },
+    #[error(transparent)]
+    Keystore(#[from] KeystoreFileError),
+    /// An entry is there but unusable (a pinned certificate that does not parse).
     #[error("keystore {path}: {message}")]
     KeystoreContent { path: String, message: String },
     #[error("TLS: {0}")]
     Tls(#[from] tls::TlsError),
-    #[error("{0}")]
-    Backend(String),
+    #[error(transparent)]
+    Backend(#[from] BuildError),
     #[error("{0}")]
     Audit(#[from] crate::audit::AuditError),
+    /// kms.properties does not load (on a reload; at start the commands load it).
     #[error("{0}")]
-    Config(String),
+    Config(#[from] ConfigErrors),
+    /// `kms.cluster.address` does not resolve to an address of this host.
+    #[error("{0}")]
+    ClusterAddress(String),
+    /// The reload task panicked or was cancelled: a bug, not a configuration problem.
+    #[error("reload task failed: {0}")]
+    ReloadTask(#[from] tokio::task::JoinError),
     #[error("cannot listen on {addr}: {source} (is another process using the port?)")]
     Bind {
         addr: SocketAddr,
         source: std::io::Error,
     },
-}
-
-/// Load the keystore the config names.
-pub fn load_keystore(config: &Config) -> Result<KeyStore, StartError> {
-    let ks = &config.keystore;
-    KeyStore::load(&ks.file, &ks.password, ks.key_password.as_ref()).map_err(|source| {
-        StartError::Keystore {
-            path: ks.file.display().to_string(),
-            source,
-        }
-    })
-}
-
-/// The keystore's certificate entries that are pinned clients, with roles.
-pub fn pinned_clients(
-    config: &Config,
-    keystore: &KeyStore,
-) -> Result<Vec<PinnedClient>, StartError> {
-    let path = config.keystore.file.display().to_string();
-    let mut pins = Vec::new();
-    for entry in keystore.certificates() {
-        let role = if config
-            .clients
-            .backend_aliases
-            .iter()
-            .any(|p| p.matches(entry.alias()))
-        {
-            Role::Backend
-        } else if config
-            .clients
-            .device_aliases
-            .iter()
-            .any(|p| p.matches(entry.alias()))
-        {
-            Role::Device
-        } else {
-            continue;
-        };
-        let pin = PinnedClient::new(entry.alias(), role, entry.cert()).map_err(|message| {
-            StartError::KeystoreContent {
-                path: path.clone(),
-                message,
-            }
-        })?;
-        pins.push(pin);
-    }
-    if pins.is_empty() {
-        let patterns: Vec<String> = config
-            .clients
-            .backend_aliases
-            .iter()
-            .chain(&config.clients.device_aliases)
-            .map(ToString::to_string)
-            .collect();
-        return Err(tls::TlsError::NoClients(patterns.join(", ")).into());
-    }
-    Ok(pins)
-}
-
-/// The server's TLS context: identity `kms.server.key.alias`, pinned clients.
-pub fn tls_context(
-    config: &Config,
-    keystore: &KeyStore,
-    hook: Option<RefusalHook>,
-) -> Result<TlsContext, StartError> {
-    let server = keystore
-        .private_key(&config.server.key_alias)
-        .map_err(|source| StartError::Keystore {
-            path: config.keystore.file.display().to_string(),
-            source,
-        })?;
-    let pins = Arc::new(PinnedClients::new(pinned_clients(config, keystore)?));
-    let cfg = tls::server_config(
-        server.chain().to_vec(),
-        server.key_der(),
-        Arc::clone(&pins),
-        hook,
-    )?;
-    Ok(TlsContext {
-        config: cfg,
-        pins,
-        generation: http::next_generation(),
-    })
-}
-
-fn app_settings(config: &Config) -> AppSettings {
-    let rate = |r: &crate::config::RateLimit| Rate {
-        per_second: f64::from(r.rate),
-        burst: f64::from(r.burst),
-    };
-    AppSettings {
-        max_body: config.server.max_request_bytes,
-        body_timeout: config.server.header_timeout,
-        backend_rate: rate(&config.limits.backend),
-        device_rate: rate(&config.limits.device),
-    }
-}
-
-fn cache_limits(config: &Config) -> CacheLimits {
-    CacheLimits {
-        ttl: config.cache.ttl,
-        max_entries: config.cache.max_entries,
-        idle: config.cache.idle_ttl,
-    }
-}
-
-fn serve_settings(config: &Config) -> ServeSettings {
-    let s = &config.server;
-    ServeSettings {
-        handshake_timeout: s.handshake_timeout,
-        header_timeout: s.header_timeout,
-        idle_timeout: s.idle_timeout,
-        shutdown_grace: s.shutdown_grace,
-        max_connections: s.max_connections,
-        max_lifetime: s.max_connection_lifetime,
-        max_pending_per_source: s.max_pending_per_source,
-        max_pending: s.max_pending,
-    }
-}
-
-/// Days until each keystore certificate expires, for the metrics.
-fn cert_expiry(keystore: &KeyStore) -> BTreeMap<(String, String), i64> {
-    let now = crate::time::unix_now();
-    let days = |der: &[u8]| {
-        x509_parser::parse_x509_certificate(der)
-            .ok()
-            .map(|(_, c)| (c.validity().not_after.timestamp() - now).div_euclid(86_400))
-    };
-    let mut out = BTreeMap::new();
-    for (alias, _) in keystore.entries() {
-        if let Ok(pk) = keystore.private_key(alias) {
-            if let Some(d) = pk.chain().first().and_then(|c| days(c.as_ref())) {
-                out.insert((alias.to_owned(), "private-key".to_owned()), d);
-            }
-        } else if let Ok(c) = keystore.certificate(alias)
-            && let Some(d) = days(c.cert().as_ref())
-        {
-            out.insert((alias.to_owned(), "certificate".to_owned()), d);
-        }
-    }
-    out
-}
-
-/// What a refused handshake leaves behind: a metric (counted in the accept
-/// loop) and an aggregated audit record (bounded in size and rate).
-fn refusal_hook(audit: Option<Arc<AuditLog>>) -> RefusalHook {
-    Arc::new(move |why: Refusal, subject: &str, fingerprint: &str| {
-        if let Some(audit) = &audit {
-            audit.notice(&Notice {
-                operation: "tls-handshake",
-                outcome: why.audit_outcome(),
-                fingerprint,
-                subject,
-                ..Notice::default()
-            });
-        }
-    })
 }
 
 /// A node that is listening.
@@ -228,7 +92,7 @@ impl Node {
     /// down backend does not stop this: the node starts `unavailable`.
     pub async fn bind(config: &Config) -> Result<Self, StartError> {
         let keystore = load_keystore(config)?;
-        let b = crate::hsm::backend(config, &keystore)?;
+        let b = crate::backend::build(config, &keystore)?;
         Self::bind_with_backend(config, b).await
     }
 
@@ -254,7 +118,7 @@ impl Node {
         let mut keys = KeyService::new(gated, cache_limits(config));
         let cluster = match &config.cache.cluster {
             Some(settings) => {
-                let (c, l) = crate::cluster::glue::start(settings, config, &keystore).await?;
+                let (c, l) = clustering::start(settings, config, &keystore).await?;
                 let weak = Arc::downgrade(&c);
                 let _ = metrics.extra.set(Box::new(move |o: &mut String| {
                     if let Some(c) = weak.upgrade() {
@@ -369,16 +233,13 @@ impl Node {
             tokio::spawn(crate::cache::sweep(cache)),
             tokio::spawn(Arc::clone(&self.app.readiness).run(backend, self.probe)),
             tokio::spawn(crate::notify::watchdog()),
-            tokio::spawn(crate::signals::reload_on_sighup(self.reloader())),
+            tokio::spawn(signals::reload_on_sighup(self.reloader())),
         ];
         if let Some((cluster, l)) = self.cluster {
-            tasks.extend(crate::cluster::glue::spawn(&cluster, l, &self.app));
+            tasks.extend(clustering::spawn(&cluster, l, &self.app));
         }
-        if let Some(l) = crate::cluster::control::bind(&self.control_socket) {
-            tasks.push(tokio::spawn(crate::cluster::control::serve(
-                l,
-                Arc::clone(&self.app),
-            )));
+        if let Some(l) = control::bind(&self.control_socket) {
+            tasks.push(tokio::spawn(control::serve(l, Arc::clone(&self.app))));
         }
         if let Some(l) = self.metrics_listener {
             tasks.push(tokio::spawn(crate::http::metrics::serve(
@@ -401,7 +262,7 @@ impl Node {
         }
         // `cmx-kms drain` (SIGUSR1) and `cmx-kms drain --resume` (SIGUSR2).
         let (retire_tx, retire_rx) = tokio::sync::watch::channel(false);
-        tasks.push(tokio::spawn(crate::signals::drain_on_request(
+        tasks.push(tokio::spawn(signals::drain_on_request(
             Arc::clone(&self.app.readiness),
             retire_tx,
             delay,
@@ -439,66 +300,5 @@ impl Node {
         for t in tasks {
             t.abort();
         }
-    }
-}
-
-/// Re-reads kms.properties and the keystore, validates everything, then swaps
-/// the TLS configuration, pinned clients, limits and backend. New connections
-/// use them at once; open connections judge their client against the new pins
-/// (a new generation number) before their next request. On any error the
-/// node keeps its current configuration.
-#[derive(Clone)]
-pub struct Reloader {
-    path: PathBuf,
-    app: Arc<App>,
-    tls: Arc<ArcSwap<TlsContext>>,
-}
-
-impl Reloader {
-    pub fn metrics(&self) -> &Metrics {
-        &self.app.metrics
-    }
-
-    pub fn reload(&self) -> Result<(), StartError> {
-        let env: Vec<(String, String)> = std::env::vars().collect();
-        let loaded =
-            crate::config::load(&self.path, &env).map_err(|e| StartError::Config(e.to_string()))?;
-        for w in &loaded.warnings {
-            tracing::warn!("{w}");
-        }
-        let config = loaded.config;
-        let keystore = load_keystore(&config)?;
-        let ctx = tls_context(
-            &config,
-            &keystore,
-            Some(refusal_hook(self.app.audit.clone())),
-        )?;
-        let backend = crate::hsm::backend(&config, &keystore)?;
-        // Everything is valid: publish.
-        let gated: Arc<dyn Backend> = Arc::new(GatedBackend::new(
-            backend,
-            config.limits.backend_concurrency,
-            Arc::clone(&self.app.metrics),
-        ));
-        let keys = self.app.keys.load().with_backend(gated);
-        // New cache limits apply to the keys already cached: a shorter TTL or
-        // a smaller bound evicts now, and kms.cache.ttl=0 empties the cache.
-        keys.cache().set_limits(cache_limits(&config));
-        self.app.keys.store(Arc::new(keys));
-        self.app.settings.store(Arc::new(app_settings(&config)));
-        self.app.metrics.set_cert_expiry(cert_expiry(&keystore));
-        let pins = ctx.pins.len();
-        self.tls.store(Arc::new(ctx));
-        tracing::info!(pinned_clients = pins, "configuration reloaded");
-        Ok(())
-    }
-}
-
-/// Readiness as a number for the metrics: 2 ready, 1 degraded, 0 unavailable.
-pub fn ready_gauge(state: State) -> u8 {
-    match state {
-        State::Ready => 2,
-        State::Degraded => 1,
-        State::Unavailable => 0,
     }
 }
