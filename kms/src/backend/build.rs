@@ -7,9 +7,10 @@ use std::sync::Arc;
 
 use super::kmip::settings::{BreakerSettings, KmipPoolSettings};
 use super::kmip::{self as kmip_backend, KmipBackend, KmipSettings};
+use super::soft::admin::SoftAdmin;
 use super::soft::{SoftBackend, SoftKeyError};
 use super::vault::{self as vault_backend, VaultBackend};
-use super::{Backend, BackendError, BackendKind};
+use super::{Backend, BackendError, BackendKind, MasterKeyAdmin};
 use crate::config::{self, Config, KmipVersion, Protocol};
 use crate::keystore::{KeyStore, KeystoreError, KeystoreFileError};
 
@@ -167,19 +168,7 @@ pub fn vault(config: &Config, ks: &KeyStore) -> Result<(VaultBackend, Option<Str
 /// inside the async runtime (the Vault backend starts its token task).
 pub fn build(config: &Config, ks: &KeyStore) -> Result<Arc<dyn Backend>, BuildError> {
     match config.hsm.protocol {
-        Protocol::Soft => {
-            tracing::warn!(
-                "the soft backend is for development and demos only: the master key is a software key in {}, not in an HSM",
-                config.hsm.soft.key_file.display()
-            );
-            let (b, created) =
-                SoftBackend::open_or_create(&config.hsm.soft.key_file, &config.keystore.password)
-                    .map_err(BuildError::SoftKey)?;
-            if created {
-                tracing::warn!(key_id = b.key_id(), "created a new soft master key");
-            }
-            Ok(Arc::new(b))
-        }
+        Protocol::Soft => Ok(Arc::new(soft(config)?)),
         Protocol::Kmip1 => Ok(Arc::new(kmip(config, ks)?)),
         Protocol::Vault => {
             let (b, warning) = vault(config, ks)?;
@@ -190,4 +179,42 @@ pub fn build(config: &Config, ks: &KeyStore) -> Result<Arc<dyn Backend>, BuildEr
             Ok(Arc::new(b))
         }
     }
+}
+
+/// The development-only soft backend; says so at every start.
+pub fn soft(config: &Config) -> Result<SoftBackend, BuildError> {
+    tracing::warn!(
+        "the soft backend is for development and demos only: the master key is a software key in {}, not in an HSM",
+        config.hsm.soft.key_file.display()
+    );
+    let (b, created) =
+        SoftBackend::open_or_create(&config.hsm.soft.key_file, &config.keystore.password)
+            .map_err(BuildError::SoftKey)?;
+    if created {
+        tracing::warn!(key_id = b.key_id(), "created a new soft master key");
+    }
+    Ok(b)
+}
+
+/// The master key's operator actions for `cmx-kms hsm`, and a warning about
+/// the settings to show first. The backend's background tasks (Vault's token
+/// renewal) are not started: a command does one thing and exits.
+pub fn admin(
+    config: &Config,
+    ks: &KeyStore,
+) -> Result<(Box<dyn MasterKeyAdmin>, Option<String>), BuildError> {
+    Ok(match config.hsm.protocol {
+        Protocol::Kmip1 => (Box::new(kmip(config, ks)?), None),
+        Protocol::Vault => {
+            let (b, warning) = vault(config, ks)?;
+            (Box::new(b), warning)
+        }
+        Protocol::Soft => (
+            Box::new(SoftAdmin::new(
+                soft(config)?,
+                config.hsm.soft.key_file.clone(),
+            )),
+            None,
+        ),
+    })
 }

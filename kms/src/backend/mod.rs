@@ -11,12 +11,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use zeroize::Zeroizing;
 
+pub mod admin;
 pub mod build;
 pub mod gate;
 pub mod kmip;
 pub mod soft;
 pub mod vault;
 
+pub use admin::{AdminError, AdminReport, MasterKeyAdmin};
 pub use build::{BuildError, build};
 
 /// Length of the secrets the key hierarchy has backends wrap: AES-256 keys.

@@ -66,6 +66,22 @@ pub enum StartError {
     },
 }
 
+/// Bind an optional listener (`kms.metrics.*`, `kms.health.*`): none for port 0.
+async fn bind_optional(
+    address: std::net::IpAddr,
+    port: u16,
+) -> Result<(Option<TcpListener>, Option<SocketAddr>), StartError> {
+    if port == 0 {
+        return Ok((None, None));
+    }
+    let addr = SocketAddr::new(address, port);
+    let l = TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { addr, source })?;
+    let a = l.local_addr().ok();
+    Ok((Some(l), a))
+}
+
 /// A node that is listening.
 pub struct Node {
     pub local_addr: SocketAddr,
@@ -147,32 +163,10 @@ impl Node {
         let local_addr = listener
             .local_addr()
             .map_err(|source| StartError::Bind { addr, source })?;
-        let (metrics_listener, metrics_addr) = if config.metrics.port == 0 {
-            (None, None)
-        } else {
-            let maddr = SocketAddr::new(config.metrics.address, config.metrics.port);
-            let l = TcpListener::bind(maddr)
-                .await
-                .map_err(|source| StartError::Bind {
-                    addr: maddr,
-                    source,
-                })?;
-            let a = l.local_addr().ok();
-            (Some(l), a)
-        };
-        let (health_listener, health_addr) = if config.health.port == 0 {
-            (None, None)
-        } else {
-            let haddr = SocketAddr::new(config.health.address, config.health.port);
-            let l = TcpListener::bind(haddr)
-                .await
-                .map_err(|source| StartError::Bind {
-                    addr: haddr,
-                    source,
-                })?;
-            let a = l.local_addr().ok();
-            (Some(l), a)
-        };
+        let (metrics_listener, metrics_addr) =
+            bind_optional(config.metrics.address, config.metrics.port).await?;
+        let (health_listener, health_addr) =
+            bind_optional(config.health.address, config.health.port).await?;
         Ok(Self {
             local_addr,
             metrics_addr,

@@ -1,12 +1,15 @@
-//! Operator functions behind `cmx-kms hsm init|rotate|check`.
+//! Operator functions behind `cmx-kms hsm init|rotate|check` for the KMIP
+//! backend: its own reports, and [`MasterKeyAdmin`] over them.
 
 use std::fmt;
+
+use async_trait::async_trait;
 
 use super::backend::KmipBackend;
 use super::conn::ConnError;
 use super::keys;
 use super::tls::TlsProblem;
-use crate::backend::{Backend, BackendError};
+use crate::backend::{AdminError, AdminReport, Backend, BackendError, MasterKeyAdmin};
 
 /// What `hsm init` did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -245,4 +248,23 @@ pub async fn destroy_version(backend: &KmipBackend, uid: &str) -> Result<(), Bac
     keys::destroy(&backend.client, uid).await?;
     backend.forget_current_key();
     Ok(())
+}
+
+#[async_trait]
+impl MasterKeyAdmin for KmipBackend {
+    async fn init(&self) -> Result<AdminReport, AdminError> {
+        Ok(AdminReport::done(init(self).await?))
+    }
+
+    async fn check(&self) -> Result<AdminReport, AdminError> {
+        let r = check(self).await;
+        Ok(AdminReport {
+            passed: r.is_ok(),
+            text: r.to_string(),
+        })
+    }
+
+    async fn rotate(&self) -> Result<AdminReport, AdminError> {
+        Ok(AdminReport::done(rotate(self).await?))
+    }
 }
