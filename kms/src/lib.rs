@@ -8,7 +8,7 @@
 //!   service), runs it, reloads it, and answers signals and the control socket.
 //! - [`http`]: accept loop, per-connection timeouts, API v1, errors, the
 //!   metrics and health listeners; [`readiness`] (canary).
-//! - [`keys`]: the key hierarchy over [`envelope`]s, with the customer-key
+//! - [`hierarchy`]: the key hierarchy over [`envelope`]s, with the customer-key
 //!   [`cache`] and the [`cluster`] that shares it.
 //! - [`backend`]: master-key backends (KMIP 1.x HSM, Vault Transit,
 //!   development `soft`), [`backend::build`] from the config, and the
@@ -31,8 +31,8 @@ pub mod config;
 pub mod dev;
 pub mod envelope;
 pub mod hex;
+pub mod hierarchy;
 pub mod http;
-pub mod keys;
 pub mod keystore;
 pub mod limits;
 pub mod logging;

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 
 use super::backend::KmipBackend;
 use super::conn::ConnError;
-use super::keys;
+use super::master_key;
 use super::tls::TlsProblem;
 use crate::backend::{AdminError, AdminReport, Backend, BackendError, MasterKeyAdmin};
 
@@ -48,7 +48,7 @@ pub async fn init(backend: &KmipBackend) -> Result<InitReport, BackendError> {
     let name = backend.settings().key_name.clone();
     let found = backend.key_versions().await?;
     if !found.is_empty() {
-        let current = keys::choose_current(&name, &found)?;
+        let current = master_key::choose_current(&name, &found)?;
         return Ok(InitReport {
             key_name: name,
             uid: current.uid.clone(),
@@ -56,7 +56,7 @@ pub async fn init(backend: &KmipBackend) -> Result<InitReport, BackendError> {
         });
     }
     let policy = backend.settings().operation_policy_name.as_deref();
-    let uid = keys::create_active(&backend.client, &name, policy).await?;
+    let uid = master_key::create_active(&backend.client, &name, policy).await?;
     backend.forget_current_key();
     Ok(InitReport {
         key_name: name,
@@ -98,11 +98,11 @@ impl fmt::Display for RotateReport {
 pub async fn rotate(backend: &KmipBackend) -> Result<RotateReport, BackendError> {
     let name = backend.settings().key_name.clone();
     let found = backend.key_versions().await?;
-    let previous = keys::choose_current(&name, &found)
+    let previous = master_key::choose_current(&name, &found)
         .ok()
         .map(|k| k.uid.clone());
     let policy = backend.settings().operation_policy_name.as_deref();
-    let uid = keys::create_active(&backend.client, &name, policy).await?;
+    let uid = master_key::create_active(&backend.client, &name, policy).await?;
     backend.forget_current_key();
     Ok(RotateReport {
         key_name: name,
@@ -193,7 +193,7 @@ pub async fn check(backend: &KmipBackend) -> CheckReport {
             return report;
         }
     };
-    let located = keys::choose_current(&name, &found).map_err(|e| e.to_string());
+    let located = master_key::choose_current(&name, &found).map_err(|e| e.to_string());
     let located = match (found.is_empty(), located) {
         (true, Err(e)) => {
             report.step(format!("locate master key {name:?}"), Err(e));
@@ -237,7 +237,7 @@ pub async fn check(backend: &KmipBackend) -> CheckReport {
 /// Revokes one master key version (reason: cessation of operation). Blobs
 /// wrapped under it no longer unwrap: rewrap them first.
 pub async fn revoke_version(backend: &KmipBackend, uid: &str) -> Result<(), BackendError> {
-    keys::revoke(&backend.client, uid).await?;
+    master_key::revoke(&backend.client, uid).await?;
     backend.forget_current_key();
     Ok(())
 }
@@ -245,7 +245,7 @@ pub async fn revoke_version(backend: &KmipBackend, uid: &str) -> Result<(), Back
 /// Destroys one master key version that is no longer active (revoke it
 /// first). Blobs wrapped under it are lost for good.
 pub async fn destroy_version(backend: &KmipBackend, uid: &str) -> Result<(), BackendError> {
-    keys::destroy(&backend.client, uid).await?;
+    master_key::destroy(&backend.client, uid).await?;
     backend.forget_current_key();
     Ok(())
 }
