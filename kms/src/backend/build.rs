@@ -107,13 +107,13 @@ pub fn vault(config: &Config, ks: &KeyStore) -> Result<(VaultBackend, Option<Str
         ep.authority()
     );
     let auth = match &v.auth {
-        config::VaultAuth::Token => vault_backend::VaultAuth::Token(match &v.token_file {
+        config::VaultAuthConfig::Token => vault_backend::VaultAuth::Token(match &v.token_file {
             Some(f) => vault_backend::TokenSource::File(f.clone()),
             None => vault_backend::TokenSource::Env(secrecy::SecretString::from(
                 std::env::var("VAULT_TOKEN").unwrap_or_default(),
             )),
         }),
-        config::VaultAuth::Azure {
+        config::VaultAuthConfig::Azure {
             role,
             path,
             resource,
@@ -123,7 +123,7 @@ pub fn vault(config: &Config, ks: &KeyStore) -> Result<(VaultBackend, Option<Str
             a.resource = resource.clone();
             vault_backend::VaultAuth::Azure(a)
         }
-        config::VaultAuth::AppRole {
+        config::VaultAuthConfig::AppRole {
             role_id,
             secret_id_file,
             path,
@@ -132,7 +132,7 @@ pub fn vault(config: &Config, ks: &KeyStore) -> Result<(VaultBackend, Option<Str
             role_id: role_id.clone(),
             secret_id_file: secret_id_file.clone(),
         },
-        config::VaultAuth::Cert { path, role } => vault_backend::VaultAuth::Cert {
+        config::VaultAuthConfig::Cert { path, role } => vault_backend::VaultAuth::Cert {
             path: path.clone(),
             role: role.clone(),
         },
@@ -157,7 +157,7 @@ pub fn vault(config: &Config, ks: &KeyStore) -> Result<(VaultBackend, Option<Str
             chain: id.chain().to_vec(),
             key: id.key_der(),
         });
-    } else if matches!(v.auth, config::VaultAuth::Cert { .. }) {
+    } else if matches!(v.auth, config::VaultAuthConfig::Cert { .. }) {
         ks.private_key(&config.keystore.alias)
             .map_err(keystore_err(config))?;
     }
