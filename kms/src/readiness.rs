@@ -72,7 +72,9 @@ impl From<&EndpointState> for Endpoint {
 /// Canary settings.
 #[derive(Clone, Copy, Debug)]
 pub struct ProbeSettings {
+    /// How often the canary runs.
     pub interval: Duration,
+    /// How long a canary may take before it counts as failed.
     pub timeout: Duration,
     /// A canary slower than this makes the node `degraded`.
     pub slow: Duration,
@@ -97,6 +99,7 @@ pub struct Readiness {
 }
 
 impl Readiness {
+    /// `unavailable` until the first canary, for the backend labelled `backend`.
     pub fn new(backend: &'static str) -> Self {
         Self {
             current: ArcSwap::from_pointee(Report {
@@ -111,6 +114,7 @@ impl Readiness {
         }
     }
 
+    /// The last canary's report.
     pub fn current(&self) -> Arc<Report> {
         self.current.load_full()
     }

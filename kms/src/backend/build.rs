@@ -26,6 +26,7 @@ pub enum BuildError {
     /// The soft master key file cannot be opened or created.
     #[error("{0}")]
     SoftKey(SoftKeyError),
+    /// Vault needs one address in `kms.hsm.server.url`.
     #[error("kms.hsm.server.url names no Vault address")]
     NoVaultAddress,
 }

@@ -14,6 +14,7 @@ use crate::node::StartError;
 /// The exit statuses of `cmx-kms`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Status {
+    /// Done.
     Ok,
     /// Done, but not everywhere (`cache flush`: a member did not acknowledge).
     Incomplete,
@@ -72,11 +73,18 @@ pub enum CommandError {
     Setup(#[from] StartError),
     /// `check-config`: the keystore the configuration names does not open.
     #[error("{}: kms.keystore.file: {source}", file.display())]
-    Keystore { file: PathBuf, source: StartError },
+    Keystore {
+        /// The configuration file.
+        file: PathBuf,
+        /// Why the keystore does not open.
+        source: StartError,
+    },
     /// `check-config` found problems in what the configuration names.
     #[error("{}", problems_text(.file, .problems))]
     Problems {
+        /// The configuration file.
         file: PathBuf,
+        /// One line each.
         problems: Vec<String>,
     },
     /// The backend refused or failed an operator's request.
@@ -85,18 +93,25 @@ pub enum CommandError {
     /// The `dev` folder cannot be prepared.
     #[error("cmx-kms dev: {0}")]
     Dev(#[from] DevError),
+    /// The async runtime does not start.
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
+    /// The command line or a password input is wrong.
     #[error("{0}")]
     Usage(String),
+    /// A file's content is bad (a keystore).
     #[error("{0}")]
     Data(String),
+    /// The running node, or the process to signal, is not there.
     #[error("{0}")]
     Unavailable(String),
+    /// A system call failed in a way the operator cannot fix.
     #[error("{0}")]
     Software(String),
+    /// A file cannot be read or written.
     #[error("{0}")]
     Io(String),
+    /// Not allowed to signal the node.
     #[error("{0}")]
     NotAllowed(String),
     /// Several independent failures (one per process `drain` signalled);

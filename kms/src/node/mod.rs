@@ -39,15 +39,24 @@ pub use reload::{Reloader, load_config};
 /// Why a node could not start (or reload). Each names what to fix.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// The keystore does not open, or lacks an entry.
     #[error(transparent)]
     Keystore(#[from] KeystoreFileError),
     /// An entry is there but unusable (a pinned certificate that does not parse).
     #[error("keystore {path}: {message}")]
-    KeystoreContent { path: String, message: String },
+    KeystoreContent {
+        /// The keystore file.
+        path: String,
+        /// What is wrong with the entry.
+        message: String,
+    },
+    /// The server's TLS configuration cannot be made.
     #[error("TLS: {0}")]
     Tls(#[from] tls::TlsError),
+    /// The backend cannot be made from the configuration.
     #[error(transparent)]
     Backend(#[from] BuildError),
+    /// The audit file cannot be opened.
     #[error("{0}")]
     Audit(#[from] crate::audit::AuditError),
     /// kms.properties does not load (on a reload; at start the commands load it).
@@ -59,9 +68,12 @@ pub enum StartError {
     /// The reload task panicked or was cancelled: a bug, not a configuration problem.
     #[error("reload task failed: {0}")]
     ReloadTask(#[from] tokio::task::JoinError),
+    /// A port cannot be bound.
     #[error("cannot listen on {addr}: {source} (is another process using the port?)")]
     Bind {
+        /// The address.
         addr: SocketAddr,
+        /// Why.
         source: std::io::Error,
     },
 }
@@ -84,11 +96,15 @@ async fn bind_optional(
 
 /// A node that is listening.
 pub struct Node {
+    /// The API listener's address (the real port when 0 was asked).
     pub local_addr: SocketAddr,
+    /// The metrics listener's address (`kms.metrics.*`), if any.
     pub metrics_addr: Option<SocketAddr>,
     /// The load balancers' readiness check listener (`kms.health.*`).
     pub health_addr: Option<SocketAddr>,
+    /// The state every request shares.
     pub app: Arc<App>,
+    /// The TLS context, swapped on reloads.
     pub tls: Arc<ArcSwap<TlsContext>>,
     listener: TcpListener,
     metrics_listener: Option<TcpListener>,

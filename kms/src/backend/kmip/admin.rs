@@ -14,6 +14,7 @@ use crate::backend::{AdminError, AdminReport, Backend, BackendError, MasterKeyAd
 /// What `hsm init` did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InitReport {
+    /// The master key's name (`kms.hsm.key.name`).
     pub key_name: String,
     /// The unique identifier of the active master key.
     pub uid: String,
@@ -68,6 +69,7 @@ pub async fn init(backend: &KmipBackend) -> Result<InitReport, BackendError> {
 /// What `hsm rotate` did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RotateReport {
+    /// The master key's name (`kms.hsm.key.name`).
     pub key_name: String,
     /// The version new wraps used before (absent if there was none).
     pub previous: Option<String>,
@@ -114,7 +116,9 @@ pub async fn rotate(backend: &KmipBackend) -> Result<RotateReport, BackendError>
 /// One step of `hsm check`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CheckStep {
+    /// What the step checked.
     pub name: String,
+    /// Whether it passed.
     pub ok: bool,
     /// What was found, or what is wrong and what to do about it.
     pub detail: String,
@@ -123,6 +127,7 @@ pub struct CheckStep {
 /// What `hsm check` found, one step per line.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CheckReport {
+    /// The steps, in the order they ran.
     pub steps: Vec<CheckStep>,
     /// The TLS problem found, if any, for callers that act on it.
     pub tls_problem: Option<TlsProblem>,

@@ -40,9 +40,11 @@ impl fmt::Display for InitOutcome {
 /// How one step of `hsm check` went.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StepOutcome {
+    /// Passed.
     Ok,
     /// Works, but the operator should look at it.
     Warning,
+    /// Failed: the detail says why and what to look at.
     Failed,
     /// Not tried because an earlier step failed.
     Skipped,
@@ -51,14 +53,18 @@ pub enum StepOutcome {
 /// One line of `hsm check`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CheckStep {
+    /// What the step checked.
     pub name: &'static str,
+    /// How it went.
     pub outcome: StepOutcome,
+    /// What was found, or what is wrong.
     pub detail: String,
 }
 
 /// The result of `hsm check`: one line per step.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CheckReport {
+    /// The steps, in order.
     pub steps: Vec<CheckStep>,
 }
 
