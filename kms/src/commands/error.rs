@@ -190,6 +190,19 @@ mod tests {
             reason: "gone".into(),
         });
         assert_eq!(CommandError::Start(audit).status().code(), 78);
+        // A reload task that failed is a bug, not bad configuration.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let join = rt.block_on(async {
+            let task = tokio::spawn(std::future::pending::<()>());
+            task.abort();
+            task.await.unwrap_err()
+        });
+        assert_eq!(
+            CommandError::Start(StartError::from(join)).status().code(),
+            70
+        );
         assert_eq!(CommandError::Usage(String::new()).status().code(), 64);
         assert_eq!(CommandError::Data(String::new()).status().code(), 65);
         assert_eq!(CommandError::Io(String::new()).status().code(), 74);
