@@ -1,30 +1,12 @@
-//! Command-line interface.
+//! The command line: clap's description of `cmx-kms` and the dispatch to
+//! `crate::commands`, whose one `exit` turns failures into exit codes.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{self, Config};
-use crate::dev::DevFolder;
-use crate::node::{self, Node};
-
-/// Default location of the configuration, as in the original product.
-pub const DEFAULT_CONFIG: &str = "/usr/share/kms/conf/kms.properties";
-
-/// Exit codes (sysexits.h).
-pub mod exit {
-    pub const OK: u8 = 0;
-    pub const USAGE: u8 = 64;
-    pub const DATAERR: u8 = 65;
-    pub const UNAVAILABLE: u8 = 69;
-    pub const SOFTWARE: u8 = 70;
-    pub const IOERR: u8 = 74;
-    /// Not allowed (`cmx-kms drain` may not signal the node).
-    pub const NOPERM: u8 = 77;
-    /// Bad configuration: systemd's `RestartPreventExitStatus=78` stops the unit.
-    pub const CONFIG: u8 = 78;
-}
+use crate::commands::{self, CommandError, DEFAULT_CONFIG, Status};
 
 #[derive(Parser)]
 #[command(
@@ -80,10 +62,33 @@ enum Command {
     },
     /// The running node's customer-key cache (`flush`).
     #[command(subcommand)]
-    Cache(crate::cluster::cli::CacheCommand),
+    Cache(CacheCommand),
     /// The cluster as the running node sees it (`status`).
     #[command(subcommand)]
-    Cluster(crate::cluster::cli::ClusterCommand),
+    Cluster(ClusterCommand),
+}
+
+/// `cmx-kms cache ...`.
+#[derive(Subcommand)]
+enum CacheCommand {
+    /// Forget a customer key (or every key) on every node of the cluster now.
+    Flush {
+        #[arg(short, long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// The customer key's id (32 hex digits, as in the audit trail); all keys when absent.
+        #[arg(long)]
+        key_id: Option<String>,
+    },
+}
+
+/// `cmx-kms cluster ...`.
+#[derive(Subcommand)]
+enum ClusterCommand {
+    /// Members, reachable or not and why, the owner split, and the kmsserver fingerprints.
+    Status {
+        #[arg(short, long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -131,11 +136,12 @@ pub fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() {
-                exit::USAGE
+            return if e.use_stderr() {
+                Status::Usage
             } else {
-                exit::OK
-            });
+                Status::Ok
+            }
+            .into();
         }
     };
     crate::logging::init();
@@ -144,129 +150,43 @@ pub fn main() -> ExitCode {
     if let Err(e) = nix::sys::prctl::set_dumpable(false) {
         tracing::warn!(error = %e, "cannot turn off core dumps (prctl PR_SET_DUMPABLE)");
     }
-    ExitCode::from(match cli.command {
-        Command::Serve { config } => serve(&config),
-        Command::Dev { dir, port } => dev(&dir, port),
-        Command::CheckConfig { config } => crate::check::run(&config),
+    commands::error::exit(run(cli.command))
+}
+
+fn run(command: Command) -> Result<(), CommandError> {
+    match command {
+        Command::Serve { config } => commands::serve::run(&config),
+        Command::Dev { dir, port } => commands::serve::dev(&dir, port),
+        Command::CheckConfig { config } => commands::check_config::run(&config),
         Command::Keystore(KeystoreCommand::List {
             path,
             verbose,
             password_file,
-        }) => crate::check::keystore_list(&path, verbose, password_file.as_deref()),
+        }) => commands::keystore::list(&path, verbose, password_file.as_deref()),
         Command::Keystore(KeystoreCommand::ConvertLegacy {
             input,
             output,
             password_file,
             out_password_file,
-        }) => crate::check::convert_legacy(
+        }) => commands::keystore::convert_legacy(
             &input,
             &output,
             password_file.as_deref(),
             out_password_file.as_deref(),
         ),
-        Command::Audit(AuditCommand::Verify { file }) => crate::check::audit_verify(&file),
-        Command::Drain { config, resume } => crate::drain::run(&config, resume),
-        Command::Cache(c) => crate::cluster::cli::run_cache(c),
-        Command::Cluster(c) => crate::cluster::cli::run_cluster(c),
-        Command::Hsm { command, config } => crate::hsm::run(
+        Command::Audit(AuditCommand::Verify { file }) => commands::audit::verify(&file),
+        Command::Drain { config, resume } => commands::drain::run(&config, resume),
+        Command::Cache(CacheCommand::Flush { config, key_id }) => {
+            commands::cache::flush(&config, key_id.as_deref())
+        }
+        Command::Cluster(ClusterCommand::Status { config }) => commands::cluster::status(&config),
+        Command::Hsm { command, config } => commands::hsm::run(
             &config,
             match command {
-                HsmSub::Init => crate::hsm::HsmCommand::Init,
-                HsmSub::Check => crate::hsm::HsmCommand::Check,
-                HsmSub::Rotate => crate::hsm::HsmCommand::Rotate,
+                HsmSub::Init => commands::hsm::HsmCommand::Init,
+                HsmSub::Check => commands::hsm::HsmCommand::Check,
+                HsmSub::Rotate => commands::hsm::HsmCommand::Rotate,
             },
         ),
-    })
-}
-
-/// Load the configuration, printing problems; `Err` carries the exit code.
-pub fn load_config(path: &Path) -> Result<Config, u8> {
-    let env: Vec<(String, String)> = std::env::vars().collect();
-    match config::load(path, &env) {
-        Ok(loaded) => {
-            for w in &loaded.warnings {
-                tracing::warn!("{w}");
-            }
-            Ok(loaded.config)
-        }
-        Err(errors) => {
-            eprintln!("{errors}");
-            Err(exit::CONFIG)
-        }
     }
-}
-
-fn runtime() -> Result<tokio::runtime::Runtime, u8> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| {
-            eprintln!("cannot start the async runtime: {e}");
-            exit::SOFTWARE
-        })
-}
-
-fn serve(path: &Path) -> u8 {
-    let config = match load_config(path) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    run_node(&config, None)
-}
-
-fn run_node(config: &Config, dev: Option<&DevFolder>) -> u8 {
-    let rt = match runtime() {
-        Ok(rt) => rt,
-        Err(code) => return code,
-    };
-    rt.block_on(async {
-        let node = match Node::bind(config).await {
-            Ok(n) => n,
-            Err(e @ node::StartError::Bind { .. }) => {
-                eprintln!("cmx-kms: {e}");
-                return exit::UNAVAILABLE;
-            }
-            Err(e) => {
-                eprintln!("cmx-kms: {e}");
-                return exit::CONFIG;
-            }
-        };
-        tracing::info!(address = %node.local_addr, backend = node.app.keys.load().backend_kind().label(), "listening");
-        if let Some(d) = dev {
-            #[allow(clippy::print_stdout)]
-            {
-                let metrics = node
-                    .metrics_addr
-                    .map(|a| format!(", metrics on http://{a}/metrics"))
-                    .unwrap_or_default();
-                println!(
-                    "cmx-kms dev node listening on https://{}{metrics} (files in {}).\nTry it (paste into a shell):\n\n{}",
-                    node.local_addr,
-                    d.dir.display(),
-                    d.curl_commands()
-                );
-            }
-        }
-        // The second future is first polled after the first signal, so
-        // it waits for another one.
-        node.run_until(crate::signals::shutdown(), crate::signals::shutdown())
-            .await;
-        tracing::info!("stopped");
-        exit::OK
-    })
-}
-
-fn dev(dir: &Path, port: u16) -> u8 {
-    let folder = match DevFolder::prepare(dir, port) {
-        Ok(f) => f,
-        Err(e) => {
-            eprintln!("cmx-kms dev: {e}");
-            return exit::IOERR;
-        }
-    };
-    let config = match load_config(&folder.properties) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    run_node(&config, Some(&folder))
 }

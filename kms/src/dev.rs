@@ -24,30 +24,43 @@ use rcgen::{
 /// Why the development folder could not be prepared.
 #[derive(Debug, thiserror::Error)]
 pub enum DevError {
+    /// A file or the folder cannot be written.
     #[error("cannot write {path}: {source}")]
     Io {
+        /// The file or folder.
         path: PathBuf,
+        /// Why.
         source: std::io::Error,
     },
+    /// rcgen refused to make a certificate.
     #[error("cannot make the development certificates: {0}")]
     Cert(#[from] rcgen::Error),
+    /// The PKCS#12 writer failed.
     #[error("cannot write the development keystore: {0}")]
     Keystore(String),
+    /// No random bytes for the keystore password.
     #[error("the operating system's random generator failed")]
     Rng,
+    /// The folder holds files `dev` did not make.
     #[error(
         "{} already exists and was not made by `cmx-kms dev`, so it is left alone; \
          pass --dir a new or empty folder, or one an earlier `cmx-kms dev` made",
         path.display()
     )]
-    NotOurs { path: PathBuf },
+    NotOurs {
+        /// The file found.
+        path: PathBuf,
+    },
 }
 
 /// The files of a development node.
 #[derive(Clone, Debug)]
 pub struct DevFolder {
+    /// The folder (canonical).
     pub dir: PathBuf,
+    /// Its `kms.properties`.
     pub properties: PathBuf,
+    /// The API port the node listens on.
     pub port: u16,
     /// Password of the keystore and of every `.p12` (random, made on the first run).
     pub password: String,
@@ -77,6 +90,7 @@ const FILES: [&str; 13] = [
 ];
 
 impl DevFolder {
+    /// A file in the folder.
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.join(name)
     }

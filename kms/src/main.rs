@@ -9,5 +9,5 @@ use std::process::ExitCode;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    cmx_kms::cli::main()
+    cmx_kms::main()
 }

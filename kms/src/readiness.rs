@@ -29,6 +29,18 @@ pub enum State {
     Unavailable,
 }
 
+impl State {
+    /// The state as the `cmx_kms_ready` gauge shows it: 2 ready, 1 degraded, 0
+    /// unavailable.
+    pub fn gauge(self) -> u8 {
+        match self {
+            Self::Ready => 2,
+            Self::Degraded => 1,
+            Self::Unavailable => 0,
+        }
+    }
+}
+
 /// The last canary's result.
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
@@ -60,7 +72,9 @@ impl From<&EndpointState> for Endpoint {
 /// Canary settings.
 #[derive(Clone, Copy, Debug)]
 pub struct ProbeSettings {
+    /// How often the canary runs.
     pub interval: Duration,
+    /// How long a canary may take before it counts as failed.
     pub timeout: Duration,
     /// A canary slower than this makes the node `degraded`.
     pub slow: Duration,
@@ -85,6 +99,7 @@ pub struct Readiness {
 }
 
 impl Readiness {
+    /// `unavailable` until the first canary, for the backend labelled `backend`.
     pub fn new(backend: &'static str) -> Self {
         Self {
             current: ArcSwap::from_pointee(Report {
@@ -99,6 +114,7 @@ impl Readiness {
         }
     }
 
+    /// The last canary's report.
     pub fn current(&self) -> Arc<Report> {
         self.current.load_full()
     }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use cmx_kms::config::{
-    self, CacheType, ConfigErrors, HsmEndpoint, Loaded, Origin, Problem, Protocol, VaultAuth,
+    self, CacheType, ConfigErrors, HsmEndpoint, Loaded, Origin, Problem, Protocol, VaultAuthConfig,
     Warning,
 };
 use secrecy::ExposeSecret;
@@ -88,7 +88,7 @@ fn the_guides_vault_example_loads() {
     assert_eq!(c.hsm.vault.renew_before_expiry, Duration::from_secs(35));
     assert_eq!(
         c.hsm.vault.auth,
-        VaultAuth::Azure {
+        VaultAuthConfig::Azure {
             role: "KMS_ADMIN".into(),
             path: "/v1/auth/azure/login".into(),
             resource: "https://management.azure.com".into(),

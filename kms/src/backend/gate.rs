@@ -11,6 +11,7 @@ use zeroize::Zeroizing;
 use super::{Backend, BackendError, BackendKind, MasterWrap, ProbeReport};
 use crate::metrics::Metrics;
 
+/// A backend behind a bound on concurrent calls (`kms.hsm.max.concurrent.requests`).
 pub struct GatedBackend {
     inner: Arc<dyn Backend>,
     permits: Semaphore,
@@ -19,6 +20,7 @@ pub struct GatedBackend {
 }
 
 impl GatedBackend {
+    /// Gate `inner`: at most `max_concurrent` calls at once, counted in `metrics`.
     pub fn new(inner: Arc<dyn Backend>, max_concurrent: usize, metrics: Arc<Metrics>) -> Self {
         let limit = max_concurrent.max(1);
         Self {
@@ -29,6 +31,7 @@ impl GatedBackend {
         }
     }
 
+    /// The backend behind the gate.
     pub fn inner(&self) -> &Arc<dyn Backend> {
         &self.inner
     }

@@ -11,22 +11,39 @@ use std::time::Duration;
 use async_trait::async_trait;
 use zeroize::Zeroizing;
 
+pub mod admin;
+pub mod build;
 pub mod gate;
+// Not all public fields and variants documented yet: see the note in lib.rs.
+#[allow(missing_docs)]
 pub mod kmip;
+#[allow(missing_docs)]
 pub mod soft;
+#[allow(missing_docs)]
 pub mod vault;
+
+pub use admin::{AdminError, AdminReport, MasterKeyAdmin};
+pub use build::{BuildError, build};
+
+/// Length of the secrets the key hierarchy has backends wrap: AES-256 keys.
+/// (`crate::envelope::KEY_LEN` is this number.)
+pub const KEY_LEN: usize = 32;
 
 /// Which backend produced a wrap. The numeric value is stored in envelopes:
 /// never renumber.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum BackendKind {
+    /// The development-only software key (`kms.hsm.protocol=soft`).
     Soft = 1,
+    /// An HSM over KMIP 1.x.
     Kmip = 2,
+    /// Vault or OpenBao Transit.
     Vault = 3,
 }
 
 impl BackendKind {
+    /// The kind an envelope records; `None` for an unknown number.
     pub fn from_u8(v: u8) -> Option<Self> {
         match v {
             1 => Some(Self::Soft),
@@ -66,6 +83,7 @@ pub enum WrapAlgorithm {
 }
 
 impl WrapAlgorithm {
+    /// The algorithm an envelope records; `None` for an unknown number.
     pub fn from_u8(v: u8) -> Option<Self> {
         match v {
             1 => Some(Self::AesGcm),
@@ -82,6 +100,7 @@ impl WrapAlgorithm {
 /// Holds no secret: only ciphertext and the parameters needed to unwrap it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MasterWrap {
+    /// The backend that made the wrap.
     pub backend: BackendKind,
     /// The master key's identifier at the backend (KMIP unique identifier,
     /// Vault key name, soft key id).
@@ -89,11 +108,13 @@ pub struct MasterWrap {
     /// The master key's version (Vault `vN`; for KMIP and soft, 1 unless the
     /// backend versions keys another way).
     pub key_version: u32,
+    /// The cipher the backend used.
     pub algorithm: WrapAlgorithm,
     /// IV or nonce (empty where the algorithm carries none).
     pub iv: Vec<u8>,
     /// Authentication tag (empty where the algorithm carries none or appends it).
     pub tag: Vec<u8>,
+    /// The wrapped secret.
     pub ciphertext: Vec<u8>,
 }
 
@@ -103,7 +124,9 @@ pub enum BackendError {
     /// The backend cannot be reached or is overloaded: the caller may retry later.
     #[error("backend unavailable: {reason}")]
     Unavailable {
+        /// What failed, for the operator.
         reason: String,
+        /// When a retry makes sense.
         retry_after: Duration,
     },
     /// The master key does not exist at the backend: an operator problem.
@@ -153,10 +176,14 @@ pub struct ProbeReport {
     pub endpoints: Vec<EndpointState>,
 }
 
+/// One endpoint of a backend as the canary found it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EndpointState {
+    /// The endpoint, e.g. `127.0.0.1:5696`.
     pub endpoint: String,
+    /// Whether it answered.
     pub up: bool,
+    /// What it answered, or why it did not.
     pub detail: String,
 }
 
@@ -167,6 +194,7 @@ pub struct EndpointState {
 /// Plaintexts are short (32-byte keys); implementations must never log them.
 #[async_trait]
 pub trait Backend: Send + Sync {
+    /// Which backend this is (recorded in every wrap).
     fn kind(&self) -> BackendKind;
 
     /// Wrap `plaintext` under the current master key version.

@@ -23,7 +23,7 @@ mod sweep;
 #[cfg(test)]
 mod tests;
 
-pub use sweep::{MAX_SWEEP_INTERVAL, sweep};
+pub use sweep::sweep;
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;

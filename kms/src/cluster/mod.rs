@@ -2,13 +2,14 @@
 //! operator's `jgroups.xml` share the customer-key cache, so one customer key
 //! costs one backend unwrap for the whole cluster per TTL.
 //!
-//! - [`jgroups`]: the member list from `jgroups.xml`.
+//! - `crate::config::jgroups`: the member list from `jgroups.xml`.
 //! - [`tls`]: mutual TLS pinned to the keystore's `kmsserver` certificate.
 //! - [`wire`]: the versioned, length-prefixed peer frames.
 //! - [`peer`]: one outgoing connection per member, with heartbeats.
 //! - [`listener`]: the cluster port, serving keys this node owns.
 //! - [`ring`]: who owns a key (rendezvous hashing over live members).
-//! - [`control`], [`cli`]: the control socket, `cache flush`, `cluster status`.
+//! - The node's side (start-up, the control socket behind `cache flush` and
+//!   `cluster status`) is in `crate::node`; the commands in `crate::commands`.
 //!
 //! [`Cluster::load`] is the cache's loader on a miss: the owner unwraps
 //! through the backend (inside the node's single-flight cache), the others
@@ -17,10 +18,6 @@
 //! and after [`FALLBACK_AFTER`] the node unwraps locally: a client request
 //! never fails because of the cluster. See `docs/design/cluster.md`.
 
-pub mod cli;
-pub mod control;
-pub mod glue;
-pub mod jgroups;
 pub mod listener;
 pub mod peer;
 pub mod ring;

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use super::defaults as d;
 use super::error::{Origin, Problem, Warning};
 use super::file::ConfigFile;
+use super::jgroups;
 use super::values::port;
-use crate::cluster::jgroups;
 
 /// JGroups' `bind_addr` keywords: they pick an interface, not an address.
 const BIND_KEYWORDS: &[&str] = &[

@@ -5,15 +5,13 @@ use std::time::Duration;
 
 use std::fmt;
 
-use crate::backend::BackendKind;
-
 use super::defaults as d;
 use super::endpoint::{self, HsmEndpoint};
 use super::error::{Origin, Warning};
 use super::file::ConfigFile;
 use super::keys::KEYS;
 use super::values::{int_in, one_of, port, positive_duration};
-use super::vault::VaultSettings;
+use super::vault::VaultConfig;
 
 /// `kms.hsm.protocol`: which master-key backend.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -33,15 +31,6 @@ impl Protocol {
             Self::Kmip1 => "kmip1",
             Self::Vault => "vault",
             Self::Soft => "soft",
-        }
-    }
-
-    /// The backend kind recorded in envelopes.
-    pub fn backend_kind(self) -> BackendKind {
-        match self {
-            Self::Kmip1 => BackendKind::Kmip,
-            Self::Vault => BackendKind::Vault,
-            Self::Soft => BackendKind::Soft,
         }
     }
 }
@@ -94,7 +83,7 @@ const KMIP_VERSIONS: &[(&str, KmipVersion)] = &[
 
 /// KMIP-only settings (`kms.hsm.kmip.*`).
 #[derive(Clone, Debug)]
-pub struct KmipSettings {
+pub struct KmipConfig {
     /// `kms.hsm.kmip.version`.
     pub version: KmipVersion,
     /// `kms.hsm.kmip.operation-policy-name`: attribute for keys we create, if any.
@@ -131,9 +120,9 @@ pub struct HsmSettings {
     /// `kms.hsm.circuit-breaker.*`.
     pub circuit_breaker: CircuitBreakerSettings,
     /// `kms.hsm.kmip.*`.
-    pub kmip: KmipSettings,
+    pub kmip: KmipConfig,
     /// `kms.hsm.vault.*`.
-    pub vault: VaultSettings,
+    pub vault: VaultConfig,
     /// `kms.hsm.soft.*`.
     pub soft: SoftSettings,
 }
@@ -225,7 +214,7 @@ impl HsmSettings {
                     positive_duration,
                 ),
             },
-            kmip: KmipSettings {
+            kmip: KmipConfig {
                 version: file.parse_or(
                     "kms.hsm.kmip.version",
                     KmipVersion::Auto,
@@ -233,7 +222,7 @@ impl HsmSettings {
                 ),
                 operation_policy_name: file.string("kms.hsm.kmip.operation-policy-name"),
             },
-            vault: VaultSettings::take(file, known.map(|p| p == Protocol::Vault)),
+            vault: VaultConfig::take(file, known.map(|p| p == Protocol::Vault)),
             soft: SoftSettings {
                 key_file: file.path_or("kms.hsm.soft.key.file", d::SOFT_KEY_FILE),
             },

@@ -29,6 +29,7 @@ pub mod error;
 mod file;
 pub mod front;
 pub mod hsm;
+pub mod jgroups;
 pub mod keys;
 pub mod keystore;
 pub mod properties;
@@ -43,14 +44,14 @@ pub use endpoint::HsmEndpoint;
 pub use error::{ConfigError, ConfigErrors, ConfigWarning, Origin, Problem, Warning};
 pub use front::{Cidr, FrontSettings, HealthSettings};
 pub use hsm::{
-    CircuitBreakerSettings, HsmSettings, KmipSettings, KmipVersion, PoolSettings, Protocol,
+    CircuitBreakerSettings, HsmSettings, KmipConfig, KmipVersion, PoolSettings, Protocol,
     SoftSettings,
 };
 pub use keystore::{ClientRole, ClientSettings, KeystoreSettings};
 pub use server::{
     AuditSettings, LimitSettings, MetricsSettings, RateLimit, ReadinessSettings, ServerSettings,
 };
-pub use vault::{VaultAuth, VaultSettings};
+pub use vault::{VaultAuthConfig, VaultConfig};
 
 use file::ConfigFile;
 use properties::MAX_FILE_BYTES;

@@ -54,7 +54,7 @@ fn minimal_config_gets_the_defaults() {
     assert_eq!(c.server.idle_timeout, Duration::from_secs(60));
     assert_eq!(c.hsm.pool.max_lifetime, Duration::from_secs(3600));
     assert_eq!(c.hsm.soft.key_file, Path::new("/etc/kms/soft-master.key"));
-    assert_eq!(c.hsm.vault.auth, VaultAuth::Token);
+    assert_eq!(c.hsm.vault.auth, VaultAuthConfig::Token);
     assert_eq!(c.cache.kind, CacheType::Local);
     assert_eq!(c.clients.role_of("CMXBACKEND1"), Some(ClientRole::Backend));
     assert_eq!(c.clients.role_of("cmxDevice"), Some(ClientRole::Device));
@@ -142,7 +142,7 @@ fn vault_auth_requirements() {
     assert_eq!(c.hsm.endpoints.first().map(|e| e.port), Some(8200));
     assert_eq!(
         c.hsm.vault.auth,
-        VaultAuth::AppRole {
+        VaultAuthConfig::AppRole {
             role_id: "r".into(),
             secret_id_file: "/etc/kms/sid".into(),
             path: "/v1/auth/approle/login".into()

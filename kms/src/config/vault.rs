@@ -10,7 +10,7 @@ use super::values::{duration, one_of};
 
 /// How cmx-kms logs in to Vault.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum VaultAuth {
+pub enum VaultAuthConfig {
     /// A token: from `kms.hsm.vault.token.file`, else from the `VAULT_TOKEN` environment
     /// variable, read by the Vault backend at run time.
     Token,
@@ -44,7 +44,7 @@ pub enum VaultAuth {
 
 /// Vault Transit settings.
 #[derive(Clone, Debug)]
-pub struct VaultSettings {
+pub struct VaultConfig {
     /// `kms.hsm.vault.namespace`: `X-Vault-Namespace` header, if any.
     pub namespace: Option<String>,
     /// `kms.hsm.vault.mount`: mount path of the Transit engine.
@@ -55,7 +55,7 @@ pub struct VaultSettings {
     /// `kms.hsm.ca.alias` keystore entry.
     pub ca_file: Option<PathBuf>,
     /// `kms.hsm.vault.auth` and its method's keys.
-    pub auth: VaultAuth,
+    pub auth: VaultAuthConfig,
     /// `kms.hsm.vault.auth.renew-before-expiry`: renew the token this long before expiry.
     pub renew_before_expiry: Duration,
 }
@@ -97,7 +97,7 @@ fn mount(text: &str) -> Result<String, String> {
     }
 }
 
-impl VaultSettings {
+impl VaultConfig {
     /// Takes every `kms.hsm.vault.*` key. `active` is `Some(true)` when the protocol is
     /// vault, `Some(false)` for another protocol (set keys then draw a warning), `None`
     /// when the protocol is invalid (then neither requirements nor warnings apply).
@@ -141,8 +141,8 @@ impl VaultSettings {
             method,
         };
         let auth = match method {
-            Method::Token => VaultAuth::Token,
-            Method::Azure => VaultAuth::Azure {
+            Method::Token => VaultAuthConfig::Token,
+            Method::Azure => VaultAuthConfig::Azure {
                 role: require.value(
                     file,
                     "kms.hsm.vault.auth.azure.role",
@@ -152,7 +152,7 @@ impl VaultSettings {
                 path: azure_path,
                 resource: azure_resource,
             },
-            Method::AppRole => VaultAuth::AppRole {
+            Method::AppRole => VaultAuthConfig::AppRole {
                 role_id: require.value(
                     file,
                     "kms.hsm.vault.auth.approle.role-id",
@@ -167,15 +167,15 @@ impl VaultSettings {
                 ),
                 path: approle_path,
             },
-            Method::Cert => VaultAuth::Cert {
+            Method::Cert => VaultAuthConfig::Cert {
                 path: cert_path,
                 role: cert_role,
             },
         };
         if active == Some(true) {
             let secret_file = match (&auth, &token_file) {
-                (VaultAuth::Token, Some(path)) => Some(("kms.hsm.vault.token.file", path)),
-                (VaultAuth::AppRole { secret_id_file, .. }, _) => {
+                (VaultAuthConfig::Token, Some(path)) => Some(("kms.hsm.vault.token.file", path)),
+                (VaultAuthConfig::AppRole { secret_id_file, .. }, _) => {
                     Some(("kms.hsm.vault.auth.approle.secret-id.file", secret_id_file))
                 }
                 _ => None,

@@ -19,7 +19,7 @@ pub enum CryptoError {
 }
 
 /// Length of every key in the hierarchy (AES-256).
-pub const KEY_LEN: usize = 32;
+pub const KEY_LEN: usize = crate::backend::KEY_LEN;
 
 /// A random 128-bit identifier of a key in the hierarchy. Not secret.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]

@@ -21,7 +21,7 @@ use super::body::{ResponseBody, body, read_limited};
 use super::error::ApiError;
 use crate::audit::{AuditLog, Event as AuditEvent};
 use crate::cache::Lookup;
-use crate::keys::{KeyError, KeyService, OpInfo};
+use crate::hierarchy::{KeyError, KeyService, OpInfo};
 use crate::limits::{ClientAddr, LimitKey, Rate, RateLimiter};
 use crate::metrics::Metrics;
 use crate::readiness::{Readiness, Report, State};

@@ -5,7 +5,7 @@ use std::time::Duration;
 use hyper::StatusCode;
 
 use crate::backend::BackendError;
-use crate::keys::KeyError;
+use crate::hierarchy::KeyError;
 
 /// Every error the API can answer with.
 #[derive(Clone, Debug, PartialEq, Eq)]

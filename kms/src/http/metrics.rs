@@ -15,7 +15,6 @@ use tokio::net::TcpListener;
 
 use super::App;
 use super::api::ready_response;
-use crate::node::ready_gauge;
 
 /// Serve `/metrics` and the detailed `/v1/ready` forever.
 pub async fn serve(listener: TcpListener, app: Arc<App>) {
@@ -39,7 +38,7 @@ pub async fn serve(listener: TcpListener, app: Arc<App>) {
                                 .vault_token_ttl_seconds
                                 .store(secs, std::sync::atomic::Ordering::Relaxed);
                         }
-                        let ready = ready_gauge(app.readiness.current().state);
+                        let ready = app.readiness.current().state.gauge();
                         Response::new(Full::new(Bytes::from(app.metrics.render(cache, ready))))
                     } else if req.method() == Method::GET && req.uri().path() == "/v1/ready" {
                         let (status, v) = ready_response(

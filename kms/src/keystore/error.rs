@@ -83,3 +83,23 @@ impl KeystoreError {
         }
     }
 }
+
+/// A keystore problem and the keystore file it is about, as start-up, reloads
+/// and the commands report it: `keystore PATH: problem`.
+#[derive(Debug, thiserror::Error)]
+#[error("keystore {}: {source}", path.display())]
+pub struct KeystoreFileError {
+    pub path: PathBuf,
+    #[source]
+    pub source: KeystoreError,
+}
+
+impl KeystoreFileError {
+    /// Maps errors about the keystore at `path` (`map_err(KeystoreFileError::at(path))`).
+    pub fn at(path: &std::path::Path) -> impl Fn(KeystoreError) -> Self + '_ {
+        move |source| Self {
+            path: path.to_owned(),
+            source,
+        }
+    }
+}

@@ -33,7 +33,7 @@ pub mod list;
 pub mod password;
 mod pkcs12;
 
-pub use error::KeystoreError;
+pub use error::{KeystoreError, KeystoreFileError};
 /// Re-exported: the password type of [`KeyStore::load`] and [`KeyStore::from_bytes`].
 pub use secrecy::SecretString;
 

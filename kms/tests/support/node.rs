@@ -665,10 +665,7 @@ pub fn soft_node_in_process(
     dir: &Path,
     extra: &str,
     probe_interval: Duration,
-) -> (
-    cmx_kms::node::Node,
-    Arc<cmx_kms::backend::soft::SoftBackend>,
-) {
+) -> (cmx_kms::Node, Arc<cmx_kms::backend::soft::SoftBackend>) {
     soft_node_in_process_at(
         rt,
         pki,
@@ -687,10 +684,7 @@ pub fn soft_node_in_process_at(
     ip: IpAddr,
     extra: &str,
     probe_interval: Duration,
-) -> (
-    cmx_kms::node::Node,
-    Arc<cmx_kms::backend::soft::SoftBackend>,
-) {
+) -> (cmx_kms::Node, Arc<cmx_kms::backend::soft::SoftBackend>) {
     std::fs::create_dir_all(dir).unwrap();
     let text = TestNode::properties(pki, dir, 1, 0, extra).replace(
         "kms.server.address=127.0.0.1\n",
@@ -707,12 +701,9 @@ pub fn soft_node_in_process_at(
     .unwrap();
     let soft = Arc::new(soft);
     let mut node = rt
-        .block_on(cmx_kms::node::Node::bind_with_backend(
-            &config,
-            soft.clone(),
-        ))
+        .block_on(cmx_kms::Node::bind_with_backend(&config, soft.clone()))
         .unwrap();
-    node.set_probe_settings(cmx_kms::readiness::ProbeSettings {
+    node.set_probe_settings(cmx_kms::ProbeSettings {
         interval: probe_interval,
         timeout: Duration::from_secs(2),
         slow: Duration::from_secs(1),

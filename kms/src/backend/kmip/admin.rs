@@ -1,16 +1,20 @@
-//! Operator functions behind `cmx-kms hsm init|rotate|check`.
+//! Operator functions behind `cmx-kms hsm init|rotate|check` for the KMIP
+//! backend: its own reports, and [`MasterKeyAdmin`] over them.
 
 use std::fmt;
 
+use async_trait::async_trait;
+
 use super::backend::KmipBackend;
 use super::conn::ConnError;
-use super::keys;
+use super::master_key;
 use super::tls::TlsProblem;
-use crate::backend::{Backend, BackendError};
+use crate::backend::{AdminError, AdminReport, Backend, BackendError, MasterKeyAdmin};
 
 /// What `hsm init` did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InitReport {
+    /// The master key's name (`kms.hsm.key.name`).
     pub key_name: String,
     /// The unique identifier of the active master key.
     pub uid: String,
@@ -45,7 +49,7 @@ pub async fn init(backend: &KmipBackend) -> Result<InitReport, BackendError> {
     let name = backend.settings().key_name.clone();
     let found = backend.key_versions().await?;
     if !found.is_empty() {
-        let current = keys::choose_current(&name, &found)?;
+        let current = master_key::choose_current(&name, &found)?;
         return Ok(InitReport {
             key_name: name,
             uid: current.uid.clone(),
@@ -53,7 +57,7 @@ pub async fn init(backend: &KmipBackend) -> Result<InitReport, BackendError> {
         });
     }
     let policy = backend.settings().operation_policy_name.as_deref();
-    let uid = keys::create_active(&backend.client, &name, policy).await?;
+    let uid = master_key::create_active(&backend.client, &name, policy).await?;
     backend.forget_current_key();
     Ok(InitReport {
         key_name: name,
@@ -65,6 +69,7 @@ pub async fn init(backend: &KmipBackend) -> Result<InitReport, BackendError> {
 /// What `hsm rotate` did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RotateReport {
+    /// The master key's name (`kms.hsm.key.name`).
     pub key_name: String,
     /// The version new wraps used before (absent if there was none).
     pub previous: Option<String>,
@@ -95,11 +100,11 @@ impl fmt::Display for RotateReport {
 pub async fn rotate(backend: &KmipBackend) -> Result<RotateReport, BackendError> {
     let name = backend.settings().key_name.clone();
     let found = backend.key_versions().await?;
-    let previous = keys::choose_current(&name, &found)
+    let previous = master_key::choose_current(&name, &found)
         .ok()
         .map(|k| k.uid.clone());
     let policy = backend.settings().operation_policy_name.as_deref();
-    let uid = keys::create_active(&backend.client, &name, policy).await?;
+    let uid = master_key::create_active(&backend.client, &name, policy).await?;
     backend.forget_current_key();
     Ok(RotateReport {
         key_name: name,
@@ -111,7 +116,9 @@ pub async fn rotate(backend: &KmipBackend) -> Result<RotateReport, BackendError>
 /// One step of `hsm check`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CheckStep {
+    /// What the step checked.
     pub name: String,
+    /// Whether it passed.
     pub ok: bool,
     /// What was found, or what is wrong and what to do about it.
     pub detail: String,
@@ -120,6 +127,7 @@ pub struct CheckStep {
 /// What `hsm check` found, one step per line.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CheckReport {
+    /// The steps, in the order they ran.
     pub steps: Vec<CheckStep>,
     /// The TLS problem found, if any, for callers that act on it.
     pub tls_problem: Option<TlsProblem>,
@@ -190,7 +198,7 @@ pub async fn check(backend: &KmipBackend) -> CheckReport {
             return report;
         }
     };
-    let located = keys::choose_current(&name, &found).map_err(|e| e.to_string());
+    let located = master_key::choose_current(&name, &found).map_err(|e| e.to_string());
     let located = match (found.is_empty(), located) {
         (true, Err(e)) => {
             report.step(format!("locate master key {name:?}"), Err(e));
@@ -234,7 +242,7 @@ pub async fn check(backend: &KmipBackend) -> CheckReport {
 /// Revokes one master key version (reason: cessation of operation). Blobs
 /// wrapped under it no longer unwrap: rewrap them first.
 pub async fn revoke_version(backend: &KmipBackend, uid: &str) -> Result<(), BackendError> {
-    keys::revoke(&backend.client, uid).await?;
+    master_key::revoke(&backend.client, uid).await?;
     backend.forget_current_key();
     Ok(())
 }
@@ -242,7 +250,26 @@ pub async fn revoke_version(backend: &KmipBackend, uid: &str) -> Result<(), Back
 /// Destroys one master key version that is no longer active (revoke it
 /// first). Blobs wrapped under it are lost for good.
 pub async fn destroy_version(backend: &KmipBackend, uid: &str) -> Result<(), BackendError> {
-    keys::destroy(&backend.client, uid).await?;
+    master_key::destroy(&backend.client, uid).await?;
     backend.forget_current_key();
     Ok(())
+}
+
+#[async_trait]
+impl MasterKeyAdmin for KmipBackend {
+    async fn init(&self) -> Result<AdminReport, AdminError> {
+        Ok(AdminReport::done(init(self).await?))
+    }
+
+    async fn check(&self) -> Result<AdminReport, AdminError> {
+        let r = check(self).await;
+        Ok(AdminReport {
+            passed: r.is_ok(),
+            text: r.to_string(),
+        })
+    }
+
+    async fn rotate(&self) -> Result<AdminReport, AdminError> {
+        Ok(AdminReport::done(rotate(self).await?))
+    }
 }

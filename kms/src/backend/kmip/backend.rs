@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use zeroize::Zeroizing;
 
-use super::keys::{self, KeyInfo};
+use super::master_key::{self, KeyInfo};
 use super::messages::{self, CipherRequest, CryptoParams, ProtocolVersion};
 use super::pool::{CallError, CallOptions, Client};
 use super::response::{self, Failure};
@@ -107,7 +107,7 @@ impl KmipBackend {
             return Ok(uid);
         }
         let found = self.key_versions().await?;
-        let uid = keys::choose_current(&self.settings().key_name, &found)?
+        let uid = master_key::choose_current(&self.settings().key_name, &found)?
             .uid
             .clone();
         *self
@@ -130,7 +130,7 @@ impl KmipBackend {
     /// Every key version under the configured name, with its state. Also
     /// refreshes the list of identifiers blobs may name.
     pub async fn key_versions(&self) -> Result<Vec<KeyInfo>, BackendError> {
-        let found = keys::find(&self.client, &self.settings().key_name).await?;
+        let found = master_key::find(&self.client, &self.settings().key_name).await?;
         self.versions.record(&found);
         Ok(found)
     }
@@ -152,7 +152,7 @@ impl KmipBackend {
         if self.versions.is_empty() {
             // Not the blob's fault: this node sees no master key at all
             // (missing, or owned by another identity). Say so, as a wrap does.
-            return Err(keys::no_master_key(&self.settings().key_name));
+            return Err(master_key::no_master_key(&self.settings().key_name));
         }
         Err(refused(format!(
             "the blob names HSM key {uid:?}, which is not a version of the master key {:?}",
@@ -357,7 +357,7 @@ impl KmipBackend {
             {
                 // PyKMIP (and others) answer Permission Denied for a key that
                 // is not active: look at the state before blaming the identity.
-                match keys::attributes(&self.client, uid).await {
+                match master_key::attributes(&self.client, uid).await {
                     Ok(a) if a.state.is_some_and(|s| s != tags::state::ACTIVE) => {
                         BackendError::KeyNotUsable(format!(
                             "master key {uid} is {} at the HSM: wraps need an active key \
@@ -444,11 +444,11 @@ impl Backend for KmipBackend {
     /// blob, to move it to an authenticated wrap.
     async fn rewrap(&self, wrapped: &MasterWrap, aad: &[u8]) -> Result<MasterWrap, BackendError> {
         let plain = self.unwrap_checked(wrapped, aad, LegacyCbc::Rewrap).await?;
-        if plain.len() != crate::envelope::KEY_LEN {
+        if plain.len() != crate::backend::KEY_LEN {
             return Err(refused(format!(
                 "the blob decrypts to {} bytes, not to a {}-byte key",
                 plain.len(),
-                crate::envelope::KEY_LEN
+                crate::backend::KEY_LEN
             )));
         }
         self.wrap(&plain, aad).await

@@ -12,7 +12,7 @@
 pub mod admin;
 mod backend;
 mod conn;
-pub mod keys;
+pub mod master_key;
 pub mod messages;
 mod pool;
 pub mod response;
@@ -28,6 +28,6 @@ pub(crate) mod test_vectors;
 
 pub use admin::{CheckReport, CheckStep, InitReport, RotateReport, check, init, rotate};
 pub use backend::KmipBackend;
-pub use keys::KeyInfo;
+pub use master_key::KeyInfo;
 pub use settings::{BreakerSettings, KmipPoolSettings, KmipSettings};
 pub use tls::TlsProblem;

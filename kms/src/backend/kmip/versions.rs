@@ -12,7 +12,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::keys::KeyInfo;
+use super::master_key::KeyInfo;
 use super::wrapauth::AuthKey;
 
 /// Least time between two refreshes of the list caused by unknown identifiers.

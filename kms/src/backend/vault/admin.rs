@@ -1,13 +1,16 @@
-//! `cmx-kms hsm init` and `cmx-kms hsm check` for the Vault backend.
+//! `cmx-kms hsm init|check|rotate` for the Vault backend: its own reports,
+//! and [`MasterKeyAdmin`] over them.
 
 use std::fmt;
 
 use hyper::Method;
 use serde::Deserialize;
 
+use async_trait::async_trait;
+
 use super::VaultBackend;
 use super::transit::KeyInfo;
-use crate::backend::{Backend, BackendError};
+use crate::backend::{AdminError, AdminReport, Backend, BackendError, MasterKeyAdmin};
 
 /// The only key type the backend creates, and the one it expects.
 pub const KEY_TYPE: &str = "aes256-gcm96";
@@ -37,9 +40,11 @@ impl fmt::Display for InitOutcome {
 /// How one step of `hsm check` went.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StepOutcome {
+    /// Passed.
     Ok,
     /// Works, but the operator should look at it.
     Warning,
+    /// Failed: the detail says why and what to look at.
     Failed,
     /// Not tried because an earlier step failed.
     Skipped,
@@ -48,14 +53,18 @@ pub enum StepOutcome {
 /// One line of `hsm check`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CheckStep {
+    /// What the step checked.
     pub name: &'static str,
+    /// How it went.
     pub outcome: StepOutcome,
+    /// What was found, or what is wrong.
     pub detail: String,
 }
 
 /// The result of `hsm check`: one line per step.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CheckReport {
+    /// The steps, in order.
     pub steps: Vec<CheckStep>,
 }
 
@@ -136,80 +145,83 @@ impl VaultBackend {
     }
 
     /// `hsm check`: reach Vault, authenticate, read the key, wrap and unwrap
-    /// once. Each step says in plain words what failed and what to look at.
+    /// once ([`STEPS`]). Each step says in plain words what failed and what
+    /// to look at; a failed step skips the rest.
     pub async fn check(&self) -> CheckReport {
         let mut r = CheckReport::default();
+        if self.check_reach(&mut r).await
+            && self.check_login(&mut r).await
+            && self.check_key(&mut r).await
+        {
+            self.check_wrap(&mut r).await;
+        }
+        r
+    }
+
+    /// Vault answers `sys/health`, initialized and unsealed.
+    async fn check_reach(&self, r: &mut CheckReport) -> bool {
         match self.health().await {
-            Ok(detail) => r.push("reach Vault", StepOutcome::Ok, detail),
-            Err(e) => {
-                r.push("reach Vault", StepOutcome::Failed, hint(&e, &self.base));
-                skip_rest(
-                    &mut r,
-                    &["authenticate", "read master key", "wrap and unwrap"],
-                );
-                return r;
-            }
+            Ok(detail) => r.push(STEPS[0], StepOutcome::Ok, detail),
+            Err(e) => return failed(r, 0, hint(&e, &self.base)),
         }
-        match self.auth.token().await {
-            Ok(t) => {
-                let ttl = match t.expires_at {
-                    Some(e) => format!(
-                        "ttl {} s{}",
-                        e.saturating_duration_since(std::time::Instant::now())
-                            .as_secs(),
-                        if t.renewable {
-                            ", renewable"
-                        } else {
-                            ", not renewable"
-                        }
-                    ),
-                    None => "no expiry".to_owned(),
-                };
-                r.push(
-                    "authenticate",
-                    StepOutcome::Ok,
-                    format!(
-                        "{} authentication: token accepted, {ttl}",
-                        self.auth.method().method_name()
-                    ),
-                );
-            }
-            Err(e) => {
-                r.push("authenticate", StepOutcome::Failed, hint(&e, &self.base));
-                skip_rest(&mut r, &["read master key", "wrap and unwrap"]);
-                return r;
-            }
-        }
-        match self.read_key().await {
-            Ok(k) => {
-                let facts = format!(
-                    "'{}' is {}, latest version {}, min_decryption_version {}",
-                    k.name, k.key_type, k.latest_version, k.min_decryption_version
-                );
-                match key_warnings(&k) {
-                    Err(e) => {
-                        r.push(
-                            "read master key",
-                            StepOutcome::Failed,
-                            format!("{facts}: {e}"),
-                        );
-                        skip_rest(&mut r, &["wrap and unwrap"]);
-                        return r;
-                    }
-                    Ok(w) if w.is_empty() => r.push("read master key", StepOutcome::Ok, facts),
-                    Ok(w) => r.push(
-                        "read master key",
-                        StepOutcome::Warning,
-                        format!("{facts}; {}", w.join("; ")),
-                    ),
+        true
+    }
+
+    /// The configured login gives a token; how long it lives.
+    async fn check_login(&self, r: &mut CheckReport) -> bool {
+        let t = match self.auth.token().await {
+            Ok(t) => t,
+            Err(e) => return failed(r, 1, hint(&e, &self.base)),
+        };
+        let ttl = match t.expires_at {
+            Some(e) => format!(
+                "ttl {} s{}",
+                e.saturating_duration_since(std::time::Instant::now())
+                    .as_secs(),
+                if t.renewable {
+                    ", renewable"
+                } else {
+                    ", not renewable"
                 }
-            }
-            Err(e) => {
-                r.push("read master key", StepOutcome::Failed, hint(&e, &self.base));
-                skip_rest(&mut r, &["wrap and unwrap"]);
-                return r;
-            }
+            ),
+            None => "no expiry".to_owned(),
+        };
+        r.push(
+            STEPS[1],
+            StepOutcome::Ok,
+            format!(
+                "{} authentication: token accepted, {ttl}",
+                self.auth.method().method_name()
+            ),
+        );
+        true
+    }
+
+    /// The master key exists and can encrypt and decrypt; what about it
+    /// deserves a warning (type, deletion allowed, exportable).
+    async fn check_key(&self, r: &mut CheckReport) -> bool {
+        let k = match self.read_key().await {
+            Ok(k) => k,
+            Err(e) => return failed(r, 2, hint(&e, &self.base)),
+        };
+        let facts = format!(
+            "'{}' is {}, latest version {}, min_decryption_version {}",
+            k.name, k.key_type, k.latest_version, k.min_decryption_version
+        );
+        match key_warnings(&k) {
+            Err(e) => return failed(r, 2, format!("{facts}: {e}")),
+            Ok(w) if w.is_empty() => r.push(STEPS[2], StepOutcome::Ok, facts),
+            Ok(w) => r.push(
+                STEPS[2],
+                StepOutcome::Warning,
+                format!("{facts}; {}", w.join("; ")),
+            ),
         }
+        true
+    }
+
+    /// One wrap and unwrap through Transit.
+    async fn check_wrap(&self, r: &mut CheckReport) {
         match self.probe().await {
             Ok(p) => {
                 let detail = p
@@ -217,11 +229,10 @@ impl VaultBackend {
                     .first()
                     .map(|e| e.detail.clone())
                     .unwrap_or_default();
-                r.push("wrap and unwrap", StepOutcome::Ok, detail);
+                r.push(STEPS[3], StepOutcome::Ok, detail);
             }
-            Err(e) => r.push("wrap and unwrap", StepOutcome::Failed, hint(&e, &self.base)),
+            Err(e) => r.push(STEPS[3], StepOutcome::Failed, hint(&e, &self.base)),
         }
-        r
     }
 
     /// `sys/health` (root namespace, no token, no retries).
@@ -298,10 +309,22 @@ fn key_warnings(k: &KeyInfo) -> Result<Vec<String>, BackendError> {
     Ok(w)
 }
 
-fn skip_rest(r: &mut CheckReport, names: &[&'static str]) {
-    for n in names {
+/// The steps of `hsm check`, in order.
+const STEPS: [&str; 4] = [
+    "reach Vault",
+    "authenticate",
+    "read master key",
+    "wrap and unwrap",
+];
+
+/// Step `step` failed: say why, and skip the steps after it. Always false
+/// (the check goes no further).
+fn failed(r: &mut CheckReport, step: usize, detail: String) -> bool {
+    r.push(STEPS[step], StepOutcome::Failed, detail);
+    for n in STEPS.iter().skip(step + 1) {
         r.push(n, StepOutcome::Skipped, "an earlier step failed");
     }
+    false
 }
 
 /// The error, plus what to look at for the common causes.
@@ -320,4 +343,27 @@ fn hint(e: &BackendError, base: &str) -> String {
     };
     let _ = base;
     format!("{text}{extra}")
+}
+
+#[async_trait]
+impl MasterKeyAdmin for VaultBackend {
+    async fn init(&self) -> Result<AdminReport, AdminError> {
+        Ok(AdminReport::done(VaultBackend::init(self).await?))
+    }
+
+    async fn check(&self) -> Result<AdminReport, AdminError> {
+        let r = VaultBackend::check(self).await;
+        Ok(AdminReport {
+            passed: r.passed(),
+            text: r.to_string(),
+        })
+    }
+
+    async fn rotate(&self) -> Result<AdminReport, AdminError> {
+        let (before, after) = VaultBackend::rotate(self).await?;
+        Ok(AdminReport::done(format!(
+            "rotated Transit key '{}': version {} -> {}; new wraps use it now, older blobs still unwrap, and /v1/customer-keys/rewrap moves them to it",
+            after.name, before.latest_version, after.latest_version
+        )))
+    }
 }

@@ -8,14 +8,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::net::TcpListener;
 
-use super::tls::PeerIdentity;
-use super::wire::FailCode;
-use super::{Cluster, Owner};
+use super::StartError;
+use crate::cluster::tls::PeerIdentity;
+use crate::cluster::wire::FailCode;
+use crate::cluster::{Cluster, Owner};
 use crate::config::{ClusterSettings, Config};
 use crate::envelope::SecretKey;
 use crate::http::App;
-use crate::keystore::KeyStore;
-use crate::node::StartError;
+use crate::keystore::{KeyStore, KeystoreFileError};
 
 /// Build the cluster and bind its port (nothing is served yet).
 pub async fn start(
@@ -26,10 +26,7 @@ pub async fn start(
     let path = config.keystore.file.display().to_string();
     let server = keystore
         .private_key(&config.server.key_alias)
-        .map_err(|source| StartError::Keystore {
-            path: path.clone(),
-            source,
-        })?;
+        .map_err(KeystoreFileError::at(&config.keystore.file))?;
     let identity = PeerIdentity::new(server.chain().to_vec(), server.key_der()).ok_or_else(
         || StartError::KeystoreContent {
             path,
@@ -39,7 +36,7 @@ pub async fn start(
             ),
         },
     )?;
-    let (members, warnings) = settings.resolve().map_err(StartError::Config)?;
+    let (members, warnings) = settings.resolve().map_err(StartError::ClusterAddress)?;
     for w in warnings {
         tracing::warn!("{w}");
     }

@@ -19,26 +19,24 @@ use nix::errno::Errno;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::cli::{DEFAULT_CONFIG, exit};
+use super::{CommandError, DEFAULT_CONFIG};
 
 /// Signal the node serving `config`: drain, or resume with `resume`.
 #[allow(clippy::print_stdout)] // The command's report is its output.
-pub fn run(config: &Path, resume: bool) -> u8 {
+pub fn run(config: &Path, resume: bool) -> Result<(), CommandError> {
     let Ok(wanted) = config.canonicalize() else {
-        eprintln!(
+        return Err(CommandError::Usage(format!(
             "cmx-kms drain: {} does not exist; name the node's kms.properties with -c",
             config.display()
-        );
-        return exit::USAGE;
+        )));
     };
     let pids = serving(&wanted);
     if pids.is_empty() {
-        eprintln!(
+        return Err(CommandError::Unavailable(format!(
             "cmx-kms drain: no running `cmx-kms serve` uses {}; is the node running? \
              (systemctl status cmx-kms)",
             wanted.display()
-        );
-        return exit::UNAVAILABLE;
+        )));
     }
     let (signal, what) = if resume {
         (
@@ -53,28 +51,27 @@ pub fn run(config: &Path, resume: bool) -> u8 {
              `cmx-kms drain --resume` puts it back",
         )
     };
-    let mut code = exit::OK;
+    let mut failed = Vec::new();
     for pid in pids {
         match kill(Pid::from_raw(pid), signal) {
             Ok(()) => println!("cmx-kms (pid {pid}) {what}"),
-            Err(Errno::EPERM) => {
-                eprintln!(
-                    "cmx-kms drain: not allowed to signal pid {pid}: run it as root or as the \
-                     service's user"
-                );
-                code = exit::NOPERM;
-            }
-            Err(Errno::ESRCH) => {
-                eprintln!("cmx-kms drain: pid {pid} exited meanwhile");
-                code = exit::UNAVAILABLE;
-            }
-            Err(e) => {
-                eprintln!("cmx-kms drain: cannot signal pid {pid}: {e}");
-                code = exit::SOFTWARE;
-            }
+            Err(Errno::EPERM) => failed.push(CommandError::NotAllowed(format!(
+                "cmx-kms drain: not allowed to signal pid {pid}: run it as root or as the \
+                 service's user"
+            ))),
+            Err(Errno::ESRCH) => failed.push(CommandError::Unavailable(format!(
+                "cmx-kms drain: pid {pid} exited meanwhile"
+            ))),
+            Err(e) => failed.push(CommandError::Software(format!(
+                "cmx-kms drain: cannot signal pid {pid}: {e}"
+            ))),
         }
     }
-    code
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(CommandError::Several(failed))
+    }
 }
 
 /// The pids of `cmx-kms serve` processes whose configuration is `wanted`

@@ -30,7 +30,7 @@ pub async fn shutdown() {
 }
 
 /// Reload the configuration on every SIGHUP (`systemctl reload`), forever.
-pub async fn reload_on_sighup(reloader: crate::node::Reloader) {
+pub async fn reload_on_sighup(reloader: super::Reloader) {
     let Ok(mut hup) = signal(SignalKind::hangup()) else {
         tracing::error!("cannot install the SIGHUP handler; reloads need a restart");
         return;
@@ -43,11 +43,7 @@ pub async fn reload_on_sighup(reloader: crate::node::Reloader) {
         let r = reloader.clone();
         let outcome = tokio::task::spawn_blocking(move || r.reload())
             .await
-            .unwrap_or_else(|e| {
-                Err(crate::node::StartError::Config(format!(
-                    "reload task failed: {e}"
-                )))
-            });
+            .unwrap_or_else(|e| Err(e.into()));
         match outcome {
             Ok(()) => {
                 reloader.metrics().reload(true);

@@ -1,0 +1,55 @@
+//! `cmx-kms hsm init|check|rotate`: the master key at the HSM or Vault (or
+//! the soft key), through `crate::backend::MasterKeyAdmin`.
+
+#![allow(clippy::print_stdout)] // The command's report is its output.
+
+use std::path::Path;
+
+use super::{CommandError, Status, load_config, runtime};
+use crate::backend::{self, AdminError};
+use crate::node::{self, StartError};
+
+/// Which `hsm` subcommand.
+#[derive(Clone, Copy, Debug)]
+pub enum HsmCommand {
+    /// Create and activate the master key if absent.
+    Init,
+    /// Connect, authenticate, find the master key, wrap and unwrap once.
+    Check,
+    /// Make a new master key version for new wraps.
+    Rotate,
+}
+
+/// `cmx-kms hsm init|check|rotate -c PATH`: 0 when done (or every check
+/// step passed), 69 when the backend failed, 78 when the settings are wrong.
+pub fn run(path: &Path, cmd: HsmCommand) -> Result<(), CommandError> {
+    let config = load_config(path)?;
+    let ks = node::load_keystore(&config)?;
+    runtime()?.block_on(async {
+        let (admin, warning) = backend::build::admin(&config, &ks)
+            .map_err(|e| CommandError::Setup(StartError::Backend(e)))?;
+        if let Some(w) = warning {
+            println!("warning: {w}");
+        }
+        let report = match cmd {
+            HsmCommand::Init => admin.init().await,
+            HsmCommand::Check => admin.check().await,
+            HsmCommand::Rotate => admin.rotate().await,
+        }?;
+        println!("{}", report.text);
+        if report.passed {
+            Ok(())
+        } else {
+            Err(CommandError::Reported(Status::Unavailable))
+        }
+    })
+}
+
+impl From<AdminError> for CommandError {
+    fn from(e: AdminError) -> Self {
+        match e {
+            AdminError::Backend(e) => Self::Backend(e),
+            AdminError::NotSupported(what) => Self::Usage(what.to_owned()),
+        }
+    }
+}

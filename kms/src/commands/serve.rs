@@ -1,0 +1,54 @@
+//! `cmx-kms serve` (what the systemd unit starts) and `cmx-kms dev` (a
+//! throwaway local node with its own certificates and a software master key).
+
+use std::path::Path;
+
+use super::{CommandError, load_config, runtime};
+use crate::config::Config;
+use crate::dev::DevFolder;
+use crate::node::{Node, signals};
+
+/// `cmx-kms serve -c PATH`: run the node until SIGTERM/SIGINT.
+pub fn run(path: &Path) -> Result<(), CommandError> {
+    let config = load_config(path)?;
+    run_node(&config, None)
+}
+
+/// `cmx-kms dev --dir DIR --port PORT`: prepare (or reuse) the folder, then
+/// run its node, printing how to try it.
+pub fn dev(dir: &Path, port: u16) -> Result<(), CommandError> {
+    let folder = DevFolder::prepare(dir, port)?;
+    let config = load_config(&folder.properties)?;
+    run_node(&config, Some(&folder))
+}
+
+fn run_node(config: &Config, dev: Option<&DevFolder>) -> Result<(), CommandError> {
+    let rt = runtime()?;
+    rt.block_on(async {
+        let node = Node::bind(config).await.map_err(CommandError::Start)?;
+        tracing::info!(address = %node.local_addr, backend = node.app.keys.load().backend_kind().label(), "listening");
+        if let Some(d) = dev {
+            print_dev_banner(&node, d);
+        }
+        // The second future is first polled after the first signal, so
+        // it waits for another one.
+        node.run_until(signals::shutdown(), signals::shutdown())
+            .await;
+        tracing::info!("stopped");
+        Ok(())
+    })
+}
+
+#[allow(clippy::print_stdout)] // `dev` is run by a person at a terminal.
+fn print_dev_banner(node: &Node, d: &DevFolder) {
+    let metrics = node
+        .metrics_addr
+        .map(|a| format!(", metrics on http://{a}/metrics"))
+        .unwrap_or_default();
+    println!(
+        "cmx-kms dev node listening on https://{}{metrics} (files in {}).\nTry it (paste into a shell):\n\n{}",
+        node.local_addr,
+        d.dir.display(),
+        d.curl_commands()
+    );
+}
