@@ -10,7 +10,6 @@ use std::time::SystemTime;
 use crate::InstallError;
 use crate::fsops;
 use crate::legacy::{self, LegacyNode};
-use crate::log;
 use crate::options::Options;
 use crate::paths::{self, Root};
 use crate::port::{self, Listeners};
@@ -282,7 +281,7 @@ pub fn migration_header(backup: &str) -> Vec<String> {
     vec![
         format!(
             "Written by ckms-install on {} from the Tomcat-based Connected-KMS of this node.",
-            log::timestamp(SystemTime::now())
+            crate::clock::timestamp(SystemTime::now())
         ),
         format!(
             "The original files are kept, untouched, in {backup} and {}.",
@@ -296,7 +295,7 @@ pub fn legacy_backup_dir() -> String {
     format!(
         "{}/legacy-{}",
         paths::BACKUP_DIR,
-        log::stamp(SystemTime::now())
+        crate::clock::stamp(SystemTime::now())
     )
 }
 

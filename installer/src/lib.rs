@@ -24,6 +24,7 @@
 
 pub mod apply;
 pub mod backup;
+pub mod clock;
 pub mod cmd;
 pub mod detect;
 pub mod error;

@@ -174,7 +174,7 @@ pub fn open_append_in(
     };
     let aside = format!(
         "{name}.untrusted-{}",
-        crate::log::stamp(std::time::SystemTime::now())
+        crate::clock::stamp(std::time::SystemTime::now())
     );
     renameat(&dfd, name, &dfd, aside.as_str()).map_err(io_err("move aside", &path))?;
     let fd =

@@ -8,7 +8,6 @@ use crate::InstallError;
 use crate::apply::Ctx;
 use crate::apply::open_log;
 use crate::fsops;
-use crate::log;
 use crate::paths::{self, Root};
 use crate::rpm::Rpm;
 use crate::service::ServiceManager;
@@ -59,7 +58,7 @@ pub fn plan(root: &Root, rpm: &Rpm, svc: &dyn ServiceManager) -> Result<Vec<Step
             dest: format!(
                 "{}/uninstall-{}/conf",
                 paths::BACKUP_DIR,
-                log::stamp(SystemTime::now())
+                crate::clock::stamp(SystemTime::now())
             ),
         });
     }
