@@ -39,6 +39,7 @@ use tokio::net::TcpListener;
 use crate::cache::CacheKey;
 use crate::config::ClusterMembers;
 use crate::envelope::SecretKey;
+use crate::metrics::{header, single};
 pub use listener::Owner;
 use peer::{Peer, PeerFail};
 use tls::PeerIdentity;
@@ -251,11 +252,12 @@ impl Cluster {
 
     /// The cluster's Prometheus lines.
     pub fn render_metrics(&self, o: &mut String) {
-        let _ = writeln!(
+        header(
             o,
-            "# HELP cmx_kms_cluster_peers Cluster members by this node's view of their state."
+            "cmx_kms_cluster_peers",
+            "gauge",
+            "Cluster members by this node's view of their state.",
         );
-        let _ = writeln!(o, "# TYPE cmx_kms_cluster_peers gauge");
         let mut by: BTreeMap<&'static str, u64> = [
             "up",
             "suspect",
@@ -273,39 +275,35 @@ impl Cluster {
         for (s, n) in by {
             let _ = writeln!(o, "cmx_kms_cluster_peers{{state=\"{s}\"}} {n}");
         }
-        let _ = writeln!(
+        header(
             o,
-            "# HELP cmx_kms_backend_unwraps_total Backend unwraps of customer keys by why this node made them (cold, expired, flush, owner_down, fallback)."
+            "cmx_kms_backend_unwraps_total",
+            "counter",
+            "Backend unwraps of customer keys by why this node made them (cold, expired, flush, owner_down, fallback).",
         );
-        let _ = writeln!(o, "# TYPE cmx_kms_backend_unwraps_total counter");
         for (r, n) in lock(&self.unwraps).iter() {
             let _ = writeln!(o, "cmx_kms_backend_unwraps_total{{reason=\"{r}\"}} {n}");
         }
-        let _ = writeln!(
+        single(
             o,
-            "# HELP cmx_kms_cluster_keys_served_total Customer keys requested by other members."
+            "cmx_kms_cluster_keys_served_total",
+            "counter",
+            "Customer keys requested by other members.",
+            self.served.load(Ordering::Relaxed),
         );
-        let _ = writeln!(o, "# TYPE cmx_kms_cluster_keys_served_total counter");
-        let _ = writeln!(
+        single(
             o,
-            "cmx_kms_cluster_keys_served_total {}",
-            self.served.load(Ordering::Relaxed)
+            "cmx_kms_cluster_keys_fetched_total",
+            "counter",
+            "Customer keys this node got from their owner.",
+            self.fetched.load(Ordering::Relaxed),
         );
-        let _ = writeln!(
+        header(
             o,
-            "# HELP cmx_kms_cluster_keys_fetched_total Customer keys this node got from their owner."
+            "cmx_kms_cluster_refused_total",
+            "counter",
+            "Connections refused on the cluster port, by reason.",
         );
-        let _ = writeln!(o, "# TYPE cmx_kms_cluster_keys_fetched_total counter");
-        let _ = writeln!(
-            o,
-            "cmx_kms_cluster_keys_fetched_total {}",
-            self.fetched.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            o,
-            "# HELP cmx_kms_cluster_refused_total Connections refused on the cluster port, by reason."
-        );
-        let _ = writeln!(o, "# TYPE cmx_kms_cluster_refused_total counter");
         for (r, n) in lock(&self.refusals).iter() {
             let _ = writeln!(o, "cmx_kms_cluster_refused_total{{reason=\"{r}\"}} {n}");
         }
