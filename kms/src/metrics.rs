@@ -333,9 +333,22 @@ pub(crate) fn single(o: &mut String, name: &str, kind: &str, help: &str, value: 
     let _ = writeln!(o, "{name} {value}");
 }
 
+/// A counter by one label: its header and a line per label value.
 fn counter_map(o: &mut String, name: &str, help: &str, label: &str, m: &BTreeMap<String, u64>) {
-    header(o, name, "counter", help);
+    by_label(o, name, "counter", help, label, m);
+}
+
+/// A metric with one label: its header and a line per label value (escaped).
+pub(crate) fn by_label<K: AsRef<str>>(
+    o: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    label: &str,
+    m: &BTreeMap<K, u64>,
+) {
+    header(o, name, kind, help);
     for (k, n) in m {
-        let _ = writeln!(o, "{name}{{{label}=\"{}\"}} {n}", esc(k));
+        let _ = writeln!(o, "{name}{{{label}=\"{}\"}} {n}", esc(k.as_ref()));
     }
 }

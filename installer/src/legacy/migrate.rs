@@ -329,23 +329,35 @@ fn write_settings(
         .filter(|(_, p)| !**p)
         .map(|(e, _)| e)
         .collect();
-    if !rest.is_empty() {
-        let _ = writeln!(
-            out,
-            "\n#### Migrated settings ##########################################################"
-        );
-        for (k, v) in rest {
-            let _ = writeln!(out, "{k}={}", escape_value(v));
-        }
+    write_section(
+        out,
+        "#### Migrated settings ##########################################################",
+        "",
+        &rest,
+    );
+    let unknown: Vec<_> = unknown.iter().collect();
+    write_section(
+        out,
+        "#### Kept from the old kms.properties: not cmx-kms keys, so commented out #####",
+        "#",
+        &unknown,
+    );
+}
+
+/// A block at the end: an empty line, `title`, then each entry as
+/// `PREFIXkey=value`; nothing when there are no entries.
+fn write_section(
+    out: &mut String,
+    title: &str,
+    prefix: &str,
+    entries: &[&(String, Zeroizing<String>)],
+) {
+    if entries.is_empty() {
+        return;
     }
-    if !unknown.is_empty() {
-        let _ = writeln!(
-            out,
-            "\n#### Kept from the old kms.properties: not cmx-kms keys, so commented out #####"
-        );
-        for (k, v) in unknown {
-            let _ = writeln!(out, "#{k}={}", escape_value(v));
-        }
+    let _ = writeln!(out, "\n{title}");
+    for (k, v) in entries {
+        let _ = writeln!(out, "{prefix}{k}={}", escape_value(v));
     }
 }
 

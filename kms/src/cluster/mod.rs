@@ -28,7 +28,6 @@ pub mod tls;
 pub mod wire;
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -39,7 +38,7 @@ use tokio::net::TcpListener;
 use crate::cache::CacheKey;
 use crate::config::ClusterMembers;
 use crate::envelope::SecretKey;
-use crate::metrics::{header, single};
+use crate::metrics::{by_label, single};
 pub use listener::Owner;
 use peer::{Peer, PeerFail};
 use tls::PeerIdentity;
@@ -252,12 +251,6 @@ impl Cluster {
 
     /// The cluster's Prometheus lines.
     pub fn render_metrics(&self, o: &mut String) {
-        header(
-            o,
-            "cmx_kms_cluster_peers",
-            "gauge",
-            "Cluster members by this node's view of their state.",
-        );
         let mut by: BTreeMap<&'static str, u64> = [
             "up",
             "suspect",
@@ -272,18 +265,22 @@ impl Cluster {
         for p in &self.peers {
             *by.entry(p.status().label()).or_default() += 1;
         }
-        for (s, n) in by {
-            let _ = writeln!(o, "cmx_kms_cluster_peers{{state=\"{s}\"}} {n}");
-        }
-        header(
+        by_label(
+            o,
+            "cmx_kms_cluster_peers",
+            "gauge",
+            "Cluster members by this node's view of their state.",
+            "state",
+            &by,
+        );
+        by_label(
             o,
             "cmx_kms_backend_unwraps_total",
             "counter",
             "Backend unwraps of customer keys by why this node made them (cold, expired, flush, owner_down, fallback).",
+            "reason",
+            &lock(&self.unwraps),
         );
-        for (r, n) in lock(&self.unwraps).iter() {
-            let _ = writeln!(o, "cmx_kms_backend_unwraps_total{{reason=\"{r}\"}} {n}");
-        }
         single(
             o,
             "cmx_kms_cluster_keys_served_total",
@@ -298,14 +295,13 @@ impl Cluster {
             "Customer keys this node got from their owner.",
             self.fetched.load(Ordering::Relaxed),
         );
-        header(
+        by_label(
             o,
             "cmx_kms_cluster_refused_total",
             "counter",
             "Connections refused on the cluster port, by reason.",
+            "reason",
+            &lock(&self.refusals),
         );
-        for (r, n) in lock(&self.refusals).iter() {
-            let _ = writeln!(o, "cmx_kms_cluster_refused_total{{reason=\"{r}\"}} {n}");
-        }
     }
 }
