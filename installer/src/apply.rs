@@ -52,6 +52,23 @@ pub struct Ctx<'a> {
     pub log: Log,
 }
 
+/// The tools both programs act on the node with: its root, its rpm and
+/// its service manager. Refused unless `program` runs as root.
+pub fn tools(
+    program: &'static str,
+    root: &Path,
+    rpm_nodeps: bool,
+    manager: service::Choice,
+) -> Result<(Root, Rpm, Box<dyn ServiceManager>), InstallError> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err(InstallError::NotRoot { program });
+    }
+    let root = Root::new(root)?;
+    let rpm = Rpm::new(&root, rpm_nodeps)?;
+    let svc = service::choose(manager, &root)?;
+    Ok((root, rpm, svc))
+}
+
 enum Flow {
     Continue,
     /// The configuration check failed on a new install: stop here, with guidance.
@@ -204,6 +221,68 @@ fn unlink_war(ctx: &mut Ctx<'_>, st: &State) -> Result<(), InstallError> {
     }
 }
 
+/// Copy the configuration directory to `dest` and prune the older backups
+/// (never one a later step or a rollback restores).
+fn backup_conf(
+    ctx: &mut Ctx<'_>,
+    plan: &Plan,
+    st: &mut State,
+    dest: &str,
+) -> Result<(), InstallError> {
+    let root = ctx.root;
+    let to = root.path(dest);
+    fsops::copy_tree(&root.path(paths::CONF_DIR), &to)?;
+    // The backup a later step or a rollback restores is never pruned.
+    let mut keep: Vec<&str> = vec![dest];
+    keep.extend(st.get(state::key::BACKUP));
+    keep.extend(plan.rollback.as_ref().map(|r| r.conf_backup.as_str()));
+    keep.extend(plan.steps.iter().filter_map(|s| match s {
+        Step::RestoreConf { from } => Some(from.as_str()),
+        _ => None,
+    }));
+    for gone in backup::prune_and_tighten(root, &keep)? {
+        ctx.log.say(&format!(
+            "    removed the old backup {gone} (the {} newest are kept)",
+            backup::KEEP_CONF_BACKUPS
+        ));
+    }
+    st.set(state::key::BACKUP, Some(dest));
+    st.save(root)
+}
+
+/// Write the configuration migrated from the legacy node.
+fn write_migrated_config(root: &Root, plan: &Plan) -> Result<(), InstallError> {
+    let m = plan
+        .migration
+        .as_ref()
+        .ok_or_else(|| InstallError::Legacy("no migrated configuration".into()))?;
+    write_private(&root.path(paths::PROPERTIES), m.text.as_bytes())?;
+    // The package's new default, if rpm set it aside, is what the
+    // migrated file was made from: it would only confuse.
+    let rpmnew = root.path(&format!("{}.rpmnew", paths::PROPERTIES));
+    if rpmnew.exists() {
+        fs::remove_file(&rpmnew).map_err(InstallError::io("remove", &rpmnew))?;
+    }
+    Ok(())
+}
+
+/// `cmx-kms check-config` on the new configuration: the guidance to show
+/// when it fails and the plan says to guide, an error when it says to stop.
+fn check_config_step(root: &Root, on_failure: OnFailure) -> Result<Option<String>, InstallError> {
+    let out = check_config(root)?;
+    if out.ok() {
+        return Ok(None);
+    }
+    if on_failure == OnFailure::Guide {
+        return Ok(Some(guidance(&out)));
+    }
+    Err(InstallError::Service(format!(
+        "`cmx-kms check-config` failed ({}):\n{}",
+        out.status(),
+        cmd::indent(&out.text())
+    )))
+}
+
 fn run_step(
     ctx: &mut Ctx<'_>,
     plan: &Plan,
@@ -221,40 +300,9 @@ fn run_step(
             let out = ctx.rpm.erase(&names)?;
             ctx.log.say(&cmd::indent(&out.text()));
         }
-        Step::BackupConf { dest } => {
-            let to = root.path(dest);
-            fsops::copy_tree(&root.path(paths::CONF_DIR), &to)?;
-            // The backup a later step or a rollback restores is never pruned.
-            let mut keep: Vec<&str> = vec![dest.as_str()];
-            keep.extend(st.get(state::key::BACKUP));
-            keep.extend(plan.rollback.as_ref().map(|r| r.conf_backup.as_str()));
-            keep.extend(plan.steps.iter().filter_map(|s| match s {
-                Step::RestoreConf { from } => Some(from.as_str()),
-                _ => None,
-            }));
-            for gone in backup::prune_and_tighten(root, &keep)? {
-                ctx.log.say(&format!(
-                    "    removed the old backup {gone} (the {} newest are kept)",
-                    backup::KEEP_CONF_BACKUPS
-                ));
-            }
-            st.set(state::key::BACKUP, Some(dest));
-            st.save(root)?;
-        }
+        Step::BackupConf { dest } => backup_conf(ctx, plan, st, dest)?,
         Step::InstallPackage { file, kind, .. } => install_package(ctx, st, file, *kind)?,
-        Step::WriteMigratedConfig => {
-            let m = plan
-                .migration
-                .as_ref()
-                .ok_or_else(|| InstallError::Legacy("no migrated configuration".into()))?;
-            write_private(&root.path(paths::PROPERTIES), m.text.as_bytes())?;
-            // The package's new default, if rpm set it aside, is what the
-            // migrated file was made from: it would only confuse.
-            let rpmnew = root.path(&format!("{}.rpmnew", paths::PROPERTIES));
-            if rpmnew.exists() {
-                fs::remove_file(&rpmnew).map_err(InstallError::io("remove", &rpmnew))?;
-            }
-        }
+        Step::WriteMigratedConfig => write_migrated_config(root, plan)?,
         Step::RestoreFile { from, to } => {
             // From the private backup, not following a link; modes are set by FixPermissions.
             let data = zeroize::Zeroizing::new(safefs::read_nofollow(from)?);
@@ -271,16 +319,8 @@ fn run_step(
         Step::ReloadUnits => ctx.svc.reload_units()?,
         Step::Enable => ctx.svc.enable(paths::SERVICE)?,
         Step::CheckConfig { on_failure } => {
-            let out = check_config(root)?;
-            if !out.ok() {
-                if *on_failure == OnFailure::Guide {
-                    return Ok(Flow::Guide(guidance(&out)));
-                }
-                return Err(InstallError::Service(format!(
-                    "`cmx-kms check-config` failed ({}):\n{}",
-                    out.status(),
-                    cmd::indent(&out.text())
-                )));
+            if let Some(guide) = check_config_step(root, *on_failure)? {
+                return Ok(Flow::Guide(guide));
             }
         }
         Step::Start { restart, .. } => {

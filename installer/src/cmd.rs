@@ -65,16 +65,9 @@ pub fn on_path(program: &str) -> bool {
 
 /// Run `program args...`, stdin closed, output captured.
 pub fn run(program: &str, args: &[OsString]) -> Result<Output, InstallError> {
-    let out = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| InstallError::Command(format!("cannot run `{program}`: {e}")))?;
-    Ok(Output {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    })
+    let mut c = Command::new(program);
+    c.args(args).stdin(Stdio::null());
+    output(c, &format!("`{program}`"))
 }
 
 /// A command that runs a program of the node, inside the root: directly when

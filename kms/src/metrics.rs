@@ -4,7 +4,7 @@
 //! hold no secrets, only counts, timings and certificate expiry.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
+use std::fmt::{Display, Write as _};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
@@ -149,14 +149,49 @@ impl Metrics {
         *lock(&self.cert_expiry_days) = certs;
     }
 
-    /// Render everything; `extra` adds gauges computed at scrape time.
+    /// The whole page: this node's metrics, `cache` (hits, misses) and the
+    /// readiness gauge given at scrape time, then the [`Metrics::extra`] lines.
     pub fn render(&self, cache: (u64, u64), ready_state: u8) -> String {
         let mut o = String::new();
-        let _ = writeln!(
-            o,
-            "# HELP cmx_kms_requests_total API requests by operation, role and outcome label."
+        self.render_requests(&mut o);
+        self.render_backend(&mut o);
+        single(
+            &mut o,
+            "cmx_kms_cache_hits_total",
+            "counter",
+            "Customer-key cache hits.",
+            cache.0,
         );
-        let _ = writeln!(o, "# TYPE cmx_kms_requests_total counter");
+        single(
+            &mut o,
+            "cmx_kms_cache_misses_total",
+            "counter",
+            "Customer-key cache misses (backend unwraps).",
+            cache.1,
+        );
+        single(
+            &mut o,
+            "cmx_kms_in_flight_requests",
+            "gauge",
+            "Requests being served now.",
+            self.in_flight.load(Ordering::Relaxed),
+        );
+        self.render_connections(&mut o);
+        self.render_health(&mut o, ready_state);
+        if let Some(extra) = self.extra.get() {
+            extra(&mut o);
+        }
+        o
+    }
+
+    /// API requests: counts by operation, role and outcome, and latency.
+    fn render_requests(&self, o: &mut String) {
+        header(
+            o,
+            "cmx_kms_requests_total",
+            "counter",
+            "API requests by operation, role and outcome label.",
+        );
         for ((op, role, outcome), n) in lock(&self.requests).iter() {
             let _ = writeln!(
                 o,
@@ -166,96 +201,87 @@ impl Metrics {
                 esc(outcome)
             );
         }
-        let _ = writeln!(
+        header(
             o,
-            "# HELP cmx_kms_request_duration_seconds API request latency."
+            "cmx_kms_request_duration_seconds",
+            "histogram",
+            "API request latency.",
         );
-        let _ = writeln!(o, "# TYPE cmx_kms_request_duration_seconds histogram");
         for (op, h) in lock(&self.request_latency).iter() {
             h.render(
-                &mut o,
+                o,
                 "cmx_kms_request_duration_seconds",
                 &format!("operation=\"{}\"", esc(op)),
             );
         }
-        let _ = writeln!(
+    }
+
+    /// Calls to the master-key backend: latency and errors.
+    fn render_backend(&self, o: &mut String) {
+        header(
             o,
-            "# HELP cmx_kms_backend_duration_seconds Latency of calls to the master-key backend."
+            "cmx_kms_backend_duration_seconds",
+            "histogram",
+            "Latency of calls to the master-key backend.",
         );
-        let _ = writeln!(o, "# TYPE cmx_kms_backend_duration_seconds histogram");
-        lock(&self.backend_latency).render(&mut o, "cmx_kms_backend_duration_seconds", "");
+        lock(&self.backend_latency).render(o, "cmx_kms_backend_duration_seconds", "");
         counter_map(
-            &mut o,
+            o,
             "cmx_kms_backend_errors_total",
             "Backend errors by label.",
             "error",
             &lock(&self.backend_errors),
         );
-        let _ = writeln!(
-            o,
-            "# HELP cmx_kms_cache_hits_total Customer-key cache hits."
-        );
-        let _ = writeln!(o, "# TYPE cmx_kms_cache_hits_total counter");
-        let _ = writeln!(o, "cmx_kms_cache_hits_total {}", cache.0);
-        let _ = writeln!(
-            o,
-            "# HELP cmx_kms_cache_misses_total Customer-key cache misses (backend unwraps)."
-        );
-        let _ = writeln!(o, "# TYPE cmx_kms_cache_misses_total counter");
-        let _ = writeln!(o, "cmx_kms_cache_misses_total {}", cache.1);
-        let _ = writeln!(
-            o,
-            "# HELP cmx_kms_in_flight_requests Requests being served now."
-        );
-        let _ = writeln!(o, "# TYPE cmx_kms_in_flight_requests gauge");
-        let _ = writeln!(
-            o,
-            "cmx_kms_in_flight_requests {}",
-            self.in_flight.load(Ordering::Relaxed)
-        );
+    }
+
+    /// Handshakes, refused wrapped keys, closed and pending connections.
+    fn render_connections(&self, o: &mut String) {
         counter_map(
-            &mut o,
+            o,
             "cmx_kms_tls_handshake_failures_total",
             "Refused or failed TLS handshakes by reason.",
             "reason",
             &lock(&self.handshake_failures),
         );
         counter_map(
-            &mut o,
+            o,
             "cmx_kms_invalid_wrapped_keys_total",
             "Wrapped keys refused (malformed, tampered, forged or under another key) by client identity.",
             "client",
             &lock(&self.invalid_wrapped_keys),
         );
         counter_map(
-            &mut o,
+            o,
             "cmx_kms_connections_closed_total",
             "Connections closed by the server on purpose, by reason.",
             "reason",
             &lock(&self.connections_closed),
         );
-        let _ = writeln!(
+        single(
             o,
-            "# HELP cmx_kms_pending_connections Connections whose client is not authenticated yet."
+            "cmx_kms_pending_connections",
+            "gauge",
+            "Connections whose client is not authenticated yet.",
+            self.pending_connections.load(Ordering::Relaxed),
         );
-        let _ = writeln!(o, "# TYPE cmx_kms_pending_connections gauge");
-        let _ = writeln!(
-            o,
-            "cmx_kms_pending_connections {}",
-            self.pending_connections.load(Ordering::Relaxed)
-        );
+    }
+
+    /// Reloads, certificate expiry, audit failures, rate limiting,
+    /// readiness and the Vault token's time left.
+    fn render_health(&self, o: &mut String, ready_state: u8) {
         counter_map(
-            &mut o,
+            o,
             "cmx_kms_reloads_total",
             "Configuration reloads by result.",
             "result",
             &lock(&self.reloads),
         );
-        let _ = writeln!(
+        header(
             o,
-            "# HELP cmx_kms_certificate_expiry_days Days until each keystore certificate expires."
+            "cmx_kms_certificate_expiry_days",
+            "gauge",
+            "Days until each keystore certificate expires.",
         );
-        let _ = writeln!(o, "# TYPE cmx_kms_certificate_expiry_days gauge");
         for ((alias, kind), days) in lock(&self.cert_expiry_days).iter() {
             let _ = writeln!(
                 o,
@@ -264,53 +290,65 @@ impl Metrics {
                 esc(kind)
             );
         }
-        let _ = writeln!(
+        single(
             o,
-            "# HELP cmx_kms_audit_failures_total Audit records that could not be written (operations refused)."
+            "cmx_kms_audit_failures_total",
+            "counter",
+            "Audit records that could not be written (operations refused).",
+            self.audit_failures.load(Ordering::Relaxed),
         );
-        let _ = writeln!(o, "# TYPE cmx_kms_audit_failures_total counter");
-        let _ = writeln!(
+        single(
             o,
-            "cmx_kms_audit_failures_total {}",
-            self.audit_failures.load(Ordering::Relaxed)
+            "cmx_kms_rate_limited_total",
+            "counter",
+            "Requests refused by a rate limit.",
+            self.rate_limited.load(Ordering::Relaxed),
         );
-        let _ = writeln!(
+        single(
             o,
-            "# HELP cmx_kms_rate_limited_total Requests refused by a rate limit."
+            "cmx_kms_ready",
+            "gauge",
+            "Readiness: 2 ready, 1 degraded, 0 unavailable.",
+            ready_state,
         );
-        let _ = writeln!(o, "# TYPE cmx_kms_rate_limited_total counter");
-        let _ = writeln!(
+        single(
             o,
-            "cmx_kms_rate_limited_total {}",
-            self.rate_limited.load(Ordering::Relaxed)
+            "cmx_kms_vault_token_ttl_seconds",
+            "gauge",
+            "Seconds left on the Vault token (-1: not using Vault).",
+            self.vault_token_ttl_seconds.load(Ordering::Relaxed),
         );
-        let _ = writeln!(
-            o,
-            "# HELP cmx_kms_ready Readiness: 2 ready, 1 degraded, 0 unavailable."
-        );
-        let _ = writeln!(o, "# TYPE cmx_kms_ready gauge");
-        let _ = writeln!(o, "cmx_kms_ready {ready_state}");
-        let _ = writeln!(
-            o,
-            "# HELP cmx_kms_vault_token_ttl_seconds Seconds left on the Vault token (-1: not using Vault)."
-        );
-        let _ = writeln!(o, "# TYPE cmx_kms_vault_token_ttl_seconds gauge");
-        let _ = writeln!(
-            o,
-            "cmx_kms_vault_token_ttl_seconds {}",
-            self.vault_token_ttl_seconds.load(Ordering::Relaxed)
-        );
-        if let Some(extra) = self.extra.get() {
-            extra(&mut o);
-        }
-        o
     }
 }
 
-fn counter_map(o: &mut String, name: &str, help: &str, label: &str, m: &BTreeMap<String, u64>) {
+/// The `# HELP` and `# TYPE` lines of metric `name` of type `kind`.
+pub(crate) fn header(o: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(o, "# HELP {name} {help}");
-    let _ = writeln!(o, "# TYPE {name} counter");
+    let _ = writeln!(o, "# TYPE {name} {kind}");
+}
+
+/// A metric without labels: its header and its one value.
+pub(crate) fn single(o: &mut String, name: &str, kind: &str, help: &str, value: impl Display) {
+    header(o, name, kind, help);
+    let _ = writeln!(o, "{name} {value}");
+}
+
+/// A counter by one label: its header and a line per label value.
+fn counter_map(o: &mut String, name: &str, help: &str, label: &str, m: &BTreeMap<String, u64>) {
+    by_label(o, name, "counter", help, label, m);
+}
+
+/// A metric with one label: its header and a line per label value (escaped).
+pub(crate) fn by_label<K: AsRef<str>>(
+    o: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    label: &str,
+    m: &BTreeMap<K, u64>,
+) {
+    header(o, name, kind, help);
     for (k, n) in m {
-        let _ = writeln!(o, "{name}{{{label}=\"{}\"}} {n}", esc(k));
+        let _ = writeln!(o, "{name}{{{label}=\"{}\"}} {n}", esc(k.as_ref()));
     }
 }

@@ -10,9 +10,8 @@ use ckms_installer::detect;
 use ckms_installer::error::exit;
 use ckms_installer::log::Log;
 use ckms_installer::options::Options;
-use ckms_installer::paths::{self, Root};
+use ckms_installer::paths;
 use ckms_installer::plan;
-use ckms_installer::rpm::Rpm;
 use ckms_installer::{InstallError, service, ui};
 use clap::Parser;
 
@@ -49,14 +48,12 @@ struct Cli {
 }
 
 fn run(cli: Cli) -> Result<u8, InstallError> {
-    if !nix::unistd::geteuid().is_root() {
-        return Err(InstallError::NotRoot {
-            program: "ckms-install",
-        });
-    }
-    let root = Root::new(&cli.root)?;
-    let rpm = Rpm::new(&root, cli.rpm_nodeps)?;
-    let svc = service::choose(cli.service_manager, &root)?;
+    let (root, rpm, svc) = apply::tools(
+        "ckms-install",
+        &cli.root,
+        cli.rpm_nodeps,
+        cli.service_manager,
+    )?;
     let opts = Options {
         root: root.clone(),
         package: cli.package,
@@ -73,15 +70,8 @@ fn run(cli: Cli) -> Result<u8, InstallError> {
     if plan.steps.is_empty() {
         return Ok(exit::OK);
     }
-    for (i, s) in plan.steps.iter().enumerate() {
-        log.say(&format!("  {}. {}", i + 1, s.describe()));
-    }
-    for n in &plan.notes {
-        log.say(&format!("  note: {n}"));
-    }
-    if !cli.yes && !ui::confirm("Apply this plan?") {
-        return Err(InstallError::NotConfirmed);
-    }
+    let steps = plan.steps.iter().map(|s| s.describe());
+    ui::confirm_plan(&mut log, steps, &plan.notes, cli.yes)?;
     let mut ctx = Ctx {
         root: &root,
         rpm: &rpm,

@@ -4,11 +4,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use ckms_installer::apply::Ctx;
+use ckms_installer::apply::{self, Ctx};
 use ckms_installer::error::exit;
 use ckms_installer::log::Log;
-use ckms_installer::paths::{self, Root};
-use ckms_installer::rpm::Rpm;
+use ckms_installer::paths;
 use ckms_installer::{InstallError, service, ui, uninstall};
 use clap::Parser;
 
@@ -32,14 +31,12 @@ struct Cli {
 }
 
 fn run(cli: Cli) -> Result<u8, InstallError> {
-    if !nix::unistd::geteuid().is_root() {
-        return Err(InstallError::NotRoot {
-            program: "ckms-uninstall",
-        });
-    }
-    let root = Root::new(&cli.root)?;
-    let rpm = Rpm::new(&root, cli.rpm_nodeps)?;
-    let svc = service::choose(cli.service_manager, &root)?;
+    let (root, rpm, svc) = apply::tools(
+        "ckms-uninstall",
+        &cli.root,
+        cli.rpm_nodeps,
+        cli.service_manager,
+    )?;
     let steps = uninstall::plan(&root, &rpm, svc.as_ref())?;
     let mut log = Log::terminal("ckms-uninstall", root.path(paths::INSTALL_LOG));
     if steps.is_empty() {
@@ -47,13 +44,8 @@ fn run(cli: Cli) -> Result<u8, InstallError> {
         return Ok(exit::OK);
     }
     log.say("Plan: uninstall cmx-kms");
-    for (i, s) in steps.iter().enumerate() {
-        log.say(&format!("  {}. {}", i + 1, s.describe()));
-    }
-    log.say(&format!("  note: {}", uninstall::kept_note()));
-    if !cli.yes && !ui::confirm("Apply this plan?") {
-        return Err(InstallError::NotConfirmed);
-    }
+    let described = steps.iter().map(|s| s.describe());
+    ui::confirm_plan(&mut log, described, &[uninstall::kept_note()], cli.yes)?;
     let mut ctx = Ctx {
         root: &root,
         rpm: &rpm,

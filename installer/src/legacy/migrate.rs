@@ -22,7 +22,7 @@ use std::fmt::Write as _;
 
 use zeroize::Zeroizing;
 
-use super::LegacyNode;
+use super::{Connector, ConnectorForm, LegacyNode, SetEnv};
 use crate::paths;
 
 /// The new configuration and what the migration did (no secrets in `notes`).
@@ -58,9 +58,50 @@ fn conflict(tomcat: &str, key: &str, what: &str) -> String {
 /// Compose the new configuration from `node` and the shipped `template`.
 /// `header` lines (timestamp, backup location) go first, as comments.
 pub fn migrate(node: &LegacyNode, template: &str, header: &[String]) -> Result<Migration, String> {
-    let mut set: Vec<(String, Zeroizing<String>)> = Vec::new();
-    let mut unknown: Vec<(String, Zeroizing<String>)> = Vec::new();
     let mut notes = Vec::new();
+    let (mut set, unknown) = sort_properties(node, &mut notes);
+    take_connector(&mut set, &node.connector, &mut notes)?;
+    take_setenv(&mut set, &node.setenv, &mut notes);
+    connector_notes(&node.connector, &mut notes);
+
+    let mut out = String::new();
+    write_header(&mut out, node, header);
+    write_settings(&mut out, template, &set, &unknown);
+    Ok(Migration {
+        text: Zeroizing::new(out),
+        notes,
+    })
+}
+
+/// Settings in the order they were found; a key at most once.
+#[derive(Default)]
+struct Settings(Vec<(String, Zeroizing<String>)>);
+
+impl Settings {
+    fn get(&self, k: &str) -> Option<Zeroizing<String>> {
+        self.0
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+    }
+
+    fn put(&mut self, k: &str, v: &str) {
+        if let Some(slot) = self.0.iter_mut().find(|(key, _)| key == k) {
+            slot.1 = Zeroizing::new(v.to_owned());
+        } else {
+            self.0.push((k.to_owned(), Zeroizing::new(v.to_owned())));
+        }
+    }
+}
+
+/// The old `kms.properties` sorted into the keys cmx-kms knows (legacy
+/// names renamed) and the ones it does not (kept as comments).
+fn sort_properties(
+    node: &LegacyNode,
+    notes: &mut Vec<String>,
+) -> (Settings, Vec<(String, Zeroizing<String>)>) {
+    let mut set = Settings::default();
+    let mut unknown = Vec::new();
     let has = |k: &str| node.properties.iter().any(|(key, _)| key == k);
     for (k, v) in &node.properties {
         let key = match k.as_str() {
@@ -72,7 +113,7 @@ pub fn migrate(node: &LegacyNode, template: &str, header: &[String]) -> Result<M
             notes.push(format!("{k} (legacy name) is written as {key}"));
         }
         if cmx_kms::config::keys::find(&key).is_some() {
-            set.push((key, v.clone()));
+            set.0.push((key, v.clone()));
         } else {
             notes.push(format!(
                 "{k} is not a cmx-kms key: kept as a comment at the end of kms.properties"
@@ -83,89 +124,106 @@ pub fn migrate(node: &LegacyNode, template: &str, header: &[String]) -> Result<M
     for d in &node.duplicates {
         notes.push(format!("{d} appeared more than once in the old kms.properties: the last value is kept (as Java did)"));
     }
-    let get = |set: &Vec<(String, Zeroizing<String>)>, k: &str| {
-        set.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone())
-    };
-    let put = |set: &mut Vec<(String, Zeroizing<String>)>, k: &str, v: &str| {
-        if let Some(slot) = set.iter_mut().find(|(key, _)| key == k) {
-            slot.1 = Zeroizing::new(v.to_owned());
-        } else {
-            set.push((k.to_owned(), Zeroizing::new(v.to_owned())));
-        }
-    };
+    (set, unknown)
+}
 
-    let c = &node.connector;
+/// `server.xml`'s TLS connector: keystore, passwords, alias, port, address.
+/// Refuses where it names another keystore or password than `kms.properties`.
+fn take_connector(
+    set: &mut Settings,
+    c: &Connector,
+    notes: &mut Vec<String>,
+) -> Result<(), String> {
     if let Some(f) = &c.keystore_file {
-        let f = tomcat_path(f);
-        match get(&set, "kms.keystore.file") {
-            Some(k) if k.as_str() != f => {
-                return Err(conflict(
-                    &format!("keystoreFile {f}"),
-                    &format!("kms.keystore.file {}", k.as_str()),
-                    "keystores",
-                ));
-            }
-            Some(_) => {}
-            None => {
-                notes.push(format!("kms.keystore.file taken from server.xml: {f}"));
-                put(&mut set, "kms.keystore.file", &f);
-            }
-        }
+        take_keystore_file(set, &tomcat_path(f), notes)?;
     }
     if let Some(p) = &c.keystore_pass {
-        match get(&set, "kms.keystore.password") {
-            Some(k) if !k.is_empty() && k.as_str() != p.as_str() => {
-                return Err(conflict(
-                    "keystorePass",
-                    "kms.keystore.password",
-                    "keystore passwords",
-                ));
-            }
-            Some(k) if !k.is_empty() => {}
-            _ => {
-                notes.push("kms.keystore.password taken from server.xml (keystorePass)".into());
-                put(&mut set, "kms.keystore.password", p);
-            }
-        }
-        if let Some(kp) = &c.key_pass
-            && kp.as_str() != p.as_str()
-        {
-            {
-                match get(&set, "kms.keystore.key-password") {
-                    Some(k) if k.as_str() != kp.as_str() => {
-                        return Err(conflict(
-                            "keyPass",
-                            "kms.keystore.key-password",
-                            "key passwords",
-                        ));
-                    }
-                    _ => put(&mut set, "kms.keystore.key-password", kp),
-                }
-            }
-        }
+        take_passwords(set, p, c.key_pass.as_ref().map(|k| k.as_str()), notes)?;
     }
     if let Some(a) = &c.key_alias {
-        put(&mut set, "kms.server.key.alias", a);
+        set.put("kms.server.key.alias", a);
     }
-    put(&mut set, "kms.server.port", &c.port.to_string());
+    set.put("kms.server.port", &c.port.to_string());
     if let Some(a) = &c.address {
-        put(&mut set, "kms.server.address", a);
+        set.put("kms.server.address", a);
     }
-    // This node's cluster address and port: setenv.sh's -Djgroups.tcp.*.
-    if let Some(a) = &node.setenv.jgroups_address {
-        put(&mut set, "kms.cluster.address", a);
+    Ok(())
+}
+
+fn take_keystore_file(set: &mut Settings, f: &str, notes: &mut Vec<String>) -> Result<(), String> {
+    match set.get("kms.keystore.file") {
+        Some(k) if k.as_str() != f => Err(conflict(
+            &format!("keystoreFile {f}"),
+            &format!("kms.keystore.file {}", k.as_str()),
+            "keystores",
+        )),
+        Some(_) => Ok(()),
+        None => {
+            notes.push(format!("kms.keystore.file taken from server.xml: {f}"));
+            set.put("kms.keystore.file", f);
+            Ok(())
+        }
+    }
+}
+
+/// `keystorePass`, and `keyPass` where it differs from it.
+fn take_passwords(
+    set: &mut Settings,
+    pass: &str,
+    key_pass: Option<&str>,
+    notes: &mut Vec<String>,
+) -> Result<(), String> {
+    match set.get("kms.keystore.password") {
+        Some(k) if !k.is_empty() && k.as_str() != pass => {
+            return Err(conflict(
+                "keystorePass",
+                "kms.keystore.password",
+                "keystore passwords",
+            ));
+        }
+        Some(k) if !k.is_empty() => {}
+        _ => {
+            notes.push("kms.keystore.password taken from server.xml (keystorePass)".into());
+            set.put("kms.keystore.password", pass);
+        }
+    }
+    if let Some(kp) = key_pass
+        && kp != pass
+    {
+        match set.get("kms.keystore.key-password") {
+            Some(k) if k.as_str() != kp => {
+                return Err(conflict(
+                    "keyPass",
+                    "kms.keystore.key-password",
+                    "key passwords",
+                ));
+            }
+            _ => set.put("kms.keystore.key-password", kp),
+        }
+    }
+    Ok(())
+}
+
+/// This node's cluster address and port: setenv.sh's -Djgroups.tcp.*.
+fn take_setenv(set: &mut Settings, s: &SetEnv, notes: &mut Vec<String>) {
+    if let Some(a) = &s.jgroups_address {
+        set.put("kms.cluster.address", a);
         notes.push(format!(
             "kms.cluster.address taken from {} (-Djgroups.tcp.address): {a}",
             paths::SETENV_SH
         ));
     }
-    if let Some(p) = &node.setenv.jgroups_port {
-        put(&mut set, "kms.cluster.port", p);
+    if let Some(p) = &s.jgroups_port {
+        set.put("kms.cluster.port", p);
         notes.push(format!(
             "kms.cluster.port taken from {} (-Djgroups.tcp.port): {p}",
             paths::SETENV_SH
         ));
     }
+}
+
+/// What was read from the connector (and what was not needed).
+fn connector_notes(c: &Connector, notes: &mut Vec<String>) {
     if let Some(t) = &c.keystore_type {
         notes.push(format!(
             "server.xml's keystoreType {t} is not needed: cmx-kms tells JKS from PKCS#12 by content"
@@ -174,8 +232,8 @@ pub fn migrate(node: &LegacyNode, template: &str, header: &[String]) -> Result<M
     notes.push(format!(
         "from server.xml ({} form): port {}{}, keystore, password and key alias",
         match c.form {
-            super::ConnectorForm::Attributes => "Connector attribute",
-            super::ConnectorForm::SslHostConfig => "SSLHostConfig/Certificate",
+            ConnectorForm::Attributes => "Connector attribute",
+            ConnectorForm::SslHostConfig => "SSLHostConfig/Certificate",
         },
         c.port,
         c.address
@@ -183,8 +241,10 @@ pub fn migrate(node: &LegacyNode, template: &str, header: &[String]) -> Result<M
             .map(|a| format!(", address {a}"))
             .unwrap_or_default()
     ));
+}
 
-    let mut out = String::new();
+/// The comment block on top: `header`, then the legacy cluster settings.
+fn write_header(out: &mut String, node: &LegacyNode, header: &[String]) {
     for h in header {
         let _ = writeln!(out, "# {h}");
     }
@@ -230,12 +290,21 @@ pub fn migrate(node: &LegacyNode, template: &str, header: &[String]) -> Result<M
         let _ = writeln!(out, "#   JAVA_HOME={j} (not used by cmx-kms)");
     }
     let _ = writeln!(out);
+}
 
-    let mut placed = vec![false; set.len()];
+/// The template with each setting in place of its (commented) line; the
+/// settings the template has no line for, then the unknown keys, at the end.
+fn write_settings(
+    out: &mut String,
+    template: &str,
+    set: &Settings,
+    unknown: &[(String, Zeroizing<String>)],
+) {
+    let mut placed = vec![false; set.0.len()];
     for line in template.lines() {
         let t = line.trim_start();
         let body = t.strip_prefix('#').unwrap_or(t);
-        let hit = set.iter().enumerate().find(|(i, (k, _))| {
+        let hit = set.0.iter().enumerate().find(|(i, (k, _))| {
             !placed.get(*i).copied().unwrap_or(true)
                 && body
                     .strip_prefix(k.as_str())
@@ -254,33 +323,42 @@ pub fn migrate(node: &LegacyNode, template: &str, header: &[String]) -> Result<M
         }
     }
     let rest: Vec<_> = set
+        .0
         .iter()
         .zip(&placed)
         .filter(|(_, p)| !**p)
         .map(|(e, _)| e)
         .collect();
-    if !rest.is_empty() {
-        let _ = writeln!(
-            out,
-            "\n#### Migrated settings ##########################################################"
-        );
-        for (k, v) in rest {
-            let _ = writeln!(out, "{k}={}", escape_value(v));
-        }
+    write_section(
+        out,
+        "#### Migrated settings ##########################################################",
+        "",
+        &rest,
+    );
+    let unknown: Vec<_> = unknown.iter().collect();
+    write_section(
+        out,
+        "#### Kept from the old kms.properties: not cmx-kms keys, so commented out #####",
+        "#",
+        &unknown,
+    );
+}
+
+/// A block at the end: an empty line, `title`, then each entry as
+/// `PREFIXkey=value`; nothing when there are no entries.
+fn write_section(
+    out: &mut String,
+    title: &str,
+    prefix: &str,
+    entries: &[&(String, Zeroizing<String>)],
+) {
+    if entries.is_empty() {
+        return;
     }
-    if !unknown.is_empty() {
-        let _ = writeln!(
-            out,
-            "\n#### Kept from the old kms.properties: not cmx-kms keys, so commented out #####"
-        );
-        for (k, v) in &unknown {
-            let _ = writeln!(out, "#{k}={}", escape_value(v));
-        }
+    let _ = writeln!(out, "\n{title}");
+    for (k, v) in entries {
+        let _ = writeln!(out, "{prefix}{k}={}", escape_value(v));
     }
-    Ok(Migration {
-        text: Zeroizing::new(out),
-        notes,
-    })
 }
 
 /// Write `v` as a `.properties` value that reads back as exactly `v`.

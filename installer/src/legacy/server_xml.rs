@@ -49,6 +49,33 @@ impl std::fmt::Debug for Connector {
     }
 }
 
+/// The attributes that hold the keystore settings, in one form.
+struct KeystoreNames {
+    keystore_file: &'static str,
+    keystore_pass: &'static str,
+    key_alias: &'static str,
+    key_pass: &'static str,
+    keystore_type: &'static str,
+}
+
+/// On the `<Connector>` itself.
+const CONNECTOR_NAMES: KeystoreNames = KeystoreNames {
+    keystore_file: "keystoreFile",
+    keystore_pass: "keystorePass",
+    key_alias: "keyAlias",
+    key_pass: "keyPass",
+    keystore_type: "keystoreType",
+};
+
+/// On `<SSLHostConfig><Certificate>`.
+const CERTIFICATE_NAMES: KeystoreNames = KeystoreNames {
+    keystore_file: "certificateKeystoreFile",
+    keystore_pass: "certificateKeystorePassword",
+    key_alias: "certificateKeyAlias",
+    key_pass: "certificateKeyPassword",
+    keystore_type: "certificateKeystoreType",
+};
+
 /// Read the TLS connector from the text of `server.xml`: the `<Connector>`
 /// with `SSLEnabled="true"` (or a keystore), preferring port 8443.
 pub fn read(text: &str) -> Result<Connector, String> {
@@ -77,27 +104,19 @@ pub fn read(text: &str) -> Result<Connector, String> {
             )
         })?;
         let own = |n: roxmltree::Node<'_, '_>, k: &str| n.attribute(k).map(str::to_owned);
-        let conn = match (cert, attr_form) {
-            (Some(cert), false) => Connector {
-                port,
-                address: own(c, "address"),
-                keystore_file: own(cert, "certificateKeystoreFile"),
-                keystore_pass: own(cert, "certificateKeystorePassword").map(Zeroizing::new),
-                key_alias: own(cert, "certificateKeyAlias"),
-                key_pass: own(cert, "certificateKeyPassword").map(Zeroizing::new),
-                keystore_type: own(cert, "certificateKeystoreType"),
-                form: ConnectorForm::SslHostConfig,
-            },
-            _ => Connector {
-                port,
-                address: own(c, "address"),
-                keystore_file: own(c, "keystoreFile"),
-                keystore_pass: own(c, "keystorePass").map(Zeroizing::new),
-                key_alias: own(c, "keyAlias"),
-                key_pass: own(c, "keyPass").map(Zeroizing::new),
-                keystore_type: own(c, "keystoreType"),
-                form: ConnectorForm::Attributes,
-            },
+        let (node, names, form) = match (cert, attr_form) {
+            (Some(cert), false) => (cert, &CERTIFICATE_NAMES, ConnectorForm::SslHostConfig),
+            _ => (c, &CONNECTOR_NAMES, ConnectorForm::Attributes),
+        };
+        let conn = Connector {
+            port,
+            address: own(c, "address"),
+            keystore_file: own(node, names.keystore_file),
+            keystore_pass: own(node, names.keystore_pass).map(Zeroizing::new),
+            key_alias: own(node, names.key_alias),
+            key_pass: own(node, names.key_pass).map(Zeroizing::new),
+            keystore_type: own(node, names.keystore_type),
+            form,
         };
         found.push(conn);
     }

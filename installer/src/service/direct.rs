@@ -5,7 +5,7 @@ use std::fs;
 use std::os::unix::net::UnixDatagram;
 use std::os::unix::process::CommandExt as _;
 use std::path::PathBuf;
-use std::process::Stdio;
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
@@ -56,24 +56,8 @@ impl Direct {
 
     fn start_cmx_kms(&self, timeout: Duration) -> Result<(), InstallError> {
         let (uid, gid) = service_ids(&self.root)?;
-        let run = self.root.path(paths::RUN_DIR);
-        fs::create_dir_all(&run).map_err(InstallError::io("create", &run))?;
-        let sock_path = run.join(format!("{}.notify", paths::SERVICE));
-        if sock_path.as_os_str().len() > SUN_PATH_MAX {
-            return Err(InstallError::Service(format!(
-                "the notify socket path {} is too long for a Unix socket: use a shorter --root",
-                sock_path.display()
-            )));
-        }
-        let _ = fs::remove_file(&sock_path);
-        let sock = UnixDatagram::bind(&sock_path)
-            .map_err(InstallError::io("bind the notify socket", &sock_path))?;
-        let _guard = RemoveOnDrop(sock_path.clone());
-        // Only the service user may send to it.
-        nix::unistd::chown(&sock_path, Some(uid.into()), Some(gid.into()))
-            .map_err(|e| InstallError::io("chown", &sock_path)(e.into()))?;
-        sock.set_read_timeout(Some(Duration::from_millis(200)))
-            .map_err(InstallError::io("configure", &sock_path))?;
+        let (sock, guard) = self.notify_socket(uid, gid)?;
+        let sock_path = &guard.0;
 
         let log_dir = self.root.path(paths::LOG_DIR);
         let out_path = log_dir.join("cmx-kms.out");
@@ -92,7 +76,7 @@ impl Direct {
             .map_err(InstallError::io("open", &out_path))?;
         let start_len = out.metadata().map(|m| m.len()).unwrap_or(0);
 
-        let notify_in_root = self.root.node_path(&sock_path);
+        let notify_in_root = self.root.node_path(sock_path);
         let mut c = cmd::in_root(&self.root, Some((uid, gid)), paths::CMX_KMS);
         c.args(["serve", "-c", paths::PROPERTIES])
             .env("NOTIFY_SOCKET", &notify_in_root)
@@ -102,38 +86,80 @@ impl Direct {
         let mut child = c
             .spawn()
             .map_err(|e| InstallError::Service(format!("cannot start {}: {e}", paths::CMX_KMS)))?;
-        let pid = i32::try_from(child.id()).unwrap_or(0);
 
-        let deadline = Instant::now() + timeout;
-        let mut buf = [0u8; 4096];
-        loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                return Err(InstallError::Service(format!(
-                    "cmx-kms exited during start ({status}) before it was ready; its last output:\n{}",
-                    cmd::indent(&tail(&reader, start_len))
-                )));
-            }
-            if Instant::now() >= deadline {
-                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-                let _ = child.wait();
-                return Err(InstallError::Service(format!(
-                    "cmx-kms was not ready within {} s (no READY=1); it was stopped. Its last output:\n{}",
-                    timeout.as_secs(),
-                    cmd::indent(&tail(&reader, start_len))
-                )));
-            }
-            if let Ok(n) = sock.recv(&mut buf) {
-                let msg = String::from_utf8_lossy(buf.get(..n).unwrap_or_default()).into_owned();
-                if msg.lines().any(|l| l == "READY=1") {
-                    break;
-                }
-            }
-        }
+        wait_ready(&mut child, &sock, (&reader, start_len), timeout)?;
+        let pid = i32::try_from(child.id()).unwrap_or(0);
         let pid_file = self.pid_file(paths::SERVICE);
         fs::write(&pid_file, format!("{pid}\n")).map_err(InstallError::io("write", &pid_file))?;
         // The child runs on, detached (own process group); it is not waited for.
         drop(child);
         Ok(())
+    }
+
+    /// The socket cmx-kms sends `READY=1` to, in the run directory, which
+    /// only the service user may send to; removed when the guard drops.
+    fn notify_socket(
+        &self,
+        uid: u32,
+        gid: u32,
+    ) -> Result<(UnixDatagram, RemoveOnDrop), InstallError> {
+        let run = self.root.path(paths::RUN_DIR);
+        fs::create_dir_all(&run).map_err(InstallError::io("create", &run))?;
+        let sock_path = run.join(format!("{}.notify", paths::SERVICE));
+        if sock_path.as_os_str().len() > SUN_PATH_MAX {
+            return Err(InstallError::Service(format!(
+                "the notify socket path {} is too long for a Unix socket: use a shorter --root",
+                sock_path.display()
+            )));
+        }
+        let _ = fs::remove_file(&sock_path);
+        let sock = UnixDatagram::bind(&sock_path)
+            .map_err(InstallError::io("bind the notify socket", &sock_path))?;
+        let guard = RemoveOnDrop(sock_path.clone());
+        // Only the service user may send to it.
+        nix::unistd::chown(&sock_path, Some(uid.into()), Some(gid.into()))
+            .map_err(|e| InstallError::io("chown", &sock_path)(e.into()))?;
+        sock.set_read_timeout(Some(Duration::from_millis(200)))
+            .map_err(InstallError::io("configure", &sock_path))?;
+        Ok((sock, guard))
+    }
+}
+
+/// Wait for `READY=1` on `sock` until `timeout`. If the child exits first,
+/// or is not ready in time (then it is killed), the error quotes the last
+/// lines of its `output` (the file and where this start's output begins).
+fn wait_ready(
+    child: &mut Child,
+    sock: &UnixDatagram,
+    output: (&fs::File, u64),
+    timeout: Duration,
+) -> Result<(), InstallError> {
+    let (reader, start_len) = output;
+    let pid = i32::try_from(child.id()).unwrap_or(0);
+    let deadline = Instant::now() + timeout;
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(InstallError::Service(format!(
+                "cmx-kms exited during start ({status}) before it was ready; its last output:\n{}",
+                cmd::indent(&tail(reader, start_len))
+            )));
+        }
+        if Instant::now() >= deadline {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            let _ = child.wait();
+            return Err(InstallError::Service(format!(
+                "cmx-kms was not ready within {} s (no READY=1); it was stopped. Its last output:\n{}",
+                timeout.as_secs(),
+                cmd::indent(&tail(reader, start_len))
+            )));
+        }
+        if let Ok(n) = sock.recv(&mut buf) {
+            let msg = String::from_utf8_lossy(buf.get(..n).unwrap_or_default()).into_owned();
+            if msg.lines().any(|l| l == "READY=1") {
+                return Ok(());
+            }
+        }
     }
 }
 

@@ -44,13 +44,20 @@ pub struct Notice<'a> {
     pub role: &'static str,
 }
 
-struct Entry {
+/// What an aggregated record is about: the operation and outcome, and
+/// the client (empty for the overflow record).
+#[derive(Clone, Default)]
+struct Who {
     operation: &'static str,
     outcome: &'static str,
     fingerprint: String,
     subject: String,
     alias: String,
     role: &'static str,
+}
+
+struct Entry {
+    who: Who,
     /// The first notice of the interval is written (or being written).
     first_done: bool,
     first_ms: u64,
@@ -87,9 +94,9 @@ impl Aggregator {
         {
             let mut w = self.window.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(e) = w.entries.iter_mut().find(|e| {
-                e.operation == n.operation
-                    && e.outcome == n.outcome
-                    && e.fingerprint == n.fingerprint
+                e.who.operation == n.operation
+                    && e.who.outcome == n.outcome
+                    && e.who.fingerprint == n.fingerprint
             }) {
                 if e.more == 0 {
                     e.more_first_ms = now;
@@ -113,12 +120,14 @@ impl Aggregator {
                     subject.push_str(" bytes)");
                 }
                 w.entries.push(Entry {
-                    operation: n.operation,
-                    outcome: n.outcome,
-                    fingerprint: cut(n.fingerprint, 128),
-                    subject,
-                    alias: cut(n.alias, 64),
-                    role: n.role,
+                    who: Who {
+                        operation: n.operation,
+                        outcome: n.outcome,
+                        fingerprint: cut(n.fingerprint, 128),
+                        subject,
+                        alias: cut(n.alias, 64),
+                        role: n.role,
+                    },
                     first_done: false,
                     first_ms: now,
                     more: 0,
@@ -147,15 +156,23 @@ impl Aggregator {
 /// A record to write, taken out of the window under its lock.
 struct Pending {
     kind: &'static str,
-    operation: &'static str,
-    outcome: &'static str,
-    fingerprint: String,
-    subject: String,
-    alias: String,
-    role: &'static str,
+    who: Who,
     count: u64,
     first_ms: u64,
     last_ms: u64,
+}
+
+impl Entry {
+    /// The record of the interval's first notice.
+    fn first(&self) -> Pending {
+        Pending {
+            kind: "first",
+            who: self.who.clone(),
+            count: 1,
+            first_ms: self.first_ms,
+            last_ms: self.first_ms,
+        }
+    }
 }
 
 fn take_firsts(agg: &Aggregator) -> Vec<Pending> {
@@ -165,18 +182,7 @@ fn take_firsts(agg: &Aggregator) -> Vec<Pending> {
         .filter(|e| !e.first_done)
         .map(|e| {
             e.first_done = true;
-            Pending {
-                kind: "first",
-                operation: e.operation,
-                outcome: e.outcome,
-                fingerprint: e.fingerprint.clone(),
-                subject: e.subject.clone(),
-                alias: e.alias.clone(),
-                role: e.role,
-                count: 1,
-                first_ms: e.first_ms,
-                last_ms: e.first_ms,
-            }
+            e.first()
         })
         .collect()
 }
@@ -186,34 +192,27 @@ fn take_all(agg: &Aggregator) -> Vec<Pending> {
     let w = std::mem::take(&mut *agg.window.lock().unwrap_or_else(|p| p.into_inner()));
     let mut out = Vec::new();
     for e in w.entries {
-        let pending = |kind, count, first_ms, last_ms| Pending {
-            kind,
-            operation: e.operation,
-            outcome: e.outcome,
-            fingerprint: e.fingerprint.clone(),
-            subject: e.subject.clone(),
-            alias: e.alias.clone(),
-            role: e.role,
-            count,
-            first_ms,
-            last_ms,
-        };
         if !e.first_done {
-            out.push(pending("first", 1, e.first_ms, e.first_ms));
+            out.push(e.first());
         }
         if e.more > 0 {
-            out.push(pending("summary", e.more, e.more_first_ms, e.more_last_ms));
+            out.push(Pending {
+                kind: "summary",
+                who: e.who,
+                count: e.more,
+                first_ms: e.more_first_ms,
+                last_ms: e.more_last_ms,
+            });
         }
     }
     for (operation, outcome, count, first_ms, last_ms) in w.overflow {
         out.push(Pending {
             kind: "overflow",
-            operation,
-            outcome,
-            fingerprint: String::new(),
-            subject: String::new(),
-            alias: String::new(),
-            role: "",
+            who: Who {
+                operation,
+                outcome,
+                ..Who::default()
+            },
             count,
             first_ms,
             last_ms,
@@ -229,12 +228,12 @@ fn write_all(writer: &tokio::sync::Mutex<Writer>, records: Vec<Pending>, interva
     let mut w = writer.blocking_lock();
     for p in records {
         let r = w.append(|f| {
-            f.str("operation", p.operation, 64)
-                .str("outcome", p.outcome, 64)
-                .str("client_alias", &p.alias, 128)
-                .str("client_subject", &p.subject, SUBJECT_CAP + 32)
-                .str("client_fingerprint", &p.fingerprint, 128)
-                .str("role", p.role, 16)
+            f.str("operation", p.who.operation, 64)
+                .str("outcome", p.who.outcome, 64)
+                .str("client_alias", &p.who.alias, 128)
+                .str("client_subject", &p.who.subject, SUBJECT_CAP + 32)
+                .str("client_fingerprint", &p.who.fingerprint, 128)
+                .str("role", p.who.role, 16)
                 .str("aggregate", p.kind, 16)
                 .num("count", p.count)
                 .time_ms("first", p.first_ms)
@@ -243,18 +242,18 @@ fn write_all(writer: &tokio::sync::Mutex<Writer>, records: Vec<Pending>, interva
         });
         match r {
             Ok(()) => tracing::warn!(
-                operation = p.operation,
-                outcome = p.outcome,
+                operation = p.who.operation,
+                outcome = p.who.outcome,
                 count = p.count,
                 aggregate = p.kind,
-                fingerprint = %crate::text::untrusted(&p.fingerprint),
-                subject = %crate::text::untrusted(&p.subject),
+                fingerprint = %crate::text::untrusted(&p.who.fingerprint),
+                subject = %crate::text::untrusted(&p.who.subject),
                 "refused or throttled client (audited)"
             ),
             Err(e) => tracing::error!(
                 error = %e,
-                operation = p.operation,
-                outcome = p.outcome,
+                operation = p.who.operation,
+                outcome = p.who.outcome,
                 count = p.count,
                 "audit record of refused or throttled requests not written"
             ),

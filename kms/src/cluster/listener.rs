@@ -12,12 +12,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use tokio::io::{ReadHalf, WriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, mpsc};
-use zeroize::Zeroizing;
+use tokio::sync::Semaphore;
 
 use super::Cluster;
-use super::wire::{self, FailCode, Frame, SecretKeyBytes, VERSION};
+use super::wire::{self, FailCode, Frame, Outbox, SecretKeyBytes, VERSION};
 use crate::envelope::SecretKey;
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -65,6 +65,11 @@ pub async fn serve(cluster: Arc<Cluster>, listener: TcpListener, owner: Arc<dyn 
     }
 }
 
+/// The TLS stream of a peer connection.
+type PeerTls = tokio_rustls::server::TlsStream<TcpStream>;
+
+/// One peer connection: TLS, Hellos, then the peer's requests until it
+/// goes quiet, sends something unexpected or cannot keep up.
 async fn session(
     cluster: &Cluster,
     acceptor: tokio_rustls::TlsAcceptor,
@@ -73,21 +78,46 @@ async fn session(
     owner: Arc<dyn Owner>,
 ) -> Result<(), &'static str> {
     let _ = tcp.set_nodelay(true);
-    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-        Ok(Ok(t)) => t,
+    let tls = accept_tls(cluster, acceptor, tcp, from).await?;
+    let (mut rd, mut wr) = tokio::io::split(tls);
+    exchange_hellos(cluster, &mut rd, &mut wr, from).await?;
+    let (tx, writer) = wire::spawn_writer(wr);
+    let result = serve_requests(cluster, &mut rd, &tx, from, &owner).await;
+    writer.abort();
+    result
+}
+
+/// The TLS handshake, in which the peer must present this node's certificate.
+async fn accept_tls(
+    cluster: &Cluster,
+    acceptor: tokio_rustls::TlsAcceptor,
+    tcp: TcpStream,
+    from: SocketAddr,
+) -> Result<PeerTls, &'static str> {
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+        Ok(Ok(t)) => Ok(t),
         Ok(Err(e)) => {
             if cluster.count_refusal("tls") {
                 tracing::warn!(source = %from, error = %e, "cluster port: TLS refused (a peer must present this node's kmsserver certificate; more in the next 10 s are only counted)");
             }
-            return Err("tls");
+            Err("tls")
         }
         Err(_) => {
             let _ = cluster.count_refusal("tls-timeout");
-            return Err("tls timeout");
+            Err("tls timeout")
         }
-    };
-    let (mut rd, mut wr) = tokio::io::split(tls);
-    let hello = tokio::time::timeout(HANDSHAKE_TIMEOUT, wire::read_frame(&mut rd)).await;
+    }
+}
+
+/// The peer's Hello (our version, its address the connection's source),
+/// then ours.
+async fn exchange_hellos(
+    cluster: &Cluster,
+    rd: &mut ReadHalf<PeerTls>,
+    wr: &mut WriteHalf<PeerTls>,
+    from: SocketAddr,
+) -> Result<(), &'static str> {
+    let hello = tokio::time::timeout(HANDSHAKE_TIMEOUT, wire::read_frame(rd)).await;
     match hello {
         Ok(Ok(Frame::Hello { version, node, .. }))
             if version == VERSION
@@ -102,61 +132,35 @@ async fn session(
         node: cluster.settings.local().to_string(),
         fingerprint: cluster.identity.fingerprint,
     };
-    wire::write_frame(&mut wr, &ours)
-        .await
-        .map_err(|_| "write")?;
-    let (tx, mut rx) = mpsc::channel::<Zeroizing<Vec<u8>>>(1024);
-    let writer = tokio::spawn(async move {
-        use tokio::io::AsyncWriteExt;
-        while let Some(bytes) = rx.recv().await {
-            if wr.write_all(&bytes).await.is_err() || wr.flush().await.is_err() {
-                break;
-            }
-        }
-    });
+    wire::write_frame(wr, &ours).await.map_err(|_| "write")
+}
+
+/// Answers the peer's frames: pings, key requests (at most
+/// [`MAX_IN_FLIGHT`] at once) and flushes. Returns why it stopped.
+async fn serve_requests(
+    cluster: &Cluster,
+    rd: &mut ReadHalf<PeerTls>,
+    tx: &Outbox,
+    from: SocketAddr,
+    owner: &Arc<dyn Owner>,
+) -> Result<(), &'static str> {
     let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
-    let result = loop {
+    loop {
         // No heartbeat from a peer in this long: it is gone.
-        let frame =
-            match tokio::time::timeout(super::peer::CONFIRM_AFTER * 2, wire::read_frame(&mut rd))
-                .await
-            {
-                Ok(Ok(f)) => f,
-                Ok(Err(_)) => break Err("read"),
-                Err(_) => break Err("silent peer"),
-            };
+        let frame = match tokio::time::timeout(super::peer::CONFIRM_AFTER * 2, wire::read_frame(rd))
+            .await
+        {
+            Ok(Ok(f)) => f,
+            Ok(Err(_)) => return Err("read"),
+            Err(_) => return Err("silent peer"),
+        };
         match frame {
             Frame::Ping(n) => {
                 if tx.try_send(Frame::Pong(n).encode()).is_err() {
-                    break Err("send queue full");
+                    return Err("send queue full");
                 }
             }
-            Frame::Get { id, blob } => {
-                let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
-                    let _ = tx.try_send(
-                        Frame::Fail {
-                            id,
-                            code: FailCode::Unavailable,
-                        }
-                        .encode(),
-                    );
-                    continue;
-                };
-                let (tx, owner) = (tx.clone(), Arc::clone(&owner));
-                cluster.count_served();
-                tokio::spawn(async move {
-                    let reply = match owner.unwrap_for_peer(&blob).await {
-                        Ok((key, ttl)) => Frame::Key {
-                            id,
-                            ttl_ms: u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX),
-                            key: SecretKeyBytes::from_key(&key),
-                        },
-                        Err(code) => Frame::Fail { id, code },
-                    };
-                    let _ = tx.send(reply.encode()).await;
-                    drop(permit);
-                });
-            }
+            Frame::Get { id, blob } => serve_get(cluster, &slots, tx, owner, id, blob),
             Frame::Flush {
                 id,
                 generation,
@@ -172,12 +176,46 @@ async fn session(
                     .try_send(Frame::Flushed { id, removed }.encode())
                     .is_err()
                 {
-                    break Err("send queue full");
+                    return Err("send queue full");
                 }
             }
-            _ => break Err("unexpected frame"),
+            _ => return Err("unexpected frame"),
         }
+    }
+}
+
+/// A key request, answered by a task of its own; `Unavailable` at once
+/// when the peer already has [`MAX_IN_FLIGHT`] in flight.
+fn serve_get(
+    cluster: &Cluster,
+    slots: &Arc<Semaphore>,
+    tx: &Outbox,
+    owner: &Arc<dyn Owner>,
+    id: u64,
+    blob: Vec<u8>,
+) {
+    let Ok(permit) = Arc::clone(slots).try_acquire_owned() else {
+        let _ = tx.try_send(
+            Frame::Fail {
+                id,
+                code: FailCode::Unavailable,
+            }
+            .encode(),
+        );
+        return;
     };
-    writer.abort();
-    result
+    let (tx, owner) = (tx.clone(), Arc::clone(owner));
+    cluster.count_served();
+    tokio::spawn(async move {
+        let reply = match owner.unwrap_for_peer(&blob).await {
+            Ok((key, ttl)) => Frame::Key {
+                id,
+                ttl_ms: u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX),
+                key: SecretKeyBytes::from_key(&key),
+            },
+            Err(code) => Frame::Fail { id, code },
+        };
+        let _ = tx.send(reply.encode()).await;
+        drop(permit);
+    });
 }

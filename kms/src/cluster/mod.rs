@@ -25,7 +25,6 @@ pub mod tls;
 pub mod wire;
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -36,6 +35,7 @@ use tokio::net::TcpListener;
 use crate::cache::CacheKey;
 use crate::config::ClusterMembers;
 use crate::envelope::SecretKey;
+use crate::metrics::{by_label, single};
 pub use listener::Owner;
 use peer::{Peer, PeerFail};
 use tls::PeerIdentity;
@@ -248,11 +248,6 @@ impl Cluster {
 
     /// The cluster's Prometheus lines.
     pub fn render_metrics(&self, o: &mut String) {
-        let _ = writeln!(
-            o,
-            "# HELP cmx_kms_cluster_peers Cluster members by this node's view of their state."
-        );
-        let _ = writeln!(o, "# TYPE cmx_kms_cluster_peers gauge");
         let mut by: BTreeMap<&'static str, u64> = [
             "up",
             "suspect",
@@ -267,44 +262,43 @@ impl Cluster {
         for p in &self.peers {
             *by.entry(p.status().label()).or_default() += 1;
         }
-        for (s, n) in by {
-            let _ = writeln!(o, "cmx_kms_cluster_peers{{state=\"{s}\"}} {n}");
-        }
-        let _ = writeln!(
+        by_label(
             o,
-            "# HELP cmx_kms_backend_unwraps_total Backend unwraps of customer keys by why this node made them (cold, expired, flush, owner_down, fallback)."
+            "cmx_kms_cluster_peers",
+            "gauge",
+            "Cluster members by this node's view of their state.",
+            "state",
+            &by,
         );
-        let _ = writeln!(o, "# TYPE cmx_kms_backend_unwraps_total counter");
-        for (r, n) in lock(&self.unwraps).iter() {
-            let _ = writeln!(o, "cmx_kms_backend_unwraps_total{{reason=\"{r}\"}} {n}");
-        }
-        let _ = writeln!(
+        by_label(
             o,
-            "# HELP cmx_kms_cluster_keys_served_total Customer keys requested by other members."
+            "cmx_kms_backend_unwraps_total",
+            "counter",
+            "Backend unwraps of customer keys by why this node made them (cold, expired, flush, owner_down, fallback).",
+            "reason",
+            &lock(&self.unwraps),
         );
-        let _ = writeln!(o, "# TYPE cmx_kms_cluster_keys_served_total counter");
-        let _ = writeln!(
+        single(
             o,
-            "cmx_kms_cluster_keys_served_total {}",
-            self.served.load(Ordering::Relaxed)
+            "cmx_kms_cluster_keys_served_total",
+            "counter",
+            "Customer keys requested by other members.",
+            self.served.load(Ordering::Relaxed),
         );
-        let _ = writeln!(
+        single(
             o,
-            "# HELP cmx_kms_cluster_keys_fetched_total Customer keys this node got from their owner."
+            "cmx_kms_cluster_keys_fetched_total",
+            "counter",
+            "Customer keys this node got from their owner.",
+            self.fetched.load(Ordering::Relaxed),
         );
-        let _ = writeln!(o, "# TYPE cmx_kms_cluster_keys_fetched_total counter");
-        let _ = writeln!(
+        by_label(
             o,
-            "cmx_kms_cluster_keys_fetched_total {}",
-            self.fetched.load(Ordering::Relaxed)
+            "cmx_kms_cluster_refused_total",
+            "counter",
+            "Connections refused on the cluster port, by reason.",
+            "reason",
+            &lock(&self.refusals),
         );
-        let _ = writeln!(
-            o,
-            "# HELP cmx_kms_cluster_refused_total Connections refused on the cluster port, by reason."
-        );
-        let _ = writeln!(o, "# TYPE cmx_kms_cluster_refused_total counter");
-        for (r, n) in lock(&self.refusals).iter() {
-            let _ = writeln!(o, "cmx_kms_cluster_refused_total{{reason=\"{r}\"}} {n}");
-        }
     }
 }

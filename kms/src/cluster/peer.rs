@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
+use tokio::io::{ReadHalf, WriteHalf};
 use tokio::sync::{mpsc, oneshot};
 use zeroize::Zeroizing;
 
@@ -257,50 +258,79 @@ impl Peer {
     /// One connection, from dialing to its end.
     async fn session(&self) -> Result<(), Status> {
         let (tcp, addr) = self.connect_tcp().await?;
+        let tls = self.connect_tls(tcp, addr).await?;
+        let (mut rd, mut wr) = tokio::io::split(tls);
+        let node = self.exchange_hellos(&mut rd, &mut wr, addr).await?;
+        let (tx, writer) = wire::spawn_writer(wr);
+        let conn = Arc::new(Conn {
+            node,
+            tx: tx.clone(),
+            pending: Mutex::new(HashMap::new()),
+        });
+        self.conn.store(Some(Arc::clone(&conn)));
+        self.set_status(Status::Up);
+        let end = self.read_loop(rd, &conn, &tx).await;
+        writer.abort();
+        self.conn.store(None);
+        // Waiters see their sender dropped: Lost.
+        lock(&conn.pending).clear();
+        Err(Status::Down(end))
+    }
+
+    /// The TLS handshake, in which the peer must present this node's
+    /// certificate; a failure tells a wrong certificate, a peer that does
+    /// not list this node and a peer that speaks no TLS apart.
+    async fn connect_tls(
+        &self,
+        tcp: tokio::net::TcpStream,
+        addr: SocketAddr,
+    ) -> Result<PeerTls, Status> {
         let (cfg, verifier) = self
             .identity
             .client_config()
             .map_err(|e| Status::Down(format!("TLS: {e}")))?;
         let connector = tokio_rustls::TlsConnector::from(cfg);
-        let tls = match tokio::time::timeout(
-            CONNECT_TIMEOUT,
-            connector.connect(peer_server_name(), tcp),
-        )
-        .await
+        match tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(peer_server_name(), tcp))
+            .await
         {
-            Ok(Ok(t)) => t,
-            Ok(Err(e)) => {
-                return Err(match verifier.last_seen() {
-                    Some(fp) if fp != self.identity.fingerprint => {
-                        Status::Mismatch(crate::tls::pinning::fingerprint_hex(&fp))
-                    }
-                    Some(_) => Status::Down(format!(
-                        "{addr}: TLS refused ({e}): does its jgroups.xml list this node's address?"
-                    )),
-                    // Bytes that are not TLS: a JGroups node, or another service.
-                    None if e.kind() == std::io::ErrorKind::InvalidData => {
-                        Status::Incompatible(format!("{addr}: not a cmx-kms TLS peer ({e})"))
-                    }
-                    None => Status::Down(format!(
-                        "{addr}: closed before TLS ({e}): does its jgroups.xml list this node's address?"
-                    )),
-                });
-            }
-            Err(_) => {
-                return Err(Status::Incompatible(format!(
-                    "{addr}: TLS handshake timed out"
-                )));
-            }
-        };
-        let (mut rd, mut wr) = tokio::io::split(tls);
+            Ok(Ok(t)) => Ok(t),
+            Ok(Err(e)) => Err(match verifier.last_seen() {
+                Some(fp) if fp != self.identity.fingerprint => {
+                    Status::Mismatch(crate::tls::pinning::fingerprint_hex(&fp))
+                }
+                Some(_) => Status::Down(format!(
+                    "{addr}: TLS refused ({e}): does its jgroups.xml list this node's address?"
+                )),
+                // Bytes that are not TLS: a JGroups node, or another service.
+                None if e.kind() == std::io::ErrorKind::InvalidData => {
+                    Status::Incompatible(format!("{addr}: not a cmx-kms TLS peer ({e})"))
+                }
+                None => Status::Down(format!(
+                    "{addr}: closed before TLS ({e}): does its jgroups.xml list this node's address?"
+                )),
+            }),
+            Err(_) => Err(Status::Incompatible(format!(
+                "{addr}: TLS handshake timed out"
+            ))),
+        }
+    }
+
+    /// Our Hello, then the peer's: our version, and its address the one
+    /// dialed. Returns the peer's name for itself.
+    async fn exchange_hellos(
+        &self,
+        rd: &mut ReadHalf<PeerTls>,
+        wr: &mut WriteHalf<PeerTls>,
+        addr: SocketAddr,
+    ) -> Result<String, Status> {
         let hello = Frame::Hello {
             version: VERSION,
             node: self.local.to_string(),
             fingerprint: self.identity.fingerprint,
         };
         let theirs = async {
-            wire::write_frame(&mut wr, &hello).await?;
-            wire::read_frame(&mut rd).await
+            wire::write_frame(wr, &hello).await?;
+            wire::read_frame(rd).await
         };
         let node = match tokio::time::timeout(CONNECT_TIMEOUT, theirs).await {
             Ok(Ok(Frame::Hello { version, node, .. })) if version == VERSION => node,
@@ -325,30 +355,12 @@ impl Peer {
                 crate::text::untrusted(&node)
             )));
         }
-        let (tx, mut rx) = mpsc::channel::<Zeroizing<Vec<u8>>>(1024);
-        let conn = Arc::new(Conn {
-            node,
-            tx: tx.clone(),
-            pending: Mutex::new(HashMap::new()),
-        });
-        self.conn.store(Some(Arc::clone(&conn)));
-        self.set_status(Status::Up);
-        let writer = tokio::spawn(async move {
-            use tokio::io::AsyncWriteExt;
-            while let Some(bytes) = rx.recv().await {
-                if wr.write_all(&bytes).await.is_err() || wr.flush().await.is_err() {
-                    break;
-                }
-            }
-        });
-        let end = self.read_loop(rd, &conn, &tx).await;
-        writer.abort();
-        self.conn.store(None);
-        // Waiters see their sender dropped: Lost.
-        lock(&conn.pending).clear();
-        Err(Status::Down(end))
+        Ok(node)
     }
 }
+
+/// The TLS stream of a connection to a peer.
+type PeerTls = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
 
 #[path = "peer_dispatch.rs"]
 mod dispatch;

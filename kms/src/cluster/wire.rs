@@ -279,6 +279,26 @@ pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> Result<Frame, WireEr
     Frame::decode(&body)
 }
 
+/// Encoded frames on their way to the connection's writer task.
+pub type Outbox = tokio::sync::mpsc::Sender<Zeroizing<Vec<u8>>>;
+
+/// Spawns the task that writes the frames sent to the returned [`Outbox`]
+/// to `wr`, in order, until the connection fails or the outbox is dropped.
+/// Abort the task when the connection ends.
+pub fn spawn_writer<W: AsyncWrite + Unpin + Send + 'static>(
+    mut wr: W,
+) -> (Outbox, tokio::task::JoinHandle<()>) {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Zeroizing<Vec<u8>>>(1024);
+    let writer = tokio::spawn(async move {
+        while let Some(bytes) = rx.recv().await {
+            if wr.write_all(&bytes).await.is_err() || wr.flush().await.is_err() {
+                break;
+            }
+        }
+    });
+    (tx, writer)
+}
+
 /// Writes one frame.
 pub async fn write_frame<W: AsyncWrite + Unpin>(w: &mut W, f: &Frame) -> std::io::Result<()> {
     w.write_all(&f.encode()).await?;

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use super::defaults as d;
 use super::error::{Origin, Problem, Warning};
-use super::file::ConfigFile;
+use super::file::{ConfigFile, Raw};
 use super::jgroups;
 use super::values::port;
 
@@ -107,26 +107,65 @@ pub(super) fn take(
     let address_raw = file.get("kms.cluster.address");
     let port_raw = file.get("kms.cluster.port");
     if !active {
-        for (key, raw) in [
-            ("kms.cluster.address", &address_raw),
-            ("kms.cluster.port", &port_raw),
-        ] {
-            if let Some(raw) = raw {
-                let reason =
-                    "kms.cache.type is not distributed (or kms.cache.ttl is 0)".to_string();
-                file.warn(raw.origin.clone(), Some(key), Warning::Ignored { reason });
-            }
-        }
+        warn_inactive(file, [address_raw, port_raw]);
         return None;
     }
     let port_set = port_raw.and_then(|raw| file.check("kms.cluster.port", raw, port));
     let address_text = address_raw
         .as_ref()
         .map(|r| (r.value.trim().to_owned(), r.origin.clone()));
-    let origin = |line| Origin::File {
-        path: jgroups_file.to_path_buf(),
+    let addr_for_props = address_text.as_ref().map(|(t, _)| t.clone());
+    let parsed = read_jgroups(file, jgroups_file, addr_for_props, port_set)?;
+    let origin = |line| jgroups_origin(jgroups_file, line);
+    let cluster_port = cluster_port(file, port_set, parsed.bind_port, origin);
+    let address = cluster_address(file, address_text, parsed.bind_addr.clone(), origin)?;
+    if parsed.hosts.is_empty() {
+        let warning = Warning::Other(format!(
+            "kms.cache.type=distributed, but {} lists no other node (TCPPING initial_hosts): this node caches alone",
+            jgroups_file.display()
+        ));
+        file.warn(origin(Some(parsed.hosts_line)), None, warning);
+    }
+    Some(ClusterSettings {
+        file: jgroups_file.to_path_buf(),
+        address,
+        port: cluster_port,
+        hosts: parsed.hosts,
+        port_range: parsed.port_range,
+    })
+}
+
+/// A line of `jgroups.xml` (or the file) as the origin of a problem.
+fn jgroups_origin(path: &Path, line: Option<usize>) -> Origin {
+    Origin::File {
+        path: path.to_path_buf(),
         line,
-    };
+    }
+}
+
+/// The cluster is off: `kms.cluster.address` and `kms.cluster.port` set
+/// anyway are ignored, with a warning.
+fn warn_inactive(file: &mut ConfigFile, raws: [Option<Raw>; 2]) {
+    for (key, raw) in ["kms.cluster.address", "kms.cluster.port"]
+        .into_iter()
+        .zip(raws)
+    {
+        if let Some(raw) = raw {
+            let reason = "kms.cache.type is not distributed (or kms.cache.ttl is 0)".to_string();
+            file.warn(raw.origin, Some(key), Warning::Ignored { reason });
+        }
+    }
+}
+
+/// Reads and parses `jgroups.xml`, where `${jgroups.tcp.address}` and
+/// `${jgroups.tcp.port}` stand for `kms.cluster.address` and `kms.cluster.port`;
+/// `None` after reporting why it cannot be used.
+fn read_jgroups(
+    file: &mut ConfigFile,
+    jgroups_file: &Path,
+    address: Option<String>,
+    port_set: Option<u16>,
+) -> Option<jgroups::Jgroups> {
     let text = match read(jgroups_file) {
         Ok(t) => t,
         Err(reason) => {
@@ -136,29 +175,41 @@ pub(super) fn take(
                      ({reason}): create it (see docs/cluster.md) or set kms.distributed.cache.config.file"
                 ),
             };
-            file.error(origin(None), None, problem);
+            file.error(jgroups_origin(jgroups_file, None), None, problem);
             return None;
         }
     };
     let port_text = port_set.map(|p| p.to_string());
-    let addr_for_props = address_text.as_ref().map(|(t, _)| t.clone());
     let props = move |name: &str| match name {
-        "jgroups.tcp.address" | "jgroups.bind_addr" => addr_for_props.clone(),
+        "jgroups.tcp.address" | "jgroups.bind_addr" => address.clone(),
         "jgroups.tcp.port" => port_text.clone(),
         _ => None,
     };
-    let parsed = match jgroups::parse(&text, &props) {
-        Ok(p) => p,
+    match jgroups::parse(&text, &props) {
+        Ok(p) => Some(p),
         Err(errors) => {
             for e in errors {
                 let detail = e.message;
-                file.error(origin(e.line), None, Problem::Conflict { detail });
+                file.error(
+                    jgroups_origin(jgroups_file, e.line),
+                    None,
+                    Problem::Conflict { detail },
+                );
             }
-            return None;
+            None
         }
-    };
-    // The port: kms.cluster.port, else TCP bind_port, else 7800; the two set differently is an error.
-    let cluster_port = match (port_set, parsed.bind_port) {
+    }
+}
+
+/// The port: kms.cluster.port, else TCP bind_port, else 7800; the two set
+/// differently is an error.
+fn cluster_port(
+    file: &mut ConfigFile,
+    port_set: Option<u16>,
+    bind_port: Option<(u16, usize)>,
+    origin: impl Fn(Option<usize>) -> Origin,
+) -> u16 {
+    match (port_set, bind_port) {
         (Some(p), Some((b, line))) if p != b => {
             let detail = format!(
                 "TCP bind_port is {b} but kms.cluster.port is {p}: make them agree, or write \
@@ -170,9 +221,18 @@ pub(super) fn take(
         (Some(p), _) => p,
         (None, Some((b, _))) => b,
         (None, None) => d::CLUSTER_PORT,
-    };
-    // The address: kms.cluster.address, else a literal TCP bind_addr.
-    let bind_addr = parsed.bind_addr.clone().filter(|(a, _)| {
+    }
+}
+
+/// The address: kms.cluster.address, else a literal TCP bind_addr; it must
+/// be a host name or an IP address other than the unspecified one.
+fn cluster_address(
+    file: &mut ConfigFile,
+    address_text: Option<(String, Origin)>,
+    bind_addr: Option<(String, usize)>,
+    origin: impl Fn(Option<usize>) -> Origin,
+) -> Option<String> {
+    let bind_addr = bind_addr.filter(|(a, _)| {
         !BIND_KEYWORDS.contains(&a.to_ascii_uppercase().as_str()) && !a.starts_with("match-")
     });
     let (addr_text, addr_origin) = match (address_text, bind_addr) {
@@ -212,20 +272,7 @@ pub(super) fn take(
         file.error(addr_origin, Some("kms.cluster.address"), problem);
         return None;
     }
-    if parsed.hosts.is_empty() {
-        let warning = Warning::Other(format!(
-            "kms.cache.type=distributed, but {} lists no other node (TCPPING initial_hosts): this node caches alone",
-            jgroups_file.display()
-        ));
-        file.warn(origin(Some(parsed.hosts_line)), None, warning);
-    }
-    Some(ClusterSettings {
-        file: jgroups_file.to_path_buf(),
-        address: addr_text,
-        port: cluster_port,
-        hosts: parsed.hosts,
-        port_range: parsed.port_range,
-    })
+    Some(addr_text)
 }
 
 impl ClusterSettings {

@@ -135,35 +135,107 @@ const PROTOCOLS: &[(&str, Protocol)] = &[
 
 const URL: &str = "kms.hsm.server.url";
 
+/// `kms.hsm.protocol`, `None` if it is invalid (reported); a warning for soft.
+fn take_protocol(file: &mut ConfigFile) -> Option<Protocol> {
+    let known = match file.get("kms.hsm.protocol") {
+        Some(raw) => file.check("kms.hsm.protocol", raw, one_of(PROTOCOLS)),
+        None => Some(Protocol::Kmip1),
+    };
+    if known == Some(Protocol::Soft) {
+        let warning = Warning::Other(
+            "the soft backend keeps the master key in a file on this host: for development and demos only"
+                .into(),
+        );
+        file.warn(
+            file.origin_of("kms.hsm.protocol"),
+            Some("kms.hsm.protocol"),
+            warning,
+        );
+    }
+    known
+}
+
+/// `kms.hsm.server.port` (legacy `kmip.server.port`): the port of the URLs
+/// that name none; by default the protocol's own.
+fn take_server_port(file: &mut ConfigFile, protocol: Protocol) -> u16 {
+    let default_port = if protocol == Protocol::Vault {
+        d::VAULT_PORT
+    } else {
+        d::KMIP_PORT
+    };
+    match file.get_with_legacy("kms.hsm.server.port", "kmip.server.port") {
+        Some((key, raw)) => file.check(key, raw, port).unwrap_or(default_port),
+        None => default_port,
+    }
+}
+
+impl PoolSettings {
+    fn take(file: &mut ConfigFile) -> Self {
+        Self {
+            max_connections: file.parse_or(
+                "kms.hsm.pool.max-connections",
+                d::HSM_POOL_MAX_CONNECTIONS,
+                int_in(1, 1024),
+            ),
+            idle_timeout: file.parse_or(
+                "kms.hsm.pool.idle-timeout",
+                d::HSM_POOL_IDLE_TIMEOUT,
+                positive_duration,
+            ),
+            max_lifetime: file.parse_or(
+                "kms.hsm.pool.max-lifetime",
+                d::HSM_POOL_MAX_LIFETIME,
+                positive_duration,
+            ),
+        }
+    }
+}
+
+impl CircuitBreakerSettings {
+    fn take(file: &mut ConfigFile) -> Self {
+        Self {
+            failures: file.parse_or(
+                "kms.hsm.circuit-breaker.failures",
+                d::HSM_BREAKER_FAILURES,
+                int_in(1, 1000),
+            ),
+            cooldown: file.parse_or(
+                "kms.hsm.circuit-breaker.cooldown",
+                d::HSM_BREAKER_COOLDOWN,
+                positive_duration,
+            ),
+        }
+    }
+}
+
+impl KmipConfig {
+    fn take(file: &mut ConfigFile) -> Self {
+        Self {
+            version: file.parse_or(
+                "kms.hsm.kmip.version",
+                KmipVersion::Auto,
+                one_of(KMIP_VERSIONS),
+            ),
+            operation_policy_name: file.string("kms.hsm.kmip.operation-policy-name"),
+        }
+    }
+}
+
+impl SoftSettings {
+    fn take(file: &mut ConfigFile) -> Self {
+        Self {
+            key_file: file.path_or("kms.hsm.soft.key.file", d::SOFT_KEY_FILE),
+        }
+    }
+}
+
 impl HsmSettings {
     pub(super) fn take(file: &mut ConfigFile) -> Self {
         // `known` is None when the protocol is invalid (reported): checks that depend on it
         // are then skipped rather than run against a guess.
-        let known = match file.get("kms.hsm.protocol") {
-            Some(raw) => file.check("kms.hsm.protocol", raw, one_of(PROTOCOLS)),
-            None => Some(Protocol::Kmip1),
-        };
+        let known = take_protocol(file);
         let protocol = known.unwrap_or(Protocol::Kmip1);
-        if protocol == Protocol::Soft {
-            let warning = Warning::Other(
-                "the soft backend keeps the master key in a file on this host: for development and demos only"
-                    .into(),
-            );
-            file.warn(
-                file.origin_of("kms.hsm.protocol"),
-                Some("kms.hsm.protocol"),
-                warning,
-            );
-        }
-        let default_port = if protocol == Protocol::Vault {
-            d::VAULT_PORT
-        } else {
-            d::KMIP_PORT
-        };
-        let server_port = match file.get_with_legacy("kms.hsm.server.port", "kmip.server.port") {
-            Some((key, raw)) => file.check(key, raw, port).unwrap_or(default_port),
-            None => default_port,
-        };
+        let server_port = take_server_port(file, protocol);
         let endpoints = Self::endpoints(file, known, server_port);
         let this = Self {
             protocol,
@@ -180,52 +252,16 @@ impl HsmSettings {
                 d::HSM_REQUEST_TIMEOUT,
                 positive_duration,
             ),
-            pool: PoolSettings {
-                max_connections: file.parse_or(
-                    "kms.hsm.pool.max-connections",
-                    d::HSM_POOL_MAX_CONNECTIONS,
-                    int_in(1, 1024),
-                ),
-                idle_timeout: file.parse_or(
-                    "kms.hsm.pool.idle-timeout",
-                    d::HSM_POOL_IDLE_TIMEOUT,
-                    positive_duration,
-                ),
-                max_lifetime: file.parse_or(
-                    "kms.hsm.pool.max-lifetime",
-                    d::HSM_POOL_MAX_LIFETIME,
-                    positive_duration,
-                ),
-            },
+            pool: PoolSettings::take(file),
             max_response_bytes: file.parse_or(
                 "kms.hsm.max-response-bytes",
                 d::HSM_MAX_RESPONSE_BYTES,
                 int_in(4096, 64 * 1024 * 1024),
             ),
-            circuit_breaker: CircuitBreakerSettings {
-                failures: file.parse_or(
-                    "kms.hsm.circuit-breaker.failures",
-                    d::HSM_BREAKER_FAILURES,
-                    int_in(1, 1000),
-                ),
-                cooldown: file.parse_or(
-                    "kms.hsm.circuit-breaker.cooldown",
-                    d::HSM_BREAKER_COOLDOWN,
-                    positive_duration,
-                ),
-            },
-            kmip: KmipConfig {
-                version: file.parse_or(
-                    "kms.hsm.kmip.version",
-                    KmipVersion::Auto,
-                    one_of(KMIP_VERSIONS),
-                ),
-                operation_policy_name: file.string("kms.hsm.kmip.operation-policy-name"),
-            },
+            circuit_breaker: CircuitBreakerSettings::take(file),
+            kmip: KmipConfig::take(file),
             vault: VaultConfig::take(file, known.map(|p| p == Protocol::Vault)),
-            soft: SoftSettings {
-                key_file: file.path_or("kms.hsm.soft.key.file", d::SOFT_KEY_FILE),
-            },
+            soft: SoftSettings::take(file),
         };
         if let Some(protocol) = known {
             warn_unused(file, protocol);

@@ -92,30 +92,7 @@ pub fn parse(text: &str, props: Props<'_>) -> Result<Jgroups, Vec<JgroupsError>>
     })?;
     let line = |n: &roxmltree::Node<'_, '_>| doc.text_pos_at(n.range().start).row as usize;
     let mut errors = Vec::new();
-    let mut tcpping = None;
-    let mut tcp = None;
-    for node in doc.descendants().filter(roxmltree::Node::is_element) {
-        let name = node.tag_name().name();
-        if let Some((_, what)) = UNSUPPORTED.iter().find(|(p, _)| *p == name) {
-            errors.push(JgroupsError {
-                line: Some(line(&node)),
-                message: format!(
-                    "<{name}> ({what}) is not supported by cmx-kms: remove it and list every other \
-                     node in <TCPPING initial_hosts=\"host[7800],...\"/>"
-                ),
-            });
-        } else if name == "TCPPING" {
-            if tcpping.is_some() {
-                errors.push(JgroupsError {
-                    line: Some(line(&node)),
-                    message: "a second <TCPPING> element: keep only one".into(),
-                });
-            }
-            tcpping = Some(node);
-        } else if name == "TCP" {
-            tcp = Some(node);
-        }
-    }
+    let (tcpping, tcp) = find_elements(&doc, &line, &mut errors);
     let Some(ping) = tcpping else {
         errors.push(JgroupsError {
             line: None,
@@ -147,63 +124,13 @@ pub fn parse(text: &str, props: Props<'_>) -> Result<Jgroups, Vec<JgroupsError>>
         None => (None, None),
     };
     let tcp_line = tcp.as_ref().map_or(hosts_line, line);
-    let port_range = match range_text.as_deref().map(str::trim) {
-        None | Some("") => 1,
-        Some(t) => t
-            .parse::<u16>()
-            .ok()
-            .filter(|n| *n <= 16)
-            .unwrap_or_else(|| {
-                errors.push(JgroupsError {
-                line: Some(hosts_line),
-                message: format!(
-                    "port_range: '{}' is not a number from 0 to 16 (0 tries only the listed port)",
-                    t.escape_debug()
-                ),
-            });
-                1
-            }),
-    };
-    let bind_port = match bind_port_text.as_deref().map(str::trim) {
-        None | Some("") => None,
-        Some(t) => match t.parse::<u16>().ok().filter(|p| *p > 0) {
-            Some(p) => Some((p, tcp_line)),
-            None => {
-                errors.push(JgroupsError {
-                    line: Some(tcp_line),
-                    message: format!(
-                        "bind_port: '{}' is not a port number (1-65535)",
-                        t.escape_debug()
-                    ),
-                });
-                None
-            }
-        },
-    };
+    let port_range = port_range(range_text.as_deref(), hosts_line, &mut errors);
+    let bind_port = bind_port(bind_port_text.as_deref(), tcp_line, &mut errors);
     let bind_addr = bind_addr_text
         .map(|t| t.trim().to_owned())
         .filter(|t| !t.is_empty())
         .map(|t| (t, tcp_line));
-    let hosts = match hosts_text {
-        Some(t) => parse_hosts(&t).unwrap_or_else(|message| {
-            errors.push(JgroupsError {
-                line: Some(hosts_line),
-                message: format!("initial_hosts: {message}"),
-            });
-            Vec::new()
-        }),
-        None => Vec::new(),
-    };
-    let total = hosts.len().saturating_mul(usize::from(port_range) + 1);
-    if total > MAX_MEMBER_ADDRESSES {
-        errors.push(JgroupsError {
-            line: Some(hosts_line),
-            message: format!(
-                "initial_hosts and port_range make {total} addresses, more than {MAX_MEMBER_ADDRESSES}: \
-                 list each node once and lower port_range"
-            ),
-        });
-    }
+    let hosts = initial_hosts(hosts_text.as_deref(), port_range, hosts_line, &mut errors);
     if errors.is_empty() {
         Ok(Jgroups {
             hosts,
@@ -215,6 +142,117 @@ pub fn parse(text: &str, props: Props<'_>) -> Result<Jgroups, Vec<JgroupsError>>
     } else {
         Err(errors)
     }
+}
+
+/// The `TCPPING` and `TCP` elements; errors for a second `TCPPING` and
+/// for every discovery protocol cmx-kms does not implement.
+fn find_elements<'a, 'input>(
+    doc: &'a roxmltree::Document<'input>,
+    line: &dyn Fn(&roxmltree::Node<'_, '_>) -> usize,
+    errors: &mut Vec<JgroupsError>,
+) -> (
+    Option<roxmltree::Node<'a, 'input>>,
+    Option<roxmltree::Node<'a, 'input>>,
+) {
+    let mut tcpping = None;
+    let mut tcp = None;
+    for node in doc.descendants().filter(roxmltree::Node::is_element) {
+        let name = node.tag_name().name();
+        if let Some((_, what)) = UNSUPPORTED.iter().find(|(p, _)| *p == name) {
+            errors.push(JgroupsError {
+                line: Some(line(&node)),
+                message: format!(
+                    "<{name}> ({what}) is not supported by cmx-kms: remove it and list every other \
+                     node in <TCPPING initial_hosts=\"host[7800],...\"/>"
+                ),
+            });
+        } else if name == "TCPPING" {
+            if tcpping.is_some() {
+                errors.push(JgroupsError {
+                    line: Some(line(&node)),
+                    message: "a second <TCPPING> element: keep only one".into(),
+                });
+            }
+            tcpping = Some(node);
+        } else if name == "TCP" {
+            tcp = Some(node);
+        }
+    }
+    (tcpping, tcp)
+}
+
+/// `TCPPING port_range`: 0 to 16, 1 when absent or wrong (reported).
+fn port_range(text: Option<&str>, line: usize, errors: &mut Vec<JgroupsError>) -> u16 {
+    match text.map(str::trim) {
+        None | Some("") => 1,
+        Some(t) => t
+            .parse::<u16>()
+            .ok()
+            .filter(|n| *n <= 16)
+            .unwrap_or_else(|| {
+                errors.push(JgroupsError {
+                    line: Some(line),
+                    message: format!(
+                        "port_range: '{}' is not a number from 0 to 16 (0 tries only the listed port)",
+                        t.escape_debug()
+                    ),
+                });
+                1
+            }),
+    }
+}
+
+/// `TCP bind_port`, with its line.
+fn bind_port(
+    text: Option<&str>,
+    line: usize,
+    errors: &mut Vec<JgroupsError>,
+) -> Option<(u16, usize)> {
+    let t = text.map(str::trim).filter(|t| !t.is_empty())?;
+    match t.parse::<u16>().ok().filter(|p| *p > 0) {
+        Some(p) => Some((p, line)),
+        None => {
+            errors.push(JgroupsError {
+                line: Some(line),
+                message: format!(
+                    "bind_port: '{}' is not a port number (1-65535)",
+                    t.escape_debug()
+                ),
+            });
+            None
+        }
+    }
+}
+
+/// `TCPPING initial_hosts`; with `port_range`, at most
+/// [`MAX_MEMBER_ADDRESSES`] addresses.
+fn initial_hosts(
+    text: Option<&str>,
+    port_range: u16,
+    line: usize,
+    errors: &mut Vec<JgroupsError>,
+) -> Vec<HostEntry> {
+    let hosts = match text {
+        Some(t) => parse_hosts(t).unwrap_or_else(|message| {
+            errors.push(JgroupsError {
+                line: Some(line),
+                message: format!("initial_hosts: {message}"),
+            });
+            Vec::new()
+        }),
+        None => Vec::new(),
+    };
+    let total = hosts.len().saturating_mul(usize::from(port_range) + 1);
+    if total > MAX_MEMBER_ADDRESSES {
+        errors.push(JgroupsError {
+            line: Some(line),
+            message: format!(
+                "initial_hosts and port_range make {total} addresses, more than {MAX_MEMBER_ADDRESSES}: \
+                 list each node once and lower port_range"
+            ),
+        });
+    }
+    hosts
 }
 
 /// Resolves `${...}` placeholders in an attribute value.

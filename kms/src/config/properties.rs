@@ -24,10 +24,11 @@
 //! Duplicate keys are returned as they are: the layer above refuses them.
 
 use std::fmt;
-use std::iter::Peekable;
 use std::str::Chars;
 
 use zeroize::Zeroizing;
+
+use lines::{LineReader, Logical};
 
 /// The largest `.properties` file we read, in bytes.
 pub const MAX_FILE_BYTES: usize = 1024 * 1024;
@@ -154,10 +155,7 @@ fn count_line_breaks(bytes: &[u8]) -> usize {
 /// Lexes the text of a properties file into entries and errors.
 pub fn lex(text: &str) -> Lexed {
     let mut out = Lexed::default();
-    let mut reader = LineReader {
-        chars: text.chars().peekable(),
-        line: 1,
-    };
+    let mut reader = LineReader::new(text);
     while let Some(logical) = reader.next_logical() {
         if logical.too_long {
             out.errors.push(LexError {
@@ -171,111 +169,8 @@ pub fn lex(text: &str) -> Lexed {
     out
 }
 
-/// One logical line, continuations joined, escapes not yet resolved.
-struct Logical {
-    raw: Zeroizing<String>,
-    line: usize,
-    too_long: bool,
-}
-
-/// Reads logical lines the way Java's `Properties.LineReader` does.
-struct LineReader<'a> {
-    chars: Peekable<Chars<'a>>,
-    /// Number of the natural line the next character belongs to.
-    line: usize,
-}
-
 fn is_blank(c: char) -> bool {
     matches!(c, ' ' | '\t' | '\x0c')
-}
-
-impl LineReader<'_> {
-    fn next_logical(&mut self) -> Option<Logical> {
-        let mut raw = Zeroizing::new(String::new());
-        let mut chars = 0usize;
-        let mut too_long = false;
-        let mut start = self.line;
-        let mut skip_blank = true;
-        let mut after_continuation = false;
-        let mut new_line = true;
-        let mut comment = false;
-        let mut backslash = false;
-        loop {
-            let here = self.line;
-            let Some(c) = self.chars.next() else {
-                // End of input: a pending line is returned, a final lone backslash dropped.
-                if comment || chars == 0 {
-                    return None;
-                }
-                if backslash {
-                    raw.pop();
-                }
-                return Some(Logical {
-                    raw,
-                    line: start,
-                    too_long,
-                });
-            };
-            let eol = c == '\n' || c == '\r';
-            if eol {
-                if c == '\r' && self.chars.peek() == Some(&'\n') {
-                    self.chars.next();
-                }
-                self.line = self.line.saturating_add(1);
-            }
-            if skip_blank {
-                if is_blank(c) || (eol && !after_continuation) {
-                    continue;
-                }
-                skip_blank = false;
-                after_continuation = false;
-            }
-            if new_line {
-                new_line = false;
-                start = here;
-                if c == '#' || c == '!' {
-                    comment = true;
-                    continue;
-                }
-            }
-            if !eol {
-                if comment {
-                    continue;
-                }
-                if chars < MAX_LINE_CHARS {
-                    raw.push(c);
-                    chars += 1;
-                } else {
-                    too_long = true;
-                }
-                backslash = c == '\\' && !backslash;
-                continue;
-            }
-            if comment || chars == 0 {
-                comment = false;
-                new_line = true;
-                skip_blank = true;
-                backslash = false;
-                raw.clear();
-                chars = 0;
-                continue;
-            }
-            if backslash {
-                // Continuation: drop the backslash, skip the next line's leading blanks.
-                raw.pop();
-                chars = chars.saturating_sub(1);
-                backslash = false;
-                skip_blank = true;
-                after_continuation = true;
-                continue;
-            }
-            return Some(Logical {
-                raw,
-                line: start,
-                too_long,
-            });
-        }
-    }
 }
 
 /// Splits a logical line into key and value and resolves escapes.
@@ -408,5 +303,6 @@ fn hex4(it: &mut Chars<'_>) -> Result<u32, LexErrorKind> {
     Ok(value)
 }
 
+mod lines;
 #[cfg(test)]
 mod tests;

@@ -97,6 +97,80 @@ fn mount(text: &str) -> Result<String, String> {
     }
 }
 
+/// The login method's keys (`kms.hsm.vault.auth.<method>.*`); when `active`,
+/// the ones the method needs are required.
+fn take_auth(file: &mut ConfigFile, method: Method, active: bool) -> VaultAuthConfig {
+    let azure_role = file.string("kms.hsm.vault.auth.azure.role");
+    let azure_path = file.parse_or(
+        "kms.hsm.vault.auth.azure.path",
+        d::VAULT_AZURE_PATH.into(),
+        login_path,
+    );
+    let azure_resource =
+        file.string_or("kms.hsm.vault.auth.azure.resource", d::VAULT_AZURE_RESOURCE);
+    let role_id = file.string("kms.hsm.vault.auth.approle.role-id");
+    let secret_id_file = file.path("kms.hsm.vault.auth.approle.secret-id.file");
+    let approle_path = file.parse_or(
+        "kms.hsm.vault.auth.approle.path",
+        d::VAULT_APPROLE_PATH.into(),
+        login_path,
+    );
+    let cert_path = file.parse_or(
+        "kms.hsm.vault.auth.cert.path",
+        d::VAULT_CERT_PATH.into(),
+        login_path,
+    );
+    let cert_role = file.string("kms.hsm.vault.auth.cert.role");
+
+    let require = Required { active, method };
+    match method {
+        Method::Token => VaultAuthConfig::Token,
+        Method::Azure => VaultAuthConfig::Azure {
+            role: require.value(
+                file,
+                "kms.hsm.vault.auth.azure.role",
+                azure_role,
+                "<Vault role for Azure login>",
+            ),
+            path: azure_path,
+            resource: azure_resource,
+        },
+        Method::AppRole => VaultAuthConfig::AppRole {
+            role_id: require.value(
+                file,
+                "kms.hsm.vault.auth.approle.role-id",
+                role_id,
+                "<role_id>",
+            ),
+            secret_id_file: require.value(
+                file,
+                "kms.hsm.vault.auth.approle.secret-id.file",
+                secret_id_file,
+                "<file holding the secret_id>",
+            ),
+            path: approle_path,
+        },
+        Method::Cert => VaultAuthConfig::Cert {
+            path: cert_path,
+            role: cert_role,
+        },
+    }
+}
+
+/// The file holding the token or the AppRole secret_id must be private.
+fn check_secret_files(file: &mut ConfigFile, auth: &VaultAuthConfig, token_file: Option<&PathBuf>) {
+    let secret_file = match (auth, token_file) {
+        (VaultAuthConfig::Token, Some(path)) => Some(("kms.hsm.vault.token.file", path)),
+        (VaultAuthConfig::AppRole { secret_id_file, .. }, _) => {
+            Some(("kms.hsm.vault.auth.approle.secret-id.file", secret_id_file))
+        }
+        _ => None,
+    };
+    if let Some((key, path)) = secret_file {
+        check_private(file, key, path);
+    }
+}
+
 impl VaultConfig {
     /// Takes every `kms.hsm.vault.*` key. `active` is `Some(true)` when the protocol is
     /// vault, `Some(false)` for another protocol (set keys then draw a warning), `None`
@@ -114,75 +188,9 @@ impl VaultConfig {
             duration,
         );
 
-        let azure_role = file.string("kms.hsm.vault.auth.azure.role");
-        let azure_path = file.parse_or(
-            "kms.hsm.vault.auth.azure.path",
-            d::VAULT_AZURE_PATH.into(),
-            login_path,
-        );
-        let azure_resource =
-            file.string_or("kms.hsm.vault.auth.azure.resource", d::VAULT_AZURE_RESOURCE);
-        let role_id = file.string("kms.hsm.vault.auth.approle.role-id");
-        let secret_id_file = file.path("kms.hsm.vault.auth.approle.secret-id.file");
-        let approle_path = file.parse_or(
-            "kms.hsm.vault.auth.approle.path",
-            d::VAULT_APPROLE_PATH.into(),
-            login_path,
-        );
-        let cert_path = file.parse_or(
-            "kms.hsm.vault.auth.cert.path",
-            d::VAULT_CERT_PATH.into(),
-            login_path,
-        );
-        let cert_role = file.string("kms.hsm.vault.auth.cert.role");
-
-        let require = Required {
-            active: active == Some(true),
-            method,
-        };
-        let auth = match method {
-            Method::Token => VaultAuthConfig::Token,
-            Method::Azure => VaultAuthConfig::Azure {
-                role: require.value(
-                    file,
-                    "kms.hsm.vault.auth.azure.role",
-                    azure_role,
-                    "<Vault role for Azure login>",
-                ),
-                path: azure_path,
-                resource: azure_resource,
-            },
-            Method::AppRole => VaultAuthConfig::AppRole {
-                role_id: require.value(
-                    file,
-                    "kms.hsm.vault.auth.approle.role-id",
-                    role_id,
-                    "<role_id>",
-                ),
-                secret_id_file: require.value(
-                    file,
-                    "kms.hsm.vault.auth.approle.secret-id.file",
-                    secret_id_file,
-                    "<file holding the secret_id>",
-                ),
-                path: approle_path,
-            },
-            Method::Cert => VaultAuthConfig::Cert {
-                path: cert_path,
-                role: cert_role,
-            },
-        };
+        let auth = take_auth(file, method, active == Some(true));
         if active == Some(true) {
-            let secret_file = match (&auth, &token_file) {
-                (VaultAuthConfig::Token, Some(path)) => Some(("kms.hsm.vault.token.file", path)),
-                (VaultAuthConfig::AppRole { secret_id_file, .. }, _) => {
-                    Some(("kms.hsm.vault.auth.approle.secret-id.file", secret_id_file))
-                }
-                _ => None,
-            };
-            if let Some((key, path)) = secret_file {
-                check_private(file, key, path);
-            }
+            check_secret_files(file, &auth, token_file.as_ref());
         }
         let this = Self {
             namespace,

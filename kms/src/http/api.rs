@@ -19,7 +19,8 @@ use arc_swap::ArcSwap;
 use super::Peer;
 use super::body::{ResponseBody, body, read_limited};
 use super::error::ApiError;
-use crate::audit::{AuditLog, Event as AuditEvent};
+use super::served::Finished;
+use crate::audit::AuditLog;
 use crate::cache::Lookup;
 use crate::hierarchy::{KeyError, KeyService, OpInfo};
 use crate::limits::{ClientAddr, LimitKey, Rate, RateLimiter};
@@ -126,10 +127,10 @@ pub struct App {
 }
 
 /// The outcome of one request, for logs, metrics and audit.
-struct Outcome {
-    status: StatusCode,
-    label: &'static str,
-    info: Option<OpInfo>,
+pub(super) struct Outcome {
+    pub status: StatusCode,
+    pub label: &'static str,
+    pub info: Option<OpInfo>,
 }
 
 /// Decrements the in-flight gauge when a request ends, however it ends.
@@ -219,7 +220,7 @@ impl App {
         if outcome.label == "invalid-wrapped-key" {
             self.note_refused_blob(peer);
         }
-        let (customer_key, cache) = match outcome.info {
+        let (customer_key, cache) = match &outcome.info {
             Some(i) => (
                 i.customer_key.to_hex(),
                 i.cache
@@ -227,88 +228,25 @@ impl App {
             ),
             None => (String::new(), None),
         };
-        if is_key_op
-            && matches!(
-                outcome.status,
-                StatusCode::TOO_MANY_REQUESTS | StatusCode::FORBIDDEN
-            )
-            && let Some(audit) = &self.audit
-        {
-            // Throttled or not allowed for the role: counted, one aggregated
-            // record per identity and interval (such a request serves
-            // nothing, so it does not wait for its record, and a client
-            // repeating it cannot flood the trail).
-            audit.notice(&crate::audit::Notice {
-                operation: op_label,
-                outcome: outcome.label,
-                fingerprint: &peer.fingerprint,
-                subject: &peer.subject,
-                alias: &peer.alias,
-                role: peer.role.label(),
-            });
-        } else if is_key_op && let Some(audit) = &self.audit {
-            let client_addr = ip_text(peer.addr.ip());
-            let proxy_addr = peer.via.map(|v| ip_text(v.ip())).unwrap_or_default();
-            let event = AuditEvent {
-                request_id,
-                client_alias: &peer.alias,
-                client_subject: &peer.subject,
-                client_serial: &peer.serial,
-                client_fingerprint: &peer.fingerprint,
-                client_addr: &client_addr,
-                proxy_addr: &proxy_addr,
-                role: peer.role.label(),
-                operation: op_label,
-                key_id: &customer_key,
-                backend: keys.backend_kind().label(),
-                cache: cache.unwrap_or_default(),
-                outcome: outcome.label.into(),
-                status: outcome.status.as_u16(),
-                latency_us: u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
-            };
-            if let Err(e) = audit.record(&event).await {
-                self.metrics.audit_failures.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(error = %e, request_id, "audit record not written: refusing the operation");
-                (resp, outcome) = error_response(&ApiError::AuditUnavailable);
-            }
+        let done = Finished {
+            request_id,
+            peer,
+            op_label,
+            backend: keys.backend_kind().label(),
+            customer_key,
+            cache,
+            elapsed,
+        };
+        if is_key_op && !self.audit_request(&done, &outcome).await {
+            (resp, outcome) = error_response(&ApiError::AuditUnavailable);
         }
         self.metrics
             .request(op_label, peer.role.label(), outcome.label, elapsed);
-        tracing::info!(
-            request_id,
-            client = %peer.alias,
-            role = peer.role.label(),
-            source = %peer.addr.ip(),
-            via = %Via(peer.via),
-            op = op_label,
-            status = outcome.status.as_u16(),
-            outcome = outcome.label,
-            customer_key = %customer_key,
-            cache = cache.unwrap_or("-"),
-            latency_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
-            "request"
-        );
+        done.log(&outcome);
         if let Ok(v) = HeaderValue::from_str(request_id) {
             resp.headers_mut().insert("x-request-id", v);
         }
         resp
-    }
-
-    /// Counts a refused wrapped key and warns once per window on a burst.
-    fn note_refused_blob(&self, peer: &Peer) {
-        self.metrics.invalid_wrapped_key(&peer.alias);
-        if let Some(count) = self.probes.record(&peer.alias, Instant::now()) {
-            tracing::warn!(
-                client = %peer.alias,
-                role = peer.role.label(),
-                source = %peer.addr.ip(),
-                count,
-                window_s = super::probing::WINDOW.as_secs(),
-                "a burst of refused wrapped keys from one client identity: it may be probing the \
-                 key server with forged blobs, or hold corrupted ones; its requests are in the \
-                 audit trail (outcome invalid-wrapped-key)"
-            );
-        }
     }
 
     /// Authorization by role, then the role's rate limit for this identity.
@@ -378,14 +316,9 @@ impl App {
         }
     }
 
-    async fn key_op(
-        &self,
-        op: Operation,
-        req: Request<Incoming>,
-        keys: &KeyService,
-        request_id: &str,
-    ) -> Result<(StatusCode, Zeroizing<Vec<u8>>, OpInfo), (ApiError, Option<OpInfo>)> {
-        let plain = |e: ApiError| (e, None);
+    /// The body of a key operation: JSON (or no type), at most `max_body`
+    /// bytes, within `body_timeout`.
+    async fn read_body(&self, req: Request<Incoming>) -> Result<bytes::Bytes, ApiError> {
         let ct_ok = req
             .headers()
             .get(CONTENT_TYPE)
@@ -396,7 +329,7 @@ impl App {
                     .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
             });
         if !ct_ok {
-            return Err(plain(ApiError::UnsupportedMediaType));
+            return Err(ApiError::UnsupportedMediaType);
         }
         let settings = **self.settings.load();
         let declared = req
@@ -404,25 +337,25 @@ impl App {
             .get(CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        let bytes = read_limited(
+        read_limited(
             req.into_body(),
             declared,
             settings.max_body,
             settings.body_timeout,
         )
         .await
-        .map_err(plain)?;
-        let key_err = |e: KeyError| {
-            let api = ApiError::from(&e);
-            // The client hears one answer for every refused blob; the cause
-            // is for the operator, under the request id.
-            if api == ApiError::InvalidWrappedKey {
-                tracing::info!(request_id, cause = %e, "wrapped key refused");
-            } else {
-                tracing::warn!(request_id, error = %e, "key operation failed");
-            }
-            (api, None)
-        };
+    }
+
+    async fn key_op(
+        &self,
+        op: Operation,
+        req: Request<Incoming>,
+        keys: &KeyService,
+        request_id: &str,
+    ) -> Result<(StatusCode, Zeroizing<Vec<u8>>, OpInfo), (ApiError, Option<OpInfo>)> {
+        let plain = |e: ApiError| (e, None);
+        let bytes = self.read_body(req).await.map_err(plain)?;
+        let key_err = |e: KeyError| (key_error(request_id, &e), None);
         match op {
             Operation::CreateCustomerKey => {
                 let _: Empty =
@@ -545,6 +478,19 @@ fn ok(
     )
 }
 
+/// The API error for a failed key operation, logged under the request id:
+/// the client hears one answer for every refused blob; the cause is for the
+/// operator.
+fn key_error(request_id: &str, e: &KeyError) -> ApiError {
+    let api = ApiError::from(e);
+    if api == ApiError::InvalidWrappedKey {
+        tracing::info!(request_id, cause = %e, "wrapped key refused");
+    } else {
+        tracing::warn!(request_id, error = %e, "key operation failed");
+    }
+    api
+}
+
 /// Build the JSON error response for `e`.
 fn error_response(e: &ApiError) -> (Response<ResponseBody>, Outcome) {
     let (status, label) = e.status_and_label();
@@ -580,7 +526,7 @@ fn respond(
 
 /// An address as its `Display` text, IPv4 without `core::fmt` (every key
 /// operation's audit record carries one).
-fn ip_text(ip: std::net::IpAddr) -> String {
+pub(super) fn ip_text(ip: std::net::IpAddr) -> String {
     match ip {
         std::net::IpAddr::V4(v4) => {
             let mut out = String::with_capacity(15);
@@ -593,18 +539,6 @@ fn ip_text(ip: std::net::IpAddr) -> String {
             out
         }
         std::net::IpAddr::V6(_) => ip.to_string(),
-    }
-}
-
-/// A load balancer's address for the log, `-` for a direct connection.
-struct Via(Option<std::net::SocketAddr>);
-
-impl std::fmt::Display for Via {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.0 {
-            Some(a) => write!(f, "{}", a.ip()),
-            None => f.write_str("-"),
-        }
     }
 }
 

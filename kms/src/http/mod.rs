@@ -21,11 +21,13 @@ pub mod activity;
 pub mod api;
 pub mod body;
 pub mod error;
+mod establish;
 pub mod health;
 pub mod metrics;
 pub mod pending;
 pub mod probing;
 pub mod proxy;
+mod served;
 pub mod session;
 
 use std::convert::Infallible;
@@ -40,15 +42,14 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use rustls::ServerConfig;
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, mpsc, watch};
-use tokio_rustls::TlsAcceptor;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
 pub use activity::{Activity, Expiry, Tracked};
 pub use api::App;
 
 use crate::audit::Notice;
 use crate::config::FrontSettings;
-use crate::tls::{PinnedClients, Refusal, Role, pinning};
+use crate::tls::{PinnedClients, Refusal, Role};
 use pending::Pending;
 use session::Session;
 
@@ -134,6 +135,16 @@ pub async fn serve(
         settings.max_pending,
         Arc::clone(&app.metrics),
     ));
+    let conns = Connections {
+        tls,
+        app,
+        settings,
+        front,
+        pending,
+        alive,
+        stop: stop_rx,
+        draining: Arc::clone(&draining),
+    };
     tokio::pin!(shutdown);
     let mut retire_open = true;
     loop {
@@ -166,37 +177,10 @@ pub async fn serve(
                 }
             },
         };
-        // A trusted balancer carries many clients: its slot is charged to
-        // the client its PROXY header names (see `pending`).
-        let trusted = front.trusts(addr.ip());
-        let entered = if trusted {
-            pending.enter_unsourced()
-        } else {
-            pending.enter(addr.ip())
-        };
-        let slot = match entered {
-            Ok(slot) => slot,
-            Err(over) => {
-                // Closed at once: dropping the stream resets or ends it.
-                app.metrics.connection_closed(over.label());
-                tracing::debug!(peer = %addr, reason = over.label(), "too many pending connections; closed");
-                continue;
-            }
-        };
-        let _ = tcp.set_nodelay(true);
-        let app = Arc::clone(&app);
-        let tls = Arc::clone(&tls);
-        let (alive, stop) = (alive.clone(), stop_rx.clone());
-        let draining = Arc::clone(&draining);
-        tokio::spawn(async move {
-            let _alive = alive;
-            let _permit = permit;
-            let stop = Stop { rx: stop, draining };
-            connection(tcp, (addr, trusted), tls, slot, app, settings, stop).await;
-        });
+        conns.start(tcp, addr, permit);
     }
     drop(listener);
-    drop(alive);
+    drop(conns);
     tracing::info!("stopped accepting; draining open connections");
     draining.store(true, Ordering::Relaxed);
     let _ = stop_tx.send(true);
@@ -208,6 +192,56 @@ pub async fn serve(
             grace_secs = settings.shutdown_grace.as_secs(),
             "connections still open after the grace period"
         );
+    }
+}
+
+/// What a server's connection tasks share.
+struct Connections {
+    tls: Arc<ArcSwap<TlsContext>>,
+    app: Arc<App>,
+    settings: ServeSettings,
+    front: Arc<FrontSettings>,
+    pending: Arc<Pending>,
+    /// Held by every connection task: the channel closes when all are gone.
+    alive: mpsc::Sender<()>,
+    stop: watch::Receiver<bool>,
+    draining: Arc<AtomicBool>,
+}
+
+impl Connections {
+    /// Takes an accepted connection into a pending slot and serves it in a
+    /// task of its own, or closes it at once when there are too many
+    /// pending connections.
+    fn start(&self, tcp: tokio::net::TcpStream, addr: SocketAddr, permit: OwnedSemaphorePermit) {
+        // A trusted balancer carries many clients: its slot is charged to
+        // the client its PROXY header names (see `pending`).
+        let trusted = self.front.trusts(addr.ip());
+        let entered = if trusted {
+            self.pending.enter_unsourced()
+        } else {
+            self.pending.enter(addr.ip())
+        };
+        let slot = match entered {
+            Ok(slot) => slot,
+            Err(over) => {
+                // Closed at once: dropping the stream resets or ends it.
+                self.app.metrics.connection_closed(over.label());
+                tracing::debug!(peer = %addr, reason = over.label(), "too many pending connections; closed");
+                return;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let app = Arc::clone(&self.app);
+        let tls = Arc::clone(&self.tls);
+        let (alive, stop) = (self.alive.clone(), self.stop.clone());
+        let draining = Arc::clone(&self.draining);
+        let settings = self.settings;
+        tokio::spawn(async move {
+            let _alive = alive;
+            let _permit = permit;
+            let stop = Stop { rx: stop, draining };
+            connection(tcp, (addr, trusted), tls, slot, app, settings, stop).await;
+        });
     }
 }
 
@@ -231,50 +265,12 @@ struct Stop {
     draining: Arc<AtomicBool>,
 }
 
-/// Read the PROXY header of a connection from a trusted balancer `peer` by
-/// `deadline`: the client's address, the balancer's (`None` for its own
-/// `LOCAL` connections), and the pending slot charged to the client. `None`
-/// when the connection is refused (logged and counted here).
-async fn proxied(
-    tcp: &mut tokio::net::TcpStream,
-    peer: SocketAddr,
-    slot: pending::Slot,
-    app: &App,
-    deadline: tokio::time::Instant,
-) -> Option<(SocketAddr, Option<SocketAddr>, pending::Slot)> {
-    let header = match tokio::time::timeout_at(deadline, proxy::read(tcp)).await {
-        Ok(Ok(h)) => h,
-        Ok(Err(m)) => {
-            app.metrics.connection_closed(m.label());
-            tracing::warn!(peer = %peer, reason = m.label(), error = %m,
-                "refused a connection from a trusted load balancer: no valid PROXY protocol header \
-                 (does the balancer send send-proxy-v2 to this node?)");
-            return None;
-        }
-        Err(_) => {
-            app.metrics.connection_closed("proxy-timeout");
-            tracing::info!(peer = %peer, "PROXY header timed out");
-            return None;
-        }
-    };
-    let client = header.client(peer);
-    let via = matches!(header, proxy::Header::Proxied { .. }).then_some(peer);
-    match slot.attribute(client.ip()) {
-        Ok(slot) => Some((client, via, slot)),
-        Err(over) => {
-            app.metrics.connection_closed(over.label());
-            tracing::debug!(peer = %client, via = %peer, reason = over.label(), "too many pending connections; closed");
-            None
-        }
-    }
-}
-
 /// One client connection: PROXY header (from a trusted balancer), TLS
 /// handshake, identity, then HTTP/1.1 until the client leaves, the connection
 /// idles out or outlives its lifetime, its client is refused, or the server
 /// stops.
 async fn connection(
-    mut tcp: tokio::net::TcpStream,
+    tcp: tokio::net::TcpStream,
     (peer, trusted): (SocketAddr, bool),
     tls: Arc<ArcSwap<TlsContext>>,
     slot: pending::Slot,
@@ -286,60 +282,13 @@ async fn connection(
         rx: mut stop,
         draining,
     } = stop;
-    // One deadline for the PROXY header and the handshake together.
-    let deadline = tokio::time::Instant::now() + settings.handshake_timeout;
-    let (addr, via, slot) = if trusted {
-        match proxied(&mut tcp, peer, slot, &app, deadline).await {
-            Some(p) => p,
-            None => return,
-        }
-    } else {
-        (peer, None, slot)
+    let Some((stream, session, addr)) =
+        establish::establish(tcp, (peer, trusted), tls, slot, &app, settings).await
+    else {
+        return;
     };
-    let ctx = tls.load_full();
-    let acceptor = TlsAcceptor::from(Arc::clone(&ctx.config));
-    let stream = match tokio::time::timeout_at(deadline, acceptor.accept(tcp)).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
-            app.metrics.handshake_failure(handshake_reason(&e));
-            tracing::info!(peer = %addr, error = %e, "TLS handshake failed");
-            return;
-        }
-        Err(_) => {
-            app.metrics.handshake_failure("timeout");
-            tracing::info!(peer = %addr, "TLS handshake timed out");
-            return;
-        }
-    };
-    let session = match identify(&stream, tls, &ctx, (addr, via), settings.max_lifetime) {
-        Ok(s) => Arc::new(s),
-        Err(why) => {
-            // The verifier accepted this certificate a moment ago, so only a
-            // clock step or a certificate without a leaf gets here.
-            app.metrics.connection_closed(why.label());
-            tracing::warn!(peer = %addr, reason = why.label(), "client refused after the handshake");
-            return;
-        }
-    };
-    drop((slot, ctx));
     let activity = Activity::new();
-    let closing_for_age = Arc::new(AtomicBool::new(false));
-    let svc = {
-        let activity = activity.clone();
-        service_fn(move |req| {
-            let (app, session, activity) =
-                (Arc::clone(&app), Arc::clone(&session), activity.clone());
-            let closing_for_age = Arc::clone(&closing_for_age);
-            let draining = Arc::clone(&draining);
-            async move {
-                activity.request_started();
-                let closing = (&*closing_for_age, &*draining);
-                let resp = serve_one(&app, &session, closing, req).await;
-                activity.request_ended();
-                Ok::<_, Infallible>(resp)
-            }
-        })
-    };
+    let svc = requests(app, session, activity.clone(), draining);
     // hyper's header timer would also run while the connection idles; the
     // activity tracker enforces both timeouts instead.
     let conn = hyper::server::conn::http1::Builder::new()
@@ -386,30 +335,32 @@ async fn connection(
     }
 }
 
-/// The session of a handshaken connection: its client's identity derived
-/// from the leaf certificate and `ctx`'s pins, validity checked now.
-fn identify(
-    stream: &tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
-    tls: Arc<ArcSwap<TlsContext>>,
-    ctx: &TlsContext,
-    addr: (SocketAddr, Option<SocketAddr>),
-    max_lifetime: Duration,
-) -> Result<Session, Refusal> {
-    let cert = stream
-        .get_ref()
-        .1
-        .peer_certificates()
-        .and_then(|c| c.first())
-        .ok_or(Refusal::NotPinned)?;
-    let now = crate::time::unix_now();
-    Session::start(
-        tls,
-        ctx,
-        pinning::fingerprint(cert),
-        addr,
-        max_lifetime,
-        now,
-    )
+/// The connection's HTTP service: every request through [`serve_one`],
+/// its start and end told to `activity` (which enforces the timeouts).
+fn requests(
+    app: Arc<App>,
+    session: Arc<Session>,
+    activity: Activity,
+    draining: Arc<AtomicBool>,
+) -> impl hyper::service::Service<
+    hyper::Request<hyper::body::Incoming>,
+    Response = hyper::Response<body::ResponseBody>,
+    Error = Infallible,
+    Future: Send,
+> {
+    let closing_for_age = Arc::new(AtomicBool::new(false));
+    service_fn(move |req| {
+        let (app, session, activity) = (Arc::clone(&app), Arc::clone(&session), activity.clone());
+        let closing_for_age = Arc::clone(&closing_for_age);
+        let draining = Arc::clone(&draining);
+        async move {
+            activity.request_started();
+            let closing = (&*closing_for_age, &*draining);
+            let resp = serve_one(&app, &session, closing, req).await;
+            activity.request_ended();
+            Ok::<_, Infallible>(resp)
+        }
+    })
 }
 
 /// One request: judge the client again, serve, and say `Connection: close`
@@ -469,25 +420,6 @@ fn refused(app: &App, peer: &Peer, why: Refusal, request_id: &str) {
             alias: &peer.alias,
             role: peer.role.label(),
         });
-    }
-}
-
-/// A stable reason label for a failed handshake.
-fn handshake_reason(e: &std::io::Error) -> &'static str {
-    use rustls::{CertificateError, Error};
-    let Some(tls) = e.get_ref().and_then(|inner| inner.downcast_ref::<Error>()) else {
-        return "io";
-    };
-    match tls {
-        Error::NoCertificatesPresented => "no-certificate",
-        Error::InvalidCertificate(CertificateError::ApplicationVerificationFailure) => "not-pinned",
-        Error::InvalidCertificate(CertificateError::Expired) => "expired",
-        Error::InvalidCertificate(CertificateError::NotValidYet) => "not-yet-valid",
-        Error::InvalidCertificate(_) => "bad-certificate",
-        Error::PeerIncompatible(_) => "incompatible",
-        Error::NoApplicationProtocol => "no-alpn",
-        Error::AlertReceived(_) => "alert-received",
-        _ => "protocol",
     }
 }
 

@@ -156,6 +156,22 @@ fn read_entries<'a>(
     store_password: &SecretString,
 ) -> Result<Vec<RawEntry<'a>>, KeystoreError> {
     let mut r = Reader { buf: bytes, pos: 0 };
+    let (version, count) = read_header(&mut r)?;
+    let mut entries = Vec::new();
+    for _ in 0..count {
+        entries.push(read_entry(&mut r, version)?);
+    }
+    let body_end = r.pos;
+    let stored = r.take(DIGEST_LEN, "integrity digest")?;
+    let signed = bytes
+        .get(..body_end)
+        .ok_or_else(|| KeystoreError::truncated("body"))?;
+    check_digest(signed, stored, store_password)?;
+    Ok(entries)
+}
+
+/// The magic, the version (1 or 2) and the entry count.
+fn read_header(r: &mut Reader<'_>) -> Result<(u32, u32), KeystoreError> {
     if r.array::<4>("magic")? != MAGIC {
         return Err(KeystoreError::NotAKeystore {
             reason: "no JKS magic FEEDFEED".to_owned(),
@@ -177,55 +193,59 @@ fn read_entries<'a>(
             format!("{count} entries is implausible"),
         ));
     }
-    let mut entries = Vec::new();
-    for _ in 0..count {
-        let tag = r.u32("entry tag")?;
-        let alias = r.utf("alias")?;
-        let millis = r.u64("creation date")?;
-        let created = UNIX_EPOCH.checked_add(Duration::from_millis(millis));
-        match tag {
-            1 => {
-                let protected = r.blob("private key")?;
-                let n = r.u32("chain length")?;
-                if n > MAX_CHAIN {
-                    let reason = format!("a certificate chain of {n} is implausible");
-                    return Err(KeystoreError::corrupt(Some(&alias), reason));
-                }
-                let chain = (0..n)
-                    .map(|_| read_cert(&mut r, version))
-                    .collect::<Result<_, _>>()?;
-                entries.push(RawEntry::Key(RawKey {
-                    alias,
-                    created,
-                    protected,
-                    chain,
-                }));
-            }
-            2 => {
-                let der = read_cert(&mut r, version)?;
-                entries.push(RawEntry::Cert {
-                    alias,
-                    created,
-                    der,
-                });
-            }
-            3 => {
-                return Err(KeystoreError::Unsupported {
-                    what: format!("secret key entry '{alias}' (only JCEKS has those)"),
-                    todo: "keep only private keys and certificates in the keystore".to_owned(),
-                });
-            }
-            other => {
-                let reason = format!("unknown entry tag {other}");
+    Ok((version, count))
+}
+
+/// One entry: a private key with its chain, or a trusted certificate.
+fn read_entry<'a>(r: &mut Reader<'a>, version: u32) -> Result<RawEntry<'a>, KeystoreError> {
+    let tag = r.u32("entry tag")?;
+    let alias = r.utf("alias")?;
+    let millis = r.u64("creation date")?;
+    let created = UNIX_EPOCH.checked_add(Duration::from_millis(millis));
+    match tag {
+        1 => {
+            let protected = r.blob("private key")?;
+            let n = r.u32("chain length")?;
+            if n > MAX_CHAIN {
+                let reason = format!("a certificate chain of {n} is implausible");
                 return Err(KeystoreError::corrupt(Some(&alias), reason));
             }
+            let chain = (0..n)
+                .map(|_| read_cert(r, version))
+                .collect::<Result<_, _>>()?;
+            Ok(RawEntry::Key(RawKey {
+                alias,
+                created,
+                protected,
+                chain,
+            }))
+        }
+        2 => {
+            let der = read_cert(r, version)?;
+            Ok(RawEntry::Cert {
+                alias,
+                created,
+                der,
+            })
+        }
+        3 => Err(KeystoreError::Unsupported {
+            what: format!("secret key entry '{alias}' (only JCEKS has those)"),
+            todo: "keep only private keys and certificates in the keystore".to_owned(),
+        }),
+        other => {
+            let reason = format!("unknown entry tag {other}");
+            Err(KeystoreError::corrupt(Some(&alias), reason))
         }
     }
-    let body_end = r.pos;
-    let stored = r.take(DIGEST_LEN, "integrity digest")?;
-    let signed = bytes
-        .get(..body_end)
-        .ok_or_else(|| KeystoreError::truncated("body"))?;
+}
+
+/// The store's integrity digest: SHA-1 over the password (UTF-16BE), Sun's
+/// whitener and the body. A mismatch means a wrong store password.
+fn check_digest(
+    signed: &[u8],
+    stored: &[u8],
+    store_password: &SecretString,
+) -> Result<(), KeystoreError> {
     let password = utf16be(store_password);
     let digest = Sha1::new()
         .chain_update(&*password)
@@ -236,7 +256,7 @@ fn read_entries<'a>(
             format: KeystoreFormat::Jks,
         });
     }
-    Ok(entries)
+    Ok(())
 }
 
 /// Why a protected key could not be recovered.

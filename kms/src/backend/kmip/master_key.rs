@@ -142,13 +142,7 @@ pub(crate) async fn create_active(
 
 /// Activates `uid`.
 pub(crate) async fn activate(client: &Client, uid: &str) -> Result<(), BackendError> {
-    client
-        .call(op::ACTIVATE, CallOptions::DEFAULT, |_| {
-            messages::uid_only(uid)
-        })
-        .await
-        .map_err(|e| to_backend(e, uid))?;
-    Ok(())
+    uid_only(client, op::ACTIVATE, uid).await
 }
 
 /// Revokes `uid` (reason: cessation of operation). It can no longer encrypt or decrypt.
@@ -169,10 +163,13 @@ pub(crate) async fn revoke(client: &Client, uid: &str) -> Result<(), BackendErro
 
 /// Destroys `uid` (it must not be active). Blobs wrapped under it are lost.
 pub(crate) async fn destroy(client: &Client, uid: &str) -> Result<(), BackendError> {
+    uid_only(client, op::DESTROY, uid).await
+}
+
+/// An operation whose request names `uid` and nothing else.
+async fn uid_only(client: &Client, operation: u32, uid: &str) -> Result<(), BackendError> {
     client
-        .call(op::DESTROY, CallOptions::DEFAULT, |_| {
-            messages::uid_only(uid)
-        })
+        .call(operation, CallOptions::DEFAULT, |_| messages::uid_only(uid))
         .await
         .map_err(|e| to_backend(e, uid))?;
     Ok(())

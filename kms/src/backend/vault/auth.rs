@@ -51,6 +51,20 @@ impl std::fmt::Debug for Token {
 }
 
 impl Token {
+    /// A token just obtained, valid for `ttl` from now (zero: it never expires).
+    fn fresh(secret: SecretString, generation: u64, ttl: Duration, renewable: bool) -> Self {
+        let now = Instant::now();
+        Self {
+            secret,
+            generation,
+            obtained_at: now,
+            expires_at: (!ttl.is_zero()).then(|| now + ttl),
+            full_ttl: ttl,
+            renewable,
+            capped: false,
+        }
+    }
+
     /// When to renew or replace it, given the operator's margin.
     pub fn act_at(&self, renew_before: Duration) -> Option<Instant> {
         let margin = renew_before.min(self.full_ttl / 2);
@@ -286,16 +300,7 @@ impl Auth {
             )),
             other => other,
         })?;
-        let now = Instant::now();
-        Ok(Token {
-            secret,
-            generation,
-            obtained_at: now,
-            expires_at: (!ttl.is_zero()).then(|| now + ttl),
-            full_ttl: ttl,
-            renewable,
-            capped: false,
-        })
+        Ok(Token::fresh(secret, generation, ttl, renewable))
     }
 
     /// `auth/token/lookup-self`: the token's remaining TTL and renewability.
@@ -341,21 +346,13 @@ impl Auth {
                 ))
             })?;
         let ttl = Duration::from_secs(reply.lease_duration.unwrap_or(0));
-        let now = Instant::now();
         tracing::info!(
             method = self.method.method_name(),
             ttl = ?ttl,
             "logged in to Vault"
         );
-        Ok(Token {
-            secret,
-            generation,
-            obtained_at: now,
-            expires_at: (!ttl.is_zero()).then(|| now + ttl),
-            full_ttl: ttl,
-            renewable: reply.renewable.unwrap_or(false),
-            capped: false,
-        })
+        let renewable = reply.renewable.unwrap_or(false);
+        Ok(Token::fresh(secret, generation, ttl, renewable))
     }
 
     /// POST a login or renewal and read its `auth` section.

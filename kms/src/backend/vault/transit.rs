@@ -74,14 +74,7 @@ impl Transit {
     pub async fn encrypt(&self, key: &str, plaintext: &[u8]) -> Result<String, BackendError> {
         let b64 = Zeroizing::new(B64.encode(plaintext));
         let body = json!({ "plaintext": b64.as_str() });
-        let path = format!("{}/encrypt/{key}", self.mount);
-        let resp = self
-            .call(Op::Encrypt, key, Method::POST, &path, Some(&body))
-            .await?;
-        let reply: Reply<CiphertextData> = parse(&resp, &path)?;
-        reply.data.and_then(|d| d.ciphertext).ok_or_else(|| {
-            BackendError::Protocol(format!("Vault's answer from {path} has no ciphertext"))
-        })
+        self.ciphertext_of(Op::Encrypt, "encrypt", key, &body).await
     }
 
     /// `transit/decrypt/KEY`.
@@ -114,10 +107,19 @@ impl Transit {
     /// without the plaintext leaving Vault.
     pub async fn rewrap(&self, key: &str, ciphertext: &str) -> Result<String, BackendError> {
         let body = json!({ "ciphertext": ciphertext });
-        let path = format!("{}/rewrap/{key}", self.mount);
-        let resp = self
-            .call(Op::Rewrap, key, Method::POST, &path, Some(&body))
-            .await?;
+        self.ciphertext_of(Op::Rewrap, "rewrap", key, &body).await
+    }
+
+    /// `transit/VERB/KEY` (`encrypt`, `rewrap`): the ciphertext it answers.
+    async fn ciphertext_of(
+        &self,
+        op: Op,
+        verb: &str,
+        key: &str,
+        body: &serde_json::Value,
+    ) -> Result<String, BackendError> {
+        let path = format!("{}/{verb}/{key}", self.mount);
+        let resp = self.call(op, key, Method::POST, &path, Some(body)).await?;
         let reply: Reply<CiphertextData> = parse(&resp, &path)?;
         reply.data.and_then(|d| d.ciphertext).ok_or_else(|| {
             BackendError::Protocol(format!("Vault's answer from {path} has no ciphertext"))

@@ -1,0 +1,134 @@
+//! What a served request leaves behind besides its answer: an audit record
+//! for a key operation (or, for one refused by role or rate limit, an
+//! aggregated notice), and one log line. Neither holds key material.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use hyper::StatusCode;
+
+use super::Peer;
+use super::api::{App, Outcome, ip_text};
+use crate::audit::Event as AuditEvent;
+
+/// A request that has been served, as the audit trail and the log see it.
+pub(super) struct Finished<'a> {
+    pub request_id: &'a str,
+    pub peer: &'a Peer,
+    pub op_label: &'static str,
+    /// The backend's label.
+    pub backend: &'static str,
+    /// The customer key's id, hex; empty if none.
+    pub customer_key: String,
+    /// `hit` or `miss`, when the customer key was looked up.
+    pub cache: Option<&'static str>,
+    pub elapsed: Duration,
+}
+
+impl Finished<'_> {
+    fn latency_us(&self) -> u64 {
+        u64::try_from(self.elapsed.as_micros()).unwrap_or(u64::MAX)
+    }
+
+    /// The request's log line.
+    pub fn log(&self, outcome: &Outcome) {
+        let peer = self.peer;
+        tracing::info!(
+            request_id = self.request_id,
+            client = %peer.alias,
+            role = peer.role.label(),
+            source = %peer.addr.ip(),
+            via = %Via(peer.via),
+            op = self.op_label,
+            status = outcome.status.as_u16(),
+            outcome = outcome.label,
+            customer_key = %self.customer_key,
+            cache = self.cache.unwrap_or("-"),
+            latency_us = self.latency_us(),
+            "request"
+        );
+    }
+}
+
+impl App {
+    /// Audits a key operation. One throttled or not allowed for the role is
+    /// counted, in one aggregated record per identity and interval (such a
+    /// request serves nothing, so it does not wait for its record, and a
+    /// client repeating it cannot flood the trail); any other waits for its
+    /// own record. False when that record could not be written: the
+    /// operation is then refused.
+    pub(super) async fn audit_request(&self, done: &Finished<'_>, outcome: &Outcome) -> bool {
+        let Some(audit) = &self.audit else {
+            return true;
+        };
+        let peer = done.peer;
+        if matches!(
+            outcome.status,
+            StatusCode::TOO_MANY_REQUESTS | StatusCode::FORBIDDEN
+        ) {
+            audit.notice(&crate::audit::Notice {
+                operation: done.op_label,
+                outcome: outcome.label,
+                fingerprint: &peer.fingerprint,
+                subject: &peer.subject,
+                alias: &peer.alias,
+                role: peer.role.label(),
+            });
+            return true;
+        }
+        let client_addr = ip_text(peer.addr.ip());
+        let proxy_addr = peer.via.map(|v| ip_text(v.ip())).unwrap_or_default();
+        let event = AuditEvent {
+            request_id: done.request_id,
+            client_alias: &peer.alias,
+            client_subject: &peer.subject,
+            client_serial: &peer.serial,
+            client_fingerprint: &peer.fingerprint,
+            client_addr: &client_addr,
+            proxy_addr: &proxy_addr,
+            role: peer.role.label(),
+            operation: done.op_label,
+            key_id: &done.customer_key,
+            backend: done.backend,
+            cache: done.cache.unwrap_or_default(),
+            outcome: outcome.label.into(),
+            status: outcome.status.as_u16(),
+            latency_us: done.latency_us(),
+        };
+        if let Err(e) = audit.record(&event).await {
+            self.metrics.audit_failures.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(error = %e, request_id = done.request_id, "audit record not written: refusing the operation");
+            return false;
+        }
+        true
+    }
+
+    /// Counts a refused wrapped key and warns once per window on a burst.
+    pub(super) fn note_refused_blob(&self, peer: &Peer) {
+        self.metrics.invalid_wrapped_key(&peer.alias);
+        if let Some(count) = self.probes.record(&peer.alias, Instant::now()) {
+            tracing::warn!(
+                client = %peer.alias,
+                role = peer.role.label(),
+                source = %peer.addr.ip(),
+                count,
+                window_s = super::probing::WINDOW.as_secs(),
+                "a burst of refused wrapped keys from one client identity: it may be probing the \
+                 key server with forged blobs, or hold corrupted ones; its requests are in the \
+                 audit trail (outcome invalid-wrapped-key)"
+            );
+        }
+    }
+}
+
+/// A load balancer's address for the log, `-` for a direct connection.
+struct Via(Option<std::net::SocketAddr>);
+
+impl std::fmt::Display for Via {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(a) => write!(f, "{}", a.ip()),
+            None => f.write_str("-"),
+        }
+    }
+}
