@@ -133,13 +133,16 @@ pub fn facts(
         (Some((file, info)), legacy, None)
     };
     let port = (!opts.no_start).then(|| {
-        let port = match &legacy {
-            Some(l) => legacy_port(&l.node),
-            None => configured_port(root, DEFAULT_PORT),
+        let (port, address) = match &legacy {
+            Some(l) => (legacy_port(&l.node), None),
+            None => (
+                configured_port(root, DEFAULT_PORT),
+                configured_address(root),
+            ),
         };
         PortFacts {
             port,
-            listeners: port::listeners(port),
+            listeners: port::listeners(port, address),
         }
     });
     Ok(NodeFacts {
@@ -256,6 +259,18 @@ pub fn find_package(given: Option<&Path>) -> Result<PathBuf, InstallError> {
 /// The port the service will listen on: `kms.server.port` of the node's
 /// configuration, else `fallback`.
 pub fn configured_port(root: &Root, fallback: u16) -> u16 {
+    configured(root, "kms.server.port").unwrap_or(fallback)
+}
+
+/// `kms.server.address` in the node's kms.properties, if it is an IP
+/// address (unset, or a host name: `None`, every address counts).
+fn configured_address(root: &Root) -> Option<std::net::IpAddr> {
+    configured(root, "kms.server.address")
+}
+
+/// The last value of `key` in the node's kms.properties, parsed (the text
+/// itself stays in the zeroizing entry).
+fn configured<T: std::str::FromStr>(root: &Root, key: &str) -> Option<T> {
     std::fs::read(root.path(paths::PROPERTIES))
         .ok()
         .and_then(|b| {
@@ -264,10 +279,9 @@ pub fn configured_port(root: &Root, fallback: u16) -> u16 {
                 .entries
                 .into_iter()
                 .rev()
-                .find(|e| e.key == "kms.server.port")
+                .find(|e| e.key == key)
                 .and_then(|e| e.value.trim().parse().ok())
         })
-        .unwrap_or(fallback)
 }
 
 fn kept_package(root: &Root, state: &State, key: &str) -> Option<PathBuf> {

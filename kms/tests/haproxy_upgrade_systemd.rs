@@ -1,0 +1,347 @@
+//! The rolling upgrade of `haproxy_upgrade.rs`, with each node in a root of
+//! its own booted under a real systemd (issue 14, item 4): three
+//! `systemd-nspawn -b` containers (installer/tests/support/booted.rs) share
+//! the host's network, each node's kms.properties binds 127.0.0.1, .2 or .3
+//! on the same port, and HAProxy on the host runs the shipped
+//! `packaging/haproxy/cmx-kms.cfg` (addresses changed only) in front of them
+//! while four keep-alive clients send requests the whole time.
+//!
+//! Inside each root the guide's `sh CMX-KMS-Installer.sh` runs as root, so
+//! `systemctl` is what starts, stops and restarts the node and the stop is
+//! the unit's: SIGTERM, the node reports `draining` to HAProxy's check for
+//! `kms.server.drain-delay`, then closes its keep-alive connections cleanly,
+//! all within `TimeoutStopSec`. One node at a time goes from N-1 to N, the
+//! next only once HAProxy has taken the upgraded one back; then a broken N+1
+//! on node 2 rolls back to N by itself while the two others serve.
+//!
+//! Checked: not one request through HAProxy failed over the whole run; after
+//! its turn each node has N installed (`rpm -q` inside) and its unit
+//! `active`; each upgrade stopped the node through systemd once, and the stop
+//! was the drain: systemd never had to kill it at `TimeoutStopSec`, and
+//! HAProxy took the node out because its check answered 503 `draining`, not
+//! because the port was closed (the server's own "draining" line is no proof
+//! here: under this load journald's rate limit may drop it); the broken N+1 was
+//! rolled back with the unit active on N; every node served devices'
+//! decrypts (its audit trail).
+//!
+//! A separate test binary in this crate rather than a module of the
+//! installer's `systemd` binary: it needs this crate's test support (the
+//! guide's PKI, the HTTPS keep-alive clients, HAProxy), and as its own binary
+//! it never runs at the same time as the systemd lifecycle test's container.
+//! Three booted roots fit the 2-core test machine (the roots are tmpfs
+//! copies of one cached tarball, booted in parallel).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+#[path = "../../installer/tests/support/mod.rs"]
+mod install_support;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::process::Output;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use install_support::booted::BootedRoot;
+use install_support::node::{expect_code, set_property};
+use install_support::{Artifacts, artifacts, text};
+use support::guide_pki::{GuidePki, Identity};
+use support::haproxy::{HaProxy, SOURCE, Server};
+use support::load::load;
+use support::node::{Client, chain, free_port_on};
+use support::{pki, wait_for};
+
+const WAIT: Duration = Duration::from_secs(90);
+/// Where the extracted tarball and the other packages appear in each root.
+const INSTALLER: &str = "/opt/cmx-test/installer";
+const RPMS: &str = "/opt/cmx-test/rpms";
+const UNIT: &str = "cmx-kms.service";
+const CONF: &str = "/usr/share/kms/conf";
+
+/// One node: its booted root, its name in HAProxy, its API address.
+struct Member {
+    b: BootedRoot,
+    name: String,
+    api: SocketAddr,
+}
+
+impl Member {
+    /// `sh CMX-KMS-Installer.sh --yes --rpm-nodeps <args>` inside, as root.
+    fn installer(&self, args: &str) -> Output {
+        self.b.sh(&format!(
+            "cd {INSTALLER} && sh CMX-KMS-Installer.sh --yes --rpm-nodeps {args}"
+        ))
+    }
+
+    /// `rpm -q cmx-kms-server` inside: `Some("0.1.0-2")` or `None`.
+    fn version(&self) -> Option<String> {
+        let out = self
+            .b
+            .sh("rpm -q --qf '%{VERSION}-%{RELEASE}' cmx-kms-server");
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// `systemctl is-active cmx-kms` inside (it exits non-zero unless active).
+    fn is_active(&self) -> String {
+        String::from_utf8_lossy(&self.b.sh(&format!("systemctl is-active {UNIT}")).stdout)
+            .trim()
+            .to_owned()
+    }
+
+    /// `systemctl status` with the unit's last journal lines, for failures.
+    fn status(&self) -> String {
+        text(
+            &self
+                .b
+                .sh(&format!("systemctl status --no-pager -l -n 40 {UNIT}")),
+        )
+    }
+
+    /// N-1 freshly installed (enabled, not started: unconfigured), then
+    /// configured and started by the installer's second run.
+    fn set_up(b: BootedRoot, name: String, api: SocketAddr, hport: u16, c: &Cluster<'_>) -> Self {
+        let m = Member { b, name, api };
+        let out = m.installer(&format!("--package {}", c.prev));
+        expect_code(&out, 0, &format!("install N-1 on {}", m.name));
+        assert!(
+            text(&out).contains("(service manager: systemd)"),
+            "{}",
+            text(&out)
+        );
+        m.configure(c.pki, c.soft_key, hport);
+        let out = m.installer(&format!("--package {}", c.prev));
+        expect_code(&out, 0, &format!("start N-1 on {}", m.name));
+        assert_eq!(m.version().as_deref(), Some("0.1.0-1"));
+        assert_eq!(m.is_active(), "active", "{}", m.status());
+        m
+    }
+
+    /// The guide's keystore, the cluster's soft master key, this node's
+    /// address, the check listener on `hport`, HAProxy's address trusted for
+    /// the PROXY protocol (as in haproxy_upgrade.rs).
+    fn configure(&self, pki: &GuidePki, soft_key: &Path, hport: u16) {
+        let conf = self.b.p(CONF);
+        std::fs::copy(&pki.keystore, conf.join("kmsKeystore.jks")).unwrap();
+        std::fs::copy(soft_key, conf.join("soft-master.key")).unwrap();
+        let props = conf.join("kms.properties");
+        let mut t = std::fs::read_to_string(&props).unwrap();
+        for (k, v) in [
+            ("kms.keystore.password", pki.store_password.as_str()),
+            ("kms.keystore.alias", "kmsClient"),
+            ("kms.hsm.protocol", "soft"),
+            ("kms.hsm.soft.key.file", &format!("{CONF}/soft-master.key")),
+            ("kms.server.address", &self.api.ip().to_string()),
+            ("kms.server.port", &self.api.port().to_string()),
+            ("kms.metrics.port", "0"),
+            ("kms.health.port", &hport.to_string()),
+            ("kms.server.proxy-protocol.trusted", &SOURCE.to_string()),
+            // Every test client arrives from 127.0.0.1: no per-source limit.
+            ("kms.limits.device.rate", "0"),
+        ] {
+            t = set_property(&t, k, v);
+        }
+        std::fs::write(&props, t).unwrap();
+    }
+
+    /// systemd's own journal lines about the unit (not the server's, which
+    /// journald may suppress under this load): (stops begun, stops it had
+    /// to end by force at `TimeoutStopSec`).
+    fn stops(&self) -> (usize, usize, String) {
+        let j = self
+            .b
+            .must(&format!("journalctl --no-pager -u {UNIT} -o cat _PID=1"));
+        let begun = j
+            .lines()
+            .filter(|l| l.starts_with("Stopping cmx-kms.service"))
+            .count();
+        let forced = j
+            .lines()
+            .filter(|l| l.contains("timed out") || l.contains("Killing"))
+            .count();
+        (begun, forced, j)
+    }
+
+    /// Did this node answer a device's decrypt with 200 (its audit trail)?
+    /// The first such record is enough: the trail holds many thousands.
+    fn served(&self) -> bool {
+        std::fs::read_to_string(self.b.p("/var/log/kms/audit.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("decrypt-workspace-key"))
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .any(|v| v["status"] == 200 && v["operation"] == "decrypt-workspace-key")
+    }
+}
+
+/// What every node shares.
+struct Cluster<'a> {
+    pki: &'a GuidePki,
+    soft_key: &'a Path,
+    prev: String,
+}
+
+fn client(pki: &GuidePki, addr: SocketAddr, id: &Identity) -> Client {
+    Client::new(addr, &pki.ca.cert, Some((&id.cert, &id.key)))
+}
+
+/// The packages as paths inside the roots.
+fn in_rpms(p: &Path) -> String {
+    format!("{RPMS}/{}", p.file_name().unwrap().to_string_lossy())
+}
+
+fn boot(a: &Artifacts) -> BootedRoot {
+    BootedRoot::boot(&[
+        (a.tarball_dir.as_path(), INSTALLER),
+        (a.rpm_prev.parent().unwrap(), RPMS),
+    ])
+}
+
+/// HAProxy's log says it took `name` out because its check answered 503
+/// (`draining`), not because the node's port was closed or reset.
+fn taken_out_by_the_check(lb: &HaProxy, name: &str) -> Result<(), String> {
+    let log = lb.log_text();
+    let needle = format!("kms_nodes/{name} is DOWN");
+    let downs: Vec<&str> = log.lines().filter(|l| l.contains(&needle)).collect();
+    match downs.first() {
+        Some(l) if l.contains("code: 503") => Ok(()),
+        Some(l) => Err(format!("{name} taken out otherwise than by a 503: {l}")),
+        None => Err(format!("HAProxy never took {name} out")),
+    }
+}
+
+#[test]
+fn rolling_upgrade_under_systemd_behind_haproxy_fails_no_request() {
+    let t0 = std::time::Instant::now();
+    let step = |what: &str| eprintln!("[{:>5.1}s] {what}", t0.elapsed().as_secs_f64());
+    let a = artifacts();
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki(dir.path());
+    // The cluster's one soft master key, as one HSM would be shared.
+    let soft_key = dir.path().join("soft-master.key");
+    cmx_kms::backend::soft::SoftBackend::open_or_create(
+        &soft_key,
+        &secrecy::SecretString::from(pki.store_password.clone()),
+    )
+    .unwrap();
+    let cluster = Cluster {
+        pki: &pki,
+        soft_key: &soft_key,
+        prev: in_rpms(&a.rpm_prev),
+    };
+    step("packages built");
+
+    // Three roots booted, N-1 installed, configured and started in each, in
+    // parallel (the roots are independent).
+    let ips: Vec<IpAddr> = (1..=3).map(|i| IpAddr::from([127, 0, 0, i])).collect();
+    let port = free_port_on(&ips);
+    let hport = loop {
+        let h = free_port_on(&ips);
+        if h != port {
+            break h;
+        }
+    };
+    let members: Vec<Member> = std::thread::scope(|s| {
+        let handles: Vec<_> = ips
+            .iter()
+            .enumerate()
+            .map(|(i, ip)| {
+                let c = &cluster;
+                let api = SocketAddr::new(*ip, port);
+                s.spawn(move || Member::set_up(boot(a), format!("kms{}", i + 1), api, hport, c))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    step("three nodes on N-1 under systemd");
+
+    let servers: Vec<Server> = members
+        .iter()
+        .map(|m| Server {
+            api: m.api,
+            health: SocketAddr::new(m.api.ip(), hport),
+        })
+        .collect();
+    let lb = HaProxy::start(&dir.path().join("lb"), &servers);
+    for m in &members {
+        lb.wait_server(&m.name, true, WAIT);
+    }
+    let body = chain(&client(&pki, lb.addr, &pki.cmx_backend));
+    let (l, threads) = load(client(&pki, lb.addr, &pki.cmx_device), body.clone(), 4);
+    let progress = |what: &str| {
+        let before = l.ok.load(Ordering::SeqCst);
+        wait_for(what, WAIT, || l.ok.load(Ordering::SeqCst) > before + 20);
+    };
+    progress("requests before the upgrade");
+    step("HAProxy and the load running");
+
+    // N-1 → N, one node at a time (docs/haproxy.md's procedure): the
+    // installer stops the node through systemd (the drain), installs N,
+    // starts it (active after READY=1); the next node only once HAProxy has
+    // taken this one back. Drain findings are checked after the load's count.
+    let mut drain_findings = Vec::new();
+    for m in &members {
+        let before = m.stops();
+        let out = m.installer("");
+        expect_code(&out, 0, &format!("upgrade {} to N", m.name));
+        assert!(
+            text(&out).contains("Upgrade cmx-kms-server 0.1.0-1 to cmx-kms-server 0.1.0-2"),
+            "{}",
+            text(&out)
+        );
+        assert_eq!(m.version().as_deref(), Some("0.1.0-2"), "{}", m.name);
+        assert_eq!(m.is_active(), "active", "{}", m.status());
+        let after = m.stops();
+        if after.0 != before.0 + 1 || after.1 != before.1 {
+            drain_findings.push(format!(
+                "{}: not one clean stop by systemd (stops {} → {}, forced {} → {}):\n{}",
+                m.name, before.0, after.0, before.1, after.1, after.2
+            ));
+        }
+        lb.wait_server(&m.name, true, WAIT);
+        progress(&format!("requests after upgrading {}", m.name));
+        step(&format!("{} upgraded", m.name));
+    }
+
+    // A broken N+1 on node 2 rolls back to N by itself; nodes 1 and 3 serve.
+    let m2 = &members[1];
+    let out = m2.installer(&format!("--package {}", in_rpms(&a.rpm_broken)));
+    expect_code(&out, 2, "broken upgrade");
+    let t = text(&out);
+    assert!(
+        t.contains("ROLLED BACK") && t.contains("cmx-kms-server 0.1.0-2"),
+        "{t}"
+    );
+    assert_eq!(m2.version().as_deref(), Some("0.1.0-2"));
+    assert_eq!(m2.is_active(), "active", "{}", m2.status());
+    lb.wait_server(&m2.name, true, WAIT);
+    progress("requests after the rollback");
+    // The rolled-back node serves again: a new connection reaches it.
+    let fresh = client(&pki, m2.api, &pki.cmx_device);
+    assert_eq!(fresh.post("/v1/workspace-keys/decrypt", &body).status, 200);
+    step("broken N+1 rolled back on kms2");
+
+    let t = l.finish(threads);
+    eprintln!(
+        "{} requests served during the rolling upgrade under systemd, {} answered with Connection: close, {} failed",
+        t.ok, t.closes, t.failed
+    );
+    assert_eq!(t.failed, 0, "{:?}\n{}", t.errors, lb.log_text());
+    assert!(drain_findings.is_empty(), "{}", drain_findings.join("\n"));
+    for m in &members {
+        taken_out_by_the_check(&lb, &m.name).unwrap_or_else(|e| panic!("{e}\n{}", lb.log_text()));
+        assert!(m.served(), "{} served no device request", m.name);
+        assert_eq!(m.version().as_deref(), Some("0.1.0-2"), "{}", m.name);
+        assert_eq!(m.is_active(), "active", "{}", m.name);
+    }
+    drop(lb);
+    // Power the three containers off at once: each stop drains (8 s).
+    std::thread::scope(|s| {
+        for m in members {
+            s.spawn(move || drop(m));
+        }
+    });
+    step("containers halted and removed");
+}
