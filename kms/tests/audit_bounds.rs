@@ -188,7 +188,13 @@ fn a_line_break_in_a_certificate_subject_cannot_start_a_log_line() {
             );
         }
     }
-    // The audit record holds it escaped too, as one line.
+    // The audit record holds it escaped too, as one line (written by the
+    // audit thread: wait for it, so the check below cannot pass vacuously).
+    wait_for(
+        "the refusal's audit record",
+        Duration::from_secs(30),
+        || std::fs::read_to_string(&node.audit).is_ok_and(|a| a.contains("refused-not-pinned")),
+    );
     let text = std::fs::read_to_string(&node.audit).unwrap();
     for line in text.lines() {
         let r: Value = serde_json::from_str(line).unwrap();

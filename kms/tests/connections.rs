@@ -184,6 +184,13 @@ fn a_removed_alias_is_refused_on_open_connections_after_reload() {
         Some(1.0)
     );
     // The refusal is in the audit trail, with the identity it used to have.
+    // Notices are written by the audit thread once woken, not by the request:
+    // wait for the record rather than read the file at once.
+    wait_for(
+        "the open-connection record",
+        Duration::from_secs(30),
+        || std::fs::read_to_string(&node.audit).is_ok_and(|a| a.contains("\"open-connection\"")),
+    );
     let audit = std::fs::read_to_string(&node.audit).unwrap();
     let rec: serde_json::Value = audit
         .lines()

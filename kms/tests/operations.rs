@@ -211,7 +211,13 @@ fn audit_records_operations_and_refusals_and_verify_finds_tampering() {
         Some((&stranger.cert, &stranger.key)),
     )
     .request("GET", "/v1/health", None);
-    std::thread::sleep(Duration::from_millis(200));
+    // The refused handshake is an aggregated notice, written by the audit
+    // thread once woken: wait for it instead of a fixed pause.
+    wait_for(
+        "the refused handshake's record",
+        Duration::from_secs(30),
+        || std::fs::read_to_string(&node.audit).is_ok_and(|a| a.contains("\"tls-handshake\"")),
+    );
 
     let text = std::fs::read_to_string(&node.audit).unwrap();
     let recs: Vec<serde_json::Value> = text

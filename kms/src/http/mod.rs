@@ -35,6 +35,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::Poll;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -44,7 +45,7 @@ use rustls::ServerConfig;
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
-pub use activity::{Activity, Expiry, Tracked};
+pub use activity::{Activity, Expiry, Tracked, Watchdog};
 pub use api::App;
 
 use crate::audit::Notice;
@@ -297,42 +298,65 @@ async fn connection(
         .keep_alive(true)
         .serve_connection(TokioIo::new(Tracked::new(stream, activity.clone())), svc);
     tokio::pin!(conn);
-    let period = settings.header_timeout.min(settings.idle_timeout) / 4;
-    let mut tick =
-        tokio::time::interval(period.clamp(Duration::from_millis(25), Duration::from_secs(1)));
+    let mut watchdog = Watchdog::new();
     let mut closing = false;
     let mut idle_limit = settings.idle_timeout;
     loop {
-        tokio::select! {
-            r = conn.as_mut() => {
+        // The connection and its timeouts, polled together: every poll of the
+        // connection may have moved its phase (bytes in, a request started or
+        // ended), so the watchdog is armed right after it.
+        let watched = std::future::poll_fn(|cx| {
+            if let Poll::Ready(r) = conn.as_mut().poll(cx) {
+                return Poll::Ready(Event::Ended(r));
+            }
+            if closing {
+                return Poll::Pending;
+            }
+            loop {
+                watchdog.arm(activity.deadline(idle_limit, settings.header_timeout));
+                std::task::ready!(watchdog.poll_fired(cx));
+                if let Some(e) = activity.expired(idle_limit, settings.header_timeout) {
+                    return Poll::Ready(Event::Expired(e));
+                }
+            }
+        });
+        let event = tokio::select! {
+            e = watched => e,
+            r = stop.changed(), if idle_limit > DRAIN_QUIET => {
+                Event::Stop(r.is_err() || *stop.borrow_and_update())
+            }
+        };
+        match event {
+            Event::Ended(r) => {
                 if let Err(e) = r {
                     tracing::debug!(peer = %addr, error = %e, "connection ended with an error");
                 }
                 return;
             }
-            r = stop.changed(), if idle_limit > DRAIN_QUIET => {
-                // Draining: the request in progress (and any next one) is
-                // answered with `Connection: close`; a connection that idles
-                // is closed between requests after a short quiet time. (A
-                // resumed drain sends `false`: nothing to do.)
-                if r.is_err() || *stop.borrow_and_update() {
-                    idle_limit = DRAIN_QUIET;
-                }
+            // Draining: the request in progress (and any next one) is
+            // answered with `Connection: close`; a connection that idles is
+            // closed between requests after a short quiet time. (A resumed
+            // drain sends `false`: nothing to do.)
+            Event::Stop(true) => idle_limit = DRAIN_QUIET,
+            Event::Stop(false) => {}
+            Event::Expired(Expiry::Idle) => {
+                tracing::debug!(peer = %addr, "closing idle connection");
+                conn.as_mut().graceful_shutdown();
+                closing = true;
             }
-            _ = tick.tick(), if !closing => match activity.expired(idle_limit, settings.header_timeout) {
-                Some(Expiry::Idle) => {
-                    tracing::debug!(peer = %addr, "closing idle connection");
-                    conn.as_mut().graceful_shutdown();
-                    closing = true;
-                }
-                Some(Expiry::SlowHeader) => {
-                    tracing::info!(peer = %addr, "request headers too slow; closing the connection");
-                    return;
-                }
-                None => {}
-            },
+            Event::Expired(Expiry::SlowHeader) => {
+                tracing::info!(peer = %addr, "request headers too slow; closing the connection");
+                return;
+            }
         }
     }
+}
+
+/// What ends one wait of a connection task.
+enum Event {
+    Ended(Result<(), hyper::Error>),
+    Stop(bool),
+    Expired(Expiry),
 }
 
 /// The connection's HTTP service: every request through [`serve_one`],
