@@ -302,24 +302,13 @@ async fn connection(
     let mut closing = false;
     let mut idle_limit = settings.idle_timeout;
     loop {
-        // The connection and its timeouts, polled together: every poll of the
-        // connection may have moved its phase (bytes in, a request started or
-        // ended), so the watchdog is armed right after it.
-        let watched = std::future::poll_fn(|cx| {
-            if let Poll::Ready(r) = conn.as_mut().poll(cx) {
-                return Poll::Ready(Event::Ended(r));
-            }
-            if closing {
-                return Poll::Pending;
-            }
-            loop {
-                watchdog.arm(activity.deadline(idle_limit, settings.header_timeout));
-                std::task::ready!(watchdog.poll_fired(cx));
-                if let Some(e) = activity.expired(idle_limit, settings.header_timeout) {
-                    return Poll::Ready(Event::Expired(e));
-                }
-            }
-        });
+        let watched = watched(
+            conn.as_mut(),
+            &activity,
+            &mut watchdog,
+            closing,
+            (idle_limit, settings.header_timeout),
+        );
         let event = tokio::select! {
             e = watched => e,
             r = stop.changed(), if idle_limit > DRAIN_QUIET => {
@@ -350,6 +339,37 @@ async fn connection(
             }
         }
     }
+}
+
+/// The connection and its timeouts, polled together: every poll of the
+/// connection may have moved its phase (bytes in, a request started or
+/// ended), so the watchdog is armed right after it. After a graceful shutdown
+/// (`closing`) only the connection is awaited.
+fn watched<'a, C>(
+    mut conn: std::pin::Pin<&'a mut C>,
+    activity: &'a Activity,
+    watchdog: &'a mut Watchdog,
+    closing: bool,
+    (idle, header): (Duration, Duration),
+) -> impl Future<Output = Event> + 'a
+where
+    C: Future<Output = Result<(), hyper::Error>>,
+{
+    std::future::poll_fn(move |cx| {
+        if let Poll::Ready(r) = conn.as_mut().poll(cx) {
+            return Poll::Ready(Event::Ended(r));
+        }
+        if closing {
+            return Poll::Pending;
+        }
+        loop {
+            watchdog.arm(activity.deadline(idle, header));
+            std::task::ready!(watchdog.poll_fired(cx));
+            if let Some(e) = activity.expired(idle, header) {
+                return Poll::Ready(Event::Expired(e));
+            }
+        }
+    })
 }
 
 /// What ends one wait of a connection task.
