@@ -199,5 +199,20 @@ async fn check_names_cipher_suite_mismatch_with_rsa_pykmip() {
     assert!(detail.contains("ECDSA certificate"), "{report}");
     let err = b.probe().await.expect_err("probe");
     assert!(matches!(err, BackendError::Misconfigured(_)), "{err:?}");
-    assert!(server.log().contains("NO_SHARED_CIPHER") || server.log().contains("no shared cipher"));
+    // PyKMIP logs the failed handshake from its own session thread, which may
+    // write after this side has already seen the alert: wait for the line.
+    let saw = || {
+        let log = server.log();
+        log.contains("NO_SHARED_CIPHER") || log.contains("no shared cipher")
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !saw() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        saw(),
+        "PyKMIP's log names no shared cipher:
+{}",
+        server.log()
+    );
 }
