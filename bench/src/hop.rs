@@ -54,12 +54,8 @@ pub struct HopArgs {
     /// The node's Prometheus metrics address (plain HTTP).
     #[arg(long = "metrics", required = true)]
     metrics: Vec<SocketAddr>,
-    #[arg(long)]
-    ca: PathBuf,
-    #[arg(long)]
-    cert: PathBuf,
-    #[arg(long)]
-    key: PathBuf,
+    #[command(flatten)]
+    client: ClientFiles,
     /// A name in the nodes' server certificate.
     #[arg(long, default_value = "localhost")]
     server_name: String,
@@ -234,12 +230,7 @@ pub async fn run(a: HopArgs) -> Result<(Vec<HopSeries>, HopCheck), BenchError> {
     }
     let keys = parse_keys(&a)?;
     wait_for_peers(&a).await?;
-    let files = ClientFiles {
-        ca: a.ca.clone(),
-        cert: a.cert.clone(),
-        key: a.key.clone(),
-    };
-    let tls = crate::tls::client_config(&files)?;
+    let tls = crate::tls::client_config(&a.client)?;
     let name = ServerName::try_from(a.server_name.clone())
         .map_err(|e| BenchError::Tls(format!("--server-name: {e}")))?;
     let mut conns = Vec::with_capacity(n);

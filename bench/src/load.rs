@@ -21,12 +21,8 @@ pub struct LoadArgs {
     label: String,
     #[arg(long)]
     addr: SocketAddr,
-    #[arg(long)]
-    ca: PathBuf,
-    #[arg(long)]
-    cert: PathBuf,
-    #[arg(long)]
-    key: PathBuf,
+    #[command(flatten)]
+    client: ClientFiles,
     #[arg(long, default_value = "/v1/workspace-keys/decrypt")]
     path: String,
     /// File holding the request body.
@@ -60,10 +56,9 @@ pub struct LoadArgs {
 impl LoadArgs {
     /// What to run, from the options (values clamped to sane ranges).
     pub fn spec(self) -> Result<LoadSpec, BenchError> {
-        let (ca, cert, key) = (self.ca, self.cert, self.key);
         Ok(LoadSpec {
             label: self.label,
-            target: target(self.addr, &ClientFiles { ca, cert, key })?,
+            target: target(self.addr, &self.client)?,
             path: self.path,
             body: Bytes::from(read_body(&self.body)?),
             connections: self.connections.max(1),

@@ -101,12 +101,8 @@ enum Command {
         label: String,
         #[arg(long)]
         addr: SocketAddr,
-        #[arg(long)]
-        ca: PathBuf,
-        #[arg(long)]
-        cert: PathBuf,
-        #[arg(long)]
-        key: PathBuf,
+        #[command(flatten)]
+        client: ClientFiles,
         #[arg(long, default_value = "/v1/workspace-keys/decrypt")]
         path: String,
         #[arg(long)]
@@ -240,9 +236,7 @@ fn run(cli: Cli) -> Result<(), BenchError> {
         Command::Idle {
             label,
             addr,
-            ca,
-            cert,
-            key,
+            client,
             path,
             body,
             connections,
@@ -250,7 +244,7 @@ fn run(cli: Cli) -> Result<(), BenchError> {
             server_pids,
             out,
         } => {
-            let t = target(addr, &ClientFiles { ca, cert, key })?;
+            let t = target(addr, &client)?;
             let data = Bytes::from(read_body(&body)?);
             let i = runtime(1)?.block_on(handshake::idle(
                 &t,

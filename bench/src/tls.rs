@@ -11,11 +11,15 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::BenchError;
 
-/// PEM files for one client identity.
-#[derive(Clone, Debug)]
+/// PEM files for one client identity (also the `--ca`, `--cert`, `--key`
+/// options of the subcommands that connect as one client).
+#[derive(Clone, Debug, clap::Args)]
 pub struct ClientFiles {
+    #[arg(long)]
     pub ca: PathBuf,
+    #[arg(long)]
     pub cert: PathBuf,
+    #[arg(long)]
     pub key: PathBuf,
 }
 
