@@ -124,6 +124,8 @@ pub struct App {
     /// Bursts of refused wrapped keys per client identity.
     pub probes: super::probing::ProbeWatch,
     pub ids: super::RequestIds,
+    /// The cap on `info` request lines.
+    pub lines: super::served::LineBudget,
 }
 
 /// The outcome of one request, for logs, metrics and audit.
@@ -242,7 +244,7 @@ impl App {
         }
         self.metrics
             .request(op_label, peer.role.label(), outcome.label, elapsed);
-        done.log(&outcome);
+        done.log(&outcome, &self.lines);
         if let Ok(v) = HeaderValue::from_str(request_id) {
             resp.headers_mut().insert("x-request-id", v);
         }

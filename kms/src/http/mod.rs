@@ -47,6 +47,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
 pub use activity::{Activity, Expiry, Tracked, Watchdog};
 pub use api::App;
+pub use served::LineBudget;
 
 use crate::audit::Notice;
 use crate::config::FrontSettings;

@@ -2,7 +2,7 @@
 //! for a key operation (or, for one refused by role or rate limit, an
 //! aggregated notice), and one log line. Neither holds key material.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use hyper::StatusCode;
@@ -30,24 +30,115 @@ impl Finished<'_> {
         u64::try_from(self.elapsed.as_micros()).unwrap_or(u64::MAX)
     }
 
-    /// The request's log line.
-    pub fn log(&self, outcome: &Outcome) {
+    /// The request's log line: at `info` when it says something the audit
+    /// trail does not (a bad request, an unknown key, a failure), at `debug`
+    /// when the trail already holds it (a key operation served) or counts it
+    /// in an aggregated notice (refused for the role, throttled). At the
+    /// default `info` a busy node then writes no line per request, so
+    /// journald's rate limit never hides its warnings and lifecycle lines
+    /// (`draining`, reloads) behind a flood of successes or of one client's
+    /// 429s. Lines at `info` are capped too ([`LineBudget`]): a client
+    /// sending bad requests in a loop cannot flood the journal either.
+    /// `CMX_KMS_LOG=info,cmx_kms::http::served=debug` shows every request.
+    pub fn log(&self, outcome: &Outcome, budget: &LineBudget) {
         let peer = self.peer;
-        tracing::info!(
-            request_id = self.request_id,
-            client = %peer.alias,
-            role = peer.role.label(),
-            source = %peer.addr.ip(),
-            via = %Via(peer.via),
-            op = self.op_label,
-            status = outcome.status.as_u16(),
-            outcome = outcome.label,
-            customer_key = %self.customer_key,
-            cache = self.cache.unwrap_or("-"),
-            latency_us = self.latency_us(),
-            "request"
-        );
+        macro_rules! line {
+            ($level:ident) => {
+                tracing::$level!(
+                    request_id = self.request_id,
+                    client = %peer.alias,
+                    role = peer.role.label(),
+                    source = %peer.addr.ip(),
+                    via = %Via(peer.via),
+                    op = self.op_label,
+                    status = outcome.status.as_u16(),
+                    outcome = outcome.label,
+                    customer_key = %self.customer_key,
+                    cache = self.cache.unwrap_or("-"),
+                    latency_us = self.latency_us(),
+                    "request"
+                )
+            };
+        }
+        if in_the_trail(outcome.status) {
+            line!(debug);
+            return;
+        }
+        match budget.take() {
+            Some(held) => {
+                if held > 0 {
+                    tracing::warn!(
+                        held,
+                        per_second = LineBudget::PER_SECOND,
+                        "request lines held back at debug level (more bad or failed requests a second than logged at info); CMX_KMS_LOG=info,cmx_kms::http::served=debug logs them all"
+                    );
+                }
+                line!(info);
+            }
+            None => line!(debug),
+        }
     }
+}
+
+/// The node-wide cap on `info` request lines: at most
+/// [`LineBudget::PER_SECOND`] a second; the rest go to `debug`, counted, and
+/// the first `info` line after them is preceded by a warning saying how many.
+pub struct LineBudget {
+    start: Instant,
+    /// The second (since `start`) that `used` counts.
+    second: AtomicU64,
+    used: AtomicU32,
+    held: AtomicU64,
+}
+
+impl LineBudget {
+    /// `info` request lines a second, at most.
+    pub const PER_SECOND: u32 = 20;
+
+    /// `Some(lines held back since the last one taken)` when one more line
+    /// fits in this second; `None` when it does not (it is then counted).
+    fn take(&self) -> Option<u64> {
+        self.take_at(self.start.elapsed().as_secs())
+    }
+
+    fn take_at(&self, now: u64) -> Option<u64> {
+        let second = self.second.load(Ordering::Relaxed);
+        if now != second
+            && self
+                .second
+                .compare_exchange(second, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.used.store(0, Ordering::Relaxed);
+        }
+        if self.used.fetch_add(1, Ordering::Relaxed) < Self::PER_SECOND {
+            Some(self.held.swap(0, Ordering::Relaxed))
+        } else {
+            self.held.fetch_add(1, Ordering::Relaxed);
+            None
+        }
+    }
+}
+
+impl Default for LineBudget {
+    fn default() -> Self {
+        Self {
+            start: Instant::now(),
+            second: AtomicU64::new(0),
+            used: AtomicU32::new(0),
+            held: AtomicU64::new(0),
+        }
+    }
+}
+
+/// Whether a request with this status leaves its own record or a counted
+/// notice in the audit trail, so its log line can be quiet.
+fn in_the_trail(status: StatusCode) -> bool {
+    status.is_success()
+        || matches!(
+            status,
+            StatusCode::TOO_MANY_REQUESTS | StatusCode::FORBIDDEN
+        )
 }
 
 impl App {
@@ -130,5 +221,45 @@ impl std::fmt::Display for Via {
             Some(a) => write!(f, "{}", a.ip()),
             None => f.write_str("-"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_what_the_audit_trail_lacks_is_logged_at_info() {
+        for quiet in [
+            StatusCode::OK,
+            StatusCode::CREATED,
+            StatusCode::FORBIDDEN,
+            StatusCode::TOO_MANY_REQUESTS,
+        ] {
+            assert!(in_the_trail(quiet), "{quiet}");
+        }
+        for loud in [
+            StatusCode::BAD_REQUEST,
+            StatusCode::NOT_FOUND,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            StatusCode::SERVICE_UNAVAILABLE,
+        ] {
+            assert!(!in_the_trail(loud), "{loud}");
+        }
+    }
+
+    #[test]
+    fn info_lines_are_capped_per_second_and_the_held_ones_counted() {
+        let b = LineBudget::default();
+        for _ in 0..LineBudget::PER_SECOND {
+            assert_eq!(b.take_at(5), Some(0));
+        }
+        assert_eq!(b.take_at(5), None);
+        assert_eq!(b.take_at(5), None);
+        // The next second has room again, and says what was held back.
+        assert_eq!(b.take_at(6), Some(2));
+        assert_eq!(b.take_at(6), Some(0));
     }
 }

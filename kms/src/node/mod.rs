@@ -171,6 +171,7 @@ impl Node {
             limiter: RateLimiter::default(),
             probes: crate::http::probing::ProbeWatch::default(),
             ids: crate::http::RequestIds::new(),
+            lines: crate::http::LineBudget::default(),
         });
         let addr = SocketAddr::new(config.server.address, config.server.port);
         let listener = TcpListener::bind(addr)

@@ -1,0 +1,141 @@
+//! What a node logs per request at the default level (`info`), against a real
+//! `cmx-kms serve`: no line for a key operation served (its audit record
+//! holds it) or throttled (counted in the trail's notices); one line for a
+//! bad request, at most 20 a second, the rest held back and counted in a
+//! warning before the next line. A busy node must not flood journald, whose
+//! rate limit would then drop its other lines.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use support::node::{Client, TestNode, chain};
+use support::{pki, wait_for};
+
+const PATH: &str = "/v1/workspace-keys/decrypt";
+
+/// Sends a decrypt with an unknown field on `c`'s keep-alive connection;
+/// returns its request id (the answer must be a 400).
+fn bad_request(c: &Client, conn: &mut Option<support::node::KeepAlive>) -> String {
+    if conn.is_none() {
+        *conn = Some(c.keep_alive().unwrap());
+    }
+    let r = match conn
+        .as_mut()
+        .map(|k| k.post(PATH, &json!({ "nonsense": 1 })))
+    {
+        Some(Ok(r)) => r,
+        _ => {
+            // The connection was closed between requests: a fresh one.
+            let mut k = c.keep_alive().unwrap();
+            let r = k.post(PATH, &json!({ "nonsense": 1 })).unwrap();
+            *conn = Some(k);
+            r
+        }
+    };
+    assert_eq!(r.status, 400, "{}", r.label());
+    r.header("x-request-id").unwrap().to_owned()
+}
+
+#[test]
+fn at_info_only_what_the_audit_trail_lacks_is_logged_and_that_is_capped() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki(dir.path());
+    let ndir = dir.path().join("node");
+    let node = TestNode::start_with(
+        &ndir,
+        |port, mport| {
+            TestNode::properties(
+                &pki,
+                &ndir,
+                port,
+                mport,
+                "kms.limits.device.rate=1\nkms.limits.device.burst=1\n",
+            )
+        },
+        &[("CMX_KMS_LOG", "info")],
+    );
+    let b = node.client(&pki, &pki.cmx_backend);
+    let body = chain(&b);
+    let d = node.client(&pki, &pki.cmx_device);
+    let served = d.post(PATH, &body);
+    assert_eq!(served.status, 200);
+    let served_id = served.header("x-request-id").unwrap().to_owned();
+    let throttled = d.post(PATH, &body);
+    assert_eq!(throttled.status, 429);
+    let throttled_id = throttled.header("x-request-id").unwrap().to_owned();
+
+    // Bursts of bad requests until at least one line was held back (lines
+    // are written before the answer, so the log is complete when it comes).
+    let mut conn = None;
+    let mut sent = Vec::new();
+    let started = Instant::now();
+    let logged = |log: &str, ids: &[String]| ids.iter().filter(|id| log.contains(*id)).count();
+    loop {
+        for _ in 0..50 {
+            sent.push(bad_request(&b, &mut conn));
+        }
+        if logged(&node.log_text(), &sent) < sent.len() {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "{} bad requests, every one logged at info: no cap",
+            sent.len()
+        );
+    }
+
+    // The next line at info, a second later, is preceded by the count.
+    let mut after = Vec::new();
+    wait_for("the held-back warning", Duration::from_secs(30), || {
+        std::thread::sleep(Duration::from_millis(300));
+        after.push(bad_request(&b, &mut conn));
+        node.log_text().contains("request lines held back")
+    });
+    let log = node.log_text();
+    // Held back: every bad request not logged, the burst's and any of the
+    // later ones that still fell in the burst's second.
+    sent.extend(after.iter().cloned());
+    let held = sent.len() - logged(&log, &sent);
+    let warning = log
+        .lines()
+        .find(|l| l.contains("request lines held back"))
+        .unwrap();
+    assert!(warning.contains(" WARN "), "{warning}");
+    assert!(
+        warning.contains(&format!("held={held} ")),
+        "{held} held back: {warning}"
+    );
+    let last = after.last().unwrap();
+    assert!(
+        log.contains(last.as_str()),
+        "the line after the warning is missing"
+    );
+    let line = log.lines().find(|l| l.contains(last.as_str())).unwrap();
+    assert!(
+        line.contains(" INFO ") && line.contains("status=400"),
+        "{line}"
+    );
+
+    // Served and throttled requests left no line at info...
+    assert!(
+        !log.contains(&served_id),
+        "a served request was logged at info"
+    );
+    assert!(
+        !log.contains(&throttled_id),
+        "a throttled request was logged at info"
+    );
+    // ...because the audit trail holds them.
+    let audit = std::fs::read_to_string(&node.audit).unwrap();
+    assert!(
+        audit.contains(&served_id),
+        "the served request has no audit record"
+    );
+    assert!(
+        audit.contains("too-many-requests"),
+        "the throttled request is not counted in the trail"
+    );
+}
