@@ -92,7 +92,7 @@ fn at_info_only_what_the_audit_trail_lacks_is_logged_and_that_is_capped() {
     wait_for("the held-back warning", Duration::from_secs(30), || {
         std::thread::sleep(Duration::from_millis(300));
         after.push(bad_request(&b, &mut conn));
-        node.log_text().contains("request lines held back")
+        node.log_text().contains("were held back at debug level")
     });
     let log = node.log_text();
     // Held back: every bad request not logged, the burst's and any of the
@@ -101,7 +101,7 @@ fn at_info_only_what_the_audit_trail_lacks_is_logged_and_that_is_capped() {
     let held = sent.len() - logged(&log, &sent);
     let warning = log
         .lines()
-        .find(|l| l.contains("request lines held back"))
+        .find(|l| l.contains("were held back at debug level"))
         .unwrap();
     assert!(warning.contains(" WARN "), "{warning}");
     assert!(
@@ -137,5 +137,77 @@ fn at_info_only_what_the_audit_trail_lacks_is_logged_and_that_is_capped() {
     assert!(
         audit.contains("too-many-requests"),
         "the throttled request is not counted in the trail"
+    );
+}
+
+/// The lines anyone can cause, without a certificate, are under the same
+/// cap: connections that send something other than TLS.
+#[test]
+fn failed_handshakes_cannot_flood_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki(dir.path());
+    let ndir = dir.path().join("node");
+    let node = TestNode::start_with(
+        &ndir,
+        |port, mport| TestNode::properties(&pki, &ndir, port, mport, ""),
+        &[("CMX_KMS_LOG", "info")],
+    );
+    // Returns the connection's port: the node's lines name it (its own
+    // start probe fails a handshake too, and is not ours to count).
+    let not_tls = || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(node.addr).unwrap();
+        let port = s.local_addr().unwrap().port();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        // The node ends the connection once the handshake failed and its
+        // line is written.
+        let _ = s.read(&mut [0u8; 256]);
+        port
+    };
+    let logged = |log: &str, ports: &[u16]| {
+        let ours: std::collections::HashSet<String> = ports
+            .iter()
+            .map(|p| format!("peer=127.0.0.1:{p} "))
+            .collect();
+        log.lines()
+            .filter(|l| l.contains("TLS handshake failed"))
+            .filter(|l| ours.iter().any(|p| l.contains(p.as_str())))
+            .count()
+    };
+    let started = Instant::now();
+    let mut sent = Vec::new();
+    loop {
+        for _ in 0..50 {
+            sent.push(not_tls());
+        }
+        let log = node.log_text();
+        if logged(&log, &sent) < sent.len() {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "{} failed handshakes, every one logged at info: no cap",
+            sent.len()
+        );
+    }
+    wait_for("the held-back warning", Duration::from_secs(30), || {
+        std::thread::sleep(Duration::from_millis(300));
+        sent.push(not_tls());
+        node.log_text().contains("were held back at debug level")
+    });
+    let log = node.log_text();
+    let held = sent.len() - logged(&log, &sent);
+    let warning = log
+        .lines()
+        .find(|l| l.contains("were held back at debug level"))
+        .unwrap();
+    assert!(
+        warning.contains(&format!("held={held} ")),
+        "{held} held back: {warning}"
+    );
+    assert!(
+        logged(&log, &sent) >= 20,
+        "the first 20 a second are logged"
     );
 }

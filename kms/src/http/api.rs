@@ -19,6 +19,7 @@ use arc_swap::ArcSwap;
 use super::Peer;
 use super::body::{ResponseBody, body, read_limited};
 use super::error::ApiError;
+use super::lines::{LineBudget, client_line};
 use super::served::Finished;
 use crate::audit::AuditLog;
 use crate::cache::Lookup;
@@ -125,7 +126,7 @@ pub struct App {
     pub probes: super::probing::ProbeWatch,
     pub ids: super::RequestIds,
     /// The cap on `info` request lines.
-    pub lines: super::served::LineBudget,
+    pub lines: super::lines::LineBudget,
 }
 
 /// The outcome of one request, for logs, metrics and audit.
@@ -357,7 +358,7 @@ impl App {
     ) -> Result<(StatusCode, Zeroizing<Vec<u8>>, OpInfo), (ApiError, Option<OpInfo>)> {
         let plain = |e: ApiError| (e, None);
         let bytes = self.read_body(req).await.map_err(plain)?;
-        let key_err = |e: KeyError| (key_error(request_id, &e), None);
+        let key_err = |e: KeyError| (key_error(request_id, &e, &self.lines), None);
         match op {
             Operation::CreateCustomerKey => {
                 let _: Empty =
@@ -483,12 +484,12 @@ fn ok(
 /// The API error for a failed key operation, logged under the request id:
 /// the client hears one answer for every refused blob; the cause is for the
 /// operator.
-fn key_error(request_id: &str, e: &KeyError) -> ApiError {
+fn key_error(request_id: &str, e: &KeyError, lines: &LineBudget) -> ApiError {
     let api = ApiError::from(e);
     if api == ApiError::InvalidWrappedKey {
-        tracing::info!(request_id, cause = %e, "wrapped key refused");
+        client_line!(lines, info, request_id, cause = %e, "wrapped key refused");
     } else {
-        tracing::warn!(request_id, error = %e, "key operation failed");
+        client_line!(lines, warn, request_id, error = %e, "key operation failed");
     }
     api
 }

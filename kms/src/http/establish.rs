@@ -11,6 +11,7 @@ use arc_swap::ArcSwap;
 use tokio_rustls::TlsAcceptor;
 
 use super::api::App;
+use super::lines::client_line;
 use super::session::Session;
 use super::{ServeSettings, TlsContext, pending, proxy};
 use crate::tls::{Refusal, pinning};
@@ -30,14 +31,14 @@ async fn proxied(
         Ok(Ok(h)) => h,
         Ok(Err(m)) => {
             app.metrics.connection_closed(m.label());
-            tracing::warn!(peer = %peer, reason = m.label(), error = %m,
+            client_line!(app.lines, warn, peer = %peer, reason = m.label(), error = %m,
                 "refused a connection from a trusted load balancer: no valid PROXY protocol header \
                  (does the balancer send send-proxy-v2 to this node?)");
             return None;
         }
         Err(_) => {
             app.metrics.connection_closed("proxy-timeout");
-            tracing::info!(peer = %peer, "PROXY header timed out");
+            client_line!(app.lines, info, peer = %peer, "PROXY header timed out");
             return None;
         }
     };
@@ -78,16 +79,20 @@ pub(super) async fn establish(
     };
     let ctx = tls.load_full();
     let acceptor = TlsAcceptor::from(Arc::clone(&ctx.config));
-    let stream = match tokio::time::timeout_at(deadline, acceptor.accept(tcp)).await {
+    // Fallible: a failed handshake gives the connection back, so it is
+    // closed only after its line is written.
+    let accept = acceptor.accept(tcp).into_fallible();
+    let stream = match tokio::time::timeout_at(deadline, accept).await {
         Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
+        Ok(Err((e, tcp))) => {
             app.metrics.handshake_failure(handshake_reason(&e));
-            tracing::info!(peer = %addr, error = %e, "TLS handshake failed");
+            client_line!(app.lines, info, peer = %addr, error = %e, "TLS handshake failed");
+            drop(tcp);
             return None;
         }
         Err(_) => {
             app.metrics.handshake_failure("timeout");
-            tracing::info!(peer = %addr, "TLS handshake timed out");
+            client_line!(app.lines, info, peer = %addr, "TLS handshake timed out");
             return None;
         }
     };
@@ -97,7 +102,7 @@ pub(super) async fn establish(
             // The verifier accepted this certificate a moment ago, so only a
             // clock step or a certificate without a leaf gets here.
             app.metrics.connection_closed(why.label());
-            tracing::warn!(peer = %addr, reason = why.label(), "client refused after the handshake");
+            client_line!(app.lines, warn, peer = %addr, reason = why.label(), "client refused after the handshake");
             return None;
         }
     };

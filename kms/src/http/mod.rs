@@ -23,6 +23,7 @@ pub mod body;
 pub mod error;
 mod establish;
 pub mod health;
+mod lines;
 pub mod metrics;
 pub mod pending;
 pub mod probing;
@@ -47,11 +48,12 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
 pub use activity::{Activity, Expiry, Tracked, Watchdog};
 pub use api::App;
-pub use served::LineBudget;
+pub use lines::LineBudget;
 
 use crate::audit::Notice;
 use crate::config::FrontSettings;
 use crate::tls::{PinnedClients, Refusal, Role};
+use lines::client_line;
 use pending::Pending;
 use session::Session;
 
@@ -290,7 +292,7 @@ async fn connection(
         return;
     };
     let activity = Activity::new();
-    let svc = requests(app, session, activity.clone(), draining);
+    let svc = requests(Arc::clone(&app), session, activity.clone(), draining);
     // hyper's header timer would also run while the connection idles; the
     // activity tracker enforces both timeouts instead.
     let conn = hyper::server::conn::http1::Builder::new()
@@ -335,7 +337,7 @@ async fn connection(
                 closing = true;
             }
             Event::Expired(Expiry::SlowHeader) => {
-                tracing::info!(peer = %addr, "request headers too slow; closing the connection");
+                client_line!(app.lines, info, peer = %addr, "request headers too slow; closing the connection");
                 return;
             }
         }
@@ -446,7 +448,9 @@ async fn serve_one(
 /// Log, count and audit a client refused on its open connection.
 fn refused(app: &App, peer: &Peer, why: Refusal, request_id: &str) {
     app.metrics.connection_closed(why.label());
-    tracing::warn!(
+    client_line!(
+        app.lines,
+        warn,
         request_id,
         peer = %peer.addr,
         client = %peer.alias,

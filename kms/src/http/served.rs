@@ -2,13 +2,15 @@
 //! for a key operation (or, for one refused by role or rate limit, an
 //! aggregated notice), and one log line. Neither holds key material.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use hyper::StatusCode;
+use tracing::debug;
 
 use super::Peer;
 use super::api::{App, Outcome, ip_text};
+use super::lines::{LineBudget, client_line};
 use crate::audit::Event as AuditEvent;
 
 /// A request that has been served, as the audit trail and the log see it.
@@ -42,9 +44,12 @@ impl Finished<'_> {
     /// `CMX_KMS_LOG=info,cmx_kms::http::served=debug` shows every request.
     pub fn log(&self, outcome: &Outcome, budget: &LineBudget) {
         let peer = self.peer;
+        // One list of fields for both levels: `line!(mac!(args,))` calls
+        // `mac!(args, <the fields>)`.
         macro_rules! line {
-            ($level:ident) => {
-                tracing::$level!(
+            ($mac:ident!($($pre:tt)*)) => {
+                $mac!(
+                    $($pre)*
                     request_id = self.request_id,
                     client = %peer.alias,
                     role = peer.role.label(),
@@ -61,72 +66,10 @@ impl Finished<'_> {
             };
         }
         if in_the_trail(outcome.status) {
-            line!(debug);
-            return;
-        }
-        match budget.take() {
-            Some(held) => {
-                if held > 0 {
-                    tracing::warn!(
-                        held,
-                        per_second = LineBudget::PER_SECOND,
-                        "request lines held back at debug level (more bad or failed requests a second than logged at info); CMX_KMS_LOG=info,cmx_kms::http::served=debug logs them all"
-                    );
-                }
-                line!(info);
-            }
-            None => line!(debug),
-        }
-    }
-}
-
-/// The node-wide cap on `info` request lines: at most
-/// [`LineBudget::PER_SECOND`] a second; the rest go to `debug`, counted, and
-/// the first `info` line after them is preceded by a warning saying how many.
-pub struct LineBudget {
-    start: Instant,
-    /// The second (since `start`) that `used` counts.
-    second: AtomicU64,
-    used: AtomicU32,
-    held: AtomicU64,
-}
-
-impl LineBudget {
-    /// `info` request lines a second, at most.
-    pub const PER_SECOND: u32 = 20;
-
-    /// `Some(lines held back since the last one taken)` when one more line
-    /// fits in this second; `None` when it does not (it is then counted).
-    fn take(&self) -> Option<u64> {
-        self.take_at(self.start.elapsed().as_secs())
-    }
-
-    fn take_at(&self, now: u64) -> Option<u64> {
-        let second = self.second.load(Ordering::Relaxed);
-        if now != second
-            && self
-                .second
-                .compare_exchange(second, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            self.used.store(0, Ordering::Relaxed);
-        }
-        if self.used.fetch_add(1, Ordering::Relaxed) < Self::PER_SECOND {
-            Some(self.held.swap(0, Ordering::Relaxed))
+            // Not capped: at debug, where every line goes when it is.
+            line!(debug!());
         } else {
-            self.held.fetch_add(1, Ordering::Relaxed);
-            None
-        }
-    }
-}
-
-impl Default for LineBudget {
-    fn default() -> Self {
-        Self {
-            start: Instant::now(),
-            second: AtomicU64::new(0),
-            used: AtomicU32::new(0),
-            held: AtomicU64::new(0),
+            line!(client_line!(budget, info,));
         }
     }
 }
@@ -188,7 +131,7 @@ impl App {
         };
         if let Err(e) = audit.record(&event).await {
             self.metrics.audit_failures.fetch_add(1, Ordering::Relaxed);
-            tracing::error!(error = %e, request_id = done.request_id, "audit record not written: refusing the operation");
+            client_line!(self.lines, error, error = %e, request_id = done.request_id, "audit record not written: refusing the operation");
             return false;
         }
         true
@@ -248,18 +191,5 @@ mod tests {
         ] {
             assert!(!in_the_trail(loud), "{loud}");
         }
-    }
-
-    #[test]
-    fn info_lines_are_capped_per_second_and_the_held_ones_counted() {
-        let b = LineBudget::default();
-        for _ in 0..LineBudget::PER_SECOND {
-            assert_eq!(b.take_at(5), Some(0));
-        }
-        assert_eq!(b.take_at(5), None);
-        assert_eq!(b.take_at(5), None);
-        // The next second has room again, and says what was held back.
-        assert_eq!(b.take_at(6), Some(2));
-        assert_eq!(b.take_at(6), Some(0));
     }
 }
