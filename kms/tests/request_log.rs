@@ -16,6 +16,16 @@ use support::{pki, wait_for};
 
 const PATH: &str = "/v1/workspace-keys/decrypt";
 
+/// A node logging at the default level, `info`.
+fn info_node(pki: &support::guide_pki::GuidePki, dir: &std::path::Path, extra: &str) -> TestNode {
+    let ndir = dir.join("node");
+    TestNode::start_with(
+        &ndir,
+        |port, mport| TestNode::properties(pki, &ndir, port, mport, extra),
+        &[("CMX_KMS_LOG", "info")],
+    )
+}
+
 /// Sends a decrypt with an unknown field on `c`'s keep-alive connection;
 /// returns its request id (the answer must be a 400).
 fn bad_request(c: &Client, conn: &mut Option<support::node::KeepAlive>) -> String {
@@ -43,19 +53,10 @@ fn bad_request(c: &Client, conn: &mut Option<support::node::KeepAlive>) -> Strin
 fn at_info_only_what_the_audit_trail_lacks_is_logged_and_that_is_capped() {
     let dir = tempfile::tempdir().unwrap();
     let pki = pki(dir.path());
-    let ndir = dir.path().join("node");
-    let node = TestNode::start_with(
-        &ndir,
-        |port, mport| {
-            TestNode::properties(
-                &pki,
-                &ndir,
-                port,
-                mport,
-                "kms.limits.device.rate=1\nkms.limits.device.burst=1\n",
-            )
-        },
-        &[("CMX_KMS_LOG", "info")],
+    let node = info_node(
+        &pki,
+        dir.path(),
+        "kms.limits.device.rate=1\nkms.limits.device.burst=1\n",
     );
     let b = node.client(&pki, &pki.cmx_backend);
     let body = chain(&b);
@@ -146,12 +147,7 @@ fn at_info_only_what_the_audit_trail_lacks_is_logged_and_that_is_capped() {
 fn failed_handshakes_cannot_flood_the_log() {
     let dir = tempfile::tempdir().unwrap();
     let pki = pki(dir.path());
-    let ndir = dir.path().join("node");
-    let node = TestNode::start_with(
-        &ndir,
-        |port, mport| TestNode::properties(&pki, &ndir, port, mport, ""),
-        &[("CMX_KMS_LOG", "info")],
-    );
+    let node = info_node(&pki, dir.path(), "");
     // Returns the connection's port: the node's lines name it (its own
     // start probe fails a handshake too, and is not ours to count).
     let not_tls = || {
