@@ -125,7 +125,7 @@ pub struct App {
     /// Bursts of refused wrapped keys per client identity.
     pub probes: super::probing::ProbeWatch,
     pub ids: super::RequestIds,
-    /// The cap on `info` request lines.
+    /// The cap on log lines clients can cause (`http/lines.rs`).
     pub lines: super::lines::LineBudget,
 }
 
