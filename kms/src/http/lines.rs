@@ -6,8 +6,8 @@
 //! warnings with them. So at most [`LineBudget::PER_SECOND`] such lines a
 //! second, node-wide, are written at their own level; the rest go to `debug`
 //! and are counted, and the first line let through after them is preceded by
-//! a warning saying how many were held back. Metrics and the audit trail
-//! count every one of them either way.
+//! a warning saying how many were held back. The metrics count every one of
+//! them either way.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Instant;
