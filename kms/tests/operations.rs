@@ -469,6 +469,14 @@ fn idle_and_slow_connections_are_closed_by_their_timeouts() {
         r.is_err() || r.as_ref().is_ok_and(|r| r.status == 408),
         "{r:?}"
     );
+    if r.is_err() {
+        // Closed by the node's header timer: counted before the close.
+        let m = node.metrics();
+        assert!(
+            m.contains("cmx_kms_connections_closed_total{reason=\"header-timeout\"} 1"),
+            "{m}"
+        );
+    }
 }
 
 #[test]

@@ -337,6 +337,7 @@ async fn connection(
                 closing = true;
             }
             Event::Expired(Expiry::SlowHeader) => {
+                app.metrics.connection_closed("header-timeout");
                 client_line!(app.lines, info, peer = %addr, "request headers too slow; closing the connection");
                 return;
             }
