@@ -201,16 +201,13 @@ async fn check_names_cipher_suite_mismatch_with_rsa_pykmip() {
     assert!(matches!(err, BackendError::Misconfigured(_)), "{err:?}");
     // PyKMIP logs the failed handshake from its own session thread, which may
     // write after this side has already seen the alert: wait for the line.
-    let saw = || {
-        let log = server.log();
-        log.contains("NO_SHARED_CIPHER") || log.contains("no shared cipher")
-    };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !saw() && std::time::Instant::now() < deadline {
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let saw = server
+        .log_eventually(std::time::Duration::from_secs(30), |log| {
+            log.contains("NO_SHARED_CIPHER") || log.contains("no shared cipher")
+        })
+        .await;
     assert!(
-        saw(),
+        saw,
         "PyKMIP's log names no shared cipher:
 {}",
         server.log()

@@ -162,12 +162,12 @@ async fn idle_connections_survive_or_are_replaced() {
     s.unwrap(&w, b"x").await.expect("unwrap");
     // PyKMIP times an idle connection out after 10 s; wait for it to say so
     // (a busy machine may take longer) rather than sleep a fixed 12 s.
-    let timed_out = || server.log().contains("The read operation timed out");
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while !timed_out() && std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    assert!(timed_out(), "PyKMIP did not time out the idle connection");
+    let timed_out = server
+        .log_eventually(Duration::from_secs(60), |log| {
+            log.contains("The read operation timed out")
+        })
+        .await;
+    assert!(timed_out, "PyKMIP did not time out the idle connection");
     assert_eq!(
         b.unwrap(&w, b"x")
             .await

@@ -351,6 +351,20 @@ impl PyKmip {
         fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
     }
 
+    /// Whether the log comes to satisfy `holds` within `timeout` (polled every
+    /// 100 ms). PyKMIP writes from its own session threads, which may log an
+    /// event after this side has already seen its effect.
+    pub async fn log_eventually(&self, timeout: Duration, holds: impl Fn(&str) -> bool) -> bool {
+        let deadline = Instant::now() + timeout;
+        while !holds(&self.log()) {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        true
+    }
+
     /// How often the log says it processed `operation` (e.g. "Decrypt").
     pub fn operations_logged(&self, operation: &str) -> usize {
         let needle = format!("Processing operation: {operation}");
