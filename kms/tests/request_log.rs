@@ -16,13 +16,18 @@ use support::{pki, wait_for};
 
 const PATH: &str = "/v1/workspace-keys/decrypt";
 
-/// A node logging at the default level, `info`.
-fn info_node(pki: &support::guide_pki::GuidePki, dir: &std::path::Path, extra: &str) -> TestNode {
+/// A node logging at `level` (`CMX_KMS_LOG`; the default is `info`).
+fn node_at(
+    level: &str,
+    pki: &support::guide_pki::GuidePki,
+    dir: &std::path::Path,
+    extra: &str,
+) -> TestNode {
     let ndir = dir.join("node");
     TestNode::start_with(
         &ndir,
         |port, mport| TestNode::properties(pki, &ndir, port, mport, extra),
-        &[("CMX_KMS_LOG", "info")],
+        &[("CMX_KMS_LOG", level)],
     )
 }
 
@@ -53,7 +58,8 @@ fn bad_request(c: &Client, conn: &mut Option<support::node::KeepAlive>) -> Strin
 fn at_info_only_what_the_audit_trail_lacks_is_logged_and_that_is_capped() {
     let dir = tempfile::tempdir().unwrap();
     let pki = pki(dir.path());
-    let node = info_node(
+    let node = node_at(
+        "info",
         &pki,
         dir.path(),
         "kms.limits.device.rate=1\nkms.limits.device.burst=1\n",
@@ -147,7 +153,7 @@ fn at_info_only_what_the_audit_trail_lacks_is_logged_and_that_is_capped() {
 fn failed_handshakes_cannot_flood_the_log() {
     let dir = tempfile::tempdir().unwrap();
     let pki = pki(dir.path());
-    let node = info_node(&pki, dir.path(), "");
+    let node = node_at("info", &pki, dir.path(), "");
     // Returns the connection's port: the node's lines name it (its own
     // start probe fails a handshake too, and is not ours to count).
     let not_tls = || {
@@ -205,5 +211,33 @@ fn failed_handshakes_cannot_flood_the_log() {
     assert!(
         logged(&log, &sent) >= 20,
         "the first 20 a second are logged"
+    );
+}
+
+/// A line the filter drops spends nothing of the cap: at `warn`, a flood of
+/// bad requests (their lines are `info`) holds nothing back, so no warning
+/// about held-back lines appears once the next second comes.
+#[test]
+fn lines_the_filter_drops_do_not_spend_the_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki(dir.path());
+    let node = node_at("warn", &pki, dir.path(), "");
+    let b = node.client(&pki, &pki.cmx_backend);
+    let mut conn = None;
+    for _ in 0..100 {
+        bad_request(&b, &mut conn);
+    }
+    // Requests go on for 1.5 s after the flood, so at least one falls in a
+    // later second of the cap than the flood's last (its line is written, or
+    // not, before its answer comes).
+    let flood_end = Instant::now();
+    while flood_end.elapsed() < Duration::from_millis(1500) {
+        bad_request(&b, &mut conn);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = node.log_text();
+    assert!(
+        !log.contains("were held back"),
+        "lines never written were counted as held back:\n{log}"
     );
 }

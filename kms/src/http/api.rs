@@ -487,9 +487,9 @@ fn ok(
 fn key_error(request_id: &str, e: &KeyError, lines: &LineBudget) -> ApiError {
     let api = ApiError::from(e);
     if api == ApiError::InvalidWrappedKey {
-        client_line!(lines, info, request_id, cause = %e, "wrapped key refused");
+        client_line!(lines, INFO, request_id, cause = %e, "wrapped key refused");
     } else {
-        client_line!(lines, warn, request_id, error = %e, "key operation failed");
+        client_line!(lines, WARN, request_id, error = %e, "key operation failed");
     }
     api
 }

@@ -31,14 +31,14 @@ async fn proxied(
         Ok(Ok(h)) => h,
         Ok(Err(m)) => {
             app.metrics.connection_closed(m.label());
-            client_line!(app.lines, warn, peer = %peer, reason = m.label(), error = %m,
+            client_line!(app.lines, WARN, peer = %peer, reason = m.label(), error = %m,
                 "refused a connection from a trusted load balancer: no valid PROXY protocol header \
                  (does the balancer send send-proxy-v2 to this node?)");
             return None;
         }
         Err(_) => {
             app.metrics.connection_closed("proxy-timeout");
-            client_line!(app.lines, info, peer = %peer, "PROXY header timed out");
+            client_line!(app.lines, INFO, peer = %peer, "PROXY header timed out");
             return None;
         }
     };
@@ -86,13 +86,13 @@ pub(super) async fn establish(
         Ok(Ok(s)) => s,
         Ok(Err((e, tcp))) => {
             app.metrics.handshake_failure(handshake_reason(&e));
-            client_line!(app.lines, info, peer = %addr, error = %e, "TLS handshake failed");
+            client_line!(app.lines, INFO, peer = %addr, error = %e, "TLS handshake failed");
             drop(tcp);
             return None;
         }
         Err(_) => {
             app.metrics.handshake_failure("timeout");
-            client_line!(app.lines, info, peer = %addr, "TLS handshake timed out");
+            client_line!(app.lines, INFO, peer = %addr, "TLS handshake timed out");
             return None;
         }
     };
@@ -102,7 +102,7 @@ pub(super) async fn establish(
             // The verifier accepted this certificate a moment ago, so only a
             // clock step or a certificate without a leaf gets here.
             app.metrics.connection_closed(why.label());
-            client_line!(app.lines, warn, peer = %addr, reason = why.label(), "client refused after the handshake");
+            client_line!(app.lines, WARN, peer = %addr, reason = why.label(), "client refused after the handshake");
             return None;
         }
     };

@@ -74,12 +74,14 @@ impl Default for LineBudget {
     }
 }
 
-/// `client_line!(budget, level, fields and message as for tracing)`: the
-/// line at `level` while `budget` has room this second, else at `debug`.
+/// `client_line!(budget, LEVEL, fields and message as for tracing)`: the
+/// line at `tracing::Level::LEVEL` while `budget` has room this second, else
+/// at `debug`. A line the filter drops at `LEVEL` spends nothing, so lines
+/// that would not be written cannot hold back ones that would.
 macro_rules! client_line {
     ($budget:expr, $level:ident, $($arg:tt)+) => {
-        if $budget.open() {
-            tracing::$level!($($arg)+)
+        if !tracing::enabled!(tracing::Level::$level) || $budget.open() {
+            tracing::event!(tracing::Level::$level, $($arg)+)
         } else {
             tracing::debug!($($arg)+)
         }

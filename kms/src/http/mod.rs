@@ -338,7 +338,7 @@ async fn connection(
             }
             Event::Expired(Expiry::SlowHeader) => {
                 app.metrics.connection_closed("header-timeout");
-                client_line!(app.lines, info, peer = %addr, "request headers too slow; closing the connection");
+                client_line!(app.lines, INFO, peer = %addr, "request headers too slow; closing the connection");
                 return;
             }
         }
@@ -451,7 +451,7 @@ fn refused(app: &App, peer: &Peer, why: Refusal, request_id: &str) {
     app.metrics.connection_closed(why.label());
     client_line!(
         app.lines,
-        warn,
+        WARN,
         request_id,
         peer = %peer.addr,
         client = %peer.alias,

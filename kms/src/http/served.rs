@@ -69,7 +69,7 @@ impl Finished<'_> {
             // Not capped: at debug, where every line goes when it is.
             line!(debug!());
         } else {
-            line!(client_line!(budget, info,));
+            line!(client_line!(budget, INFO,));
         }
     }
 }
@@ -131,7 +131,7 @@ impl App {
         };
         if let Err(e) = audit.record(&event).await {
             self.metrics.audit_failures.fetch_add(1, Ordering::Relaxed);
-            client_line!(self.lines, error, error = %e, request_id = done.request_id, "audit record not written: refusing the operation");
+            client_line!(self.lines, ERROR, error = %e, request_id = done.request_id, "audit record not written: refusing the operation");
             return false;
         }
         true
