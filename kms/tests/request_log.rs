@@ -31,6 +31,52 @@ fn node_at(
     )
 }
 
+/// Sends with `send` (50 at a time) until a line was held back, then one
+/// every 300 ms until the held-back warning appears (the first line let
+/// through in a later second), and checks that the warning counts exactly
+/// what was sent and not logged: the flood's and any later ones that still
+/// fell in its second. `logged` counts the lines of `sent` in a log. Returns
+/// what was sent, in order, and the log.
+fn flood_until_capped<T>(
+    node: &TestNode,
+    what: &str,
+    mut send: impl FnMut() -> T,
+    logged: impl Fn(&str, &[T]) -> usize,
+) -> (Vec<T>, String) {
+    let started = Instant::now();
+    let mut sent = Vec::new();
+    loop {
+        for _ in 0..50 {
+            sent.push(send());
+        }
+        if logged(&node.log_text(), &sent) < sent.len() {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "{} {what}, every one logged at info: no cap",
+            sent.len()
+        );
+    }
+    wait_for("the held-back warning", Duration::from_secs(30), || {
+        std::thread::sleep(Duration::from_millis(300));
+        sent.push(send());
+        node.log_text().contains("were held back at debug level")
+    });
+    let log = node.log_text();
+    let held = sent.len() - logged(&log, &sent);
+    let warning = log
+        .lines()
+        .find(|l| l.contains("were held back at debug level"))
+        .unwrap();
+    assert!(warning.contains(" WARN "), "{warning}");
+    assert!(
+        warning.contains(&format!("held={held} ")),
+        "{held} held back: {warning}"
+    );
+    (sent, log)
+}
+
 /// Sends a decrypt with an unknown field on `c`'s keep-alive connection;
 /// returns its request id (the answer must be a 400).
 fn bad_request(c: &Client, conn: &mut Option<support::node::KeepAlive>) -> String {
@@ -74,48 +120,14 @@ fn at_info_only_what_the_audit_trail_lacks_is_logged_and_that_is_capped() {
     assert_eq!(throttled.status, 429);
     let throttled_id = throttled.header("x-request-id").unwrap().to_owned();
 
-    // Bursts of bad requests until at least one line was held back (lines
-    // are written before the answer, so the log is complete when it comes).
+    // Lines are written before the answer, so the log is complete when it
+    // comes.
     let mut conn = None;
-    let mut sent = Vec::new();
-    let started = Instant::now();
     let logged = |log: &str, ids: &[String]| ids.iter().filter(|id| log.contains(*id)).count();
-    loop {
-        for _ in 0..50 {
-            sent.push(bad_request(&b, &mut conn));
-        }
-        if logged(&node.log_text(), &sent) < sent.len() {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "{} bad requests, every one logged at info: no cap",
-            sent.len()
-        );
-    }
-
-    // The next line at info, a second later, is preceded by the count.
-    let mut after = Vec::new();
-    wait_for("the held-back warning", Duration::from_secs(30), || {
-        std::thread::sleep(Duration::from_millis(300));
-        after.push(bad_request(&b, &mut conn));
-        node.log_text().contains("were held back at debug level")
-    });
-    let log = node.log_text();
-    // Held back: every bad request not logged, the burst's and any of the
-    // later ones that still fell in the burst's second.
-    sent.extend(after.iter().cloned());
-    let held = sent.len() - logged(&log, &sent);
-    let warning = log
-        .lines()
-        .find(|l| l.contains("were held back at debug level"))
-        .unwrap();
-    assert!(warning.contains(" WARN "), "{warning}");
-    assert!(
-        warning.contains(&format!("held={held} ")),
-        "{held} held back: {warning}"
-    );
-    let last = after.last().unwrap();
+    let (sent, log) =
+        flood_until_capped(&node, "bad requests", || bad_request(&b, &mut conn), logged);
+    // The line let through after the warning is the last request's.
+    let last = sent.last().unwrap();
     assert!(
         log.contains(last.as_str()),
         "the line after the warning is missing"
@@ -177,37 +189,7 @@ fn failed_handshakes_cannot_flood_the_log() {
             .filter(|l| ours.iter().any(|p| l.contains(p.as_str())))
             .count()
     };
-    let started = Instant::now();
-    let mut sent = Vec::new();
-    loop {
-        for _ in 0..50 {
-            sent.push(not_tls());
-        }
-        let log = node.log_text();
-        if logged(&log, &sent) < sent.len() {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "{} failed handshakes, every one logged at info: no cap",
-            sent.len()
-        );
-    }
-    wait_for("the held-back warning", Duration::from_secs(30), || {
-        std::thread::sleep(Duration::from_millis(300));
-        sent.push(not_tls());
-        node.log_text().contains("were held back at debug level")
-    });
-    let log = node.log_text();
-    let held = sent.len() - logged(&log, &sent);
-    let warning = log
-        .lines()
-        .find(|l| l.contains("were held back at debug level"))
-        .unwrap();
-    assert!(
-        warning.contains(&format!("held={held} ")),
-        "{held} held back: {warning}"
-    );
+    let (sent, log) = flood_until_capped(&node, "failed handshakes", not_tls, logged);
     assert!(
         logged(&log, &sent) >= 20,
         "the first 20 a second are logged"
