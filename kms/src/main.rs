@@ -2,9 +2,10 @@
 
 use std::process::ExitCode;
 
-/// mimalloc instead of the C library's allocator: the shipped binary is
-/// static musl, whose malloc costs about two thirds more CPU per request on the hot
-/// path (BENCHMARKS.md, section "Allocator").
+/// mimalloc instead of the C library's allocator: measured first with static
+/// musl, whose malloc cost about two thirds more CPU per request on the hot path
+/// (BENCHMARKS.md, section "Allocator"), and kept for the glibc 2.28 build that
+/// ships (docs/design/performance.md, "musl or glibc").
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -42,8 +42,8 @@ if [ ! -s "$ROOT_TAR" ]; then
         tail -n 30 "$TB/systemd/debootstrap.log" >&2
         exit 1
     }
-    # debootstrap writes no /etc/hosts; the static (musl) binaries resolve
-    # "localhost" from it only.
+    # debootstrap writes no /etc/hosts; "localhost" must resolve from it (as
+    # on every RHEL node) without a DNS server.
     printf '127.0.0.1 localhost\n::1 localhost ip6-localhost\n' >"$work/etc/hosts"
     echo cmx-kms-test >"$work/etc/hostname"
     # A booted test root needs no getty, no timers and no network setup; the

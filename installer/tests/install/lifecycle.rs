@@ -101,6 +101,15 @@ fn fresh_install_configure_rerun_and_uninstall() {
     assert!(text(&out).contains("running and ready"), "{}", text(&out));
     let pid = root.service_pid().expect("running");
     assert!(root.listening(port));
+    // The server runs on the root's glibc (Debian 11: 2.31, older than the
+    // build machine's and nearer RHEL 8's 2.28), not on the build machine's.
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    let libc: Vec<&str> = maps.lines().filter(|l| l.contains("libc")).collect();
+    assert!(
+        libc.iter().any(|l| l.ends_with("/libc-2.31.so")),
+        "not on the root's glibc 2.31:\n{}",
+        libc.join("\n")
+    );
     assert_eq!(
         root.stat("/usr/share/kms/conf/kmsKeystore.jks"),
         (0o640, 0, gid)

@@ -1,4 +1,5 @@
-//! The tarball, the RPM's metadata, scriptlets and files, static binaries
+//! The tarball, the RPM's metadata, scriptlets and files, binaries that load
+//! on RHEL 8's glibc
 //! (rpmlint, signature, repository, changelog: `repo.rs`).
 
 use std::process::Command;
@@ -37,8 +38,17 @@ fn tarball_holds_exactly_what_the_guide_expects() {
     );
 }
 
+/// `scripts/check-glibc-abi 2.28 FILE...` (what `scripts/build-release` runs).
+fn check_glibc_abi(files: &[std::path::PathBuf]) -> std::process::Output {
+    Command::new(workspace().join("scripts/check-glibc-abi"))
+        .arg("2.28")
+        .args(files)
+        .output()
+        .expect("run scripts/check-glibc-abi")
+}
+
 #[test]
-fn shipped_binaries_are_statically_linked() {
+fn shipped_binaries_need_nothing_newer_than_rhel8s_glibc() {
     let a = artifacts();
     let x = tempfile::tempdir().unwrap();
     let cpio = must(Command::new("sh").arg("-c").arg(format!(
@@ -47,21 +57,40 @@ fn shipped_binaries_are_statically_linked() {
         a.rpm_n.display()
     )));
     drop(cpio);
-    for f in [
+    let files = [
         x.path().join("usr/share/kms/bin/cmx-kms"),
         x.path().join("usr/share/kms/bin/ckms-install"),
         x.path().join("usr/share/kms/bin/ckms-uninstall"),
         a.tarball_dir.join("ckms-install"),
         a.tarball_dir.join("ckms-uninstall"),
-    ] {
-        let out = must(Command::new("file").arg("-b").arg(&f));
-        let s = String::from_utf8_lossy(&out.stdout);
+    ];
+    let out = check_glibc_abi(&files);
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{report}");
+    for f in &files {
+        let line = format!("{}: glibc symbols up to GLIBC_2.", f.display());
         assert!(
-            s.contains("statically linked") || s.contains("static-pie linked"),
-            "{}: {s}",
+            report.contains(&line),
+            "no line for {}:\n{report}",
             f.display()
         );
     }
+
+    // The check can refuse: this test binary, linked against this machine's
+    // newer glibc (2.34 or later) and libgcc_s, is refused, naming both.
+    let this = std::env::current_exe().unwrap();
+    let out = check_glibc_abi(&[this]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the host build passed:\n{err}");
+    assert!(err.contains("newer than 2.28"), "{err}");
+    assert!(
+        err.contains("libgcc_s.so.1, which is not part of glibc"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -113,10 +142,35 @@ fn metadata_requires_and_files() {
             "missing Requires {r}:\n{req}"
         );
     }
+    // rpm's find-requires lists what the binaries load: glibc 2.28 at most
+    // (so dnf refuses an older system) and no library outside glibc.
     assert!(
-        !req.contains(".so"),
-        "static binary but shared-library requirements:\n{req}"
+        req.lines()
+            .any(|l| l.trim() == "libc.so.6(GLIBC_2.28)(64bit)"),
+        "no glibc 2.28 requirement:\n{req}"
     );
+    for l in req.lines().map(str::trim).filter(|l| l.contains(".so")) {
+        let lib = l.split('(').next().unwrap_or(l);
+        assert!(
+            [
+                "libc.so.6",
+                "libm.so.6",
+                "libpthread.so.0",
+                "libdl.so.2",
+                "ld-linux-x86-64.so.2"
+            ]
+            .contains(&lib),
+            "requirement outside glibc: {l}\n{req}"
+        );
+        if let Some(v) = l.split("(GLIBC_").nth(1) {
+            let v = v.split(')').next().unwrap_or(v);
+            let parts: Vec<u32> = v.split('.').map(|n| n.parse().unwrap()).collect();
+            assert!(
+                parts <= vec![2, 28],
+                "requirement newer than RHEL 8's glibc: {l}"
+            );
+        }
+    }
 
     let files = rpm_q(
         &[

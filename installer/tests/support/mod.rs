@@ -32,11 +32,13 @@ pub fn testbed() -> PathBuf {
     cache.join("cmx-kms-testbed")
 }
 
-const INSTALL_HINT: &str = "run scripts/testbed/install-rpm-tools.sh (rpm, rpmlint, debootstrap root, musl, cargo-generate-rpm)";
+const INSTALL_HINT: &str = "run scripts/testbed/install-rpm-tools.sh (rpm, rpmlint, debootstrap root, zig, cargo-generate-rpm)";
 
-/// The cached Debian minbase root tarball; fails with the install script's name if missing.
+/// The cached Debian 11 minbase root tarball (glibc 2.31: older than the
+/// build machine's, so the installed server runs on an older glibc); fails
+/// with the install script's name if missing.
 pub fn debroot_tar() -> PathBuf {
-    let t = testbed().join("rpm/debroot-minbase.tar");
+    let t = testbed().join("rpm/debroot-minbase-bullseye.tar");
     assert!(t.is_file(), "{} is missing: {INSTALL_HINT}", t.display());
     t
 }
