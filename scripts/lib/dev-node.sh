@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Shared by the benchmark scripts (sourced, not run).
+
+# dev_node BIN DIR PORT WORK: make a `cmx-kms dev` node in DIR listening on
+# 127.0.0.1:PORT, have the load generator ($BENCH) create one customer → user
+# → workspace key chain (WORK/decrypt-request.json is the request that
+# decrypts it), stop the node, and set up its kms.properties for load runs:
+# no per-device rate limit, no metrics listener. While the node runs its
+# process id is in DEV_PID, for the caller's cleanup.
+dev_node() {
+    local bin=$1 dir=$2 port=$3 work=$4
+    CMX_KMS_METRICS_PORT=0 CMX_KMS_LOG=warn "$bin" dev --dir "$dir" --port "$port" >"$work/dev.log" 2>&1 &
+    DEV_PID=$!
+    if ! "$BENCH" wait --addr "127.0.0.1:$port" ||
+        ! "$BENCH" chain --dir "$dir" --addr "127.0.0.1:$port" --out "$work" >&2; then
+        echo "scripts/$(basename "$0"): the dev node did not come up (its output: $work/dev.log)" >&2
+        return 1
+    fi
+    kill -TERM "$DEV_PID"
+    wait "$DEV_PID" || true
+    DEV_PID=""
+    sed -i '/^kms\.limits\.device\.rate=/d; /^kms\.metrics\.port=/d' "$dir/kms.properties"
+    printf 'kms.limits.device.rate=0\nkms.metrics.port=0\n' >>"$dir/kms.properties"
+}
