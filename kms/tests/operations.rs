@@ -465,18 +465,14 @@ fn idle_and_slow_connections_are_closed_by_their_timeouts() {
         "cut off after about the header timeout: {:?}",
         t.elapsed()
     );
+    // Closed without an answer by the node's header timer (hyper's own is
+    // off), which counts the close before it closes.
+    assert!(r.is_err(), "no answer expected, got {r:?}");
+    let m = node.metrics();
     assert!(
-        r.is_err() || r.as_ref().is_ok_and(|r| r.status == 408),
-        "{r:?}"
+        m.contains("cmx_kms_connections_closed_total{reason=\"header-timeout\"} 1"),
+        "{m}"
     );
-    if r.is_err() {
-        // Closed by the node's header timer: counted before the close.
-        let m = node.metrics();
-        assert!(
-            m.contains("cmx_kms_connections_closed_total{reason=\"header-timeout\"} 1"),
-            "{m}"
-        );
-    }
 }
 
 #[test]
