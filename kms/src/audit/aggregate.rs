@@ -25,6 +25,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::batch::Queue;
 use super::record::unix_ms;
 use super::writer::Writer;
 use super::{MAX_IDENTITIES, SUBJECT_CAP};
@@ -221,11 +222,15 @@ fn take_all(agg: &Aggregator) -> Vec<Pending> {
     out
 }
 
-fn write_all(writer: &tokio::sync::Mutex<Writer>, records: Vec<Pending>, interval: Duration) {
-    if records.is_empty() {
-        return;
-    }
+fn write_all(
+    writer: &tokio::sync::Mutex<Writer>,
+    queue: &Queue,
+    records: Vec<Pending>,
+    interval: Duration,
+) {
     let mut w = writer.blocking_lock();
+    // Key-operation records whose tasks were dropped after queueing them.
+    queue.write_queued(&mut w);
     for p in records {
         let r = w.append(|f| {
             f.str("operation", p.who.operation, 64)
@@ -266,6 +271,7 @@ fn write_all(writer: &tokio::sync::Mutex<Writer>, records: Vec<Pending>, interva
 pub(super) fn run(
     agg: Arc<Aggregator>,
     writer: Arc<tokio::sync::Mutex<Writer>>,
+    queue: Arc<Queue>,
     rx: Receiver<Cmd>,
     interval: Duration,
 ) {
@@ -273,17 +279,17 @@ pub(super) fn run(
     loop {
         let wait = window_end.saturating_duration_since(Instant::now());
         match rx.recv_timeout(wait) {
-            Ok(Cmd::Wake) => write_all(&writer, take_firsts(&agg), interval),
+            Ok(Cmd::Wake) => write_all(&writer, &queue, take_firsts(&agg), interval),
             Ok(Cmd::Flush(ack)) => {
-                write_all(&writer, take_all(&agg), interval);
+                write_all(&writer, &queue, take_all(&agg), interval);
                 let _ = ack.send(());
             }
             Err(RecvTimeoutError::Timeout) => {
-                write_all(&writer, take_all(&agg), interval);
+                write_all(&writer, &queue, take_all(&agg), interval);
                 window_end = Instant::now() + interval;
             }
             Err(RecvTimeoutError::Disconnected) => {
-                write_all(&writer, take_all(&agg), interval);
+                write_all(&writer, &queue, take_all(&agg), interval);
                 return;
             }
         }

@@ -12,12 +12,14 @@
 //! (the caller maps [`AuditError`] to 503 `audit-unavailable`): no key is
 //! served unaudited. The request is answered only after its line is written.
 //!
-//! Submodules: [`record`] builds lines without `format!`, [`writer`] appends
+//! Submodules: [`record`] builds lines without `format!`, [`batch`] groups
+//! the records of concurrent requests into one write, [`writer`] appends
 //! and seals torn data, [`tail`] finds where an existing file's chain
 //! continues, [`aggregate`] bounds refusal and 429 records, [`verify`]
 //! checks a file. Decisions: `docs/design/audit.md`.
 
 pub mod aggregate;
+mod batch;
 mod record;
 mod tail;
 mod verify;
@@ -40,6 +42,7 @@ pub use verify::{Verification, verify};
 pub use writer::{SEAL_OPERATION, SEAL_OUTCOME};
 
 use aggregate::{Aggregator, Cmd};
+use batch::Queue;
 use writer::Writer;
 
 /// How long refused handshakes and 429s are counted before their summary
@@ -101,14 +104,16 @@ pub enum AuditError {
 
 /// The audit log.
 ///
-/// Key-operation records are appended on the request's task with one
-/// `write(2)` under a `tokio::sync::Mutex` that also extends the hash
-/// chain: waiting for it parks the task, never a worker thread, and the
-/// request is answered after its line is written. Refusals and 429s are
-/// aggregated in memory and written by a thread of their own.
+/// Key-operation records are queued and written by the requests' own tasks,
+/// those ready together with one `write(2)` ([`batch`]) under a
+/// `tokio::sync::Mutex` that also extends the hash chain: waiting for it
+/// parks the task, never a worker thread, and each request is answered after
+/// its line is written. Refusals and 429s are aggregated in memory and
+/// written by a thread of their own.
 pub struct AuditLog {
     path: PathBuf,
     writer: Arc<tokio::sync::Mutex<Writer>>,
+    queue: Arc<Queue>,
     aggregator: Arc<Aggregator>,
     /// Wakes the aggregate thread; dropping it ends the thread.
     wake: std::sync::Mutex<Sender<Cmd>>,
@@ -172,12 +177,17 @@ impl AuditLog {
         }
         let writer = Arc::new(tokio::sync::Mutex::new(writer));
         let aggregator = Arc::new(Aggregator::default());
+        let queue = Arc::new(Queue::default());
         let (tx, rx) = std::sync::mpsc::channel();
         {
-            let (agg, w) = (Arc::clone(&aggregator), Arc::clone(&writer));
+            let (agg, w, q) = (
+                Arc::clone(&aggregator),
+                Arc::clone(&writer),
+                Arc::clone(&queue),
+            );
             std::thread::Builder::new()
                 .name("audit-aggregate".into())
-                .spawn(move || aggregate::run(agg, w, rx, interval))
+                .spawn(move || aggregate::run(agg, w, q, rx, interval))
                 .map_err(|e| AuditError::Open {
                     path: path.to_owned(),
                     reason: format!("cannot start the audit aggregation thread: {e}"),
@@ -186,6 +196,7 @@ impl AuditLog {
         Ok(Self {
             path: path.to_owned(),
             writer,
+            queue,
             aggregator,
             wake: std::sync::Mutex::new(tx),
         })
@@ -195,10 +206,10 @@ impl AuditLog {
         &self.path
     }
 
-    /// Append one key-operation record; returns once it is written (or failed to be).
+    /// Append one key-operation record; returns once it is written (or failed
+    /// to be), possibly with the records of other requests ([`batch`]).
     pub async fn record(&self, event: &Event<'_>) -> Result<(), AuditError> {
-        let mut w = self.writer.lock().await;
-        w.append(|f| {
+        let (batch, index) = self.queue.push(|f| {
             f.str("request_id", event.request_id, FIELD_CAP)
                 .str("client_alias", event.client_alias, FIELD_CAP)
                 .str("client_subject", event.client_subject, FIELD_CAP)
@@ -214,6 +225,23 @@ impl AuditLog {
                 .str("outcome", &event.outcome, FIELD_CAP)
                 .num("status", u64::from(event.status))
                 .num("latency_us", event.latency_us);
+        });
+        // Let the other requests that are ready queue their records too.
+        tokio::task::yield_now().await;
+        if let Some(outcome) = batch.outcome(index) {
+            return outcome;
+        }
+        let mut w = self.writer.lock().await;
+        if batch.outcome(index).is_none() {
+            self.queue.write_queued(&mut w);
+        }
+        // Under the lock an unsettled batch is still queued, so the write
+        // above settled it; the fallback is never taken.
+        batch.outcome(index).unwrap_or_else(|| {
+            Err(AuditError::Write {
+                path: self.path.clone(),
+                reason: "the record was not written".into(),
+            })
         })
     }
 

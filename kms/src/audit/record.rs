@@ -129,13 +129,17 @@ pub(super) struct Clock {
 
 impl Clock {
     pub(super) fn push_now(&mut self, out: &mut String) {
-        let now = unix_ms();
-        let secs = now / 1000;
+        self.push_at(out, unix_ms());
+    }
+
+    /// `at` (milliseconds since the epoch) as RFC 3339.
+    pub(super) fn push_at(&mut self, out: &mut String, at: u64) {
+        let secs = at / 1000;
         if secs != self.secs || self.prefix[0] == 0 {
             second_prefix(secs, &mut self.prefix);
             self.secs = secs;
         }
-        push_with_millis(out, &self.prefix, now % 1000);
+        push_with_millis(out, &self.prefix, at % 1000);
     }
 }
 
@@ -164,6 +168,17 @@ mod tests {
         c.push_now(&mut b);
         assert_eq!(a.len(), 24, "{a}");
         assert!(a.starts_with("20") && a.ends_with('Z') && b.len() == 24);
+        // A given time, and the cached second moving on (and back).
+        for (at, want) in [
+            (1_764_533_703_007, "2025-11-30T20:15:03.007Z"),
+            (1_764_533_703_999, "2025-11-30T20:15:03.999Z"),
+            (1_764_533_704_000, "2025-11-30T20:15:04.000Z"),
+            (1_764_533_703_500, "2025-11-30T20:15:03.500Z"),
+        ] {
+            let mut s = String::new();
+            c.push_at(&mut s, at);
+            assert_eq!(s, want);
+        }
     }
 
     #[test]

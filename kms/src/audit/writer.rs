@@ -1,8 +1,10 @@
-//! The end of the chain: appends one line per record with one `write(2)`,
-//! and seals torn data.
+//! The end of the chain: appends records (one, or a batch of them) with one
+//! `write(2)`, and seals torn data.
 //!
-//! A write that fails (a full disk) may leave part of a line in the file.
-//! The writer remembers where its last complete record ends (`good_end`);
+//! A write that fails (a full disk) may leave part of a line in the file,
+//! after complete lines when it held several records. The writer counts the
+//! bytes that got out: the records written whole stay in the chain, and it
+//! remembers where the last of them ends (`good_end`);
 //! before the next record it *seals* whatever follows: it ends the torn
 //! bytes with a newline and appends an `audit-seal` record chained to the
 //! last good record, carrying the torn bytes' offset, length and SHA-256.
@@ -17,7 +19,8 @@ use std::path::PathBuf;
 use sha2::{Digest, Sha256};
 
 use super::AuditError;
-use super::record::{Clock, Fields};
+use super::batch::{Appended, Spare, split, whole_records};
+use super::record::{Clock, Fields, unix_ms};
 use crate::text::push_decimal;
 
 /// Operation and outcome of a seal record.
@@ -40,6 +43,23 @@ pub(super) struct Writer {
     pub(super) needs_newline: bool,
     line: String,
     clock: Clock,
+    /// The buffers of the key-operation batch being written ([`super::batch`]).
+    pub(super) spare: Spare,
+    /// `write(2)` calls that wrote records (tests check the batching).
+    pub(super) writes: u64,
+    /// Where each line of the write being made ends, and its hash (reused).
+    ends: Vec<(usize, [u8; 64])>,
+    /// Fail writes after this many more bytes (tests: a real partial write
+    /// needs a full disk).
+    #[cfg(test)]
+    pub(super) cut_after: Option<usize>,
+}
+
+/// A buffer grown by a burst is not kept.
+fn shrink(line: &mut String) {
+    if line.capacity() > 256 * 1024 {
+        *line = String::with_capacity(1024);
+    }
 }
 
 impl Writer {
@@ -63,6 +83,11 @@ impl Writer {
             needs_newline: false,
             line: String::with_capacity(1024),
             clock: Clock::default(),
+            spare: Spare::default(),
+            writes: 0,
+            ends: Vec::new(),
+            #[cfg(test)]
+            cut_after: None,
         }
     }
 
@@ -74,15 +99,66 @@ impl Writer {
     }
 
     /// Append one record whose fields `fill` pushes (after `seq` and
-    /// `time`, before `prev`). On failure the chain stays as it was.
+    /// `time`, before `prev`). On failure the record is not in the chain
+    /// (unless only its newline is missing) and whatever part of it got out
+    /// is sealed before the next record.
     pub(super) fn append(&mut self, fill: impl FnOnce(&mut Fields<'_>)) -> Result<(), AuditError> {
-        if self.dirty {
-            self.seal()?;
+        let done = self.append_records(std::iter::once((unix_ms(), fill)), |fill, line| {
+            fill(&mut Fields::after(line));
+        });
+        done.result(0)
+    }
+
+    /// Append the records whose fields were queued in `bodies` (each ending
+    /// at the next of `ends`, stamped with the time it was queued), chained
+    /// in that order, with one `write(2)`.
+    pub(super) fn append_bodies(&mut self, bodies: &str, ends: &[(usize, u64)]) -> Appended {
+        self.append_records(split(bodies, ends), |body, line| line.push_str(body))
+    }
+
+    /// Write `records` after the last good record. If the write fails part
+    /// way, the records it got out whole stay in the chain (the file holds
+    /// them, valid and chained: `verify` counts them) and only what follows
+    /// them is torn, to be sealed before the next record.
+    fn append_records<T>(
+        &mut self,
+        records: impl IntoIterator<Item = (u64, T)>,
+        push: impl FnMut(T, &mut String),
+    ) -> Appended {
+        if self.dirty
+            && let Err(e) = self.seal()
+        {
+            return Appended::failed(e);
         }
         let prefix = self.needs_newline.then_some("\n");
-        self.append_now(prefix, fill)?;
-        self.needs_newline = false;
-        Ok(())
+        let mut line = std::mem::take(&mut self.line);
+        let mut ends = std::mem::take(&mut self.ends);
+        self.build(&mut line, &mut ends, prefix, records, push);
+        let (written, error) = self.write_counted(line.as_bytes());
+        let done = match error {
+            None => {
+                self.writes += 1;
+                self.keep(&ends, ends.len(), line.len(), false)
+            }
+            Some(e) => {
+                let (kept, end, newline_missing) = whole_records(
+                    written,
+                    prefix.map_or(0, str::len),
+                    self.needs_newline,
+                    &ends,
+                );
+                self.keep(&ends, kept, end, newline_missing);
+                self.dirty = self.regular && written > end;
+                Appended {
+                    records: kept,
+                    error: Some(self.write_err(&e)),
+                }
+            }
+        };
+        shrink(&mut line);
+        self.line = line;
+        self.ends = ends;
+        done
     }
 
     pub(super) fn is_dirty(&self) -> bool {
@@ -95,41 +171,85 @@ impl Writer {
         self.dirty = true;
     }
 
-    /// `prefix` (a newline ending torn bytes) is written in the same `write(2)`.
-    fn append_now(
+    /// Move the chain past the first `kept` records of `ends`, which end
+    /// `end` bytes into what was written.
+    fn keep(
         &mut self,
+        ends: &[(usize, [u8; 64])],
+        kept: usize,
+        end: usize,
+        newline_missing: bool,
+    ) -> Appended {
+        if let Some(&(_, hash)) = kept.checked_sub(1).and_then(|i| ends.get(i)) {
+            self.prev = hash;
+            self.seq += kept as u64;
+        }
+        self.good_end += end as u64;
+        self.needs_newline = newline_missing;
+        Appended {
+            records: kept,
+            error: None,
+        }
+    }
+
+    /// Build the lines of `records` (each one's time, Unix milliseconds, and
+    /// fields pushed by `push`) chained from the last good record into
+    /// `line`, after `prefix`; `ends` gets where each line ends (after its
+    /// newline) and its hash.
+    fn build<T>(
+        &mut self,
+        line: &mut String,
+        ends: &mut Vec<(usize, [u8; 64])>,
         prefix: Option<&str>,
-        fill: impl FnOnce(&mut Fields<'_>),
-    ) -> Result<(), AuditError> {
-        let mut line = std::mem::take(&mut self.line);
+        records: impl IntoIterator<Item = (u64, T)>,
+        mut push: impl FnMut(T, &mut String),
+    ) {
         line.clear();
-        let start = prefix.map_or(0, str::len);
+        ends.clear();
         line.push_str(prefix.unwrap_or_default());
-        line.push_str("{\"seq\":");
-        push_decimal(&mut line, self.seq);
-        line.push_str(",\"time\":\"");
-        self.clock.push_now(&mut line);
-        line.push('"');
-        fill(&mut Fields::after(&mut line));
-        line.push_str(",\"prev\":\"");
-        line.extend(self.prev.iter().map(|&b| char::from(b)));
-        line.push_str("\"}\n");
-        let result = self.file.write_all(line.as_bytes());
-        match result {
-            Ok(()) => {
-                let record = &line.as_bytes()[start..line.len() - 1];
-                self.prev = hash_hex(record);
-                self.seq += 1;
-                self.good_end += line.len() as u64;
-                self.line = line;
-                Ok(())
-            }
-            Err(e) => {
-                self.dirty = self.regular;
-                self.line = line;
-                Err(self.write_err(&e))
+        let (mut seq, mut prev) = (self.seq, self.prev);
+        for (at, record) in records {
+            let start = line.len();
+            line.push_str("{\"seq\":");
+            push_decimal(line, seq);
+            line.push_str(",\"time\":\"");
+            self.clock.push_at(line, at);
+            line.push('"');
+            push(record, line);
+            line.push_str(",\"prev\":\"");
+            line.extend(prev.iter().map(|&b| char::from(b)));
+            line.push_str("\"}");
+            prev = hash_hex(&line.as_bytes()[start..]);
+            line.push('\n');
+            ends.push((line.len(), prev));
+            seq += 1;
+        }
+    }
+
+    /// `write(2)` until `bytes` are out or one fails; how many got out.
+    fn write_counted(&mut self, bytes: &[u8]) -> (usize, Option<std::io::Error>) {
+        let mut done = 0;
+        while let Some(rest) = bytes.get(done..).filter(|r| !r.is_empty()) {
+            #[cfg(test)]
+            let rest = match self.cut_after {
+                Some(0) => return (done, Some(std::io::Error::other("cut short (test)"))),
+                Some(left) => &rest[..rest.len().min(left)],
+                None => rest,
+            };
+            match self.file.write(rest) {
+                Ok(0) => return (done, Some(std::io::ErrorKind::WriteZero.into())),
+                Ok(n) => {
+                    done += n;
+                    #[cfg(test)]
+                    if let Some(left) = self.cut_after.as_mut() {
+                        *left -= n;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return (done, Some(e)),
             }
         }
+        (done, None)
     }
 
     /// Seal the bytes after the last good record, if there are any.
@@ -158,15 +278,39 @@ impl Writer {
         // Complete torn bytes that end with a newline need none.
         let prefix = (!torn.ends_with_newline).then_some("\n");
         let written_before = torn.file_len - self.good_end;
-        let r = self.append_now(prefix, |f| {
+        let seal = |f: &mut Fields<'_>| {
             f.str("operation", SEAL_OPERATION, 64)
                 .str("outcome", SEAL_OUTCOME, 64)
                 .num("torn_offset", offset)
                 .num("torn_bytes", torn.bytes)
                 .str("torn_sha256", &torn.sha256, 64);
-        });
+        };
+        let mut line = std::mem::take(&mut self.line);
+        let mut ends = std::mem::take(&mut self.ends);
+        self.build(
+            &mut line,
+            &mut ends,
+            prefix,
+            std::iter::once((unix_ms(), seal)),
+            |fill, line| {
+                fill(&mut Fields::after(line));
+            },
+        );
+        // All or nothing: a seal cut short is torn data itself, sealed with
+        // the bytes before it by the next try.
+        let r = match self.write_counted(line.as_bytes()) {
+            (_, None) => {
+                self.writes += 1;
+                self.keep(&ends, 1, line.len(), false);
+                Ok(())
+            }
+            (_, Some(e)) => Err(self.write_err(&e)),
+        };
+        shrink(&mut line);
+        self.line = line;
+        self.ends = ends;
         if r.is_ok() {
-            // append_now counted the seal line; add the torn bytes it follows.
+            // `keep` counted the seal line; add the torn bytes it follows.
             self.good_end += written_before;
             self.dirty = false;
             tracing::warn!(
