@@ -101,15 +101,8 @@ async fn a_partial_write_is_sealed_before_the_next_record() {
     std::io::Write::write_all(&mut f, b"{\"seq\":1,\"time\":\"2026-").unwrap();
     log.writer.lock().await.mark_failed();
     log.record(&event("b")).await.unwrap();
-    let v = verify(&path).unwrap();
-    assert!(v.problems.is_empty(), "{:?}", v.problems);
-    assert_eq!(v.records, 3, "a, the seal, b");
-    assert_eq!(v.notes.len(), 1, "{:?}", v.notes);
-    assert!(
-        v.notes[0].starts_with("lines 2-2: torn record (22 bytes at offset"),
-        "{:?}",
-        v.notes
-    );
+    // a, the seal, b.
+    assert_one_sealed_tear(&path, 3, "lines 2-2: torn record (22 bytes at offset");
     // Editing the torn bytes afterwards is found.
     let text = std::fs::read_to_string(&path).unwrap();
     std::fs::write(&path, text.replacen("2026-\n", "2027-\n", 1)).unwrap();
@@ -374,15 +367,18 @@ async fn a_batch_cut_short_keeps_the_records_it_wrote_whole() {
     );
     log.writer.lock().await.cut_after = None;
     log.record(&event("b")).await.unwrap();
-    let v = verify(&path).unwrap();
+    // a, the batch's first, the seal, b.
+    assert_one_sealed_tear(&path, 4, "lines 3-3: torn record");
+}
+
+/// The file verifies, with `records` records and one sealed tear whose note
+/// starts with `note`.
+fn assert_one_sealed_tear(path: &Path, records: u64, note: &str) {
+    let v = verify(path).unwrap();
     assert!(v.problems.is_empty(), "{:?}", v.problems);
-    assert_eq!(v.records, 4, "a, the batch's first, the seal, b");
+    assert_eq!(v.records, records, "{v:?}");
     assert_eq!(v.notes.len(), 1, "{:?}", v.notes);
-    assert!(
-        v.notes[0].starts_with("lines 3-3: torn record"),
-        "{:?}",
-        v.notes
-    );
+    assert!(v.notes[0].starts_with(note), "{:?}", v.notes);
 }
 
 #[tokio::test]
