@@ -131,34 +131,53 @@ impl Writer {
             return Appended::failed(e);
         }
         let prefix = self.needs_newline.then_some("\n");
-        let mut line = std::mem::take(&mut self.line);
-        let mut ends = std::mem::take(&mut self.ends);
-        self.build(&mut line, &mut ends, prefix, records, push);
-        let (written, error) = self.write_counted(line.as_bytes());
-        let done = match error {
+        let (len, written, error) = self.write_lines(prefix, records, push);
+        match error {
             None => {
-                self.writes += 1;
-                self.keep(&ends, ends.len(), line.len(), false)
+                self.keep(self.ends.len(), len, false);
+                Appended {
+                    records: self.ends.len(),
+                    error: None,
+                }
             }
             Some(e) => {
                 let (kept, end, newline_missing) = whole_records(
                     written,
                     prefix.map_or(0, str::len),
                     self.needs_newline,
-                    &ends,
+                    &self.ends,
                 );
-                self.keep(&ends, kept, end, newline_missing);
+                self.keep(kept, end, newline_missing);
                 self.dirty = self.regular && written > end;
                 Appended {
                     records: kept,
                     error: Some(self.write_err(&e)),
                 }
             }
-        };
+        }
+    }
+
+    /// Build `records` after `prefix` (see [`Writer::build`]) and write them;
+    /// `self.ends` then says where each line ends. Returns the bytes built,
+    /// the bytes that got out and the error that stopped the rest.
+    fn write_lines<T>(
+        &mut self,
+        prefix: Option<&str>,
+        records: impl IntoIterator<Item = (u64, T)>,
+        push: impl FnMut(T, &mut String),
+    ) -> (usize, usize, Option<std::io::Error>) {
+        let mut line = std::mem::take(&mut self.line);
+        let mut ends = std::mem::take(&mut self.ends);
+        self.build(&mut line, &mut ends, prefix, records, push);
+        let (written, error) = self.write_counted(line.as_bytes());
+        if error.is_none() {
+            self.writes += 1;
+        }
+        let len = line.len();
         shrink(&mut line);
         self.line = line;
         self.ends = ends;
-        done
+        (len, written, error)
     }
 
     pub(super) fn is_dirty(&self) -> bool {
@@ -171,25 +190,15 @@ impl Writer {
         self.dirty = true;
     }
 
-    /// Move the chain past the first `kept` records of `ends`, which end
-    /// `end` bytes into what was written.
-    fn keep(
-        &mut self,
-        ends: &[(usize, [u8; 64])],
-        kept: usize,
-        end: usize,
-        newline_missing: bool,
-    ) -> Appended {
-        if let Some(&(_, hash)) = kept.checked_sub(1).and_then(|i| ends.get(i)) {
+    /// Move the chain past the first `kept` records of the last write
+    /// (`self.ends`), which end `end` bytes into it.
+    fn keep(&mut self, kept: usize, end: usize, newline_missing: bool) {
+        if let Some(&(_, hash)) = kept.checked_sub(1).and_then(|i| self.ends.get(i)) {
             self.prev = hash;
             self.seq += kept as u64;
         }
         self.good_end += end as u64;
         self.needs_newline = newline_missing;
-        Appended {
-            records: kept,
-            error: None,
-        }
     }
 
     /// Build the lines of `records` (each one's time, Unix milliseconds, and
@@ -285,30 +294,19 @@ impl Writer {
                 .num("torn_bytes", torn.bytes)
                 .str("torn_sha256", &torn.sha256, 64);
         };
-        let mut line = std::mem::take(&mut self.line);
-        let mut ends = std::mem::take(&mut self.ends);
-        self.build(
-            &mut line,
-            &mut ends,
-            prefix,
-            std::iter::once((unix_ms(), seal)),
-            |fill, line| {
-                fill(&mut Fields::after(line));
-            },
-        );
+        let seal = std::iter::once((unix_ms(), seal));
+        let (len, _, error) = self.write_lines(prefix, seal, |fill, line| {
+            fill(&mut Fields::after(line));
+        });
         // All or nothing: a seal cut short is torn data itself, sealed with
         // the bytes before it by the next try.
-        let r = match self.write_counted(line.as_bytes()) {
-            (_, None) => {
-                self.writes += 1;
-                self.keep(&ends, 1, line.len(), false);
+        let r = match error {
+            None => {
+                self.keep(1, len, false);
                 Ok(())
             }
-            (_, Some(e)) => Err(self.write_err(&e)),
+            Some(e) => Err(self.write_err(&e)),
         };
-        shrink(&mut line);
-        self.line = line;
-        self.ends = ends;
         if r.is_ok() {
             // `keep` counted the seal line; add the torn bytes it follows.
             self.good_end += written_before;
