@@ -2,6 +2,14 @@
 
 use super::*;
 
+/// A new audit log in a folder of its own (kept while the folder lives).
+fn new_log() -> (tempfile::TempDir, PathBuf, std::sync::Arc<AuditLog>) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.log");
+    let log = std::sync::Arc::new(AuditLog::open(&path).unwrap());
+    (dir, path, log)
+}
+
 fn event(op: &str) -> Event<'_> {
     Event {
         operation: op,
@@ -50,9 +58,7 @@ async fn chain_survives_reopen_and_detects_edits_and_deletions() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_records_form_one_chain() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("audit.log");
-    let log = std::sync::Arc::new(AuditLog::open(&path).unwrap());
+    let (_dir, path, log) = new_log();
     let mut tasks = Vec::new();
     for i in 0..200 {
         let log = log.clone();
@@ -92,9 +98,7 @@ fn time_format() {
 
 #[tokio::test]
 async fn a_partial_write_is_sealed_before_the_next_record() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("audit.log");
-    let log = AuditLog::open(&path).unwrap();
+    let (_dir, path, log) = new_log();
     log.record(&event("a")).await.unwrap();
     // What a write cut short by a full disk leaves, and the writer's view of it.
     let mut f = OpenOptions::new().append(true).open(&path).unwrap();
@@ -243,12 +247,7 @@ async fn a_last_record_without_its_newline_is_completed() {
     std::fs::write(&path, text.trim_end()).unwrap();
     let log = AuditLog::open(&path).unwrap();
     log.record(&event("c")).await.unwrap();
-    let v = verify(&path).unwrap();
-    assert_eq!(
-        (v.records, v.problems.len(), v.notes.len()),
-        (3, 0, 0),
-        "{v:?}"
-    );
+    assert_clean(&path, 3);
 }
 
 /// `n` records started together on the current task's runtime.
@@ -275,9 +274,7 @@ async fn records_together(log: &std::sync::Arc<AuditLog>, n: usize) -> Vec<Resul
 
 #[tokio::test]
 async fn records_ready_together_are_written_together() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("audit.log");
-    let log = std::sync::Arc::new(AuditLog::open(&path).unwrap());
+    let (_dir, path, log) = new_log();
     log.record(&event("first")).await.unwrap();
     assert_eq!(log.writer.lock().await.writes, 1);
     for r in records_together(&log, 50).await {
@@ -321,9 +318,7 @@ async fn every_record_of_a_failed_batch_fails() {
 
 #[tokio::test]
 async fn a_record_whose_request_went_away_is_still_written() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("audit.log");
-    let log = AuditLog::open(&path).unwrap();
+    let (_dir, path, log) = new_log();
     let orphan = event("orphan");
     let mut fut = Box::pin(log.record(&orphan));
     // Poll it once (it queues its record and yields), then drop it.
@@ -346,9 +341,7 @@ async fn a_record_whose_request_went_away_is_still_written() {
 
 #[tokio::test]
 async fn a_batch_cut_short_keeps_the_records_it_wrote_whole() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("audit.log");
-    let log = std::sync::Arc::new(AuditLog::open(&path).unwrap());
+    let (_dir, path, log) = new_log();
     log.record(&event("a")).await.unwrap();
     let one = std::fs::metadata(&path).unwrap().len() as usize;
     // The batch's lines are about as long as the first: cut in its second.
@@ -371,6 +364,16 @@ async fn a_batch_cut_short_keeps_the_records_it_wrote_whole() {
     assert_one_sealed_tear(&path, 4, "lines 3-3: torn record");
 }
 
+/// The file verifies, with `records` records, no problem and no note.
+fn assert_clean(path: &Path, records: u64) {
+    let v = verify(path).unwrap();
+    assert_eq!(
+        (v.records, v.problems.len(), v.notes.len()),
+        (records, 0, 0),
+        "{v:?}"
+    );
+}
+
 /// The file verifies, with `records` records and one sealed tear whose note
 /// starts with `note`.
 fn assert_one_sealed_tear(path: &Path, records: u64, note: &str) {
@@ -383,9 +386,7 @@ fn assert_one_sealed_tear(path: &Path, records: u64, note: &str) {
 
 #[tokio::test]
 async fn a_record_cut_short_of_only_its_newline_is_kept() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("audit.log");
-    let log = AuditLog::open(&path).unwrap();
+    let (_dir, path, log) = new_log();
     log.record(&event("a")).await.unwrap();
     let one = std::fs::metadata(&path).unwrap().len() as usize;
     // The same fields and a one-digit sequence number: the same length.
@@ -394,10 +395,5 @@ async fn a_record_cut_short_of_only_its_newline_is_kept() {
     assert!(!std::fs::read_to_string(&path).unwrap().ends_with('\n'));
     log.writer.lock().await.cut_after = None;
     log.record(&event("c")).await.unwrap();
-    let v = verify(&path).unwrap();
-    assert_eq!(
-        (v.records, v.problems.len(), v.notes.len()),
-        (3, 0, 0),
-        "{v:?}"
-    );
+    assert_clean(&path, 3);
 }
