@@ -362,6 +362,12 @@ fn the_server_process_is_not_dumpable() {
         0,
         "/proc/PID/environ of a non-dumpable process belongs to root"
     );
+    // And no transparent huge pages (cli::main): with them the allocator's
+    // heap was resident in whole 2 MiB pages.
+    assert!(
+        status.lines().any(|l| l == "THP_enabled:\t0"),
+        "transparent huge pages are off for the server: {status}"
+    );
 }
 
 /// A child process killed (and reaped) when the test ends, however it ends.

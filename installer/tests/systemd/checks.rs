@@ -220,6 +220,7 @@ pub fn assert_sandbox(n: &Node) {
         ("SystemCallArchitectures", "native"),
         ("RestartPreventExitStatus", "78"),
         ("UMask", "0077"),
+        ("Environment", "MIMALLOC_ALLOW_THP=0"),
     ];
     let mut wrong = Vec::new();
     for (k, v) in expect {
@@ -232,7 +233,7 @@ pub fn assert_sandbox(n: &Node) {
     // The process really runs as kms with no capabilities.
     let pid = n.main_pid();
     let inside = n.b.must(&format!(
-        "grep -E '^(Uid|CapEff|NoNewPrivs|Seccomp):' /proc/{pid}/status"
+        "grep -E '^(Uid|CapEff|NoNewPrivs|Seccomp|THP_enabled):' /proc/{pid}/status"
     ));
     let kms_uid = n.b.must("id -u kms").trim().to_owned();
     for want in [
@@ -240,6 +241,8 @@ pub fn assert_sandbox(n: &Node) {
         "CapEff:\t0000000000000000".to_owned(),
         "NoNewPrivs:\t1".to_owned(),
         "Seccomp:\t2".to_owned(),
+        // No transparent huge pages (the unit's environment, and cli::main).
+        "THP_enabled:\t0".to_owned(),
     ] {
         assert!(
             inside.contains(&want),
