@@ -69,7 +69,7 @@ async fn provision(bao: &OpenBao) {
     .await;
 }
 
-async fn assert_down_fast(backend: &VaultBackend) {
+async fn assert_down_fast(backend: &VaultBackend, port: u16) {
     let t = Instant::now();
     let err = backend.wrap(b"k", b"").await.unwrap_err();
     let took = t.elapsed();
@@ -77,7 +77,14 @@ async fn assert_down_fast(backend: &VaultBackend) {
     assert!(matches!(err, BackendError::Unavailable { .. }), "{err}");
     assert_eq!(err.label(), "backend-unavailable");
     assert!(err.is_retryable());
-    assert!(took < Duration::from_secs(3), "took {took:?}");
+    // Refused, not waited out: the request timeout is 3 s. Seen once in a
+    // clean-clone run (2026-12-01) and not since; if it comes back, what held
+    // the port is the first thing to know.
+    assert!(
+        !err.to_string().contains("no answer within"),
+        "a stopped Vault timed out instead of refusing ({took:?}): {err}\nsockets on port {port}:\n{}",
+        sockets_on(port)
+    );
     assert!(matches!(
         backend.probe().await,
         Err(BackendError::Unavailable { .. })
@@ -89,6 +96,18 @@ async fn assert_down_fast(backend: &VaultBackend) {
         report.steps[0].detail.contains("is Vault running"),
         "{report}"
     );
+}
+
+/// `ss -tanp` lines that mention `port`, for a failure message.
+fn sockets_on(port: u16) -> String {
+    match std::process::Command::new("ss").arg("-tanp").output() {
+        Ok(out) => String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.contains(&format!(":{port} ")))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        Err(e) => format!("(ss: {e})"),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -114,8 +133,8 @@ async fn stopped_vault_is_unavailable_fast_and_recovers_after_restart() {
     }
 
     bao.stop();
-    assert_down_fast(&by_token).await;
-    assert_down_fast(&by_login).await;
+    assert_down_fast(&by_token, bao.port).await;
+    assert_down_fast(&by_login, bao.port).await;
 
     bao.restart().await;
     provision(&bao).await;
