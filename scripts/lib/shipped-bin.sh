@@ -29,9 +29,14 @@ shipped_bin() {
     fi
 }
 
-# build_shipped ROOT: build the binary shipped_bin chose (nothing for --bin).
-build_shipped() {
+# build_for_bench ROOT: build the load generator (cmx-kms-bench) and the
+# cmx-kms binary shipped_bin chose (not one given with --bin). Call it as a
+# plain command or in an `if` body, not after `||`: there `set -e` would not
+# stop at a failed build.
+build_for_bench() {
     local root=$1
+    echo "== cargo build --release (cmx-kms-bench; cmx-kms: $BIN_KIND)"
+    cargo build --release --locked -p cmx-kms-bench
     [ "$BIN_GIVEN" = 0 ] || return 0
     if [ "$SHIPPED" = 1 ]; then
         "$root/scripts/build-release" >/dev/null
