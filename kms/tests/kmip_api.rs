@@ -118,7 +118,8 @@ fn kmip_backend_through_the_api() {
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
-    std::thread::sleep(Duration::from_millis(300));
+    // PyKMIP logs an operation before it answers, so every Decrypt behind
+    // these 200s is in its log by now.
     assert_eq!(
         hsm.operations_logged("Decrypt") - decrypts_before,
         1,
@@ -129,7 +130,6 @@ fn kmip_backend_through_the_api() {
     // after PyKMIP restarts, without restarting cmx-kms.
     hsm.stop();
     let new_key = || fd.post("/v1/customer-keys", &json!({}));
-    let t = Instant::now();
     let r = new_key();
     assert_eq!(
         (r.status, r.label().as_str()),
@@ -137,11 +137,7 @@ fn kmip_backend_through_the_api() {
         "{:?}",
         r.json()
     );
-    assert!(
-        t.elapsed() < Duration::from_secs(5),
-        "failed fast: {:?}",
-        t.elapsed()
-    );
+    fresh.assert_backend_refused(&r);
     assert!(r.header("retry-after").is_some());
     wait_ready(&fd, "unavailable");
     // Cached customer keys still serve decrypts while the HSM is down.

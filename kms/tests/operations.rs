@@ -433,10 +433,11 @@ fn idle_and_slow_connections_are_closed_by_their_timeouts() {
     let node = TestNode::start(
         &pki,
         &dir.path().join("node"),
-        "kms.server.header-timeout=1s\nkms.server.idle-timeout=3s\n",
+        "kms.server.header-timeout=1s\nkms.server.idle-timeout=5s\n",
     );
     let b = node.client(&pki, &pki.cmx_backend);
-    // Idle longer than the header timeout but shorter than the idle timeout: kept.
+    // Idle longer than the header timeout but well within the idle timeout:
+    // kept (the header timer runs only once a request has begun).
     let mut ka = b.keep_alive().unwrap();
     assert_eq!(
         ka.post("/v1/customer-keys", &json!({})).unwrap().status,
@@ -446,33 +447,35 @@ fn idle_and_slow_connections_are_closed_by_their_timeouts() {
     assert_eq!(
         ka.post("/v1/customer-keys", &json!({})).unwrap().status,
         201,
-        "idle 2 s < 3 s: kept"
+        "idle 2 s, header timeout 1 s: kept"
     );
-    // Idle past the idle timeout: closed by the server.
-    std::thread::sleep(Duration::from_millis(4500));
+    let closed = |reason: &str| {
+        node.metrics().contains(&format!(
+            "cmx_kms_connections_closed_total{{reason=\"{reason}\"}} 1"
+        ))
+    };
+    assert!(!closed("idle"), "closed while in use");
+    // Idle past the idle timeout: the server closes it, counts it, and the
+    // next request on it fails.
+    wait_for("the idle close", Duration::from_secs(60), || closed("idle"));
     assert!(
         ka.post("/v1/customer-keys", &json!({})).is_err(),
-        "idle 4.5 s > 3 s: closed"
+        "idle past 5 s: closed"
     );
-    // A client that starts a request and stalls in its headers is cut off.
+    // A client that starts a request and stalls in its headers is cut off:
+    // closed without an answer by the node's header timer (hyper's own is
+    // off), which counts the close before it closes. Not the client's own
+    // 30 s read timeout.
     let mut slow = b.keep_alive().unwrap();
     slow.send_raw(b"POST /v1/customer-keys HTTP/1.1\r\nHost: x\r\n")
         .unwrap();
-    let t = Instant::now();
     let r = slow.read();
+    let err = r.expect_err("no answer expected");
     assert!(
-        t.elapsed() < Duration::from_secs(4),
-        "cut off after about the header timeout: {:?}",
-        t.elapsed()
+        !err.contains("timed out") && !err.contains("temporarily unavailable"),
+        "the client gave up before the server closed: {err}"
     );
-    // Closed without an answer by the node's header timer (hyper's own is
-    // off), which counts the close before it closes.
-    assert!(r.is_err(), "no answer expected, got {r:?}");
-    let m = node.metrics();
-    assert!(
-        m.contains("cmx_kms_connections_closed_total{reason=\"header-timeout\"} 1"),
-        "{m}"
-    );
+    assert!(closed("header-timeout"), "{}", node.metrics());
 }
 
 #[test]

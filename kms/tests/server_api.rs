@@ -465,8 +465,13 @@ fn no_key_material_or_password_in_logs_or_audit() {
     let key_b64 = r.json()["workspace_key"].as_str().unwrap().to_owned();
     let key = B64.decode(&key_b64).unwrap();
     let key_hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
-    // Let the server flush its log.
-    std::thread::sleep(std::time::Duration::from_millis(200));
+    // The request's log line, waited for (it may be written after the answer).
+    let id = r.header("x-request-id").unwrap().to_owned();
+    support::wait_for(
+        "the request's log line",
+        std::time::Duration::from_secs(30),
+        || w.node.log_text().contains(&id),
+    );
     let log = w.node.log_text();
     let audit = std::fs::read_to_string(&w.node.audit).unwrap();
     assert!(log.contains("decrypt-workspace-key"), "trace log captured");

@@ -166,10 +166,15 @@ async fn silent_vault_times_out() {
     settings.request_timeout = Duration::from_millis(700);
     let (backend, _) = VaultBackend::new(settings).unwrap();
     let t = Instant::now();
-    let err = backend.wrap(b"k", b"").await.unwrap_err();
+    // The 60 s guard only keeps a broken timeout from hanging the suite; the
+    // assertion is on which path answered: the request timeout, with the
+    // configured value in the message.
+    let err = tokio::time::timeout(Duration::from_secs(60), backend.wrap(b"k", b""))
+        .await
+        .expect("the 700 ms request timeout never fired")
+        .unwrap_err();
     println!("{err} ({:?})", t.elapsed());
     assert!(matches!(err, BackendError::Unavailable { .. }), "{err}");
-    assert!(err.to_string().contains("no answer within"), "{err}");
-    assert!(t.elapsed() < Duration::from_secs(3));
+    assert!(err.to_string().contains("no answer within 700ms"), "{err}");
     hold.abort();
 }

@@ -332,6 +332,7 @@ async fn connection(
             Event::Stop(true) => idle_limit = DRAIN_QUIET,
             Event::Stop(false) => {}
             Event::Expired(Expiry::Idle) => {
+                app.metrics.connection_closed("idle");
                 tracing::debug!(peer = %addr, "closing idle connection");
                 conn.as_mut().graceful_shutdown();
                 closing = true;

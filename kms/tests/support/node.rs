@@ -243,6 +243,23 @@ impl TestNode {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// For a 503 `backend-unavailable` answer: the backend refused the
+    /// connection at once; the node did not wait out a timeout. Read from
+    /// the line the node logged under the answer's request id (written
+    /// before the answer was sent), so it holds on a slow machine too.
+    pub fn assert_backend_refused(&self, r: &Resp) {
+        let id = r.header("x-request-id").expect("x-request-id");
+        let log = self.log_text();
+        let line = log
+            .lines()
+            .find(|l| l.contains(id) && l.contains("key operation failed"))
+            .unwrap_or_else(|| panic!("no log line for request {id}:\n{log}"));
+        assert!(
+            line.contains("cannot connect") && !line.contains(" within "),
+            "refused expected, not a timeout: {line}"
+        );
+    }
+
     pub fn signal(&self, sig: &str) {
         let ok = Command::new("kill")
             .arg(format!("-{sig}"))
