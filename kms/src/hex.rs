@@ -12,10 +12,20 @@ fn push(out: &mut String, b: u8, table: &[u8; 16]) {
 /// Lower-case hex, two digits per byte.
 pub fn encode(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len() * 2);
-    for &b in bytes {
-        push(&mut out, b, LOWER);
-    }
+    push_lower(&mut out, bytes);
     out
+}
+
+/// The two lower-case hex digits of `b`.
+pub fn lower_pair(b: u8) -> [u8; 2] {
+    [LOWER[usize::from(b >> 4)], LOWER[usize::from(b & 0x0f)]]
+}
+
+/// Lower-case hex of `bytes` appended to `out` (no allocation of its own).
+pub fn push_lower(out: &mut String, bytes: &[u8]) {
+    for &b in bytes {
+        push(out, b, LOWER);
+    }
 }
 
 /// Upper-case hex with colons between bytes, as keytool prints fingerprints.

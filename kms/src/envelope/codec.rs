@@ -1,5 +1,7 @@
 //! Byte-level encoding of envelopes. Decoding is bounds-checked and never panics.
 
+use std::borrow::Cow;
+
 use super::{EnvelopeError, FORMAT_VERSION, KeyId, KeyType, MAGIC};
 use crate::backend::{BackendKind, MasterWrap, WrapAlgorithm};
 
@@ -10,14 +12,26 @@ pub struct Header {
     pub key_id: KeyId,
 }
 
+/// Length of an encoded [`Header`].
+const HEADER_LEN: usize = 22;
+
+/// Length of a local wrap's associated data: the header and the parent's id.
+const LOCAL_AAD_LEN: usize = HEADER_LEN + 16;
+
 impl Header {
     /// Encoded header bytes: the associated data every wrap binds.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(22);
-        out.extend_from_slice(MAGIC);
-        out.push(FORMAT_VERSION);
-        out.push(self.key_type as u8);
-        out.extend_from_slice(self.key_id.as_bytes());
+        self.bytes().to_vec()
+    }
+
+    /// The same, on the stack.
+    pub fn bytes(&self) -> [u8; HEADER_LEN] {
+        let mut out = [0u8; HEADER_LEN];
+        let (magic, rest) = out.split_at_mut(MAGIC.len());
+        magic.copy_from_slice(MAGIC);
+        rest[0] = FORMAT_VERSION;
+        rest[1] = self.key_type as u8;
+        rest[2..].copy_from_slice(self.key_id.as_bytes());
         out
     }
 }
@@ -29,21 +43,22 @@ pub struct CustomerEnvelope {
     pub master: MasterWrap,
 }
 
-/// A user or workspace key wrapped locally under its parent.
+/// A user or workspace key wrapped locally under its parent. Decoded, it
+/// borrows its ciphertext from the blob (no copy per request).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LocalEnvelope {
+pub struct LocalEnvelope<'a> {
     pub header: Header,
     pub parent: KeyId,
     pub nonce: [u8; 12],
     /// Ciphertext followed by the 16-byte GCM tag.
-    pub sealed: Vec<u8>,
+    pub sealed: Cow<'a, [u8]>,
 }
 
 /// Any decoded envelope.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Envelope {
+pub enum Envelope<'a> {
     Customer(CustomerEnvelope),
-    Local(LocalEnvelope),
+    Local(LocalEnvelope<'a>),
 }
 
 impl CustomerEnvelope {
@@ -61,7 +76,7 @@ impl CustomerEnvelope {
     }
 }
 
-impl LocalEnvelope {
+impl LocalEnvelope<'_> {
     pub fn encode(&self) -> Result<Vec<u8>, EnvelopeError> {
         let mut out = self.header.to_bytes();
         out.extend_from_slice(self.parent.as_bytes());
@@ -71,16 +86,18 @@ impl LocalEnvelope {
     }
 
     /// Associated data of a local wrap: the header and the parent's id.
-    pub fn aad(&self) -> Vec<u8> {
-        let mut aad = self.header.to_bytes();
-        aad.extend_from_slice(self.parent.as_bytes());
+    pub fn aad(&self) -> [u8; LOCAL_AAD_LEN] {
+        let mut aad = [0u8; LOCAL_AAD_LEN];
+        let (header, parent) = aad.split_at_mut(HEADER_LEN);
+        header.copy_from_slice(&self.header.bytes());
+        parent.copy_from_slice(self.parent.as_bytes());
         aad
     }
 }
 
-impl Envelope {
+impl<'a> Envelope<'a> {
     /// Decode any envelope.
-    pub fn decode(bytes: &[u8]) -> Result<Self, EnvelopeError> {
+    pub fn decode(bytes: &'a [u8]) -> Result<Self, EnvelopeError> {
         let mut r = Reader(bytes);
         if r.take(4, "magic")? != MAGIC {
             return Err(EnvelopeError::BadMagic);
@@ -124,7 +141,7 @@ impl Envelope {
                 let parent = KeyId::from_slice(r.take(16, "parent key id")?)?;
                 let mut nonce = [0u8; 12];
                 nonce.copy_from_slice(r.take(12, "nonce")?);
-                let sealed = r.u16_len("ciphertext")?.to_vec();
+                let sealed = Cow::Borrowed(r.u16_len("ciphertext")?);
                 Envelope::Local(LocalEnvelope {
                     header,
                     parent,
@@ -148,7 +165,7 @@ impl Envelope {
 
     /// Decode and require a customer key.
     pub fn decode_customer(bytes: &[u8]) -> Result<CustomerEnvelope, EnvelopeError> {
-        match Self::decode(bytes)? {
+        match Envelope::decode(bytes)? {
             Envelope::Customer(c) => Ok(c),
             Envelope::Local(l) => Err(EnvelopeError::WrongKeyType {
                 expected: KeyType::Customer.label(),
@@ -158,7 +175,10 @@ impl Envelope {
     }
 
     /// Decode and require a local envelope of the given type.
-    pub fn decode_local(bytes: &[u8], expected: KeyType) -> Result<LocalEnvelope, EnvelopeError> {
+    pub fn decode_local(
+        bytes: &'a [u8],
+        expected: KeyType,
+    ) -> Result<LocalEnvelope<'a>, EnvelopeError> {
         let env = Self::decode(bytes)?;
         let found = env.header().key_type;
         match env {

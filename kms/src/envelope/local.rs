@@ -2,8 +2,8 @@
 
 use std::fmt;
 
-use aes_gcm::aead::{Aead, KeyInit, Payload};
-use aes_gcm::{Aes256Gcm, Nonce};
+use aes_gcm::aead::{Aead, AeadInOut, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce, Tag};
 use zeroize::Zeroizing;
 
 use super::codec::{Header, LocalEnvelope};
@@ -42,6 +42,26 @@ impl KeyId {
     }
     pub fn to_hex(&self) -> String {
         crate::hex::encode(&self.0)
+    }
+    /// The same digits on the stack (the audit record of every request
+    /// carries one).
+    pub fn hex(&self) -> KeyHex {
+        let mut out = [0u8; 32];
+        for (pair, &b) in out.chunks_exact_mut(2).zip(&self.0) {
+            pair.copy_from_slice(&crate::hex::lower_pair(b));
+        }
+        KeyHex(out)
+    }
+}
+
+/// A key id as 32 lower-case hex digits.
+#[derive(Clone, Copy)]
+pub struct KeyHex([u8; 32]);
+
+impl KeyHex {
+    pub fn as_str(&self) -> &str {
+        // Only hex digits are ever written, so this is always UTF-8.
+        std::str::from_utf8(&self.0).unwrap_or_default()
     }
 }
 
@@ -94,7 +114,7 @@ pub fn seal_local(
     key_type: KeyType,
     child_id: KeyId,
     child: &SecretKey,
-) -> Result<LocalEnvelope, CryptoError> {
+) -> Result<LocalEnvelope<'static>, CryptoError> {
     let mut nonce = [0u8; 12];
     getrandom::fill(&mut nonce).map_err(|_| CryptoError::Rng)?;
     let mut env = LocalEnvelope {
@@ -104,11 +124,11 @@ pub fn seal_local(
         },
         parent: parent_id,
         nonce,
-        sealed: Vec::new(),
+        sealed: Default::default(),
     };
     let aad = env.aad();
     let cipher = Aes256Gcm::new(parent.expose().into());
-    env.sealed = cipher
+    let sealed = cipher
         .encrypt(
             &Nonce::from(nonce),
             Payload {
@@ -117,6 +137,7 @@ pub fn seal_local(
             },
         )
         .map_err(|_| CryptoError::Encrypt)?;
+    env.sealed = sealed.into();
     Ok(env)
 }
 
@@ -124,7 +145,7 @@ pub fn seal_local(
 pub fn open_local(
     parent: &SecretKey,
     parent_id: KeyId,
-    env: &LocalEnvelope,
+    env: &LocalEnvelope<'_>,
 ) -> Result<SecretKey, EnvelopeError> {
     let what = env.header.key_type.label();
     if env.parent != parent_id {
@@ -137,18 +158,77 @@ pub fn open_local(
             parent: parent_label,
         });
     }
-    let cipher = Aes256Gcm::new(parent.expose().into());
-    let aad = env.aad();
-    let plain = Zeroizing::new(
-        cipher
-            .decrypt(
-                &Nonce::from(env.nonce),
-                Payload {
-                    msg: &env.sealed,
-                    aad: &aad,
-                },
+    // Every local wrap seals exactly one key: its ciphertext, then the tag.
+    // Any other length cannot be one of ours, and fails as a forgery does.
+    let (ciphertext, tag) = env
+        .sealed
+        .split_at_checked(KEY_LEN)
+        .ok_or(EnvelopeError::Authentication(what))?;
+    let tag = Tag::try_from(tag).map_err(|_| EnvelopeError::Authentication(what))?;
+    let mut key = Zeroizing::new([0u8; KEY_LEN]);
+    key.copy_from_slice(ciphertext);
+    // In place, into the zeroizing array: no heap copy of the key.
+    Aes256Gcm::new(parent.expose().into())
+        .decrypt_inout_detached(
+            &Nonce::from(env.nonce),
+            &env.aad(),
+            key.as_mut_slice().into(),
+            &tag,
+        )
+        .map_err(|_| EnvelopeError::Authentication(what))?;
+    Ok(SecretKey(key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sealed_key_opens_and_nothing_else_does() {
+        let (parent, parent_id) = (SecretKey::random().unwrap(), KeyId::random().unwrap());
+        let (child, child_id) = (SecretKey::random().unwrap(), KeyId::random().unwrap());
+        let env = seal_local(&parent, parent_id, KeyType::User, child_id, &child).unwrap();
+        assert_eq!(env.sealed.len(), KEY_LEN + 16);
+        let opened = open_local(&parent, parent_id, &env).unwrap();
+        assert_eq!(opened.expose(), child.expose());
+
+        let fails = |env: &LocalEnvelope<'_>| {
+            matches!(
+                open_local(&parent, parent_id, env),
+                Err(EnvelopeError::Authentication(_))
             )
-            .map_err(|_| EnvelopeError::Authentication(what))?,
-    );
-    SecretKey::from_slice(&plain).ok_or(EnvelopeError::Authentication(what))
+        };
+        for i in 0..env.sealed.len() {
+            let mut bad = env.clone();
+            bad.sealed.to_mut()[i] ^= 1;
+            assert!(fails(&bad), "byte {i} flipped");
+        }
+        for len in [0, KEY_LEN, KEY_LEN + 15, KEY_LEN + 17] {
+            let mut bad = env.clone();
+            bad.sealed.to_mut().resize(len, 0);
+            assert!(fails(&bad), "sealed of {len} bytes");
+        }
+        let mut other_id = env.clone();
+        other_id.header.key_id = KeyId::random().unwrap();
+        assert!(fails(&other_id), "the header is bound");
+        let other = SecretKey::random().unwrap();
+        assert!(matches!(
+            open_local(&other, parent_id, &env),
+            Err(EnvelopeError::Authentication(_))
+        ));
+    }
+
+    #[test]
+    fn hex_on_the_stack_is_to_hex() {
+        for _ in 0..8 {
+            let id = KeyId::random().unwrap();
+            assert_eq!(id.hex().as_str(), id.to_hex());
+        }
+        assert_eq!(
+            KeyId([0x01, 0xab, 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10])
+                .hex()
+                .as_str(),
+            "01abff00000000000000000000000010"
+        );
+    }
 }

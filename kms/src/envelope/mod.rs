@@ -23,7 +23,7 @@ mod codec;
 mod local;
 
 pub use codec::{CustomerEnvelope, Envelope, Header, LocalEnvelope};
-pub use local::{CryptoError, KEY_LEN, KeyId, SecretKey, open_local, seal_local};
+pub use local::{CryptoError, KEY_LEN, KeyHex, KeyId, SecretKey, open_local, seal_local};
 
 /// The current (and only) format version.
 pub const FORMAT_VERSION: u8 = 1;

@@ -225,11 +225,11 @@ impl App {
         }
         let (customer_key, cache) = match &outcome.info {
             Some(i) => (
-                i.customer_key.to_hex(),
+                Some(i.customer_key.hex()),
                 i.cache
                     .map(|c| if c == Lookup::Hit { "hit" } else { "miss" }),
             ),
-            None => (String::new(), None),
+            None => (None, None),
         };
         let done = Finished {
             request_id,
@@ -247,7 +247,7 @@ impl App {
             .request(op_label, peer.role.label(), outcome.label, elapsed);
         done.log(&outcome, &self.lines);
         if let Ok(v) = HeaderValue::from_str(request_id) {
-            resp.headers_mut().insert("x-request-id", v);
+            resp.headers_mut().insert(super::X_REQUEST_ID, v);
         }
         resp
     }

@@ -70,6 +70,10 @@ pub struct Peer {
     pub addr: SocketAddr,
     /// The load balancer the connection came through (PROXY protocol).
     pub via: Option<SocketAddr>,
+    /// `addr`'s and `via`'s addresses as text (empty without `via`), made
+    /// once per connection for the audit records of its requests.
+    pub addr_text: String,
+    pub via_text: String,
 }
 
 /// The TLS side of the server, swapped as a whole on reload.
@@ -474,6 +478,11 @@ fn refused(app: &App, peer: &Peer, why: Refusal, request_id: &str) {
     }
 }
 
+/// The response header that carries the request id (a constant: a custom
+/// header name given as text is parsed and allocated on every insert).
+pub(crate) const X_REQUEST_ID: hyper::header::HeaderName =
+    hyper::header::HeaderName::from_static("x-request-id");
+
 /// Request ids: a random prefix drawn once per process, then a counter, so
 /// ids are unique across nodes and restarts without a system call per request.
 pub struct RequestIds {
@@ -492,11 +501,12 @@ impl RequestIds {
         }
     }
 
-    /// The next id: 8 hex digits of prefix, 8 of counter.
+    /// The next id: 8 hex digits of prefix, 8 of counter (one allocation).
     pub fn next(&self) -> String {
         let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let mut id = self.prefix.clone();
-        id.push_str(&crate::hex::encode(&(n as u32).to_be_bytes()));
+        let mut id = String::with_capacity(16);
+        id.push_str(&self.prefix);
+        crate::hex::push_lower(&mut id, &(n as u32).to_be_bytes());
         id
     }
 }

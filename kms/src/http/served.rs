@@ -9,9 +9,10 @@ use hyper::StatusCode;
 use tracing::debug;
 
 use super::Peer;
-use super::api::{App, Outcome, ip_text};
+use super::api::{App, Outcome};
 use super::lines::{LineBudget, client_line};
 use crate::audit::Event as AuditEvent;
+use crate::envelope::KeyHex;
 
 /// A request that has been served, as the audit trail and the log see it.
 pub(super) struct Finished<'a> {
@@ -20,14 +21,19 @@ pub(super) struct Finished<'a> {
     pub op_label: &'static str,
     /// The backend's label.
     pub backend: &'static str,
-    /// The customer key's id, hex; empty if none.
-    pub customer_key: String,
+    /// The customer key's id, when the request named one.
+    pub customer_key: Option<KeyHex>,
     /// `hit` or `miss`, when the customer key was looked up.
     pub cache: Option<&'static str>,
     pub elapsed: Duration,
 }
 
 impl Finished<'_> {
+    /// The customer key's id, hex; empty if none.
+    fn customer_key(&self) -> &str {
+        self.customer_key.as_ref().map_or("", KeyHex::as_str)
+    }
+
     fn latency_us(&self) -> u64 {
         u64::try_from(self.elapsed.as_micros()).unwrap_or(u64::MAX)
     }
@@ -58,7 +64,7 @@ impl Finished<'_> {
                     op = self.op_label,
                     status = outcome.status.as_u16(),
                     outcome = outcome.label,
-                    customer_key = %self.customer_key,
+                    customer_key = self.customer_key(),
                     cache = self.cache.unwrap_or("-"),
                     latency_us = self.latency_us(),
                     "request"
@@ -110,19 +116,17 @@ impl App {
             });
             return true;
         }
-        let client_addr = ip_text(peer.addr.ip());
-        let proxy_addr = peer.via.map(|v| ip_text(v.ip())).unwrap_or_default();
         let event = AuditEvent {
             request_id: done.request_id,
             client_alias: &peer.alias,
             client_subject: &peer.subject,
             client_serial: &peer.serial,
             client_fingerprint: &peer.fingerprint,
-            client_addr: &client_addr,
-            proxy_addr: &proxy_addr,
+            client_addr: &peer.addr_text,
+            proxy_addr: &peer.via_text,
             role: peer.role.label(),
             operation: done.op_label,
-            key_id: &done.customer_key,
+            key_id: done.customer_key(),
             backend: done.backend,
             cache: done.cache.unwrap_or_default(),
             outcome: outcome.label.into(),

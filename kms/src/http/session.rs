@@ -53,6 +53,8 @@ fn peer_of(pin: &PinnedClient, addr: SocketAddr, via: Option<SocketAddr>) -> Arc
         fingerprint: pinning::fingerprint_hex(&pin.fingerprint),
         addr,
         via,
+        addr_text: super::api::ip_text(addr.ip()),
+        via_text: via.map(|v| super::api::ip_text(v.ip())).unwrap_or_default(),
     })
 }
 
@@ -142,7 +144,7 @@ pub fn refusal_response(why: Refusal, request_id: &str) -> Response<ResponseBody
     h.insert("cache-control", HeaderValue::from_static("no-store"));
     h.insert(CONNECTION, HeaderValue::from_static("close"));
     if let Ok(v) = HeaderValue::from_str(request_id) {
-        h.insert("x-request-id", v);
+        h.insert(super::X_REQUEST_ID, v);
     }
     resp
 }
