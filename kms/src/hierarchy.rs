@@ -132,12 +132,14 @@ impl KeyService {
 
     /// Unwrap a customer key, through the cache.
     async fn customer_key(&self, blob: &[u8]) -> Result<(KeyId, Arc<SecretKey>, Lookup), KeyError> {
-        let env =
-            Envelope::decode_customer(blob).map_err(KeyError::envelope("wrapped_customer_key"))?;
+        // Checked in full here, copied into a backend's wrap only on a miss.
+        let env = Envelope::decode_customer_ref(blob)
+            .map_err(KeyError::envelope("wrapped_customer_key"))?;
         let id: [u8; 32] = Sha256::digest(blob).into();
         let key_id = env.header.key_id;
         let backend = Arc::clone(&self.backend);
         let unwrap = || async move {
+            let env = env.to_owned();
             let plain = backend.unwrap(&env.master, &env.header.to_bytes()).await?;
             SecretKey::from_slice(&plain).ok_or(KeyError::Envelope {
                 field: "wrapped_customer_key",

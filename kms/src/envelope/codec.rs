@@ -54,10 +54,42 @@ pub struct LocalEnvelope<'a> {
     pub sealed: Cow<'a, [u8]>,
 }
 
+/// A customer envelope as decoded, its fields borrowed from the blob: checked
+/// in full without a copy; [`CustomerRef::to_owned`] makes the
+/// [`CustomerEnvelope`] a backend call needs (a cache hit needs none).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CustomerRef<'a> {
+    pub header: Header,
+    backend: BackendKind,
+    algorithm: WrapAlgorithm,
+    key_version: u32,
+    key_id: &'a str,
+    iv: &'a [u8],
+    tag: &'a [u8],
+    ciphertext: &'a [u8],
+}
+
+impl CustomerRef<'_> {
+    pub fn to_owned(&self) -> CustomerEnvelope {
+        CustomerEnvelope {
+            header: self.header,
+            master: MasterWrap {
+                backend: self.backend,
+                key_id: self.key_id.to_owned(),
+                key_version: self.key_version,
+                algorithm: self.algorithm,
+                iv: self.iv.to_vec(),
+                tag: self.tag.to_vec(),
+                ciphertext: self.ciphertext.to_vec(),
+            },
+        }
+    }
+}
+
 /// Any decoded envelope.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Envelope<'a> {
-    Customer(CustomerEnvelope),
+    Customer(CustomerRef<'a>),
     Local(LocalEnvelope<'a>),
 }
 
@@ -119,22 +151,17 @@ impl<'a> Envelope<'a> {
                     WrapAlgorithm::from_u8(a).ok_or(EnvelopeError::UnknownAlgorithm(a))?;
                 let key_version = r.u32("master key version")?;
                 let id = r.u8_len("master key id")?;
-                let key_id = String::from_utf8(id.to_vec())
+                let key_id = std::str::from_utf8(id)
                     .map_err(|_| EnvelopeError::Truncated("master key id is not UTF-8"))?;
-                let iv = r.u8_len("iv")?.to_vec();
-                let tag = r.u8_len("tag")?.to_vec();
-                let ciphertext = r.u16_len("ciphertext")?.to_vec();
-                Envelope::Customer(CustomerEnvelope {
+                Envelope::Customer(CustomerRef {
                     header,
-                    master: MasterWrap {
-                        backend,
-                        key_id,
-                        key_version,
-                        algorithm,
-                        iv,
-                        tag,
-                        ciphertext,
-                    },
+                    backend,
+                    algorithm,
+                    key_version,
+                    key_id,
+                    iv: r.u8_len("iv")?,
+                    tag: r.u8_len("tag")?,
+                    ciphertext: r.u16_len("ciphertext")?,
                 })
             }
             KeyType::User | KeyType::Workspace => {
@@ -165,6 +192,11 @@ impl<'a> Envelope<'a> {
 
     /// Decode and require a customer key.
     pub fn decode_customer(bytes: &[u8]) -> Result<CustomerEnvelope, EnvelopeError> {
+        Envelope::decode_customer_ref(bytes).map(|c| c.to_owned())
+    }
+
+    /// The same, borrowing from `bytes`.
+    pub fn decode_customer_ref(bytes: &'a [u8]) -> Result<CustomerRef<'a>, EnvelopeError> {
         match Envelope::decode(bytes)? {
             Envelope::Customer(c) => Ok(c),
             Envelope::Local(l) => Err(EnvelopeError::WrongKeyType {

@@ -22,7 +22,7 @@
 mod codec;
 mod local;
 
-pub use codec::{CustomerEnvelope, Envelope, Header, LocalEnvelope};
+pub use codec::{CustomerEnvelope, CustomerRef, Envelope, Header, LocalEnvelope};
 pub use local::{CryptoError, KEY_LEN, KeyHex, KeyId, SecretKey, open_local, seal_local};
 
 /// The current (and only) format version.

@@ -201,8 +201,9 @@ impl App {
         &self,
         req: Request<Incoming>,
         peer: &Peer,
-        request_id: &str,
+        id: super::RequestId,
     ) -> Response<ResponseBody> {
+        let request_id = id.as_str();
         let start = Instant::now();
         self.metrics.in_flight.fetch_add(1, Ordering::Relaxed);
         let _in_flight = InFlight(&self.metrics);
@@ -246,9 +247,7 @@ impl App {
         self.metrics
             .request(op_label, peer.role.label(), outcome.label, elapsed);
         done.log(&outcome, &self.lines);
-        if let Ok(v) = HeaderValue::from_str(request_id) {
-            resp.headers_mut().insert(super::X_REQUEST_ID, v);
-        }
+        id.into_header(&mut resp);
         resp
     }
 

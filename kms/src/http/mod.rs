@@ -28,6 +28,7 @@ pub mod metrics;
 pub mod pending;
 pub mod probing;
 pub mod proxy;
+mod request_id;
 mod served;
 pub mod session;
 
@@ -40,6 +41,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use hyper::header::HeaderValue;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use rustls::ServerConfig;
@@ -49,6 +51,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 pub use activity::{Activity, Expiry, Tracked, Watchdog};
 pub use api::App;
 pub use lines::LineBudget;
+pub use request_id::{RequestId, RequestIds};
 
 use crate::audit::Notice;
 use crate::config::FrontSettings;
@@ -428,21 +431,17 @@ async fn serve_one(
     let peer = match session.check(crate::time::unix_now()) {
         Ok(peer) => peer,
         Err((why, peer)) => {
-            refused(app, &peer, why, &id);
-            return session::refusal_response(why, &id);
+            refused(app, &peer, why, id.as_str());
+            return session::refusal_response(why, id);
         }
     };
-    let mut resp = app.handle(req, &peer, &id).await;
+    let mut resp = app.handle(req, &peer, id).await;
     if draining.load(Ordering::Relaxed) {
-        resp.headers_mut().insert(
-            hyper::header::CONNECTION,
-            hyper::header::HeaderValue::from_static("close"),
-        );
+        resp.headers_mut()
+            .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
     } else if session.outlived() {
-        resp.headers_mut().insert(
-            hyper::header::CONNECTION,
-            hyper::header::HeaderValue::from_static("close"),
-        );
+        resp.headers_mut()
+            .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
         if !closing_for_age.swap(true, Ordering::Relaxed) {
             app.metrics.connection_closed("max-lifetime");
             tracing::debug!(peer = %peer.addr, "connection reached its maximum lifetime; closing after this response");
@@ -475,44 +474,5 @@ fn refused(app: &App, peer: &Peer, why: Refusal, request_id: &str) {
             alias: &peer.alias,
             role: peer.role.label(),
         });
-    }
-}
-
-/// The response header that carries the request id (a constant: a custom
-/// header name given as text is parsed and allocated on every insert).
-pub(crate) const X_REQUEST_ID: hyper::header::HeaderName =
-    hyper::header::HeaderName::from_static("x-request-id");
-
-/// Request ids: a random prefix drawn once per process, then a counter, so
-/// ids are unique across nodes and restarts without a system call per request.
-pub struct RequestIds {
-    prefix: String,
-    next: std::sync::atomic::AtomicU64,
-}
-
-impl RequestIds {
-    pub fn new() -> Self {
-        let mut b = [0u8; 4];
-        // Without randomness the ids are still unique within this process.
-        let _ = getrandom::fill(&mut b);
-        Self {
-            prefix: crate::hex::encode(&b),
-            next: std::sync::atomic::AtomicU64::new(1),
-        }
-    }
-
-    /// The next id: 8 hex digits of prefix, 8 of counter (one allocation).
-    pub fn next(&self) -> String {
-        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let mut id = String::with_capacity(16);
-        id.push_str(&self.prefix);
-        crate::hex::push_lower(&mut id, &(n as u32).to_be_bytes());
-        id
-    }
-}
-
-impl Default for RequestIds {
-    fn default() -> Self {
-        Self::new()
     }
 }

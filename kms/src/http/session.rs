@@ -134,7 +134,7 @@ pub fn refusal_message(why: Refusal) -> &'static str {
 
 /// 403 `forbidden` with `Connection: close` (hyper then closes the connection
 /// once the response is written).
-pub fn refusal_response(why: Refusal, request_id: &str) -> Response<ResponseBody> {
+pub fn refusal_response(why: Refusal, request_id: super::RequestId) -> Response<ResponseBody> {
     let v = serde_json::json!({"error": "forbidden", "message": refusal_message(why)});
     let bytes = Zeroizing::new(serde_json::to_vec(&v).unwrap_or_default());
     let mut resp = Response::new(body(bytes));
@@ -143,9 +143,7 @@ pub fn refusal_response(why: Refusal, request_id: &str) -> Response<ResponseBody
     h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     h.insert("cache-control", HeaderValue::from_static("no-store"));
     h.insert(CONNECTION, HeaderValue::from_static("close"));
-    if let Ok(v) = HeaderValue::from_str(request_id) {
-        h.insert(super::X_REQUEST_ID, v);
-    }
+    request_id.into_header(&mut resp);
     resp
 }
 
