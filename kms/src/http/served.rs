@@ -64,7 +64,7 @@ impl Finished<'_> {
                     op = self.op_label,
                     status = outcome.status.as_u16(),
                     outcome = outcome.label,
-                    customer_key = self.customer_key(),
+                    customer_key = %self.customer_key(),
                     cache = self.cache.unwrap_or("-"),
                     latency_us = self.latency_us(),
                     "request"
