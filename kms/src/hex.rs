@@ -12,19 +12,18 @@ fn push(out: &mut String, b: u8, table: &[u8; 16]) {
 /// Lower-case hex, two digits per byte.
 pub fn encode(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len() * 2);
-    push_lower(&mut out, bytes);
+    for &b in bytes {
+        push(&mut out, b, LOWER);
+    }
     out
 }
 
-/// The two lower-case hex digits of `b`.
-pub fn lower_pair(b: u8) -> [u8; 2] {
-    [LOWER[usize::from(b >> 4)], LOWER[usize::from(b & 0x0f)]]
-}
-
-/// Lower-case hex of `bytes` appended to `out` (no allocation of its own).
-pub fn push_lower(out: &mut String, bytes: &[u8]) {
-    for &b in bytes {
-        push(out, b, LOWER);
+/// Lower-case hex of `bytes` written into `out`, two digits per byte, for
+/// fixed-size buffers on the stack. `out` holds `2 * bytes.len()` bytes;
+/// whatever does not fit is not written.
+pub fn lower_into(out: &mut [u8], bytes: &[u8]) {
+    for (pair, &b) in out.chunks_exact_mut(2).zip(bytes) {
+        pair.copy_from_slice(&[LOWER[usize::from(b >> 4)], LOWER[usize::from(b & 0x0f)]]);
     }
 }
 
@@ -42,6 +41,15 @@ pub fn encode_colons(bytes: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn into_a_buffer_is_the_same_as_encode() {
+        let bytes = [0x00, 0x0f, 0xa5, 0xff, 0x10];
+        let mut out = [b'-'; 12];
+        super::lower_into(&mut out, &bytes);
+        assert_eq!(&out[..10], super::encode(&bytes).as_bytes());
+        assert_eq!(&out[10..], b"--", "nothing written past the digits");
+    }
+
     #[test]
     fn both_forms() {
         assert_eq!(super::encode(&[0x00, 0x0f, 0xa5, 0xff]), "000fa5ff");

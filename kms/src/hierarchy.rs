@@ -139,7 +139,7 @@ impl KeyService {
         let key_id = env.header.key_id;
         let backend = Arc::clone(&self.backend);
         let unwrap = || async move {
-            let env = env.to_owned();
+            let env = env.to_envelope();
             let plain = backend.unwrap(&env.master, &env.header.to_bytes()).await?;
             SecretKey::from_slice(&plain).ok_or(KeyError::Envelope {
                 field: "wrapped_customer_key",

@@ -368,12 +368,7 @@ pub(super) fn torn_region(file: &mut File, from: u64) -> std::io::Result<Option<
 }
 
 pub(super) fn hash_hex(b: &[u8]) -> [u8; 64] {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let d = Sha256::digest(b);
     let mut out = [0u8; 64];
-    for (i, byte) in d.iter().enumerate() {
-        out[2 * i] = HEX[usize::from(byte >> 4)];
-        out[2 * i + 1] = HEX[usize::from(byte & 0xf)];
-    }
+    crate::hex::lower_into(&mut out, &Sha256::digest(b));
     out
 }

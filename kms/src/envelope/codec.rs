@@ -55,7 +55,7 @@ pub struct LocalEnvelope<'a> {
 }
 
 /// A customer envelope as decoded, its fields borrowed from the blob: checked
-/// in full without a copy; [`CustomerRef::to_owned`] makes the
+/// in full without a copy; [`CustomerRef::to_envelope`] makes the
 /// [`CustomerEnvelope`] a backend call needs (a cache hit needs none).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CustomerRef<'a> {
@@ -70,7 +70,7 @@ pub struct CustomerRef<'a> {
 }
 
 impl CustomerRef<'_> {
-    pub fn to_owned(&self) -> CustomerEnvelope {
+    pub fn to_envelope(&self) -> CustomerEnvelope {
         CustomerEnvelope {
             header: self.header,
             master: MasterWrap {
@@ -192,7 +192,7 @@ impl<'a> Envelope<'a> {
 
     /// Decode and require a customer key.
     pub fn decode_customer(bytes: &[u8]) -> Result<CustomerEnvelope, EnvelopeError> {
-        Envelope::decode_customer_ref(bytes).map(|c| c.to_owned())
+        Envelope::decode_customer_ref(bytes).map(|c| c.to_envelope())
     }
 
     /// The same, borrowing from `bytes`.

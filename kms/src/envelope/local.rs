@@ -47,9 +47,7 @@ impl KeyId {
     /// carries one).
     pub fn hex(&self) -> KeyHex {
         let mut out = [0u8; 32];
-        for (pair, &b) in out.chunks_exact_mut(2).zip(&self.0) {
-            pair.copy_from_slice(&crate::hex::lower_pair(b));
-        }
+        crate::hex::lower_into(&mut out, &self.0);
         KeyHex(out)
     }
 }

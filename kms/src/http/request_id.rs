@@ -9,7 +9,8 @@ const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// Request ids: a random prefix drawn once per process, then a counter, so
 /// ids are unique across nodes and restarts without a system call per request.
 pub struct RequestIds {
-    prefix: String,
+    /// 8 hex digits.
+    prefix: [u8; 8],
     next: std::sync::atomic::AtomicU64,
 }
 
@@ -18,8 +19,10 @@ impl RequestIds {
         let mut b = [0u8; 4];
         // Without randomness the ids are still unique within this process.
         let _ = getrandom::fill(&mut b);
+        let mut prefix = [0u8; 8];
+        crate::hex::lower_into(&mut prefix, &b);
         Self {
-            prefix: crate::hex::encode(&b),
+            prefix,
             next: std::sync::atomic::AtomicU64::new(1),
         }
     }
@@ -29,10 +32,8 @@ impl RequestIds {
         let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut id = [0u8; 16];
         let (prefix, counter) = id.split_at_mut(8);
-        prefix.copy_from_slice(self.prefix.as_bytes().get(..8).unwrap_or(b"00000000"));
-        for (pair, b) in counter.chunks_exact_mut(2).zip((n as u32).to_be_bytes()) {
-            pair.copy_from_slice(&crate::hex::lower_pair(b));
-        }
+        prefix.copy_from_slice(&self.prefix);
+        crate::hex::lower_into(counter, &(n as u32).to_be_bytes());
         // Hex digits only: always a valid header value.
         RequestId(HeaderValue::from_bytes(&id).unwrap_or(HeaderValue::from_static("-")))
     }
