@@ -80,13 +80,26 @@ async fn stopped_hung_and_restarted_hsm() {
     assert_ended_by(&err, &["no connection within 2s"]);
     server.resume();
 
-    // Stopped HSM: refused at once (no timeout), then the breaker answers
-    // without trying; probe fails, readiness shows the endpoint down.
+    // Stopped HSM: never a timeout. The breaker may still be open from the
+    // hung calls (1 s cooldown): until it lets a call through, calls end at
+    // the breaker. The first call it lets through is refused at once. Then
+    // the probe fails and readiness shows the endpoint down.
     server.stop();
-    let err = b.unwrap(&w, b"a").await.expect_err("stopped HSM");
-    assert_unavailable(&err);
-    assert_ended_by(&err, &["cannot connect: "]);
-    // The breaker opened after these failures; on a slow machine its 1 s
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let err = b.unwrap(&w, b"a").await.expect_err("stopped HSM");
+        assert_unavailable(&err);
+        assert_ended_by(&err, &["circuit breaker open", "cannot connect: "]);
+        if err.to_string().contains("cannot connect: ") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the breaker never let a call through"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The breaker opened again after that failure; on a slow machine its 1 s
     // may have passed, and the next call tries (and is refused) again.
     for _ in 0..2 {
         let err = b.unwrap(&w, b"a").await.expect_err("stopped HSM");
