@@ -18,55 +18,22 @@ mod support;
 #[path = "../../installer/tests/support/mod.rs"]
 mod install_support;
 
+#[path = "support/upgrade_node.rs"]
+mod upgrade_node;
+
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use install_support::node::{ScratchRoot, expect_code, set_property};
+use install_support::node::{ScratchRoot, expect_code};
 use install_support::{artifacts, text};
 use support::guide_pki::GuidePki;
-use support::haproxy::{HaProxy, SOURCE, Server};
+use support::haproxy::{HaProxy, Server};
 use support::load::load;
 use support::node::{Client, chain, free_port_on};
 use support::{pki, wait_for};
 
 const WAIT: Duration = Duration::from_secs(90);
-
-/// Configure an installed node: the guide's keystore, the soft backend with
-/// the cluster's shared master key file, `addr`, the check listener on
-/// `hport`, HAProxy's address trusted for the PROXY protocol.
-fn configure(
-    root: &ScratchRoot,
-    pki: &GuidePki,
-    soft_key: &std::path::Path,
-    addr: SocketAddr,
-    hport: u16,
-) {
-    let conf = root.p("/usr/share/kms/conf");
-    std::fs::copy(&pki.keystore, conf.join("kmsKeystore.jks")).unwrap();
-    std::fs::copy(soft_key, conf.join("soft-master.key")).unwrap();
-    let props = conf.join("kms.properties");
-    let mut t = std::fs::read_to_string(&props).unwrap();
-    for (k, v) in [
-        ("kms.keystore.password", pki.store_password.as_str()),
-        ("kms.keystore.alias", "kmsClient"),
-        ("kms.hsm.protocol", "soft"),
-        (
-            "kms.hsm.soft.key.file",
-            "/usr/share/kms/conf/soft-master.key",
-        ),
-        ("kms.server.address", &addr.ip().to_string()),
-        ("kms.server.port", &addr.port().to_string()),
-        ("kms.metrics.port", "0"),
-        ("kms.health.port", &hport.to_string()),
-        ("kms.server.proxy-protocol.trusted", &SOURCE.to_string()),
-        // Every test client arrives from 127.0.0.1: no per-source limit.
-        ("kms.limits.device.rate", "0"),
-    ] {
-        t = set_property(&t, k, v);
-    }
-    std::fs::write(&props, t).unwrap();
-}
 
 fn client(pki: &GuidePki, addr: SocketAddr, id: &support::guide_pki::Identity) -> Client {
     Client::new(addr, &pki.ca.cert, Some((&id.cert, &id.key)))
@@ -103,7 +70,7 @@ fn rolling_upgrade_and_a_broken_upgrade_under_load_fail_no_request() {
         let root = ScratchRoot::new();
         expect_code(&root.install(a, &["--package", &prev]), 0, "install N-1");
         let addr = SocketAddr::new(*ip, port);
-        configure(&root, &pki, &soft_key, addr, hport);
+        upgrade_node::configure(&root.p(upgrade_node::CONF), &pki, &soft_key, addr, hport);
         expect_code(&root.install(a, &["--package", &prev]), 0, "start N-1");
         assert_eq!(root.installed().as_deref(), Some("0.1.0-1"));
         servers.push(Server {

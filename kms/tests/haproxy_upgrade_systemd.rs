@@ -38,6 +38,9 @@ mod support;
 #[path = "../../installer/tests/support/mod.rs"]
 mod install_support;
 
+#[path = "support/upgrade_node.rs"]
+mod upgrade_node;
+
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::process::Output;
@@ -45,10 +48,10 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use install_support::booted::BootedRoot;
-use install_support::node::{expect_code, set_property};
+use install_support::node::expect_code;
 use install_support::{Artifacts, artifacts, text};
 use support::guide_pki::{GuidePki, Identity};
-use support::haproxy::{HaProxy, SOURCE, Server};
+use support::haproxy::{HaProxy, Server};
 use support::load::load;
 use support::node::{Client, chain, free_port_on};
 use support::{pki, wait_for};
@@ -58,7 +61,7 @@ const WAIT: Duration = Duration::from_secs(90);
 const INSTALLER: &str = "/opt/cmx-test/installer";
 const RPMS: &str = "/opt/cmx-test/rpms";
 const UNIT: &str = "cmx-kms.service";
-const CONF: &str = "/usr/share/kms/conf";
+use upgrade_node::CONF;
 
 /// One node: its booted root, its name in HAProxy, its API address.
 struct Member {
@@ -112,39 +115,12 @@ impl Member {
             "{}",
             text(&out)
         );
-        m.configure(c.pki, c.soft_key, hport);
+        upgrade_node::configure(&m.b.p(CONF), c.pki, c.soft_key, m.api, hport);
         let out = m.installer(&format!("--package {}", c.prev));
         expect_code(&out, 0, &format!("start N-1 on {}", m.name));
         assert_eq!(m.version().as_deref(), Some("0.1.0-1"));
         assert_eq!(m.is_active(), "active", "{}", m.status());
         m
-    }
-
-    /// The guide's keystore, the cluster's soft master key, this node's
-    /// address, the check listener on `hport`, HAProxy's address trusted for
-    /// the PROXY protocol (as in haproxy_upgrade.rs).
-    fn configure(&self, pki: &GuidePki, soft_key: &Path, hport: u16) {
-        let conf = self.b.p(CONF);
-        std::fs::copy(&pki.keystore, conf.join("kmsKeystore.jks")).unwrap();
-        std::fs::copy(soft_key, conf.join("soft-master.key")).unwrap();
-        let props = conf.join("kms.properties");
-        let mut t = std::fs::read_to_string(&props).unwrap();
-        for (k, v) in [
-            ("kms.keystore.password", pki.store_password.as_str()),
-            ("kms.keystore.alias", "kmsClient"),
-            ("kms.hsm.protocol", "soft"),
-            ("kms.hsm.soft.key.file", &format!("{CONF}/soft-master.key")),
-            ("kms.server.address", &self.api.ip().to_string()),
-            ("kms.server.port", &self.api.port().to_string()),
-            ("kms.metrics.port", "0"),
-            ("kms.health.port", &hport.to_string()),
-            ("kms.server.proxy-protocol.trusted", &SOURCE.to_string()),
-            // Every test client arrives from 127.0.0.1: no per-source limit.
-            ("kms.limits.device.rate", "0"),
-        ] {
-            t = set_property(&t, k, v);
-        }
-        std::fs::write(&props, t).unwrap();
     }
 
     /// systemd's own journal lines about the unit: (stops begun, stops it had
