@@ -86,6 +86,9 @@ pub const ROUTES: &[(&str, &str, Operation)] = &[
     ("GET", "/v1/ready", Operation::Ready),
 ];
 
+/// The operation label of a request whose method and path name none.
+const UNKNOWN_OPERATION: &str = "unknown";
+
 fn route(method: &Method, path: &str) -> Result<Operation, ApiError> {
     let mut path_known = false;
     for (m, p, op) in ROUTES {
@@ -208,7 +211,7 @@ impl App {
         self.metrics.in_flight.fetch_add(1, Ordering::Relaxed);
         let _in_flight = InFlight(&self.metrics);
         let op = route(req.method(), req.uri().path());
-        let op_label = op.as_ref().map(|o| o.label()).unwrap_or("unknown");
+        let op_label = op.as_ref().map(|o| o.label()).unwrap_or(UNKNOWN_OPERATION);
         let keys = self.keys.load_full();
         let is_key_op = op
             .as_ref()
@@ -549,6 +552,18 @@ mod tests {
     use super::*;
     use crate::http::error::LABELS;
     use std::collections::BTreeSet;
+
+    #[test]
+    fn every_operation_and_role_is_counted_without_a_lock() {
+        use crate::metrics::{OPERATIONS, ROLES};
+        for (_, _, op) in ROUTES {
+            assert!(OPERATIONS.contains(&op.label()), "{}", op.label());
+        }
+        assert!(OPERATIONS.contains(&UNKNOWN_OPERATION));
+        for role in [Role::Backend, Role::Device] {
+            assert!(ROLES.contains(&role.label()), "{}", role.label());
+        }
+    }
 
     #[test]
     fn request_fields_borrow_and_still_take_json_escapes() {

@@ -9,49 +9,11 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
-/// Latency histogram bucket bounds, in seconds.
-const BUCKETS: &[f64] = &[
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-];
+mod requests;
 
-#[derive(Default)]
-struct Histogram {
-    counts: Vec<u64>,
-    sum: f64,
-    count: u64,
-}
-
-impl Histogram {
-    fn observe(&mut self, secs: f64) {
-        if self.counts.len() != BUCKETS.len() {
-            self.counts = vec![0; BUCKETS.len()];
-        }
-        for (i, b) in BUCKETS.iter().enumerate() {
-            if secs <= *b
-                && let Some(c) = self.counts.get_mut(i)
-            {
-                *c += 1;
-            }
-        }
-        self.sum += secs;
-        self.count += 1;
-    }
-
-    fn render(&self, out: &mut String, name: &str, labels: &str) {
-        let sep = if labels.is_empty() { "" } else { "," };
-        for (i, b) in BUCKETS.iter().enumerate() {
-            let c = self.counts.get(i).copied().unwrap_or(0);
-            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{b}\"}} {c}");
-        }
-        let _ = writeln!(
-            out,
-            "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}",
-            self.count
-        );
-        let _ = writeln!(out, "{name}_sum{{{labels}}} {}", self.sum);
-        let _ = writeln!(out, "{name}_count{{{labels}}} {}", self.count);
-    }
-}
+use requests::{Histogram, Requests};
+#[cfg(test)]
+pub(crate) use requests::{OPERATIONS, ROLES};
 
 /// Writes more lines into the metrics page.
 pub type ExtraLines = Box<dyn Fn(&mut String) + Send + Sync>;
@@ -59,9 +21,8 @@ pub type ExtraLines = Box<dyn Fn(&mut String) + Send + Sync>;
 /// Every metric of a node.
 #[derive(Default)]
 pub struct Metrics {
-    requests: Mutex<BTreeMap<(&'static str, &'static str, &'static str), u64>>,
-    request_latency: Mutex<BTreeMap<&'static str, Histogram>>,
-    backend_latency: Mutex<Histogram>,
+    requests: Requests,
+    backend_latency: Histogram,
     backend_errors: Mutex<BTreeMap<String, u64>>,
     handshake_failures: Mutex<BTreeMap<String, u64>>,
     invalid_wrapped_keys: Mutex<BTreeMap<String, u64>>,
@@ -89,7 +50,8 @@ fn esc(v: &str) -> String {
 }
 
 impl Metrics {
-    /// Count a request. Labels are static strings, so this allocates nothing.
+    /// Count a request. Labels are static strings, so this allocates nothing;
+    /// a request answered `ok` takes no lock (`requests::OPERATIONS`).
     pub fn request(
         &self,
         operation: &'static str,
@@ -97,17 +59,11 @@ impl Metrics {
         outcome: &'static str,
         latency: Duration,
     ) {
-        *lock(&self.requests)
-            .entry((operation, role, outcome))
-            .or_default() += 1;
-        lock(&self.request_latency)
-            .entry(operation)
-            .or_default()
-            .observe(latency.as_secs_f64());
+        self.requests.count(operation, role, outcome, latency);
     }
 
     pub fn backend_call(&self, latency: Duration, error: Option<&str>) {
-        lock(&self.backend_latency).observe(latency.as_secs_f64());
+        self.backend_latency.observe(latency);
         if let Some(label) = error {
             *lock(&self.backend_errors).entry(label.into()).or_default() += 1;
         }
@@ -153,7 +109,7 @@ impl Metrics {
     /// readiness gauge given at scrape time, then the [`Metrics::extra`] lines.
     pub fn render(&self, cache: (u64, u64), ready_state: u8) -> String {
         let mut o = String::new();
-        self.render_requests(&mut o);
+        self.requests.render(&mut o);
         self.render_backend(&mut o);
         single(
             &mut o,
@@ -184,38 +140,6 @@ impl Metrics {
         o
     }
 
-    /// API requests: counts by operation, role and outcome, and latency.
-    fn render_requests(&self, o: &mut String) {
-        header(
-            o,
-            "cmx_kms_requests_total",
-            "counter",
-            "API requests by operation, role and outcome label.",
-        );
-        for ((op, role, outcome), n) in lock(&self.requests).iter() {
-            let _ = writeln!(
-                o,
-                "cmx_kms_requests_total{{operation=\"{}\",role=\"{}\",outcome=\"{}\"}} {n}",
-                esc(op),
-                esc(role),
-                esc(outcome)
-            );
-        }
-        header(
-            o,
-            "cmx_kms_request_duration_seconds",
-            "histogram",
-            "API request latency.",
-        );
-        for (op, h) in lock(&self.request_latency).iter() {
-            h.render(
-                o,
-                "cmx_kms_request_duration_seconds",
-                &format!("operation=\"{}\"", esc(op)),
-            );
-        }
-    }
-
     /// Calls to the master-key backend: latency and errors.
     fn render_backend(&self, o: &mut String) {
         header(
@@ -224,7 +148,8 @@ impl Metrics {
             "histogram",
             "Latency of calls to the master-key backend.",
         );
-        lock(&self.backend_latency).render(o, "cmx_kms_backend_duration_seconds", "");
+        self.backend_latency
+            .render(o, "cmx_kms_backend_duration_seconds", "");
         counter_map(
             o,
             "cmx_kms_backend_errors_total",
