@@ -88,7 +88,8 @@ impl Histogram {
             .map_or(0, |b| b.load(Ordering::Relaxed));
         let count = below + above;
         let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {count}");
-        // Precision: f64 holds the nanoseconds of 104 days of latency exactly.
+        // Precision: the nanosecond count becomes an f64 without loss up to 104
+        // days of summed latency; only the division into seconds rounds.
         #[allow(clippy::cast_precision_loss)]
         let sum = self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9;
         let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
