@@ -21,6 +21,8 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::tls::pinning::Fingerprint;
+
 /// Most sources (addresses and certificates) tracked at once.
 pub const MAX_TRACKED: usize = 100_000;
 
@@ -74,11 +76,12 @@ impl fmt::Display for ClientAddr {
     }
 }
 
-/// What one token bucket belongs to.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+/// What one token bucket belongs to. `Copy`: taking a token allocates
+/// nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum LimitKey {
     /// A client certificate, by its SHA-256 fingerprint (backend role).
-    Certificate(String),
+    Certificate(Fingerprint),
     /// A network source (device role).
     Address(ClientAddr),
     /// Every new source that found the map full (see the module docs).
@@ -91,6 +94,26 @@ struct Bucket {
     /// When the bucket is full again if nothing is taken: it may then be
     /// forgotten, since a fresh bucket starts full.
     full_at: Instant,
+}
+
+impl Bucket {
+    /// Refill for the time since the last take, then take one token if
+    /// there is one; on refusal, how long until there is.
+    fn take(&mut self, now: Instant, rate: Rate) -> Result<(), Duration> {
+        let elapsed = now.duration_since(self.last).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * rate.per_second).min(rate.burst);
+        self.last = now;
+        let outcome = if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Ok(())
+        } else {
+            let wait = (1.0 - self.tokens) / rate.per_second;
+            Err(Duration::from_secs_f64(wait.max(0.001)))
+        };
+        let refill = ((rate.burst - self.tokens).max(0.0) / rate.per_second).min(86_400.0);
+        self.full_at = now + Duration::from_secs_f64(refill);
+        outcome
+    }
 }
 
 struct Table {
@@ -129,8 +152,12 @@ impl RateLimiter {
         }
         let now = Instant::now();
         let mut t = self.table.lock().unwrap_or_else(|p| p.into_inner());
-        let mut key = key;
-        if !t.buckets.contains_key(key) && t.buckets.len() >= self.max_tracked {
+        // A source seen before: one lookup.
+        if let Some(b) = t.buckets.get_mut(key) {
+            return b.take(now, rate);
+        }
+        let mut key = *key;
+        if t.buckets.len() >= self.max_tracked {
             let due = t
                 .last_sweep
                 .is_none_or(|at| now.duration_since(at) >= SWEEP_PERIOD);
@@ -139,27 +166,17 @@ impl RateLimiter {
                 t.last_sweep = Some(now);
             }
             if t.buckets.len() >= self.max_tracked {
-                key = &LimitKey::Overflow;
+                key = LimitKey::Overflow;
             }
         }
-        let b = t.buckets.entry(key.clone()).or_insert(Bucket {
-            tokens: rate.burst,
-            last: now,
-            full_at: now,
-        });
-        let elapsed = now.duration_since(b.last).as_secs_f64();
-        b.tokens = (b.tokens + elapsed * rate.per_second).min(rate.burst);
-        b.last = now;
-        let outcome = if b.tokens >= 1.0 {
-            b.tokens -= 1.0;
-            Ok(())
-        } else {
-            let wait = (1.0 - b.tokens) / rate.per_second;
-            Err(Duration::from_secs_f64(wait.max(0.001)))
-        };
-        let refill = ((rate.burst - b.tokens).max(0.0) / rate.per_second).min(86_400.0);
-        b.full_at = now + Duration::from_secs_f64(refill);
-        outcome
+        t.buckets
+            .entry(key)
+            .or_insert(Bucket {
+                tokens: rate.burst,
+                last: now,
+                full_at: now,
+            })
+            .take(now, rate)
     }
 
     /// Sources tracked now (the overflow bucket included).
@@ -202,6 +219,29 @@ mod tests {
             assert!(Instant::now() < deadline, "the bucket never refilled");
             std::thread::sleep(Duration::from_millis(5));
         }
+    }
+
+    #[test]
+    fn certificates_count_alone() {
+        let l = RateLimiter::default();
+        let r = Rate {
+            per_second: 0.001,
+            burst: 2.0,
+        };
+        let (a, b) = (
+            LimitKey::Certificate([1; 32]),
+            LimitKey::Certificate([2; 32]),
+        );
+        assert!(l.check(&a, r).is_ok());
+        assert!(l.check(&a, r).is_ok());
+        let wait = l.check(&a, r).unwrap_err();
+        // About 1000 s minus what refilled since: one token at 0.001/s.
+        assert!(wait > Duration::from_secs(900), "{wait:?}");
+        assert!(
+            l.check(&b, r).is_ok(),
+            "another certificate has its own bucket"
+        );
+        assert_eq!(l.tracked(), 2);
     }
 
     #[test]

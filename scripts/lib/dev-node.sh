@@ -22,3 +22,17 @@ dev_node() {
     sed -i '/^kms\.limits\.device\.rate=/d; /^kms\.metrics\.port=/d' "$dir/kms.properties"
     printf 'kms.limits.device.rate=0\nkms.metrics.port=0\n' >>"$dir/kms.properties"
 }
+
+# node_property DIR KEY=VALUE: set one property in DIR/kms.properties, in
+# place of any line that set it (the benchmarks' --property).
+node_property() {
+    local dir=$1 key=${2%%=*}
+    if [ "$key" = "$2" ] || [ -z "$key" ]; then
+        echo "scripts/$(basename "$0"): --property wants KEY=VALUE, not '$2'" >&2
+        return 64
+    fi
+    grep -v "^${key//./\\.}=" "$dir/kms.properties" >"$dir/kms.properties.new" || true
+    printf '%s\n' "$2" >>"$dir/kms.properties.new"
+    cat "$dir/kms.properties.new" >"$dir/kms.properties" # keeps the file's mode
+    rm -f "$dir/kms.properties.new"
+}

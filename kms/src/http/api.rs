@@ -271,7 +271,7 @@ impl App {
         // agent presents the same device certificate (see `limits`).
         let (key, rate) = match peer.role {
             Role::Backend => (
-                LimitKey::Certificate(peer.fingerprint.clone()),
+                LimitKey::Certificate(peer.fingerprint_sha256),
                 settings.backend_rate,
             ),
             Role::Device => (

@@ -67,7 +67,10 @@ pub struct Peer {
     pub role: Role,
     pub subject: String,
     pub serial: String,
+    /// The certificate's SHA-256 fingerprint, as colon-separated hex (for
+    /// logs and audit records) and as bytes (the backend rate limit's key).
     pub fingerprint: String,
+    pub fingerprint_sha256: crate::tls::pinning::Fingerprint,
     /// The client's address: the TCP peer, or the source a trusted load
     /// balancer's PROXY header named.
     pub addr: SocketAddr,

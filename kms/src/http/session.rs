@@ -51,6 +51,7 @@ fn peer_of(pin: &PinnedClient, addr: SocketAddr, via: Option<SocketAddr>) -> Arc
         subject: pin.subject.clone(),
         serial: pin.serial.clone(),
         fingerprint: pinning::fingerprint_hex(&pin.fingerprint),
+        fingerprint_sha256: pin.fingerprint,
         addr,
         via,
         addr_text: super::api::ip_text(addr.ip()),
