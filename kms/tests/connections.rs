@@ -13,7 +13,7 @@ use std::net::{IpAddr, Ipv4Addr, TcpStream};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use support::guide_pki::{GuidePki, keytool};
-use support::node::{TestNode, connect_from};
+use support::node::{TestNode, cmx_with_config, connect_from, output_text};
 
 fn unix_now() -> i64 {
     SystemTime::now()
@@ -244,6 +244,55 @@ fn max_connection_lifetime_closes_between_requests() {
         ),
         Some(1.0)
     );
+}
+
+/// A requested drain (`cmx-kms drain`) closes an idle keep-alive connection
+/// between requests, long before its idle timeout, while the node keeps
+/// serving new clients; resumed, a new keep-alive connection stays open
+/// across a pause longer than the drain's quiet time (1 s).
+#[test]
+fn a_drain_closes_idle_keep_alive_connections_and_a_resume_keeps_new_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki(dir.path());
+    let node = TestNode::start(
+        &pki,
+        &dir.path().join("node"),
+        "kms.server.idle-timeout=10m\nkms.server.drain-delay=0s\n",
+    );
+    let client = node.client(&pki, &pki.cmx_backend);
+    let mut held = client.keep_alive().unwrap();
+    assert_eq!(held.get("/v1/health").unwrap().status, 200);
+    let idle_closes = || metric(&node, "cmx_kms_connections_closed_total{reason=\"idle\"}");
+    assert_eq!(idle_closes(), None);
+
+    let out = cmx_with_config(&["drain"], &node.properties);
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    // The idle timeout is ten minutes: only the drain can close it now.
+    wait_for(
+        "the drain to close the idle connection",
+        Duration::from_secs(120),
+        || idle_closes() == Some(1.0),
+    );
+    assert!(held.read().is_err(), "closed by the server");
+    let r = client.request("GET", "/v1/health", None).unwrap();
+    assert_eq!(r.status, 200, "new clients are still served");
+
+    let out = cmx_with_config(&["drain", "--resume"], &node.properties);
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    wait_for(
+        "the node to be ready again",
+        Duration::from_secs(120),
+        || client.request("GET", "/v1/ready", None).unwrap().status == 200,
+    );
+    let mut again = client.keep_alive().unwrap();
+    assert_eq!(again.get("/v1/health").unwrap().status, 200);
+    std::thread::sleep(Duration::from_millis(2500));
+    let r = again
+        .get("/v1/health")
+        .unwrap_or_else(|e| panic!("closed after a 2.5 s pause: {e}\n{}", node.log_text()));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("connection"), None, "kept open after the resume");
+    assert_eq!(idle_closes(), Some(1.0), "no other idle close");
 }
 
 /// Whether the server closed `s` (EOF or reset) rather than kept it open:
