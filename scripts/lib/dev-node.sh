@@ -19,12 +19,13 @@ dev_node() {
     kill -TERM "$DEV_PID"
     wait "$DEV_PID" || true
     DEV_PID=""
-    sed -i '/^kms\.limits\.device\.rate=/d; /^kms\.metrics\.port=/d' "$dir/kms.properties"
-    printf 'kms.limits.device.rate=0\nkms.metrics.port=0\n' >>"$dir/kms.properties"
+    node_property "$dir" kms.limits.device.rate=0
+    node_property "$dir" kms.metrics.port=0
 }
 
 # node_property DIR KEY=VALUE: set one property in DIR/kms.properties, in
-# place of any line that set it (the benchmarks' --property).
+# place of any line that set it (a key may be set only once), keeping the
+# file's mode. The benchmarks' own settings and their --property use it.
 node_property() {
     local dir=$1 key=${2%%=*}
     if [ "$key" = "$2" ] || [ -z "$key" ]; then
