@@ -45,10 +45,8 @@ pub struct Subscriber {
     shared: Arc<Shared>,
     /// The version this subscriber has answered for.
     seen: u64,
-    /// Its entry in the waiters, once it has waited.
-    id: Option<u64>,
-    /// The waker that entry holds.
-    waker: Option<Waker>,
+    /// Once it has waited: its id in the waiters, and the waker stored there.
+    waiting: Option<(u64, Waker)>,
 }
 
 /// A signal that no value was sent to yet.
@@ -76,8 +74,7 @@ impl Sender {
         Subscriber {
             shared: Arc::clone(&self.0),
             seen: 0,
-            id: None,
-            waker: None,
+            waiting: None,
         }
     }
 }
@@ -94,18 +91,24 @@ impl Subscriber {
         if let Some(v) = self.take_change() {
             return Poll::Ready(v);
         }
-        if self.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+        if let Some((_, w)) = &self.waiting
+            && w.will_wake(cx.waker())
+        {
             return Poll::Pending;
         }
+        let waker = cx.waker().clone();
         {
             let mut waiters = self.shared.waiters();
-            let id = *self.id.get_or_insert_with(|| {
-                waiters.next_id += 1;
-                waiters.next_id
-            });
-            waiters.wakers.insert(id, cx.waker().clone());
+            let id = match &self.waiting {
+                Some((id, _)) => *id,
+                None => {
+                    waiters.next_id += 1;
+                    waiters.next_id
+                }
+            };
+            waiters.wakers.insert(id, waker.clone());
+            self.waiting = Some((id, waker));
         }
-        self.waker = Some(cx.waker().clone());
         // A send between the check above and the registration woke nobody
         // here; the version says whether there was one.
         match self.take_change() {
@@ -135,16 +138,15 @@ impl Clone for Subscriber {
         Self {
             shared: Arc::clone(&self.shared),
             seen: self.seen,
-            id: None,
-            waker: None,
+            waiting: None,
         }
     }
 }
 
 impl Drop for Subscriber {
     fn drop(&mut self) {
-        if let Some(id) = self.id {
-            self.shared.waiters().wakers.remove(&id);
+        if let Some((id, _)) = &self.waiting {
+            self.shared.waiters().wakers.remove(id);
         }
     }
 }
