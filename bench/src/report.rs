@@ -166,19 +166,22 @@ pub fn render(r: &Results, baseline: &str, subject: &str) -> String {
         if let Some(b) = ms.iter().find(|b| b.label == pair && b.server_cpu > 0.0) {
             cpu_line(&mut o, "request", m, b);
         }
-        // The second baseline: nginx writing a buffered access log line per
-        // request, as cmx-kms writes an audit record per request.
-        let logged = format!("{baseline}{suffix} {ACCESS_LOG}");
-        if let Some(b) = ms.iter().find(|b| b.label == logged && b.rps > 0.0) {
-            let ratio = m.rps / b.rps;
-            let _ = writeln!(
-                o,
-                "- {} / {} requests per second: **{ratio:.2}** (target ≥ {MIN_RATIO}: {})",
-                m.label,
-                b.label,
-                verdict(ratio >= MIN_RATIO)
-            );
-            cpu_line(&mut o, "request", m, b);
+        // The other baselines: nginx writing an access log line per request,
+        // as cmx-kms writes an audit record per request: buffered, then
+        // with a write(2) per line.
+        for log in [ACCESS_LOG, ACCESS_LOG_WRITES] {
+            let logged = format!("{baseline}{suffix} {log}");
+            if let Some(b) = ms.iter().find(|b| b.label == logged && b.rps > 0.0) {
+                let ratio = m.rps / b.rps;
+                let _ = writeln!(
+                    o,
+                    "- {} / {} requests per second: **{ratio:.2}** (target ≥ {MIN_RATIO}: {})",
+                    m.label,
+                    b.label,
+                    verdict(ratio >= MIN_RATIO)
+                );
+                cpu_line(&mut o, "request", m, b);
+            }
         }
         let _ = writeln!(
             o,
@@ -254,6 +257,10 @@ pub fn render(r: &Results, baseline: &str, subject: &str) -> String {
 
 /// The label suffix of the nginx baseline that writes a buffered access log.
 pub const ACCESS_LOG: &str = "[access log 64k]";
+
+/// The label suffix of the nginx baseline that writes each access log line
+/// with its own `write(2)`.
+pub const ACCESS_LOG_WRITES: &str = "[access log, a write per line]";
 
 fn cpu_line(o: &mut String, per: &str, m: &Medians, b: &Medians) {
     let r = m.server_cpu / b.server_cpu;
