@@ -154,14 +154,7 @@ pub fn render(r: &Results, baseline: &str, subject: &str) -> String {
         let suffix = m.label.get(subject.len()..).unwrap_or_default();
         let pair = format!("{baseline}{suffix}");
         if let Some(b) = ms.iter().find(|b| b.label == pair && b.rps > 0.0) {
-            let ratio = m.rps / b.rps;
-            let _ = writeln!(
-                o,
-                "- {} / {} requests per second: **{ratio:.2}** (target ≥ {MIN_RATIO}: {})",
-                m.label,
-                b.label,
-                verdict(ratio >= MIN_RATIO)
-            );
+            rps_line(&mut o, m, b);
         }
         if let Some(b) = ms.iter().find(|b| b.label == pair && b.server_cpu > 0.0) {
             cpu_line(&mut o, "request", m, b);
@@ -172,14 +165,7 @@ pub fn render(r: &Results, baseline: &str, subject: &str) -> String {
         for log in [ACCESS_LOG, ACCESS_LOG_WRITES] {
             let logged = format!("{baseline}{suffix} {log}");
             if let Some(b) = ms.iter().find(|b| b.label == logged && b.rps > 0.0) {
-                let ratio = m.rps / b.rps;
-                let _ = writeln!(
-                    o,
-                    "- {} / {} requests per second: **{ratio:.2}** (target ≥ {MIN_RATIO}: {})",
-                    m.label,
-                    b.label,
-                    verdict(ratio >= MIN_RATIO)
-                );
+                rps_line(&mut o, m, b);
                 cpu_line(&mut o, "request", m, b);
             }
         }
@@ -261,6 +247,18 @@ pub const ACCESS_LOG: &str = "[access log 64k]";
 /// The label suffix of the nginx baseline that writes each access log line
 /// with its own `write(2)`.
 pub const ACCESS_LOG_WRITES: &str = "[access log, a write per line]";
+
+/// `m`'s requests per second over baseline `b`'s, against the target.
+fn rps_line(o: &mut String, m: &Medians, b: &Medians) {
+    let ratio = m.rps / b.rps;
+    let _ = writeln!(
+        o,
+        "- {} / {} requests per second: **{ratio:.2}** (target ≥ {MIN_RATIO}: {})",
+        m.label,
+        b.label,
+        verdict(ratio >= MIN_RATIO)
+    );
+}
 
 fn cpu_line(o: &mut String, per: &str, m: &Medians, b: &Medians) {
     let r = m.server_cpu / b.server_cpu;
