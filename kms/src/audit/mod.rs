@@ -20,6 +20,7 @@
 
 pub mod aggregate;
 mod batch;
+mod client;
 mod record;
 mod tail;
 mod verify;
@@ -33,9 +34,8 @@ use std::sync::Arc;
 use std::sync::mpsc::Sender;
 use std::time::Duration;
 
-use serde::Serialize;
-
 pub use aggregate::Notice;
+pub use client::{Client, ClientFields};
 pub use record::rfc3339_now;
 pub use tail::TAIL_SCAN_BYTES;
 pub use verify::{Verification, verify};
@@ -60,22 +60,15 @@ pub const FIELD_CAP: usize = 1024;
 /// included: what the bounds in `docs/design/audit.md` are computed from.
 pub const MAX_NOTICE_RECORD_BYTES: usize = 4096;
 
-/// One audit event, as the server fills it in. Borrows its strings: building
-/// one per request costs no copies.
-#[derive(Clone, Debug, Default, Serialize)]
+/// One audit event, as the server fills it in. Borrows its strings, and the
+/// client's fields rendered once per connection ([`Client`]): building one
+/// per request costs no copies.
+#[derive(Clone, Debug)]
 pub struct Event<'a> {
     pub request_id: &'a str,
-    pub client_alias: &'a str,
-    pub client_subject: &'a str,
-    pub client_serial: &'a str,
-    pub client_fingerprint: &'a str,
-    /// The client's IP address (through a trusted load balancer: the one
-    /// its PROXY header named).
-    pub client_addr: &'a str,
-    /// The load balancer's address when the client came through one; empty
-    /// for a direct connection.
-    pub proxy_addr: &'a str,
-    pub role: &'a str,
+    /// Who asked: alias, subject, serial, fingerprint, address, load
+    /// balancer and role.
+    pub client: &'a Client,
     pub operation: &'a str,
     /// Customer key id (hex), when the operation touched one.
     pub key_id: &'a str,
@@ -86,6 +79,22 @@ pub struct Event<'a> {
     pub outcome: Cow<'a, str>,
     pub status: u16,
     pub latency_us: u64,
+}
+
+impl Default for Event<'_> {
+    fn default() -> Self {
+        Self {
+            request_id: "",
+            client: Client::nobody(),
+            operation: "",
+            key_id: "",
+            backend: "",
+            cache: "",
+            outcome: Cow::Borrowed(""),
+            status: 0,
+            latency_us: 0,
+        }
+    }
 }
 
 /// Why the audit trail cannot take a record.
@@ -211,13 +220,7 @@ impl AuditLog {
     pub async fn record(&self, event: &Event<'_>) -> Result<(), AuditError> {
         let (batch, index) = self.queue.push(|f| {
             f.str("request_id", event.request_id, FIELD_CAP)
-                .str("client_alias", event.client_alias, FIELD_CAP)
-                .str("client_subject", event.client_subject, FIELD_CAP)
-                .str("client_serial", event.client_serial, FIELD_CAP)
-                .str("client_fingerprint", event.client_fingerprint, FIELD_CAP)
-                .str("client_addr", event.client_addr, FIELD_CAP)
-                .str("proxy_addr", event.proxy_addr, FIELD_CAP)
-                .str("role", event.role, FIELD_CAP)
+                .rendered(event.client.rendered())
                 .str("operation", event.operation, FIELD_CAP)
                 .str("key_id", event.key_id, FIELD_CAP)
                 .str("backend", event.backend, FIELD_CAP)

@@ -53,6 +53,14 @@ impl<'a> Fields<'a> {
         self
     }
 
+    /// Fields rendered before by another `Fields` (each with its leading
+    /// comma): copied as they are.
+    #[inline(always)]
+    pub(super) fn rendered(&mut self, fields: &str) -> &mut Self {
+        self.out.push_str(fields);
+        self
+    }
+
     /// A time field from Unix milliseconds.
     pub(super) fn time_ms(&mut self, name: &str, unix_ms: u64) -> &mut Self {
         self.key(name);

@@ -81,6 +81,26 @@ pub struct Peer {
     /// once per connection for the audit records of its requests.
     pub addr_text: String,
     pub via_text: String,
+    /// The client's fields of an audit record, rendered for the first
+    /// key operation (an idle connection never needs them).
+    audit_client: std::sync::OnceLock<crate::audit::Client>,
+}
+
+impl Peer {
+    /// The client's fields of an audit record (rendered on first use).
+    pub fn audit_client(&self) -> &crate::audit::Client {
+        self.audit_client.get_or_init(|| {
+            crate::audit::Client::new(&crate::audit::ClientFields {
+                alias: &self.alias,
+                subject: &self.subject,
+                serial: &self.serial,
+                fingerprint: &self.fingerprint,
+                addr: &self.addr_text,
+                proxy_addr: &self.via_text,
+                role: self.role.label(),
+            })
+        })
+    }
 }
 
 /// The TLS side of the server, swapped as a whole on reload.

@@ -118,13 +118,7 @@ impl App {
         }
         let event = AuditEvent {
             request_id: done.request_id,
-            client_alias: &peer.alias,
-            client_subject: &peer.subject,
-            client_serial: &peer.serial,
-            client_fingerprint: &peer.fingerprint,
-            client_addr: &peer.addr_text,
-            proxy_addr: &peer.via_text,
-            role: peer.role.label(),
+            client: peer.audit_client(),
             operation: done.op_label,
             key_id: done.customer_key(),
             backend: done.backend,

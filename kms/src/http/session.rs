@@ -56,6 +56,7 @@ fn peer_of(pin: &PinnedClient, addr: SocketAddr, via: Option<SocketAddr>) -> Arc
         via,
         addr_text: super::api::ip_text(addr.ip()),
         via_text: via.map(|v| super::api::ip_text(v.ip())).unwrap_or_default(),
+        audit_client: std::sync::OnceLock::new(),
     })
 }
 
