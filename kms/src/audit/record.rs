@@ -4,7 +4,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::text::{push_decimal, push_json_escaped};
+use crate::text::{push_ascii, push_decimal, push_json_escaped};
 
 /// Appends `"name":"value"` fields (with a leading comma after the first).
 pub(super) struct Fields<'a> {
@@ -100,14 +100,16 @@ pub(super) fn push_rfc3339(out: &mut String, secs: u64, millis: u64) {
 }
 
 fn push_with_millis(out: &mut String, prefix: &[u8; 20], millis: u64) {
-    for &b in prefix {
-        out.push(char::from(b));
-    }
     let m = millis.min(999);
-    for d in [m / 100, (m / 10) % 10, m % 10] {
-        out.push(char::from(b'0' + d as u8));
-    }
-    out.push('Z');
+    let mut stamp = [0u8; 24];
+    stamp[..20].copy_from_slice(prefix);
+    stamp[20..].copy_from_slice(&[
+        b'0' + (m / 100) as u8,
+        b'0' + (m / 10 % 10) as u8,
+        b'0' + (m % 10) as u8,
+        b'Z',
+    ]);
+    push_ascii(out, &stamp);
 }
 
 /// `YYYY-MM-DDTHH:MM:SS.` (years 0-9999).

@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 use super::AuditError;
 use super::batch::{Appended, Spare, split, whole_records};
 use super::record::{Clock, Fields, unix_ms};
-use crate::text::push_decimal;
+use crate::text::{push_ascii, push_decimal};
 
 /// Operation and outcome of a seal record.
 pub const SEAL_OPERATION: &str = "audit-seal";
@@ -226,7 +226,7 @@ impl Writer {
             line.push('"');
             push(record, line);
             line.push_str(",\"prev\":\"");
-            line.extend(prev.iter().map(|&b| char::from(b)));
+            push_ascii(line, &prev);
             line.push_str("\"}");
             prev = hash_hex(&line.as_bytes()[start..]);
             line.push('\n');
