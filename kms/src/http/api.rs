@@ -1,6 +1,5 @@
 //! API v1: routes and handlers.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -9,7 +8,6 @@ use base64::engine::general_purpose::STANDARD as B64;
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use hyper::{Method, Request, Response, StatusCode};
-use serde::Deserialize;
 use zeroize::Zeroizing;
 
 use std::sync::atomic::Ordering;
@@ -20,6 +18,7 @@ use super::Peer;
 use super::body::{ResponseBody, body, read_limited};
 use super::error::ApiError;
 use super::lines::{LineBudget, client_line};
+use super::request::{CustomerReq, DecryptReq, Empty, WorkspaceReq, parse};
 use super::served::Finished;
 use crate::audit::AuditLog;
 use crate::cache::Lookup;
@@ -146,51 +145,6 @@ impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Empty {}
-
-// Request fields borrow from the body when they hold no JSON escape (base64
-// never does): no copy of the blobs before they are decoded.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CustomerReq<'a> {
-    #[serde(borrow)]
-    wrapped_customer_key: Cow<'a, str>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct WorkspaceReq<'a> {
-    #[serde(borrow)]
-    wrapped_customer_key: Cow<'a, str>,
-    #[serde(borrow)]
-    wrapped_user_key: Cow<'a, str>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DecryptReq<'a> {
-    #[serde(borrow)]
-    wrapped_customer_key: Cow<'a, str>,
-    #[serde(borrow)]
-    wrapped_user_key: Cow<'a, str>,
-    #[serde(borrow)]
-    wrapped_workspace_key: Cow<'a, str>,
-}
-
-fn parse<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes).map_err(|e| {
-        // serde_json's messages name the field and position, never echo values.
-        ApiError::BadRequest(format!("the request body is not the expected JSON: {e}"))
-    })
-}
-
-fn b64(field: &'static str, s: &str) -> Result<Vec<u8>, ApiError> {
-    B64.decode(s.trim())
-        .map_err(|_| ApiError::BadRequest(format!("{field} is not valid base64")))
 }
 
 fn json(value: &serde_json::Value) -> Zeroizing<Vec<u8>> {
@@ -371,24 +325,42 @@ impl App {
             }
             Operation::CreateUserKey => {
                 let r: CustomerReq = parse(&bytes).map_err(plain)?;
-                let c = b64("wrapped_customer_key", &r.wrapped_customer_key).map_err(plain)?;
+                let c = r
+                    .wrapped_customer_key
+                    .decode("wrapped_customer_key")
+                    .map_err(plain)?;
                 let (w, info) = keys.create_user_key(&c).await.map_err(key_err)?;
                 let v = serde_json::json!({"wrapped_user_key": B64.encode(&w.blob), "key_id": w.key_id.to_hex()});
                 Ok((StatusCode::CREATED, json(&v), info))
             }
             Operation::CreateWorkspaceKey => {
                 let r: WorkspaceReq = parse(&bytes).map_err(plain)?;
-                let c = b64("wrapped_customer_key", &r.wrapped_customer_key).map_err(plain)?;
-                let u = b64("wrapped_user_key", &r.wrapped_user_key).map_err(plain)?;
+                let c = r
+                    .wrapped_customer_key
+                    .decode("wrapped_customer_key")
+                    .map_err(plain)?;
+                let u = r
+                    .wrapped_user_key
+                    .decode("wrapped_user_key")
+                    .map_err(plain)?;
                 let (w, info) = keys.create_workspace_key(&c, &u).await.map_err(key_err)?;
                 let v = serde_json::json!({"wrapped_workspace_key": B64.encode(&w.blob), "key_id": w.key_id.to_hex()});
                 Ok((StatusCode::CREATED, json(&v), info))
             }
             Operation::DecryptWorkspaceKey => {
                 let r: DecryptReq = parse(&bytes).map_err(plain)?;
-                let c = b64("wrapped_customer_key", &r.wrapped_customer_key).map_err(plain)?;
-                let u = b64("wrapped_user_key", &r.wrapped_user_key).map_err(plain)?;
-                let w = b64("wrapped_workspace_key", &r.wrapped_workspace_key).map_err(plain)?;
+                let c = r
+                    .wrapped_customer_key
+                    .decode("wrapped_customer_key")
+                    .map_err(plain)?;
+                let u = r
+                    .wrapped_user_key
+                    .decode("wrapped_user_key")
+                    .map_err(plain)?;
+                let w = r
+                    .wrapped_workspace_key
+                    .decode("wrapped_workspace_key")
+                    .map_err(plain)?;
                 let (key, info) = keys
                     .decrypt_workspace_key(&c, &u, &w)
                     .await
@@ -397,7 +369,10 @@ impl App {
             }
             Operation::RewrapCustomerKey => {
                 let r: CustomerReq = parse(&bytes).map_err(plain)?;
-                let c = b64("wrapped_customer_key", &r.wrapped_customer_key).map_err(plain)?;
+                let c = r
+                    .wrapped_customer_key
+                    .decode("wrapped_customer_key")
+                    .map_err(plain)?;
                 let (w, info) = keys.rewrap_customer_key(&c).await.map_err(key_err)?;
                 let v = serde_json::json!({"wrapped_customer_key": B64.encode(&w.blob), "key_id": w.key_id.to_hex()});
                 Ok((StatusCode::OK, json(&v), info))
@@ -563,20 +538,6 @@ mod tests {
         for role in [Role::Backend, Role::Device] {
             assert!(ROLES.contains(&role.label()), "{}", role.label());
         }
-    }
-
-    #[test]
-    fn request_fields_borrow_and_still_take_json_escapes() {
-        // Plain base64 is borrowed from the body; an escaped `/` (valid JSON a
-        // client may send) still parses, into an owned string.
-        let r: DecryptReq = parse(
-            br#"{"wrapped_customer_key":"ab+/","wrapped_user_key":"a\/b","wrapped_workspace_key":"A"}"#,
-        )
-        .unwrap();
-        assert!(matches!(r.wrapped_customer_key, Cow::Borrowed("ab+/")));
-        assert_eq!(r.wrapped_user_key, "a/b");
-        assert_eq!(r.wrapped_workspace_key, "A");
-        assert!(parse::<DecryptReq>(br#"{"wrapped_customer_key":"a"}"#).is_err());
     }
 
     #[test]

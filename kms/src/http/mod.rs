@@ -28,6 +28,7 @@ pub mod metrics;
 pub mod pending;
 pub mod probing;
 pub mod proxy;
+mod request;
 mod request_id;
 mod served;
 pub mod session;
