@@ -44,3 +44,35 @@ build_for_bench() {
         cargo build --release --locked -p cmx-kms
     fi
 }
+
+# refuse_stale_record ROOT RECORD: set STALE to a source file changed since
+# BIN was built (empty when none is, or when BIN was given with --bin), and,
+# when RECORD is 1, stop there: a binary left by an earlier build
+# (--no-build) must not have its figures recorded under the current commit.
+refuse_stale_record() {
+    local root=$1 record=$2
+    STALE=""
+    if [ -x "$BIN" ] && [ "$BIN_GIVEN" = 0 ]; then
+        STALE=$(find "$root/kms" "$root/Cargo.toml" "$root/Cargo.lock" -type f -newer "$BIN" 2>/dev/null | sed -n 1p)
+    fi
+    if [ -n "$STALE" ] && [ "$record" = 1 ]; then
+        echo "scripts/$(basename "$0"): $BIN is older than its sources (${STALE#"$root"/} changed since it was built): build it (run without --no-build) or name a binary with --bin; nothing recorded" >&2
+        exit 1
+    fi
+}
+
+# bin_origin ROOT: what BIN was built from, for a record: the commit when
+# this run built it or no source changed since (refuse_stale_record), else
+# the binary's own date beside the commit.
+bin_origin() {
+    local root=$1 head dirty=""
+    head=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?')
+    git -C "$root" diff --quiet HEAD -- kms Cargo.toml Cargo.lock 2>/dev/null || dirty=" with uncommitted changes"
+    if [ "$BIN_GIVEN" = 1 ]; then
+        echo "a given binary of $(date -u -r "$BIN" '+%Y-%m-%d %H:%M UTC'), the tree at $head$dirty"
+    elif [ -n "${STALE:-}" ]; then
+        echo "a binary of $(date -u -r "$BIN" '+%Y-%m-%d %H:%M UTC'), older than the tree at $head$dirty"
+    else
+        echo "$head$dirty"
+    fi
+}
