@@ -82,15 +82,20 @@ mod tests {
             proxy_addr: "",
             role: "device",
         };
+        // What a record held before: each field pushed on its own.
         let mut want = String::new();
-        Fields::after(&mut want)
-            .str("client_alias", c.alias, FIELD_CAP)
-            .str("client_subject", c.subject, FIELD_CAP)
-            .str("client_serial", c.serial, FIELD_CAP)
-            .str("client_fingerprint", c.fingerprint, FIELD_CAP)
-            .str("client_addr", c.addr, FIELD_CAP)
-            .str("proxy_addr", c.proxy_addr, FIELD_CAP)
-            .str("role", c.role, FIELD_CAP);
+        let mut fields = Fields::after(&mut want);
+        for (name, value) in [
+            ("client_alias", c.alias),
+            ("client_subject", c.subject),
+            ("client_serial", c.serial),
+            ("client_fingerprint", c.fingerprint),
+            ("client_addr", c.addr),
+            ("proxy_addr", c.proxy_addr),
+            ("role", c.role),
+        ] {
+            fields.str(name, value, FIELD_CAP);
+        }
         assert_eq!(Client::new(&c).rendered(), want);
         // Escaped and capped: the subject's quote, backslash, control and
         // bidi characters are escaped, and its tail is cut.

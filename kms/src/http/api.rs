@@ -324,42 +324,24 @@ impl App {
                 Ok((StatusCode::CREATED, json(&v), info))
             }
             Operation::CreateUserKey => {
-                let r: CustomerReq = parse(&bytes).map_err(plain)?;
-                let c = r
-                    .wrapped_customer_key
-                    .decode("wrapped_customer_key")
+                let c = parse::<CustomerReq>(&bytes)
+                    .and_then(|r| r.decode())
                     .map_err(plain)?;
                 let (w, info) = keys.create_user_key(&c).await.map_err(key_err)?;
                 let v = serde_json::json!({"wrapped_user_key": B64.encode(&w.blob), "key_id": w.key_id.to_hex()});
                 Ok((StatusCode::CREATED, json(&v), info))
             }
             Operation::CreateWorkspaceKey => {
-                let r: WorkspaceReq = parse(&bytes).map_err(plain)?;
-                let c = r
-                    .wrapped_customer_key
-                    .decode("wrapped_customer_key")
-                    .map_err(plain)?;
-                let u = r
-                    .wrapped_user_key
-                    .decode("wrapped_user_key")
+                let (c, u) = parse::<WorkspaceReq>(&bytes)
+                    .and_then(|r| r.decode())
                     .map_err(plain)?;
                 let (w, info) = keys.create_workspace_key(&c, &u).await.map_err(key_err)?;
                 let v = serde_json::json!({"wrapped_workspace_key": B64.encode(&w.blob), "key_id": w.key_id.to_hex()});
                 Ok((StatusCode::CREATED, json(&v), info))
             }
             Operation::DecryptWorkspaceKey => {
-                let r: DecryptReq = parse(&bytes).map_err(plain)?;
-                let c = r
-                    .wrapped_customer_key
-                    .decode("wrapped_customer_key")
-                    .map_err(plain)?;
-                let u = r
-                    .wrapped_user_key
-                    .decode("wrapped_user_key")
-                    .map_err(plain)?;
-                let w = r
-                    .wrapped_workspace_key
-                    .decode("wrapped_workspace_key")
+                let [c, u, w] = parse::<DecryptReq>(&bytes)
+                    .and_then(|r| r.decode())
                     .map_err(plain)?;
                 let (key, info) = keys
                     .decrypt_workspace_key(&c, &u, &w)
@@ -368,10 +350,8 @@ impl App {
                 Ok((StatusCode::OK, workspace_key_body(key.expose()), info))
             }
             Operation::RewrapCustomerKey => {
-                let r: CustomerReq = parse(&bytes).map_err(plain)?;
-                let c = r
-                    .wrapped_customer_key
-                    .decode("wrapped_customer_key")
+                let c = parse::<CustomerReq>(&bytes)
+                    .and_then(|r| r.decode())
                     .map_err(plain)?;
                 let (w, info) = keys.rewrap_customer_key(&c).await.map_err(key_err)?;
                 let v = serde_json::json!({"wrapped_customer_key": B64.encode(&w.blob), "key_id": w.key_id.to_hex()});

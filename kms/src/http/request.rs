@@ -92,6 +92,34 @@ pub(super) struct DecryptReq<'a> {
     pub wrapped_workspace_key: B64Field<'a>,
 }
 
+impl CustomerReq<'_> {
+    /// The wrapped customer key, decoded.
+    pub(super) fn decode(&self) -> Result<Vec<u8>, ApiError> {
+        self.wrapped_customer_key.decode("wrapped_customer_key")
+    }
+}
+
+impl WorkspaceReq<'_> {
+    /// The wrapped customer and user keys, decoded.
+    pub(super) fn decode(&self) -> Result<(Vec<u8>, Vec<u8>), ApiError> {
+        Ok((
+            self.wrapped_customer_key.decode("wrapped_customer_key")?,
+            self.wrapped_user_key.decode("wrapped_user_key")?,
+        ))
+    }
+}
+
+impl DecryptReq<'_> {
+    /// The wrapped customer, user and workspace keys, decoded.
+    pub(super) fn decode(&self) -> Result<[Vec<u8>; 3], ApiError> {
+        Ok([
+            self.wrapped_customer_key.decode("wrapped_customer_key")?,
+            self.wrapped_user_key.decode("wrapped_user_key")?,
+            self.wrapped_workspace_key.decode("wrapped_workspace_key")?,
+        ])
+    }
+}
+
 pub(super) fn parse<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, ApiError> {
     serde_json::from_slice(bytes).map_err(|e| {
         // serde_json's messages name the field and position, never echo values.
@@ -157,5 +185,20 @@ mod tests {
         }
         let m = bad_request(parse::<CustomerReq>(br#"{"wrapped_customer_key":5}"#));
         assert!(m.contains("expected a base64 string"), "{m}");
+        // Each request names the field that is not base64.
+        let r: DecryptReq = parse(
+            br#"{"wrapped_customer_key":"AA==","wrapped_user_key":"A*==","wrapped_workspace_key":"AA=="}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            bad_request(r.decode()),
+            "wrapped_user_key is not valid base64"
+        );
+        let r: WorkspaceReq =
+            parse(br#"{"wrapped_customer_key":"AA==","wrapped_user_key":"%"}"#).unwrap();
+        assert_eq!(
+            bad_request(r.decode()),
+            "wrapped_user_key is not valid base64"
+        );
     }
 }
