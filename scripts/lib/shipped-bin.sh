@@ -45,18 +45,22 @@ build_for_bench() {
     fi
 }
 
-# refuse_stale_record ROOT RECORD: set STALE to a source file changed since
-# BIN was built (empty when none is, or when BIN was given with --bin), and,
-# when RECORD is 1, stop there: a binary left by an earlier build
+# What the cmx-kms binary is built from (relative to the workspace root): its
+# tests and test data are not, so editing them leaves the binary current.
+BIN_SOURCES=(kms/src kms/Cargo.toml Cargo.toml Cargo.lock)
+
+# refuse_stale_record ROOT RECORD: set STALE to a file of BIN_SOURCES changed
+# since BIN was built (empty when none is, or when BIN was given with --bin),
+# and, when RECORD is 1, stop there: a binary left by an earlier build
 # (--no-build) must not have its figures recorded under the current commit.
 refuse_stale_record() {
     local root=$1 record=$2
     STALE=""
     if [ -x "$BIN" ] && [ "$BIN_GIVEN" = 0 ]; then
-        STALE=$(find "$root/kms" "$root/Cargo.toml" "$root/Cargo.lock" -type f -newer "$BIN" 2>/dev/null | sed -n 1p)
+        STALE=$(cd "$root" && find "${BIN_SOURCES[@]}" -type f -newer "$BIN" 2>/dev/null | sed -n 1p)
     fi
     if [ -n "$STALE" ] && [ "$record" = 1 ]; then
-        echo "scripts/$(basename "$0"): $BIN is older than its sources (${STALE#"$root"/} changed since it was built): build it (run without --no-build) or name a binary with --bin; nothing recorded" >&2
+        echo "scripts/$(basename "$0"): $BIN is older than its sources ($STALE changed since it was built): build it (run without --no-build) or name a binary with --bin; nothing recorded" >&2
         exit 1
     fi
 }
@@ -67,7 +71,7 @@ refuse_stale_record() {
 bin_origin() {
     local root=$1 head dirty=""
     head=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?')
-    git -C "$root" diff --quiet HEAD -- kms Cargo.toml Cargo.lock 2>/dev/null || dirty=" with uncommitted changes"
+    git -C "$root" diff --quiet HEAD -- "${BIN_SOURCES[@]}" 2>/dev/null || dirty=" with uncommitted changes"
     if [ "$BIN_GIVEN" = 1 ]; then
         echo "a given binary of $(date -u -r "$BIN" '+%Y-%m-%d %H:%M UTC'), the tree at $head$dirty"
     elif [ -n "${STALE:-}" ]; then
