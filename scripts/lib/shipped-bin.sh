@@ -13,10 +13,10 @@ shipped_bin() {
     if [ -x "$tb/venv-zig/bin/cargo-zigbuild" ]; then
         SHIPPED=1
         BIN=$root/target/x86_64-unknown-linux-gnu/release/cmx-kms
-        BIN_KIND="glibc 2.28 build (as shipped)"
+        BIN_KIND="glibc 2.28 build, profile-guided (as shipped; profile $(pgo_trained "$root"))"
     else
         BIN=$root/target/release/cmx-kms
-        BIN_KIND="host build (zig toolchain not installed)"
+        BIN_KIND="host build, not profile-guided (zig toolchain not installed)"
     fi
     if [ -n "$override" ]; then
         BIN_GIVEN=1
@@ -26,6 +26,17 @@ shipped_bin() {
         else
             BIN_KIND="given binary, static"
         fi
+    fi
+}
+
+# pgo_trained ROOT: the commit and date the shipped build's profile was
+# trained at (packaging/pgo/TRAINED, written by scripts/pgo-train).
+pgo_trained() {
+    local f=$1/packaging/pgo/TRAINED
+    if [ -f "$f" ]; then
+        echo "trained at $(sed -n 's/^commit: \([0-9a-f]\{9\}\)[0-9a-f]*/\1/p' "$f") on $(sed -n 's/^date: //p' "$f")"
+    else
+        echo "missing"
     fi
 }
 
@@ -46,8 +57,9 @@ build_for_bench() {
 }
 
 # What the cmx-kms binary is built from (relative to the workspace root): its
-# tests and test data are not, so editing them leaves the binary current.
-BIN_SOURCES=(kms/src kms/Cargo.toml Cargo.toml Cargo.lock)
+# tests and test data are not, so editing them leaves the binary current; the
+# profile of scripts/pgo-train is.
+BIN_SOURCES=(kms/src kms/Cargo.toml Cargo.toml Cargo.lock packaging/pgo)
 
 # refuse_stale_record ROOT RECORD: set STALE to a file of BIN_SOURCES changed
 # since BIN was built (empty when none is, or when BIN was given with --bin),
