@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Shared by the benchmark scripts (sourced, not run).
+# Shared by the benchmark scripts, scripts/build-release and scripts/pgo-train
+# (sourced, not run).
 
 # shipped_bin ROOT OVERRIDE: set BIN to the cmx-kms binary to measure and
 # BIN_KIND to what it is, and SHIPPED to 1 when it is the glibc 2.28 build of
@@ -29,12 +30,18 @@ shipped_bin() {
     fi
 }
 
-# pgo_trained ROOT: the commit and date the shipped build's profile was
-# trained at (packaging/pgo/TRAINED, written by scripts/pgo-train).
+# pgo_commit ROOT: the commit the shipped build's profile was trained at
+# (packaging/pgo/TRAINED, written by scripts/pgo-train); empty without one.
+pgo_commit() {
+    sed -n 's/^commit: \([0-9a-f]*\).*/\1/p' "$1/packaging/pgo/TRAINED" 2>/dev/null || true
+}
+
+# pgo_trained ROOT: that commit, short, and the training's date, for a record.
 pgo_trained() {
-    local f=$1/packaging/pgo/TRAINED
-    if [ -f "$f" ]; then
-        echo "trained at $(sed -n 's/^commit: \([0-9a-f]\{9\}\)[0-9a-f]*/\1/p' "$f") on $(sed -n 's/^date: //p' "$f")"
+    local commit
+    commit=$(pgo_commit "$1")
+    if [ -n "$commit" ]; then
+        echo "trained at ${commit:0:9} on $(sed -n 's/^date: //p' "$1/packaging/pgo/TRAINED")"
     else
         echo "missing"
     fi
@@ -56,10 +63,12 @@ build_for_bench() {
     fi
 }
 
-# What the cmx-kms binary is built from (relative to the workspace root): its
-# tests and test data are not, so editing them leaves the binary current; the
-# profile of scripts/pgo-train is.
-BIN_SOURCES=(kms/src kms/Cargo.toml Cargo.toml Cargo.lock packaging/pgo)
+# What the cmx-kms code is built from (relative to the workspace root): its
+# tests and test data are not, so editing them leaves the binary current.
+CODE_SOURCES=(kms/src kms/Cargo.toml Cargo.toml Cargo.lock)
+# What the shipped binary is built from: the code and the profile of
+# scripts/pgo-train.
+BIN_SOURCES=("${CODE_SOURCES[@]}" packaging/pgo)
 
 # refuse_stale_record ROOT RECORD: set STALE to a file of BIN_SOURCES changed
 # since BIN was built (empty when none is, or when BIN was given with --bin),
