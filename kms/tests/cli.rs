@@ -411,8 +411,9 @@ fn a_dev_node_keeps_its_control_socket_in_its_folder() {
     };
     let in_folder = dir.path().join("dev/control.sock").exists();
     drop(child);
+    let report = String::from_utf8_lossy(&flushed.stdout);
     assert!(
-        String::from_utf8_lossy(&flushed.stdout).contains("flush generation"),
+        report.contains("flush generation") && report.contains("\n  this node: acknowledged"),
         "{}",
         output_text(&flushed)
     );
