@@ -255,9 +255,6 @@ impl DevFolder {
             self.port.checked_add(1).unwrap_or(0)
         );
         let _ = writeln!(t, "kms.audit.file=audit.log");
-        // In the folder, not the service's /run/cmx-kms (which only the
-        // packaged unit creates): `cmx-kms cache flush --config` reaches it.
-        let _ = writeln!(t, "kms.control.socket=control.sock");
         self.write("kms.properties", t.as_bytes())
     }
 
