@@ -73,7 +73,7 @@ const NAMES: [&str; 2] = ["cmxBackend", "cmxDevice"];
 const HEADER: &str = "# cmx-kms development node, made by `cmx-kms dev`. NOT FOR PRODUCTION:";
 
 /// Every file `dev` writes, and those the node it starts creates.
-const FILES: [&str; 13] = [
+const FILES: [&str; 14] = [
     "kms.properties",
     "kmsKeystore.jks",
     "ca.crt",
@@ -87,7 +87,14 @@ const FILES: [&str; 13] = [
     "cmxDevice.p12",
     "soft-master.key",
     "audit.log",
+    RUN,
 ];
+
+/// The private folder (mode 0700) that holds the node's control socket. The
+/// socket itself is made mode 0660 for the service's group; inside a folder
+/// only its owner can enter, nobody else can reach it, whatever the group
+/// of the folder `dev` was pointed at.
+const RUN: &str = "run";
 
 impl DevFolder {
     /// A file in the folder.
@@ -129,12 +136,14 @@ impl DevFolder {
             let port = find("kms.server.port")
                 .and_then(|p| p.parse().ok())
                 .unwrap_or(port);
-            return Ok(Self {
+            let folder = Self {
                 dir,
                 properties,
                 port,
                 password,
-            });
+            };
+            folder.make_run_dir()?;
+            return Ok(folder);
         }
         if let Some(name) = FILES
             .iter()
@@ -155,7 +164,33 @@ impl DevFolder {
         };
         folder.make_pki()?;
         folder.write_properties()?;
+        folder.make_run_dir()?;
         Ok(folder)
+    }
+
+    /// The private folder for the control socket, made (or made private
+    /// again) on every start: the node binds its socket there.
+    fn make_run_dir(&self) -> Result<(), DevError> {
+        let path = self.path(RUN);
+        let io = |source| DevError::Io {
+            path: path.clone(),
+            source,
+        };
+        match fs::DirBuilder::new().mode(0o700).create(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let meta = fs::symlink_metadata(&path).map_err(io)?;
+                // A symbolic link or a file here is not the folder dev made.
+                if !meta.is_dir() {
+                    return Err(DevError::NotOurs { path });
+                }
+                if meta.permissions().mode() & 0o077 != 0 {
+                    fs::set_permissions(&path, fs::Permissions::from_mode(0o700)).map_err(io)?;
+                }
+                Ok(())
+            }
+            Err(source) => Err(io(source)),
+        }
     }
 
     fn write(&self, name: &str, data: &[u8]) -> Result<(), DevError> {
@@ -255,6 +290,9 @@ impl DevFolder {
             self.port.checked_add(1).unwrap_or(0)
         );
         let _ = writeln!(t, "kms.audit.file=audit.log");
+        // In the folder, not the service's /run/cmx-kms (which only the
+        // packaged unit creates): `cmx-kms cache flush --config` reaches it.
+        let _ = writeln!(t, "kms.control.socket={RUN}/control.sock");
         self.write("kms.properties", t.as_bytes())
     }
 

@@ -370,6 +370,62 @@ fn the_server_process_is_not_dumpable() {
     );
 }
 
+#[test]
+fn a_dev_node_keeps_its_control_socket_in_its_folder() {
+    // The service's /run/cmx-kms exists only under the packaged unit: a dev
+    // node used to warn that it could not make its socket there, and
+    // `cmx-kms cache flush` could not reach it.
+    let dir = tempfile::tempdir().unwrap();
+    let port = support::node::free_port_pair();
+    let err_path = dir.path().join("dev.err");
+    let mut child = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_cmx-kms"))
+            .args(["dev", "--dir"])
+            .arg(dir.path().join("dev"))
+            .args(["--port", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&err_path).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let config = dir.path().join("dev/kms.properties");
+    // Generous: the first start makes a PKI, slow on a loaded machine. The
+    // flush is retried until the node has bound its socket.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let flushed = loop {
+        assert!(child.0.try_wait().unwrap().is_none(), "the dev node exited");
+        let out = Command::new(env!("CARGO_BIN_EXE_cmx-kms"))
+            .args(["cache", "flush", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        if out.status.success() {
+            break out;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "cache flush never reached the dev node: {}",
+            output_text(&out)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let in_folder = dir.path().join("dev/run/control.sock").exists();
+    drop(child);
+    let report = String::from_utf8_lossy(&flushed.stdout);
+    assert!(
+        report.contains("flush generation") && report.contains("\n  this node: acknowledged"),
+        "{}",
+        output_text(&flushed)
+    );
+    assert!(in_folder, "the socket is in the dev folder");
+    let log = std::fs::read_to_string(&err_path).unwrap();
+    assert!(
+        !log.lines()
+            .any(|l| l.contains("WARN") && l.contains("control socket")),
+        "no warning about the control socket:\n{log}"
+    );
+}
+
 /// A child process killed (and reaped) when the test ends, however it ends.
 struct KillOnDrop(std::process::Child);
 

@@ -427,8 +427,16 @@ fn dev_in_an_existing_folder_leaves_the_operators_files_alone() {
         );
     }
 
-    // A second run reuses what dev made, and still touches nothing else.
+    // The control socket is made mode 0660 (the service's group may use
+    // it): dev keeps it in a folder only its owner can enter (where it is
+    // bound: cli::a_dev_node_keeps_its_control_socket_in_its_folder).
+    assert_eq!(mode_of(&dir.join("run")), 0o700);
+
+    // A second run reuses what dev made, and still touches nothing else;
+    // the socket's folder, opened up in between, is made private again.
+    std::fs::set_permissions(dir.join("run"), std::fs::Permissions::from_mode(0o755)).unwrap();
     assert_eq!(run_dev(&dir), None, "dev reuses its own folder");
+    assert_eq!(mode_of(&dir.join("run")), 0o700);
     let again = snapshot(&dir);
     for entry in &operators {
         assert!(again.contains(entry), "{} changed", entry.0);

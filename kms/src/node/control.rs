@@ -133,9 +133,9 @@ async fn flush(app: &App, key: Option<[u8; 16]>) -> Value {
     let scope = key.map_or("every customer key".to_owned(), |k| crate::hex::encode(&k));
     tracing::info!(generation, scope = %scope, "cache flush requested on the control socket");
     let mut nodes = Vec::new();
-    let local = keys
-        .cluster()
-        .map_or("this node".to_owned(), |c| c.local_id().to_owned());
+    let local = keys.cluster().map_or("this node".to_owned(), |c| {
+        format!("{} (this node)", c.local_id())
+    });
     if let Some(cluster) = keys.cluster() {
         let first = cluster.flush_peers(generation, key).await;
         // Second round: copies fetched from members the first one reached late.
@@ -148,10 +148,7 @@ async fn flush(app: &App, key: Option<[u8; 16]>) -> Value {
             });
         }
     }
-    nodes.insert(
-        0,
-        json!({"node": format!("{local} (this node)"), "acked": true, "removed": removed}),
-    );
+    nodes.insert(0, json!({"node": local, "acked": true, "removed": removed}));
     json!({"generation": generation, "scope": scope, "nodes": nodes})
 }
 
