@@ -120,7 +120,7 @@ pub const KEYS: &[KeySpec] = &[
     key("kms.distributed.cache.config.file", "path", "/usr/share/kms/conf/jgroups.xml", "no", "JGroups file listing the cluster nodes (TCPPING initial_hosts); keep the default."),
     key("kms.cluster.address", "host or IP address", "", "with kms.cache.type=distributed", "This node's cluster address, as the other nodes list it in jgroups.xml (legacy setenv.sh -Djgroups.tcp.address)."),
     key("kms.cluster.port", "port", "7800", "no", "This node's cluster port (legacy -Djgroups.tcp.port); mutual TLS between nodes only, never through the load balancer."),
-    key("kms.control.socket", "path", "/run/cmx-kms/control.sock", "no", "Unix socket (mode 0660, user and group kms) where cmx-kms cache flush and cluster status reach the running node."),
+    key("kms.control.socket", "path", "/run/cmx-kms/control.sock", "no", "Unix socket (mode 0660, user and group kms) where cmx-kms cache flush and cluster status reach the running node. A relative path is taken from the folder of `kms.properties`; the whole path must be shorter than 108 bytes (the kernel's limit), else the node starts without the socket and warns."),
     // Server (ours).
     key("kms.server.address", "IP address", "0.0.0.0", "no", "Address the HTTPS API listens on."),
     key("kms.server.port", "port", "8443", "no", "Port the HTTPS API listens on."),

@@ -53,7 +53,7 @@ pub fn bind(path: &Path) -> Option<UnixListener> {
             Some(l)
         }
         Err(e) => {
-            tracing::warn!(path = %path.display(), error = %e, "cannot create the control socket; cache flush and cluster status cannot reach this node");
+            tracing::warn!(path = %path.display(), error = %e, "cannot create the control socket; cache flush and cluster status cannot reach this node: set kms.control.socket to a path in a folder this user can write, shorter than 108 bytes");
             None
         }
     }
