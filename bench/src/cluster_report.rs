@@ -322,6 +322,8 @@ mod tests {
             response_bytes: 0,
             server_cpu_us_per_request: cpu,
             client_cpu_us_per_request: 0.0,
+            machine_idle_pct: None,
+            machine_steal_pct: None,
             first_error: None,
         }
     }

@@ -92,6 +92,8 @@ pub async fn run(spec: LoadSpec) -> LoadResult {
         response_bytes: t.response_bytes,
         server_cpu_us_per_request: per(server_used),
         client_cpu_us_per_request: per(client_used),
+        machine_idle_pct: None,
+        machine_steal_pct: None,
         first_error: t.first_error,
     }
 }

@@ -137,6 +137,14 @@ pub struct LoadResult {
     pub server_cpu_us_per_request: f64,
     /// Load generator CPU time (user + system) per request, over the window.
     pub client_cpu_us_per_request: f64,
+    /// Share of the machine's CPU time that was idle over the window, in
+    /// percent (absent in results of earlier versions).
+    #[serde(default)]
+    pub machine_idle_pct: Option<f64>,
+    /// Share of the machine's CPU time the hypervisor gave to other guests
+    /// over the window, in percent: how quiet the host was.
+    #[serde(default)]
+    pub machine_steal_pct: Option<f64>,
     pub first_error: Option<String>,
 }
 
@@ -182,9 +190,13 @@ pub async fn run(spec: LoadSpec) -> LoadResult {
     tokio::time::sleep_until(begin.into()).await;
     let server_before = cpu::processes_us(&spec.server_pids);
     let client_before = cpu::own_us();
+    let machine_before = cpu::MachineTicks::now();
     tokio::time::sleep_until(end.into()).await;
     let server_used = cpu::processes_us(&spec.server_pids).saturating_sub(server_before);
     let client_used = cpu::own_us().saturating_sub(client_before);
+    let machine = machine_before
+        .zip(cpu::MachineTicks::now())
+        .and_then(|(b, a)| b.shares_until(a));
     let mut all = Latencies::default();
     for t in tasks {
         let Ok(o) = t.await else {
@@ -226,6 +238,8 @@ pub async fn run(spec: LoadSpec) -> LoadResult {
         response_bytes: outcome.response_bytes,
         server_cpu_us_per_request: per_request(server_used),
         client_cpu_us_per_request: per_request(client_used),
+        machine_idle_pct: machine.map(|m| m.0),
+        machine_steal_pct: machine.map(|m| m.1),
         first_error: outcome.first_error,
     }
 }

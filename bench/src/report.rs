@@ -91,13 +91,14 @@ pub fn render(r: &Results, baseline: &str, subject: &str) -> String {
     let _ = writeln!(o, "Every round:\n");
     let _ = writeln!(
         o,
-        "| label | conns | offered/s | requests/s | p50 µs | p90 µs | p99 µs | max µs | errors | server CPU µs/req | load generator CPU µs/req |"
+        "| label | conns | offered/s | requests/s | p50 µs | p90 µs | p99 µs | max µs | errors | server CPU µs/req | load generator CPU µs/req | CPUs idle % | steal % |"
     );
-    let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let pct = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |p| format!("{p:.1}"));
     for l in &r.loads {
         let _ = writeln!(
             o,
-            "| {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {:.1} | {:.1} |",
+            "| {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {:.1} | {:.1} | {} | {} |",
             l.label,
             l.connections,
             l.offered_per_s
@@ -109,7 +110,9 @@ pub fn render(r: &Results, baseline: &str, subject: &str) -> String {
             l.max_us,
             l.errors + l.wrong_status,
             l.server_cpu_us_per_request,
-            l.client_cpu_us_per_request
+            l.client_cpu_us_per_request,
+            pct(l.machine_idle_pct),
+            pct(l.machine_steal_pct)
         );
     }
     let ms = medians(&r.loads);
