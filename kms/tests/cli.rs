@@ -394,11 +394,7 @@ fn a_dev_node_keeps_its_control_socket_in_its_folder() {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let flushed = loop {
         assert!(child.0.try_wait().unwrap().is_none(), "the dev node exited");
-        let out = Command::new(env!("CARGO_BIN_EXE_cmx-kms"))
-            .args(["cache", "flush", "--config"])
-            .arg(&config)
-            .output()
-            .unwrap();
+        let out = support::node::cmx_with_config(&["cache", "flush"], &config);
         if out.status.success() {
             break out;
         }
