@@ -65,7 +65,7 @@ build_for_bench() {
 
 # What the cmx-kms code is built from (relative to the workspace root): its
 # tests and test data are not, so editing them leaves the binary current.
-CODE_SOURCES=(kms/src kms/Cargo.toml Cargo.toml Cargo.lock)
+CODE_SOURCES=(kms/src kms/Cargo.toml Cargo.toml Cargo.lock .cargo/config.toml)
 # What the shipped binary is built from: the code and the profile of
 # scripts/pgo-train.
 BIN_SOURCES=("${CODE_SOURCES[@]}" packaging/pgo)

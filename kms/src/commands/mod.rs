@@ -36,9 +36,36 @@ pub fn load_config(path: &Path) -> Result<Config, CommandError> {
 }
 
 /// The async runtime of the commands that need one (`serve`, `dev`, `hsm`).
+///
+/// Work-stealing, one worker per core, without the per-worker LIFO slot: with
+/// it, a task woken by a request's task (the audit writer's group commit, a
+/// connection's next read) runs on the waking worker and the other core sits
+/// idle while it does; without it, the woken task goes to the shared queue and
+/// an idle worker takes it (docs/design/performance.md, "The runtime's LIFO
+/// slot"). The option is among tokio's unstable ones, enabled for the
+/// workspace by `.cargo/config.toml`; a build without that flag keeps the slot.
 pub fn runtime() -> Result<tokio::runtime::Runtime, CommandError> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(CommandError::Runtime)
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    #[cfg(tokio_unstable)]
+    builder.disable_lifo_slot();
+    builder.build().map_err(CommandError::Runtime)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_runtime_is_built_without_its_lifo_slot() {
+        // The workspace's `.cargo/config.toml` sets the flag; were it lost (a
+        // RUSTFLAGS that replaces it), the option would silently drop out.
+        let unstable_options = cfg!(tokio_unstable);
+        assert!(
+            unstable_options,
+            "tokio_unstable is not set: .cargo/config.toml or a RUSTFLAGS without it"
+        );
+        let runtime = runtime().expect("the runtime builds");
+        assert_eq!(runtime.block_on(async { 6 * 7 }), 42);
+    }
 }
