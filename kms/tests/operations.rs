@@ -143,6 +143,31 @@ fn sighup_rotates_device_certificates_without_dropping_requests() {
 }
 
 #[test]
+fn the_node_runs_the_configured_worker_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki(dir.path());
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    for (extra, workers) in [("", cpus + 1), ("kms.server.worker-threads=3\n", 3)] {
+        let node = TestNode::start(&pki, &dir.path().join(format!("node{workers}")), extra);
+        let listening = || {
+            let log = node.log_text();
+            log.lines()
+                .find(|l| l.contains("listening"))
+                .map(str::to_owned)
+        };
+        wait_for("the listening line", Duration::from_secs(30), || {
+            listening().is_some()
+        });
+        let line = listening().unwrap();
+        let expected = format!("workers={workers}");
+        assert!(
+            line.split_whitespace().any(|field| field == expected),
+            "{extra:?}: {line}"
+        );
+    }
+}
+
+#[test]
 fn notify_socket_receives_ready_reload_and_stopping() {
     let dir = tempfile::tempdir().unwrap();
     let pki = pki(dir.path());

@@ -25,7 +25,7 @@ pub enum HsmCommand {
 pub fn run(path: &Path, cmd: HsmCommand) -> Result<(), CommandError> {
     let config = load_config(path)?;
     let ks = node::load_keystore(&config)?;
-    runtime()?.block_on(async {
+    runtime(config.server.workers)?.block_on(async {
         let (admin, warning) = backend::build::admin(&config, &ks)
             .map_err(|e| CommandError::Setup(StartError::Backend(e)))?;
         if let Some(w) = warning {

@@ -23,10 +23,11 @@ pub fn dev(dir: &Path, port: u16) -> Result<(), CommandError> {
 }
 
 fn run_node(config: &Config, dev: Option<&DevFolder>) -> Result<(), CommandError> {
-    let rt = runtime()?;
+    let rt = runtime(config.server.workers)?;
+    let workers = rt.metrics().num_workers();
     rt.block_on(async {
         let node = Node::bind(config).await.map_err(CommandError::Start)?;
-        tracing::info!(address = %node.local_addr, backend = node.app.keys.load().backend_kind().label(), "listening");
+        tracing::info!(address = %node.local_addr, backend = node.app.keys.load().backend_kind().label(), workers, "listening");
         if let Some(d) = dev {
             print_dev_banner(&node, d);
         }

@@ -136,6 +136,7 @@ pub const KEYS: &[KeySpec] = &[
     key("kms.server.max-connection-lifetime", "duration", "1h", "no", "After this long a connection is closed, between requests: the next response says Connection: close."),
     key("kms.server.max-pending-per-source", "integer", "128", "no", "Most connections not yet authenticated (in the TLS handshake) from one IPv4 address or IPv6 /64; more are closed at once."),
     key("kms.server.max-pending", "integer", "1024", "no", "Most connections not yet authenticated (in the TLS handshake) in total; more are closed at once."),
+    key("kms.server.worker-threads", "integer", "0", "no", "Threads that serve requests (0 to 1024); 0 means one more than the CPUs the process may use. Read at start."),
     // Clients (ours).
     key("kms.clients.backend.aliases", "alias patterns", "cmxBackend*", "no", "Certificate entries that identify the backend: comma-separated, case-insensitive, * matches anything."),
     key("kms.clients.device.aliases", "alias patterns", "cmxDevice*", "no", "Certificate entries that identify devices (decrypt only): same syntax."),

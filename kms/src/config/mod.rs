@@ -50,6 +50,7 @@ pub use hsm::{
 pub use keystore::{ClientRole, ClientSettings, KeystoreSettings};
 pub use server::{
     AuditSettings, LimitSettings, MetricsSettings, RateLimit, ReadinessSettings, ServerSettings,
+    Workers,
 };
 pub use vault::{VaultAuthConfig, VaultConfig};
 

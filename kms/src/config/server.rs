@@ -38,6 +38,35 @@ pub struct ServerSettings {
     pub max_pending_per_source: usize,
     /// `kms.server.max-pending`: most connections not authenticated yet in total.
     pub max_pending: usize,
+    /// `kms.server.worker-threads`: the async runtime's workers (read at start).
+    pub workers: Workers,
+}
+
+/// How many worker threads the async runtime has (`kms.server.worker-threads`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Workers {
+    /// `0`: one more than the CPUs this process may run on (its affinity
+    /// and cgroup quota), so that a worker is more often awake when work
+    /// arrives (docs/design/performance.md, "One worker more than the CPUs").
+    Automatic,
+    /// A fixed count, 1 or more.
+    Fixed(std::num::NonZeroUsize),
+}
+
+impl Workers {
+    fn parse(text: &str) -> Result<Self, String> {
+        let n: usize = int_in(0, d::MAX_WORKER_THREADS)(text)?;
+        Ok(std::num::NonZeroUsize::new(n).map_or(Self::Automatic, Self::Fixed))
+    }
+
+    /// The count for this process. `available_parallelism` fails only where
+    /// the platform cannot say; one CPU is assumed then.
+    pub fn count(self) -> usize {
+        match self {
+            Self::Fixed(n) => n.get(),
+            Self::Automatic => std::thread::available_parallelism().map_or(1, |n| n.get()) + 1,
+        }
+    }
 }
 
 impl ServerSettings {
@@ -82,6 +111,11 @@ impl ServerSettings {
                 "kms.server.max-pending",
                 d::MAX_PENDING,
                 int_in(1, 1_000_000),
+            ),
+            workers: file.parse_or(
+                "kms.server.worker-threads",
+                Workers::Automatic,
+                Workers::parse,
             ),
         }
     }

@@ -52,6 +52,7 @@ fn minimal_config_gets_the_defaults() {
     );
     assert_eq!(c.server.port, 8443);
     assert_eq!(c.server.idle_timeout, Duration::from_secs(60));
+    assert_eq!(c.server.workers, Workers::Automatic);
     assert_eq!(c.hsm.pool.max_lifetime, Duration::from_secs(3600));
     assert_eq!(c.hsm.soft.key_file, Path::new("/etc/kms/soft-master.key"));
     assert_eq!(c.hsm.vault.auth, VaultAuthConfig::Token);
@@ -60,6 +61,29 @@ fn minimal_config_gets_the_defaults() {
     assert_eq!(c.clients.role_of("cmxDevice"), Some(ClientRole::Device));
     assert_eq!(c.clients.role_of("kmipSigningCA"), None);
     assert!(c.metrics.enabled());
+}
+
+#[test]
+fn worker_threads_are_automatic_at_zero_fixed_above_and_bounded() {
+    let with = |value: &str| format!("{MINIMAL}kms.server.worker-threads={value}\n");
+    let zero = parse(&with("0")).unwrap().config.server.workers;
+    assert_eq!(zero, Workers::Automatic);
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert_eq!(zero.count(), cpus + 1);
+    let three = parse(&with("3")).unwrap().config.server.workers;
+    assert_eq!(three.count(), 3);
+    assert!(matches!(three, Workers::Fixed(_)));
+    for bad in ["1025", "-1", "two", "2.5"] {
+        let errs = errors(&with(bad));
+        assert_eq!(errs.len(), 1, "{bad}: {errs:?}");
+        assert!(
+            errs[0].contains("kms.server.worker-threads")
+                && errs[0].contains("kms.properties:4:")
+                && errs[0].contains("is not a whole number from 0 to 1024"),
+            "{bad}: {}",
+            errs[0]
+        );
+    }
 }
 
 #[test]
