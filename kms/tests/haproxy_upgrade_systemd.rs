@@ -150,6 +150,14 @@ impl Member {
             .count()
     }
 
+    /// The unit's journal, systemd's lines and the server's, with
+    /// microsecond timestamps: beside HAProxy's log when a check failed.
+    fn journal(&self) -> String {
+        text(&self.b.sh(&format!(
+            "journalctl --no-pager -u {UNIT} -o short-precise -n 120"
+        )))
+    }
+
     /// Did this node answer a device's decrypt with 200 (its audit trail)?
     /// The first such record is enough: the trail holds many thousands.
     fn served(&self) -> bool {
@@ -185,23 +193,53 @@ fn boot(a: &Artifacts) -> BootedRoot {
     ])
 }
 
-/// HAProxy's log says it took `name` out because its check answered 503
-/// (`draining`), not because the node's port was closed or reset.
-fn taken_out_by_the_check(lb: &HaProxy, name: &str) -> Result<(), String> {
-    let log = lb.log_text();
-    let needle = format!("kms_nodes/{name} is DOWN");
-    let downs: Vec<&str> = log.lines().filter(|l| l.contains(&needle)).collect();
-    match downs.first() {
-        Some(l) if l.contains("code: 503") => Ok(()),
-        Some(l) => Err(format!("{name} taken out otherwise than by a 503: {l}")),
-        None => Err(format!("HAProxy never took {name} out")),
+/// HAProxy's log from line `from` on (where `name`'s upgrade began) says it
+/// took `name` out because its check answered 503 (`draining`), not because
+/// the node's port was closed or reset or its check went unanswered. With
+/// the tests' `option log-health-checks` the "is DOWN" line names no reason:
+/// the failed check just before it does. (From line 0 the first DOWN could
+/// be HAProxy's start instead: a server starts up with a health of `rise`,
+/// so one slow first check takes it out.) Returns the window's other failed
+/// checks that were not a 503, for the test's output.
+fn taken_out_by_the_check(log: &str, from: usize, name: &str) -> Result<Vec<String>, String> {
+    let check = format!("Health check for server kms_nodes/{name} failed");
+    let down = format!("Server kms_nodes/{name} is DOWN");
+    let mut failed: Vec<&str> = Vec::new();
+    for l in log.lines().skip(from) {
+        if l.contains(&check) {
+            failed.push(l);
+        } else if l.contains(&down) {
+            return match failed.split_last() {
+                Some((last, before)) if last.contains("code: 503") => Ok(before
+                    .iter()
+                    .filter(|l| !l.contains("code: 503"))
+                    .map(|l| (*l).to_owned())
+                    .collect()),
+                Some((last, _)) => Err(format!("{name} taken out otherwise than by a 503: {last}")),
+                None => Err(format!("{name} DOWN without a failed check before it: {l}")),
+            };
+        }
     }
+    Err(format!("HAProxy never took {name} out during its upgrade"))
 }
 
 #[test]
 fn rolling_upgrade_under_systemd_behind_haproxy_fails_no_request() {
     let t0 = std::time::Instant::now();
-    let step = |what: &str| eprintln!("[{:>5.1}s] {what}", t0.elapsed().as_secs_f64());
+    // Each step with the time of day (UTC), to read beside the journals.
+    let step = |what: &str| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let (s, ms) = (now.as_secs() % 86_400, now.subsec_millis());
+        eprintln!(
+            "[{:>5.1}s {:02}:{:02}:{:02}.{ms:03}] {what}",
+            t0.elapsed().as_secs_f64(),
+            s / 3600,
+            s / 60 % 60,
+            s % 60
+        );
+    };
     let a = artifacts();
     let dir = tempfile::tempdir().unwrap();
     let pki = pki(dir.path());
@@ -268,7 +306,11 @@ fn rolling_upgrade_under_systemd_behind_haproxy_fails_no_request() {
     // starts it (active after READY=1); the next node only once HAProxy has
     // taken this one back. Drain findings are checked after the load's count.
     let mut drain_findings = Vec::new();
+    // Where each node's upgrade begins in HAProxy's log.
+    let mut windows = Vec::new();
     for m in &members {
+        step(&format!("upgrading {}", m.name));
+        windows.push(lb.log_lines().lines().count());
         let before = m.stops();
         let out = m.installer("");
         expect_code(&out, 0, &format!("upgrade {} to N", m.name));
@@ -326,8 +368,30 @@ fn rolling_upgrade_under_systemd_behind_haproxy_fails_no_request() {
     );
     assert_eq!(t.failed, 0, "{:?}\n{}", t.errors, lb.log_text());
     assert!(drain_findings.is_empty(), "{}", drain_findings.join("\n"));
-    for m in &members {
-        taken_out_by_the_check(&lb, &m.name).unwrap_or_else(|e| panic!("{e}\n{}", lb.log_text()));
+    let log = lb.log_lines();
+    let before_upgrades = windows.first().copied().unwrap_or(0);
+    for l in log.lines().take(before_upgrades) {
+        if l.contains("Health check for server") && l.contains(" failed") {
+            eprintln!("finding: a check failed before the upgrades: {l}");
+        }
+    }
+    for (m, from) in members.iter().zip(windows) {
+        match taken_out_by_the_check(&log, from, &m.name) {
+            Ok(others) => {
+                for l in others {
+                    eprintln!(
+                        "finding: a check of {} failed during its drain: {l}",
+                        m.name
+                    );
+                }
+            }
+            Err(e) => panic!(
+                "{e}\n== HAProxy's log\n{}\n== {}'s journal\n{}",
+                lb.log_text(),
+                m.name,
+                m.journal()
+            ),
+        }
         assert!(m.served(), "{} served no device request", m.name);
         assert_eq!(m.version().as_deref(), Some("0.1.0-2"), "{}", m.name);
         assert_eq!(m.is_active(), "active", "{}", m.name);

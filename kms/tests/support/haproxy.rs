@@ -3,7 +3,11 @@
 //! shipped `packaging/haproxy/cmx-kms.cfg` with only its addresses changed:
 //! the frontend on a free loopback port, the servers on the test nodes, the
 //! stats socket in the test's directory, and the backend connecting from
-//! 127.0.0.10 (the address the nodes trust for the PROXY protocol).
+//! 127.0.0.10 (the address the nodes trust for the PROXY protocol). For the
+//! tests' own diagnosis its log lines carry timestamps (`format iso`) and it
+//! logs every failed or recovered check with its reason
+//! (`option log-health-checks`): the "is DOWN" line then names no reason,
+//! the "Health check for server … failed" line before it does.
 //! Started in the foreground (`-db`), killed when dropped.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -52,7 +56,13 @@ pub fn config(dir: &Path, port: u16, servers: &[Server]) -> String {
     let mut out = String::new();
     for line in shipped.lines() {
         let t = line.trim_start();
-        if t.starts_with("stats socket ") {
+        if t.starts_with("log stdout format raw") {
+            out.push_str(&line.replace("format raw", "format iso"));
+            out.push('\n');
+        } else if t == "option tcplog" {
+            out.push_str(line);
+            out.push_str("\n    option log-health-checks\n");
+        } else if t.starts_with("stats socket ") {
             out.push_str(&format!(
                 "    stats socket {} mode 600 level admin\n",
                 dir.join("admin.sock").display()
@@ -69,6 +79,7 @@ pub fn config(dir: &Path, port: u16, servers: &[Server]) -> String {
         }
     }
     assert!(out.contains("send-proxy-v2") && out.contains("check port"));
+    assert!(out.contains("format iso") && out.contains("log-health-checks"));
     for (i, s) in servers.iter().enumerate() {
         // `port` here overrides the shipped check port: each test node has
         // its own check listener on 127.0.0.1.
@@ -127,6 +138,12 @@ impl HaProxy {
         h
     }
 
+    /// The log proper (stdout): the lines that `log stdout` writes.
+    pub fn log_lines(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The log and, after it, what HAProxy wrote to stderr (its warnings).
     pub fn log_text(&self) -> String {
         let mut s = std::fs::read_to_string(&self.log).unwrap_or_default();
         s.push_str(
