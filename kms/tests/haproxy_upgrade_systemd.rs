@@ -198,8 +198,8 @@ fn boot(a: &Artifacts) -> BootedRoot {
 /// the node's port was closed or reset or its check went unanswered. With
 /// the tests' `option log-health-checks` the "is DOWN" line names no reason:
 /// the failed check just before it does. (From line 0 the first DOWN could
-/// be HAProxy's start instead: a server starts up with a health of `rise`,
-/// so one slow first check takes it out.) Returns the window's other failed
+/// be HAProxy's start instead: until a server has passed its first checks,
+/// one failed check takes it out.) Returns the window's other failed
 /// checks that were not a 503, for the test's output.
 fn taken_out_by_the_check(log: &str, from: usize, name: &str) -> Result<Vec<String>, String> {
     let check = format!("Health check for server kms_nodes/{name} failed");
