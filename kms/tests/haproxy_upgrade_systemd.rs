@@ -226,18 +226,12 @@ fn taken_out_by_the_check(log: &str, from: usize, name: &str) -> Result<Vec<Stri
 #[test]
 fn rolling_upgrade_under_systemd_behind_haproxy_fails_no_request() {
     let t0 = std::time::Instant::now();
-    // Each step with the time of day (UTC), to read beside the journals.
+    // Each step with its UTC time, to read beside HAProxy's and the journals'.
     let step = |what: &str| {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        let (s, ms) = (now.as_secs() % 86_400, now.subsec_millis());
         eprintln!(
-            "[{:>5.1}s {:02}:{:02}:{:02}.{ms:03}] {what}",
+            "[{:>5.1}s {}] {what}",
             t0.elapsed().as_secs_f64(),
-            s / 3600,
-            s / 60 % 60,
-            s % 60
+            cmx_kms::audit::rfc3339_now()
         );
     };
     let a = artifacts();

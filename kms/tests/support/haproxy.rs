@@ -145,7 +145,7 @@ impl HaProxy {
 
     /// The log and, after it, what HAProxy wrote to stderr (its warnings).
     pub fn log_text(&self) -> String {
-        let mut s = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let mut s = self.log_lines();
         s.push_str(
             &std::fs::read_to_string(self.log.with_file_name("haproxy.stderr")).unwrap_or_default(),
         );
