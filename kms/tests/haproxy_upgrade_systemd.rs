@@ -52,7 +52,7 @@ use install_support::node::expect_code;
 use install_support::{Artifacts, artifacts, text};
 use support::guide_pki::{GuidePki, Identity};
 use support::haproxy::{HaProxy, Server};
-use support::load::load;
+use support::load::paced;
 use support::node::{Client, chain, free_port_on};
 use support::{pki, wait_for};
 
@@ -287,7 +287,15 @@ fn rolling_upgrade_under_systemd_behind_haproxy_fails_no_request() {
         lb.wait_server(&m.name, true, WAIT);
     }
     let body = chain(&client(&pki, lb.addr, &pki.cmx_backend));
-    let (l, threads) = load(client(&pki, lb.addr, &pki.cmx_device), body.clone(), 4);
+    // Paced: three nodes, HAProxy and the clients share two CPUs; at full
+    // speed the scheduler left one node's runnable threads without a CPU
+    // for seconds at times, and its checks went unanswered.
+    let (l, threads) = paced(
+        client(&pki, lb.addr, &pki.cmx_device),
+        body.clone(),
+        4,
+        Duration::from_millis(1),
+    );
     let progress = |what: &str| {
         let before = l.ok.load(Ordering::SeqCst);
         wait_for(what, WAIT, || l.ok.load(Ordering::SeqCst) > before + 20);

@@ -26,6 +26,18 @@ pub fn load(
     body: serde_json::Value,
     threads: usize,
 ) -> (Arc<Load>, Vec<std::thread::JoinHandle<()>>) {
+    paced(d, body, threads, Duration::ZERO)
+}
+
+/// As [`load`], each client pausing `pause` after every answer: a load that
+/// leaves the machine idle time, for tests whose nodes share its CPUs with
+/// the clients and must still answer a balancer's checks on time.
+pub fn paced(
+    d: Client,
+    body: serde_json::Value,
+    threads: usize,
+    pause: Duration,
+) -> (Arc<Load>, Vec<std::thread::JoinHandle<()>>) {
     let l = Arc::new(Load {
         ok: AtomicU64::new(0),
         failed: AtomicU64::new(0),
@@ -52,6 +64,9 @@ pub fn load(
                                 return;
                             }
                         }
+                    }
+                    if !pause.is_zero() {
+                        std::thread::sleep(pause);
                     }
                     let Some(c) = conn.as_mut() else { return };
                     match c.post("/v1/workspace-keys/decrypt", &body) {
