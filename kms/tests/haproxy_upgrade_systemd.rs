@@ -4,7 +4,10 @@
 //! the host's network, each node's kms.properties binds 127.0.0.1, .2 or .3
 //! on the same port, and HAProxy on the host runs the shipped
 //! `packaging/haproxy/cmx-kms.cfg` (addresses changed only) in front of them
-//! while four keep-alive clients send requests the whole time.
+//! while four keep-alive clients send requests the whole time, each pausing
+//! 1 ms after every answer (at full speed, three nodes, HAProxy and the
+//! clients saturated the two CPUs and the scheduler at times left a node's
+//! threads without a CPU for seconds, its checks unanswered).
 //!
 //! Inside each root the guide's `sh CMX-KMS-Installer.sh` runs as root, so
 //! `systemctl` is what starts, stops and restarts the node and the stop is
