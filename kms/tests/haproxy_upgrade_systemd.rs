@@ -402,9 +402,10 @@ fn rolling_upgrade_under_systemd_behind_haproxy_fails_no_request() {
     let log = lb.log_lines();
     // Not failures (the requests all passed), but worth reading: any check
     // of any node that failed otherwise than by a drain's 503 (unanswered,
-    // refused, reset), with the step it fell in. (While the broken N+1
-    // fails to start on kms2 its port is closed: refused checks there are
-    // expected.)
+    // refused, reset), with the step it fell in. (Once HAProxy has taken a
+    // node out, its port is closed while systemd restarts it and while the
+    // broken N+1 fails to start on kms2: refused checks there, "0/2 DOWN",
+    // are expected.)
     for (i, l) in log.lines().enumerate() {
         if is_failed_check(l, None) && !l.contains("code: 503") {
             let during = if i >= rollback_from {
