@@ -16,7 +16,11 @@
 //!   keep-alive mutual-TLS connection to a node with `kms.cache.ttl=0`
 //!   (one HSM Decrypt per request, checked in PyKMIP's log);
 //! - `cmx-kms warm cache` (optional): the same against a node with the cache
-//!   on, which never asks the HSM: the cost of the front alone.
+//!   on, which never asks the HSM: the cost of the front alone;
+//! - `direct KMIP through an nginx TLS proxy` (optional): the direct client's
+//!   Decrypts through nginx's stream module, which ends the client's TLS and
+//!   opens its own to PyKMIP: what the least a TLS-terminating hop adds on this
+//!   machine, the floor under cmx-kms's added time.
 //!
 //! With `--concurrency C` every series runs once more with C workers, each
 //! on its own key chain: on one shared customer key cmx-kms's single flight
@@ -44,7 +48,7 @@ use tokio::task::JoinSet;
 use crate::http::{Connection, Target};
 use crate::kmip_log::LogCounter;
 use crate::kmip_report::{self, KmipResult, Phase};
-use crate::kmip_worker::{Worker, cpu_ns, run_direct, run_http, shares};
+use crate::kmip_worker::{Sched, Worker, run_direct, run_http, sched, shares};
 use crate::tls::ClientFiles;
 use crate::{BenchError, chain};
 
@@ -76,6 +80,13 @@ pub struct KmipArgs {
     /// PyKMIP process ids whose CPU time to sample (repeat).
     #[arg(long = "hsm-pid")]
     hsm_pids: Vec<i32>,
+    /// A TLS-terminating proxy (nginx's stream module) in front of the same
+    /// PyKMIP, presenting PyKMIP's certificate; optional.
+    #[arg(long)]
+    proxy: Option<SocketAddr>,
+    /// The proxy's process ids whose CPU time to sample (repeat).
+    #[arg(long = "proxy-pid")]
+    proxy_pids: Vec<i32>,
     /// PyKMIP's log (logging_level INFO or DEBUG), to count its Decrypts.
     #[arg(long)]
     hsm_log: PathBuf,
@@ -104,6 +115,7 @@ enum Series {
     Direct,
     Cold,
     Warm,
+    Proxy,
 }
 
 impl Series {
@@ -112,6 +124,7 @@ impl Series {
             Self::Direct => kmip_report::DIRECT,
             Self::Cold => kmip_report::COLD,
             Self::Warm => kmip_report::WARM,
+            Self::Proxy => kmip_report::PROXY,
         }
     }
 }
@@ -127,17 +140,18 @@ struct Chain {
 
 /// CPU times and PyKMIP's operation counts at one moment.
 struct Snapshot {
-    client_ns: u64,
-    kms_ns: u64,
-    hsm_ns: u64,
-    /// Time PyKMIP's threads were runnable but waited for a CPU.
-    hsm_wait_ns: u64,
+    client: Sched,
+    kms: Sched,
+    proxy: Sched,
+    hsm: Sched,
     decrypts: u64,
     encrypts: u64,
 }
 
 struct Bench {
     backend: Arc<KmipBackend>,
+    /// The same client through the proxy, if there is one.
+    proxied: Option<Arc<KmipBackend>>,
     /// At least one; worker i of a concurrent series uses chain i.
     chains: Vec<Chain>,
     cold: Target,
@@ -146,6 +160,7 @@ struct Bench {
     cold_conn: Option<Connection>,
     warm_conn: Option<Connection>,
     kms_pids: Vec<i32>,
+    proxy_pids: Vec<i32>,
     hsm_pids: Vec<i32>,
     hsm_log: LogCounter,
 }
@@ -188,7 +203,7 @@ fn customer_wrap(request: &[u8]) -> Result<(MasterWrap, Vec<u8>), BenchError> {
 impl Bench {
     fn target(&self, series: Series) -> Option<&Target> {
         match series {
-            Series::Direct => None,
+            Series::Direct | Series::Proxy => None,
             Series::Cold => Some(&self.cold),
             Series::Warm => self.warm.as_ref(),
         }
@@ -196,12 +211,11 @@ impl Bench {
 
     fn snapshot(&mut self) -> Result<Snapshot, BenchError> {
         let logged = self.hsm_log.advance()?;
-        let (hsm_ns, hsm_wait_ns) = cpu_ns(&self.hsm_pids);
         Ok(Snapshot {
-            client_ns: cpu_ns(&[i32::try_from(std::process::id()).unwrap_or(0)]).0,
-            kms_ns: cpu_ns(&self.kms_pids).0,
-            hsm_ns,
-            hsm_wait_ns,
+            client: sched(&[i32::try_from(std::process::id()).unwrap_or(0)]),
+            kms: sched(&self.kms_pids),
+            proxy: sched(&self.proxy_pids),
+            hsm: sched(&self.hsm_pids),
             decrypts: logged.decrypts,
             encrypts: logged.encrypts,
         })
@@ -210,7 +224,7 @@ impl Bench {
     /// The long-lived connection of a series, opened on first use.
     async fn take_conn(&mut self, series: Series) -> Result<Option<Connection>, BenchError> {
         let slot = match series {
-            Series::Direct => return Ok(None),
+            Series::Direct | Series::Proxy => return Ok(None),
             Series::Cold => self.cold_conn.take(),
             Series::Warm => self.warm_conn.take(),
         };
@@ -230,7 +244,12 @@ impl Bench {
         workers: usize,
     ) -> Result<Phase, BenchError> {
         let mut conns = Vec::new();
-        if series != Series::Direct {
+        let client = match series {
+            Series::Direct => Some(Arc::clone(&self.backend)),
+            Series::Proxy => self.proxied.clone(),
+            Series::Cold | Series::Warm => None,
+        };
+        if client.is_none() {
             if workers <= 1 {
                 conns.extend(self.take_conn(series).await?);
             } else if let Some(t) = self.target(series) {
@@ -246,16 +265,16 @@ impl Bench {
             let Some(chain) = self.chains.get(i % self.chains.len().max(1)) else {
                 continue;
             };
-            match series {
-                Series::Direct => {
+            match &client {
+                Some(b) => {
                     let (b, w, a) = (
-                        Arc::clone(&self.backend),
+                        Arc::clone(b),
                         Arc::clone(&chain.wrapped),
                         Arc::clone(&chain.aad),
                     );
                     set.spawn(async move { (run_direct(b, w, a, share).await, None) });
                 }
-                _ => {
+                None => {
                     let (Some(conn), Some(t)) = (conns.pop(), self.target(series).cloned()) else {
                         continue;
                     };
@@ -284,7 +303,7 @@ impl Bench {
             match series {
                 Series::Cold => self.cold_conn = returned,
                 Series::Warm => self.warm_conn = returned,
-                Series::Direct => {}
+                Series::Direct | Series::Proxy => {}
             }
         }
         Ok(Phase {
@@ -292,10 +311,11 @@ impl Bench {
             errors: all.errors,
             first_error: all.first_error,
             wall,
-            client_cpu_ns: after.client_ns.saturating_sub(before.client_ns),
-            kms_cpu_ns: after.kms_ns.saturating_sub(before.kms_ns),
-            hsm_cpu_ns: after.hsm_ns.saturating_sub(before.hsm_ns),
-            hsm_wait_ns: after.hsm_wait_ns.saturating_sub(before.hsm_wait_ns),
+            client_cpu_ns: after.client.since(before.client).run_ns,
+            kms: after.kms.since(before.kms),
+            proxy: after.proxy.since(before.proxy),
+            hsm_cpu_ns: after.hsm.since(before.hsm).run_ns,
+            hsm_wait_ns: after.hsm.since(before.hsm).wait_ns,
             hsm_decrypts: after.decrypts.saturating_sub(before.decrypts),
             hsm_encrypts: after.encrypts.saturating_sub(before.encrypts),
         })
@@ -328,27 +348,38 @@ async fn setup(a: &KmipArgs) -> Result<Bench, BenchError> {
         Some(addr) => Some(crate::target(addr, &files("cmxDevice"))?),
         None => None,
     };
-    let key_path = a.pki.join("kmsClient.key");
-    let key = PrivateKeyDer::from_pem_file(&key_path).map_err(pem(&key_path))?;
-    let settings = KmipSettings::new(a.hsm.ip().to_string(), a.hsm.port(), a.key_name.clone());
-    let backend = KmipBackend::new(
-        settings,
-        certs(&a.pki.join("kmsClient.crt"))?,
-        key,
-        certs(&a.pki.join("kmipSigningCA.crt"))?,
-    )
-    .map_err(|e| BenchError::Request(format!("KMIP client: {e}")))?;
+    let proxied = match a.proxy {
+        Some(addr) => Some(Arc::new(kmip_client(a, addr)?)),
+        None => None,
+    };
     Ok(Bench {
-        backend: Arc::new(backend),
+        backend: Arc::new(kmip_client(a, a.hsm)?),
+        proxied,
         chains,
         cold,
         warm,
         cold_conn: None,
         warm_conn: None,
         kms_pids: a.kms_pids.clone(),
+        proxy_pids: a.proxy_pids.clone(),
         hsm_pids: a.hsm_pids.clone(),
         hsm_log: LogCounter::new(&a.hsm_log),
     })
+}
+
+/// The server's own KMIP client with the node's certificate, talking to `addr`
+/// (PyKMIP, or the proxy in front of it, which presents PyKMIP's certificate).
+fn kmip_client(a: &KmipArgs, addr: SocketAddr) -> Result<KmipBackend, BenchError> {
+    let key_path = a.pki.join("kmsClient.key");
+    let key = PrivateKeyDer::from_pem_file(&key_path).map_err(pem(&key_path))?;
+    let settings = KmipSettings::new(addr.ip().to_string(), addr.port(), a.key_name.clone());
+    KmipBackend::new(
+        settings,
+        certs(&a.pki.join("kmsClient.crt"))?,
+        key,
+        certs(&a.pki.join("kmipSigningCA.crt"))?,
+    )
+    .map_err(|e| BenchError::Request(format!("KMIP client for {addr}: {e}")))
 }
 
 /// Runs the comparison and appends one result per series (and concurrency).
@@ -357,6 +388,9 @@ pub async fn run(a: KmipArgs) -> Result<Vec<KmipResult>, BenchError> {
     let mut series = vec![Series::Direct, Series::Cold];
     if bench.warm.is_some() {
         series.push(Series::Warm);
+    }
+    if bench.proxied.is_some() {
+        series.push(Series::Proxy);
     }
     for s in &series {
         let w = bench.measure(*s, a.warmup, 1).await?;

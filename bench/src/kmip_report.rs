@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::kmip_worker::Sched;
 use crate::results::{ms, verdict};
 use crate::stats::Latencies;
 
@@ -14,9 +15,12 @@ use crate::stats::Latencies;
 pub const DIRECT: &str = "direct KMIP";
 pub const COLD: &str = "cmx-kms cold cache";
 pub const WARM: &str = "cmx-kms warm cache";
+pub const PROXY: &str = "direct KMIP through an nginx TLS proxy";
 
 /// Issue 5 item 6: cold-cache decrypt through cmx-kms at most 1.1x the direct Decrypt.
 const MAX_RATIO: f64 = 1.1;
+/// Issue 15 item 5: what cmx-kms adds to a Decrypt at the median, at most.
+const MAX_ADDED_US: f64 = 50.0;
 
 /// One measured stretch of a series.
 pub struct Phase {
@@ -25,7 +29,10 @@ pub struct Phase {
     pub first_error: Option<String>,
     pub wall: Duration,
     pub client_cpu_ns: u64,
-    pub kms_cpu_ns: u64,
+    /// The cmx-kms nodes' threads.
+    pub kms: Sched,
+    /// The TLS proxy's processes.
+    pub proxy: Sched,
     pub hsm_cpu_ns: u64,
     pub hsm_wait_ns: u64,
     pub hsm_decrypts: u64,
@@ -64,6 +71,13 @@ pub struct KmipResult {
     /// on the machine, or our own processes), per request.
     #[serde(default)]
     pub hsm_wait_us_per_request: f64,
+    /// The TLS proxy's CPU (nginx's processes), per request of this series.
+    #[serde(default)]
+    pub proxy_cpu_us_per_request: f64,
+    /// Times the front of the series (cmx-kms's threads, or the proxy's
+    /// processes) was put on a CPU, per request: its wake-ups.
+    #[serde(default)]
+    pub front_slices_per_request: f64,
 }
 
 impl KmipResult {
@@ -73,6 +87,7 @@ impl KmipResult {
         let mut round_p50_us = Vec::with_capacity(phases.len());
         let (mut errors, mut wall, mut sum) = (0, Duration::ZERO, 0u64);
         let (mut client, mut kms, mut hsm, mut wait, mut dec, mut enc) = (0, 0, 0, 0, 0, 0);
+        let (mut proxy, mut slices) = (0, 0);
         let mut first_error = None;
         for p in phases {
             all.extend(&p.samples);
@@ -83,7 +98,13 @@ impl KmipResult {
             errors += p.errors;
             wall += p.wall;
             client += p.client_cpu_ns;
-            kms += p.kms_cpu_ns;
+            kms += p.kms.run_ns;
+            proxy += p.proxy.run_ns;
+            slices += if label == PROXY {
+                p.proxy.slices
+            } else {
+                p.kms.slices
+            };
             hsm += p.hsm_cpu_ns;
             wait += p.hsm_wait_ns;
             dec += p.hsm_decrypts;
@@ -121,6 +142,8 @@ impl KmipResult {
             kms_cpu_us_per_request: per_ns(kms),
             hsm_cpu_us_per_request: per_ns(hsm),
             hsm_wait_us_per_request: per_ns(wait),
+            proxy_cpu_us_per_request: per_ns(proxy),
+            front_slices_per_request: per(slices),
         }
     }
 
@@ -135,17 +158,17 @@ pub fn render(results: &[KmipResult]) -> String {
     let mut o = String::new();
     let _ = writeln!(
         o,
-        "| series | workers | requests | p50 µs | p90 µs | p99 µs | max µs | mean µs | requests/s | p50 of each round µs | errors | HSM Decrypts − canary Encrypts | client CPU µs/req | cmx-kms CPU µs/req | PyKMIP CPU µs/req | PyKMIP waiting for a CPU µs/req |"
+        "| series | workers | requests | p50 µs | p90 µs | p99 µs | max µs | mean µs | requests/s | p50 of each round µs | errors | HSM Decrypts − canary Encrypts | client CPU µs/req | cmx-kms CPU µs/req | PyKMIP CPU µs/req | PyKMIP waiting for a CPU µs/req | nginx proxy CPU µs/req | times the front was put on a CPU per request |"
     );
     let _ = writeln!(
         o,
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     );
     for r in results {
         let rounds: Vec<String> = r.round_p50_us.iter().map(u64::to_string).collect();
         let _ = writeln!(
             o,
-            "| {} | {} | {} | {} | {} | {} | {} | {:.0} | {:.0} | {} | {} | {} − {} = {} | {:.1} | {:.1} | {:.1} | {:.1} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {:.0} | {:.0} | {} | {} | {} − {} = {} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} |",
             r.label,
             r.concurrency,
             r.requests,
@@ -163,7 +186,17 @@ pub fn render(results: &[KmipResult]) -> String {
             r.client_cpu_us_per_request,
             r.kms_cpu_us_per_request,
             r.hsm_cpu_us_per_request,
-            r.hsm_wait_us_per_request
+            r.hsm_wait_us_per_request,
+            if r.label == PROXY {
+                format!("{:.1}", r.proxy_cpu_us_per_request)
+            } else {
+                "-".to_owned()
+            },
+            if r.label == DIRECT {
+                "-".to_owned()
+            } else {
+                format!("{:.1}", r.front_slices_per_request)
+            }
         );
     }
     let _ = writeln!(o);
@@ -209,6 +242,7 @@ pub fn render(results: &[KmipResult]) -> String {
                 k.p99_us as f64 / d.p99_us.max(1) as f64,
                 ms(k.p50_us as f64 - d.p50_us as f64)
             );
+            added(&mut o, d, k, find(PROXY, 1));
             if let Some(w) = find(WARM, 1) {
                 let _ = writeln!(
                     o,
@@ -220,8 +254,14 @@ pub fn render(results: &[KmipResult]) -> String {
         } else {
             let _ = writeln!(
                 o,
-                "- throughput with {} workers: direct {:.0} Decrypts/s, through cmx-kms {:.0} requests/s",
-                k.concurrency, d.requests_per_s, k.requests_per_s
+                "- throughput with {} workers: direct {:.0} Decrypts/s, through cmx-kms {:.0} requests/s{}",
+                k.concurrency,
+                d.requests_per_s,
+                k.requests_per_s,
+                find(PROXY, c).map_or(String::new(), |p| format!(
+                    ", through the nginx TLS proxy {:.0} Decrypts/s",
+                    p.requests_per_s
+                ))
             );
         }
     }
@@ -251,6 +291,51 @@ pub fn render(results: &[KmipResult]) -> String {
     o
 }
 
+/// What cmx-kms adds to a direct Decrypt at the median, against the target,
+/// and beside it what a TLS-terminating proxy adds (`p`), round by round too.
+fn added(o: &mut String, d: &KmipResult, k: &KmipResult, p: Option<&KmipResult>) {
+    let plus = |s: &KmipResult| s.p50_us as f64 - d.p50_us as f64;
+    let rounds = |s: &KmipResult| {
+        let v: Vec<String> = s
+            .round_p50_us
+            .iter()
+            .zip(&d.round_p50_us)
+            .map(|(a, b)| format!("{:+.2}", (*a as f64 - *b as f64) / 1000.0))
+            .collect();
+        v.join(" ")
+    };
+    let _ = write!(
+        o,
+        "- added to a direct Decrypt at the median: cmx-kms {} (target ≤ {}: {})",
+        ms(plus(k)),
+        ms(MAX_ADDED_US),
+        verdict(plus(k) <= MAX_ADDED_US)
+    );
+    match p {
+        Some(p) => {
+            let _ = writeln!(
+                o,
+                "; an nginx TLS proxy (stream module, TLS ended and opened again, the same certificates) {}, using {:.1} µs of its CPU per request against cmx-kms's {:.1}, put on a CPU {:.1} times per request against cmx-kms's {:.1}",
+                ms(plus(p)),
+                p.proxy_cpu_us_per_request,
+                k.kms_cpu_us_per_request,
+                p.front_slices_per_request,
+                k.front_slices_per_request
+            );
+            let _ = writeln!(
+                o,
+                "- added per round, ms: cmx-kms {}; the nginx TLS proxy {}",
+                rounds(k),
+                rounds(p)
+            );
+        }
+        None => {
+            let _ = writeln!(o);
+            let _ = writeln!(o, "- added per round, ms: cmx-kms {}", rounds(k));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -262,7 +347,11 @@ mod tests {
             first_error: None,
             wall: Duration::from_secs(1),
             client_cpu_ns: 100_000,
-            kms_cpu_ns: 0,
+            kms: Sched {
+                slices: 8,
+                ..Sched::default()
+            },
+            proxy: Sched::default(),
             hsm_cpu_ns: 1_000_000,
             hsm_wait_ns: 0,
             hsm_decrypts: dec,
@@ -298,6 +387,43 @@ mod tests {
         assert!(
             text.contains("NOT as expected"),
             "9 Decrypts for 2 requests: {text}"
+        );
+    }
+
+    #[test]
+    fn judges_the_added_time_and_sets_the_proxy_beside_it() {
+        let d = KmipResult::from_phases(DIRECT, 1, &[phase(vec![1000, 1000], 2, 0)]);
+        let k = KmipResult::from_phases(COLD, 1, &[phase(vec![1040, 1040], 2, 0)]);
+        let text = render(&[d.clone(), k]);
+        assert!(
+            text.contains("cmx-kms 0.04 ms (target ≤ 0.05 ms: met)"),
+            "{text}"
+        );
+        assert!(!text.contains("nginx TLS proxy"), "no proxy run: {text}");
+        let k = KmipResult::from_phases(COLD, 1, &[phase(vec![1300, 1300], 2, 0)]);
+        let mut through = phase(vec![1100, 1100], 2, 0);
+        through.proxy = Sched {
+            run_ns: 50_000,
+            wait_ns: 0,
+            slices: 5,
+        };
+        let p = KmipResult::from_phases(PROXY, 1, &[through]);
+        let text = render(&[d, k, p]);
+        assert!(
+            text.contains("cmx-kms 0.30 ms (target ≤ 0.05 ms: NOT met)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("proxy (stream module, TLS ended and opened again, the same certificates) 0.10 ms, using 25.0 µs of its CPU per request against cmx-kms's 0.0, put on a CPU 2.5 times per request against cmx-kms's 4.0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("added per round, ms: cmx-kms +0.30; the nginx TLS proxy +0.10"),
+            "{text}"
+        );
+        assert!(
+            text.contains("| 50.0 | 0.0 | 500.0 | 0.0 | 25.0 | 2.5 |"),
+            "{text}"
         );
     }
 }

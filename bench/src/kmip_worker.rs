@@ -38,11 +38,34 @@ impl Worker {
     }
 }
 
-/// On-CPU time and run-queue wait of every thread of the processes, in
-/// nanoseconds (the first two fields of schedstat; threads that ended are not
-/// counted: measured stretches keep their threads).
-pub fn cpu_ns(pids: &[i32]) -> (u64, u64) {
-    let (mut run, mut wait) = (0, 0);
+/// What the scheduler has counted for every thread of some processes:
+/// `/proc/PID/task/*/schedstat` (threads that ended are not counted: measured
+/// stretches keep their threads).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Sched {
+    /// Time on a CPU, nanoseconds.
+    pub run_ns: u64,
+    /// Time runnable but waiting for a CPU, nanoseconds.
+    pub wait_ns: u64,
+    /// Times a thread was put on a CPU (each wake-up, and each return after
+    /// being preempted).
+    pub slices: u64,
+}
+
+impl Sched {
+    /// What was counted between `before` and `self`.
+    pub fn since(self, before: Self) -> Self {
+        Self {
+            run_ns: self.run_ns.saturating_sub(before.run_ns),
+            wait_ns: self.wait_ns.saturating_sub(before.wait_ns),
+            slices: self.slices.saturating_sub(before.slices),
+        }
+    }
+}
+
+/// The scheduler's counts summed over every thread of `pids`.
+pub fn sched(pids: &[i32]) -> Sched {
+    let mut sum = Sched::default();
     for pid in pids {
         let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
             continue;
@@ -52,11 +75,12 @@ pub fn cpu_ns(pids: &[i32]) -> (u64, u64) {
             let mut fields = text
                 .split_whitespace()
                 .map(|t| t.parse::<u64>().unwrap_or(0));
-            run += fields.next().unwrap_or(0);
-            wait += fields.next().unwrap_or(0);
+            sum.run_ns += fields.next().unwrap_or(0);
+            sum.wait_ns += fields.next().unwrap_or(0);
+            sum.slices += fields.next().unwrap_or(0);
         }
     }
-    (run, wait)
+    sum
 }
 
 pub async fn run_direct(
@@ -132,8 +156,9 @@ mod tests {
     #[test]
     fn reads_own_threads() {
         let me = i32::try_from(std::process::id()).unwrap_or(0);
-        let (run, _wait) = cpu_ns(&[me]);
-        assert!(run > 0, "this test process has used some CPU");
-        assert_eq!(cpu_ns(&[-5]), (0, 0));
+        let s = sched(&[me]);
+        assert!(s.run_ns > 0, "this test process has used some CPU");
+        assert!(s.slices > 0, "and has been put on a CPU");
+        assert_eq!(sched(&[-5]), Sched::default());
     }
 }
