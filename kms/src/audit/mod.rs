@@ -60,6 +60,47 @@ pub const FIELD_CAP: usize = 1024;
 /// included: what the bounds in `docs/design/audit.md` are computed from.
 pub const MAX_NOTICE_RECORD_BYTES: usize = 4096;
 
+/// Whether other requests may have records ready to join this one's write
+/// (the group commit of [`batch`]); [`Company::now`] asks the runtime.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Company {
+    /// No other task is ready to run: the record is written at once. A yield
+    /// would find nothing to wait for, and on an idle node it wakes the
+    /// runtime's idle workers for nothing: two thread wake-ups per request,
+    /// measured (docs/design/performance.md, "The cold path beside an nginx
+    /// TLS proxy").
+    Alone,
+    /// Other tasks are ready (requests whose bytes have arrived): the task
+    /// yields once first, so that the records they have ready are written
+    /// with this one.
+    Others,
+}
+
+impl Company {
+    /// `Others` while any task waits in the current runtime's queues (a
+    /// worker's or the shared one), else `Alone`. The requests in flight are
+    /// not the measure: in a closed loop a request is often the only one
+    /// being served while others wait, read but not yet run (counted by
+    /// them, a third more writes per request). Outside a runtime, or in a
+    /// build without tokio's unstable metrics, `Others`: always yield.
+    pub fn now() -> Self {
+        #[cfg(tokio_unstable)]
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            let m = handle.metrics();
+            // Indices below num_workers(), which worker_local_queue_depth requires.
+            let local: usize = (0..m.num_workers())
+                .map(|w| m.worker_local_queue_depth(w))
+                .sum();
+            return if local + m.global_queue_depth() > 0 {
+                Self::Others
+            } else {
+                Self::Alone
+            };
+        }
+        Self::Others
+    }
+}
+
 /// One audit event, as the server fills it in. Borrows its strings, and the
 /// client's fields rendered once per connection ([`Client`]): building one
 /// per request costs no copies.
@@ -217,7 +258,7 @@ impl AuditLog {
 
     /// Append one key-operation record; returns once it is written (or failed
     /// to be), possibly with the records of other requests ([`batch`]).
-    pub async fn record(&self, event: &Event<'_>) -> Result<(), AuditError> {
+    pub async fn record(&self, event: &Event<'_>, company: Company) -> Result<(), AuditError> {
         let (batch, index) = self.queue.push(|f| {
             f.str("request_id", event.request_id, FIELD_CAP)
                 .rendered(event.client.rendered())
@@ -229,8 +270,10 @@ impl AuditLog {
                 .num("status", u64::from(event.status))
                 .num("latency_us", event.latency_us);
         });
-        // Let the other requests that are ready queue their records too.
-        tokio::task::yield_now().await;
+        if company == Company::Others {
+            // Let the other requests that are ready queue their records too.
+            tokio::task::yield_now().await;
+        }
         if let Some(outcome) = batch.outcome(index) {
             return outcome;
         }

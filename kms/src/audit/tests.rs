@@ -25,11 +25,11 @@ async fn chain_survives_reopen_and_detects_edits_and_deletions() {
     let path = dir.path().join("audit.log");
     let log = AuditLog::open(&path).unwrap();
     for op in ["a", "b", "c"] {
-        log.record(&event(op)).await.unwrap();
+        log.record(&event(op), Company::Others).await.unwrap();
     }
     drop(log);
     let log = AuditLog::open(&path).unwrap();
-    log.record(&event("d")).await.unwrap();
+    log.record(&event("d"), Company::Others).await.unwrap();
     let v = verify(&path).unwrap();
     assert_eq!((v.records, v.problems.len()), (4, 0), "{:?}", v.problems);
 
@@ -64,10 +64,13 @@ async fn concurrent_records_form_one_chain() {
         let log = log.clone();
         tasks.push(tokio::spawn(async move {
             let id = i.to_string();
-            log.record(&Event {
-                request_id: &id,
-                ..event("x")
-            })
+            log.record(
+                &Event {
+                    request_id: &id,
+                    ..event("x")
+                },
+                Company::Others,
+            )
             .await
         }));
     }
@@ -81,7 +84,7 @@ async fn concurrent_records_form_one_chain() {
 #[tokio::test]
 async fn a_full_disk_fails_the_record() {
     let log = AuditLog::open(Path::new("/dev/full")).unwrap();
-    let e = log.record(&event("a")).await.unwrap_err();
+    let e = log.record(&event("a"), Company::Others).await.unwrap_err();
     assert!(
         e.to_string()
             .contains("cannot write the audit file /dev/full"),
@@ -99,12 +102,12 @@ fn time_format() {
 #[tokio::test]
 async fn a_partial_write_is_sealed_before_the_next_record() {
     let (_dir, path, log) = new_log();
-    log.record(&event("a")).await.unwrap();
+    log.record(&event("a"), Company::Others).await.unwrap();
     // What a write cut short by a full disk leaves, and the writer's view of it.
     let mut f = OpenOptions::new().append(true).open(&path).unwrap();
     std::io::Write::write_all(&mut f, b"{\"seq\":1,\"time\":\"2026-").unwrap();
     log.writer.lock().await.mark_failed();
-    log.record(&event("b")).await.unwrap();
+    log.record(&event("b"), Company::Others).await.unwrap();
     // a, the seal, b.
     assert_one_sealed_tear(&path, 3, "lines 2-2: torn record (22 bytes at offset");
     // Editing the torn bytes afterwards is found.
@@ -240,13 +243,13 @@ async fn a_last_record_without_its_newline_is_completed() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.log");
     let log = AuditLog::open(&path).unwrap();
-    log.record(&event("a")).await.unwrap();
-    log.record(&event("b")).await.unwrap();
+    log.record(&event("a"), Company::Others).await.unwrap();
+    log.record(&event("b"), Company::Others).await.unwrap();
     drop(log);
     let text = std::fs::read_to_string(&path).unwrap();
     std::fs::write(&path, text.trim_end()).unwrap();
     let log = AuditLog::open(&path).unwrap();
-    log.record(&event("c")).await.unwrap();
+    log.record(&event("c"), Company::Others).await.unwrap();
     assert_clean(&path, 3);
 }
 
@@ -257,10 +260,13 @@ async fn records_together(log: &std::sync::Arc<AuditLog>, n: usize) -> Vec<Resul
             let log = log.clone();
             tokio::spawn(async move {
                 let id = i.to_string();
-                log.record(&Event {
-                    request_id: &id,
-                    ..event("x")
-                })
+                log.record(
+                    &Event {
+                        request_id: &id,
+                        ..event("x")
+                    },
+                    Company::Others,
+                )
                 .await
             })
         })
@@ -275,7 +281,7 @@ async fn records_together(log: &std::sync::Arc<AuditLog>, n: usize) -> Vec<Resul
 #[tokio::test]
 async fn records_ready_together_are_written_together() {
     let (_dir, path, log) = new_log();
-    log.record(&event("first")).await.unwrap();
+    log.record(&event("first"), Company::Others).await.unwrap();
     assert_eq!(log.writer.lock().await.writes, 1);
     for r in records_together(&log, 50).await {
         r.unwrap();
@@ -316,11 +322,52 @@ async fn every_record_of_a_failed_batch_fails() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn the_company_is_what_the_runtime_has_ready() {
+    // On the runtime's one worker, with two tasks spawned there and not yet run.
+    let seen = tokio::spawn(async {
+        let alone = Company::now();
+        let queued = [tokio::spawn(async {}), tokio::spawn(async {})];
+        let company = Company::now();
+        for t in queued {
+            t.await.unwrap();
+        }
+        (alone, company)
+    })
+    .await
+    .unwrap();
+    assert_eq!(seen, (Company::Alone, Company::Others));
+    assert_eq!(
+        std::thread::spawn(Company::now).join().unwrap(),
+        Company::Others,
+        "outside a runtime: always yield"
+    );
+}
+
+#[tokio::test]
+async fn a_record_alone_is_written_without_yielding() {
+    let (_dir, path, log) = new_log();
+    let alone = event("alone");
+    let mut fut = Box::pin(log.record(&alone, Company::Alone));
+    // Polled once: no other request to wait for, so no yield before the write.
+    let first = tokio::select! {
+        biased;
+        r = &mut fut => Some(r),
+        () = std::future::ready(()) => None,
+    };
+    assert!(
+        matches!(first, Some(Ok(()))),
+        "a record alone yielded or failed: {first:?}"
+    );
+    let v = verify(&path).unwrap();
+    assert_eq!((v.records, v.problems.len()), (1, 0), "{:?}", v.problems);
+}
+
 #[tokio::test]
 async fn a_record_whose_request_went_away_is_still_written() {
     let (_dir, path, log) = new_log();
     let orphan = event("orphan");
-    let mut fut = Box::pin(log.record(&orphan));
+    let mut fut = Box::pin(log.record(&orphan, Company::Others));
     // Poll it once (it queues its record and yields), then drop it.
     tokio::select! {
         biased;
@@ -342,7 +389,7 @@ async fn a_record_whose_request_went_away_is_still_written() {
 #[tokio::test]
 async fn a_batch_cut_short_keeps_the_records_it_wrote_whole() {
     let (_dir, path, log) = new_log();
-    log.record(&event("a")).await.unwrap();
+    log.record(&event("a"), Company::Others).await.unwrap();
     let one = std::fs::metadata(&path).unwrap().len() as usize;
     // The batch's lines are about as long as the first: cut in its second.
     log.writer.lock().await.cut_after = Some(one + one / 2);
@@ -359,7 +406,7 @@ async fn a_batch_cut_short_keeps_the_records_it_wrote_whole() {
         "{text}"
     );
     log.writer.lock().await.cut_after = None;
-    log.record(&event("b")).await.unwrap();
+    log.record(&event("b"), Company::Others).await.unwrap();
     // a, the batch's first, the seal, b.
     assert_one_sealed_tear(&path, 4, "lines 3-3: torn record");
 }
@@ -387,13 +434,13 @@ fn assert_one_sealed_tear(path: &Path, records: u64, note: &str) {
 #[tokio::test]
 async fn a_record_cut_short_of_only_its_newline_is_kept() {
     let (_dir, path, log) = new_log();
-    log.record(&event("a")).await.unwrap();
+    log.record(&event("a"), Company::Others).await.unwrap();
     let one = std::fs::metadata(&path).unwrap().len() as usize;
     // The same fields and a one-digit sequence number: the same length.
     log.writer.lock().await.cut_after = Some(one - 1);
-    log.record(&event("a")).await.unwrap();
+    log.record(&event("a"), Company::Others).await.unwrap();
     assert!(!std::fs::read_to_string(&path).unwrap().ends_with('\n'));
     log.writer.lock().await.cut_after = None;
-    log.record(&event("c")).await.unwrap();
+    log.record(&event("c"), Company::Others).await.unwrap();
     assert_clean(&path, 3);
 }

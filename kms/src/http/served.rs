@@ -11,7 +11,7 @@ use tracing::debug;
 use super::Peer;
 use super::api::{App, Outcome};
 use super::lines::{LineBudget, client_line};
-use crate::audit::Event as AuditEvent;
+use crate::audit::{Company, Event as AuditEvent};
 use crate::envelope::KeyHex;
 
 /// A request that has been served, as the audit trail and the log see it.
@@ -127,7 +127,7 @@ impl App {
             status: outcome.status.as_u16(),
             latency_us: done.latency_us(),
         };
-        if let Err(e) = audit.record(&event).await {
+        if let Err(e) = audit.record(&event, Company::now()).await {
             self.metrics.audit_failures.fetch_add(1, Ordering::Relaxed);
             client_line!(self.lines, ERROR, error = %e, request_id = done.request_id, "audit record not written: refusing the operation");
             return false;
