@@ -1,11 +1,10 @@
 //! Group commit of key-operation records, on the requests' own tasks.
 //!
 //! Each record's fields are queued (a short `std` mutex, no I/O); the task
-//! then yields once if other tasks are ready ([`super::Company`]), so
-//! the other requests its worker has ready queue theirs too, and the first
-//! task to come back (or a request alone at once) takes the writer's lock and
-//! writes
-//! everything queued with one `write(2)`, chaining the records in queue
+//! then yields once if other tasks are ready ([`super::Company`]), so the
+//! other requests its worker has ready queue theirs too, and the first task
+//! to come back (or a request alone, at once) takes the writer's lock and
+//! writes everything queued with one `write(2)`, chaining the records in queue
 //! order. Every task returns its own record's outcome: a request is still
 //! answered only after its line is written. If the write fails part way
 //! (a full disk), the records it got out whole stay in the chain and their
