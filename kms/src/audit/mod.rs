@@ -88,14 +88,10 @@ impl Company {
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             let m = handle.metrics();
             // Indices below num_workers(), which worker_local_queue_depth requires.
-            let local: usize = (0..m.num_workers())
-                .map(|w| m.worker_local_queue_depth(w))
-                .sum();
-            return if local + m.global_queue_depth() > 0 {
-                Self::Others
-            } else {
-                Self::Alone
-            };
+            // Stops at the first queue with a task in it.
+            let queued = (0..m.num_workers()).any(|w| m.worker_local_queue_depth(w) > 0)
+                || m.global_queue_depth() > 0;
+            return if queued { Self::Others } else { Self::Alone };
         }
         Self::Others
     }
