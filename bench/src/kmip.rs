@@ -311,11 +311,10 @@ impl Bench {
             errors: all.errors,
             first_error: all.first_error,
             wall,
-            client_cpu_ns: after.client.since(before.client).run_ns,
+            client: after.client.since(before.client),
             kms: after.kms.since(before.kms),
             proxy: after.proxy.since(before.proxy),
-            hsm_cpu_ns: after.hsm.since(before.hsm).run_ns,
-            hsm_wait_ns: after.hsm.since(before.hsm).wait_ns,
+            hsm: after.hsm.since(before.hsm),
             hsm_decrypts: after.decrypts.saturating_sub(before.decrypts),
             hsm_encrypts: after.encrypts.saturating_sub(before.encrypts),
         })

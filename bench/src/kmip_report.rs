@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::kmip_added;
 use crate::kmip_worker::Sched;
 use crate::results::{ms, verdict};
 use crate::stats::Latencies;
@@ -28,13 +29,14 @@ pub struct Phase {
     pub errors: u64,
     pub first_error: Option<String>,
     pub wall: Duration,
-    pub client_cpu_ns: u64,
+    /// The load generator's threads.
+    pub client: Sched,
     /// The cmx-kms nodes' threads.
     pub kms: Sched,
     /// The TLS proxy's processes.
     pub proxy: Sched,
-    pub hsm_cpu_ns: u64,
-    pub hsm_wait_ns: u64,
+    /// PyKMIP's threads.
+    pub hsm: Sched,
     pub hsm_decrypts: u64,
     pub hsm_encrypts: u64,
 }
@@ -97,7 +99,7 @@ impl KmipResult {
             sum += p.samples.iter().map(|s| u64::from(*s)).sum::<u64>();
             errors += p.errors;
             wall += p.wall;
-            client += p.client_cpu_ns;
+            client += p.client.run_ns;
             kms += p.kms.run_ns;
             proxy += p.proxy.run_ns;
             slices += if label == PROXY {
@@ -105,8 +107,8 @@ impl KmipResult {
             } else {
                 p.kms.slices
             };
-            hsm += p.hsm_cpu_ns;
-            wait += p.hsm_wait_ns;
+            hsm += p.hsm.run_ns;
+            wait += p.hsm.wait_ns;
             dec += p.hsm_decrypts;
             enc += p.hsm_encrypts;
             if first_error.is_none() {
@@ -295,12 +297,11 @@ pub fn render(results: &[KmipResult]) -> String {
 /// and beside it what a TLS-terminating proxy adds (`p`), round by round too.
 fn added(o: &mut String, d: &KmipResult, k: &KmipResult, p: Option<&KmipResult>) {
     let plus = |s: &KmipResult| s.p50_us as f64 - d.p50_us as f64;
+    let per_round = |s: &KmipResult| kmip_added::per_round(&s.round_p50_us, &d.round_p50_us);
     let rounds = |s: &KmipResult| {
-        let v: Vec<String> = s
-            .round_p50_us
+        let v: Vec<String> = per_round(s)
             .iter()
-            .zip(&d.round_p50_us)
-            .map(|(a, b)| format!("{:+.2}", (*a as f64 - *b as f64) / 1000.0))
+            .map(|us| format!("{:+.2}", us / 1000.0))
             .collect();
         v.join(" ")
     };
@@ -334,6 +335,8 @@ fn added(o: &mut String, d: &KmipResult, k: &KmipResult, p: Option<&KmipResult>)
             let _ = writeln!(o, "- added per round, ms: cmx-kms {}", rounds(k));
         }
     }
+    let through = p.map(per_round);
+    kmip_added::resolution(o, MAX_ADDED_US, &per_round(k), through.as_deref());
 }
 
 #[cfg(test)]
@@ -346,14 +349,19 @@ mod tests {
             errors: 0,
             first_error: None,
             wall: Duration::from_secs(1),
-            client_cpu_ns: 100_000,
+            client: Sched {
+                run_ns: 100_000,
+                ..Sched::default()
+            },
             kms: Sched {
                 slices: 8,
                 ..Sched::default()
             },
             proxy: Sched::default(),
-            hsm_cpu_ns: 1_000_000,
-            hsm_wait_ns: 0,
+            hsm: Sched {
+                run_ns: 1_000_000,
+                ..Sched::default()
+            },
             hsm_decrypts: dec,
             hsm_encrypts: enc,
         }

@@ -14,6 +14,7 @@ mod handshake;
 mod hop;
 mod http;
 mod kmip;
+mod kmip_added;
 mod kmip_log;
 mod kmip_report;
 mod kmip_worker;

@@ -60,6 +60,40 @@ pub fn median(values: &mut [f64]) -> f64 {
     }
 }
 
+/// A distribution-free confidence interval for the median of `values`: the
+/// order statistics x(k) and x(n+1-k) with the largest k for which the
+/// chance that a Binomial(n, 1/2) count falls below k is at most
+/// (1 - `confidence`) / 2 on each side. Assumes only that the values are
+/// independent draws of one distribution (per-round differences of
+/// alternating rounds). `None` with too few values for that confidence, or
+/// too many (over 1 000) for the plain sum below.
+pub fn median_interval(values: &mut [f64], confidence: f64) -> Option<(f64, f64)> {
+    let n = values.len();
+    if n == 0 || n > 1000 || !(0.0..1.0).contains(&confidence) {
+        return None;
+    }
+    let tail = (1.0 - confidence) / 2.0;
+    // P(B <= j) summed term by term; term_0 = 2^-n stays a normal f64 for
+    // n <= 1000.
+    let mut term = 0.5f64.powi(i32::try_from(n).ok()?);
+    let mut below = 0.0;
+    let mut k = 0;
+    for j in 0..n {
+        below += term;
+        if below > tail {
+            break;
+        }
+        // P(B < j + 1) <= tail: x(j + 1) may be the lower end.
+        k = j + 1;
+        term *= (n - j) as f64 / (j + 1) as f64;
+    }
+    if k == 0 {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    Some((*values.get(k - 1)?, *values.get(n - k)?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,5 +122,25 @@ mod tests {
         assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), 2.5);
         assert_eq!(median(&mut []), 0.0);
+    }
+
+    #[test]
+    fn median_intervals_from_order_statistics() {
+        // n = 30 at 95 %: P(B <= 9) = 0.0214 <= 0.025 < P(B <= 10) = 0.0494,
+        // so x(10) and x(21).
+        let mut v: Vec<f64> = (1..=30).rev().map(f64::from).collect();
+        assert_eq!(median_interval(&mut v, 0.95), Some((10.0, 21.0)));
+        // n = 6: only the extremes (P(B = 0) = 1/64), n = 5 none (1/32 > 0.025).
+        let mut six = [6.0, 1.0, 5.0, 2.0, 4.0, 3.0];
+        assert_eq!(median_interval(&mut six, 0.95), Some((1.0, 6.0)));
+        assert_eq!(median_interval(&mut [1.0, 2.0, 3.0, 4.0, 5.0], 0.95), None);
+        assert_eq!(median_interval(&mut [], 0.95), None);
+        // A lower confidence narrows it.
+        let mut v: Vec<f64> = (1..=30).map(f64::from).collect();
+        let (lo, hi) = median_interval(&mut v, 0.5).unwrap();
+        assert!(
+            lo > 10.0 && hi < 21.0 && lo <= 15.5 && hi >= 15.5,
+            "{lo} {hi}"
+        );
     }
 }
