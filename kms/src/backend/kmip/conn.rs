@@ -2,12 +2,14 @@
 //! request, read one response with a size cap and a deadline.
 
 use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Waker};
 use std::time::{Duration, Instant};
 
 use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
@@ -143,13 +145,22 @@ impl Connection {
     }
 
     /// Cheap liveness check of an idle connection: it must have nothing to
-    /// read and must not be closed. Does not wait.
-    pub async fn looks_alive(&mut self) -> bool {
+    /// read and must not be closed. Polls the read once and never waits.
+    ///
+    /// Not `timeout(Duration::ZERO, read)`: that arms a timer, and the
+    /// timer wheel's 1 ms tick made every pooled request wait for it (up to
+    /// 1 ms before the request went out, and two more wake-ups of the
+    /// runtime; docs/design/performance.md, "The pool's liveness check").
+    pub fn looks_alive(&mut self) -> bool {
         let mut byte = [0u8; 1];
-        match tokio::time::timeout(Duration::ZERO, self.stream.read(&mut byte)).await {
-            Err(_elapsed) => true,
-            Ok(_eof_data_or_error) => false,
-        }
+        let mut buf = ReadBuf::new(&mut byte);
+        // A waker that does nothing: nobody waits on an idle connection, and
+        // the next exchange polls it again with its own task's waker.
+        let mut cx = Context::from_waker(Waker::noop());
+        // Ready means data out of turn, the end of the stream, or an error.
+        Pin::new(&mut self.stream)
+            .poll_read(&mut cx, &mut buf)
+            .is_pending()
     }
 }
 
@@ -183,4 +194,92 @@ async fn read_message(
         stream.read_exact(body).await.map_err(ConnError::Io)?;
     }
     Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    /// A throwaway server identity and a client that trusts it.
+    fn configs() -> (Arc<rustls::ServerConfig>, Arc<ClientConfig>) {
+        let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+        let cert = ck.cert.der().clone();
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(ck.signing_key.serialize_der().into());
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let server = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.clone()], key)
+            .unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert).unwrap();
+        let client = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        (Arc::new(server), Arc::new(client))
+    }
+
+    /// A connection to a local TLS server, and the server's end of it.
+    async fn pair() -> (Connection, tokio_rustls::server::TlsStream<TcpStream>) {
+        let (server, client) = configs();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accept = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            tokio_rustls::TlsAcceptor::from(server)
+                .accept(tcp)
+                .await
+                .unwrap()
+        });
+        let stream = connect("127.0.0.1", port, client, Duration::from_secs(30))
+            .await
+            .unwrap();
+        let conn = Connection::new(stream, ProtocolVersion::new(1, 4));
+        (conn, accept.await.unwrap())
+    }
+
+    /// Polls `looks_alive` until it says `want`, letting the runtime read
+    /// the socket in between; false if it never does within 30 s.
+    async fn comes_to(conn: &mut Connection, want: bool) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while conn.looks_alive() != want {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        true
+    }
+
+    #[tokio::test]
+    async fn a_quiet_connection_looks_alive_a_closed_or_chatty_one_does_not() {
+        let (mut conn, mut server) = pair().await;
+        assert!(conn.looks_alive(), "fresh and quiet");
+        // Still alive once the runtime has read whatever the server sent
+        // after the handshake (TLS 1.3 session tickets are not data).
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(conn.looks_alive(), "quiet after the handshake's tail");
+
+        // Closed by the server (an HSM restart, its idle timeout).
+        server.shutdown().await.unwrap();
+        drop(server);
+        assert!(
+            comes_to(&mut conn, false).await,
+            "a closed connection still looks alive"
+        );
+
+        // Bytes nobody asked for: the stream is out of step.
+        let (mut conn, mut server) = pair().await;
+        server.write_all(b"unasked").await.unwrap();
+        server.flush().await.unwrap();
+        assert!(
+            comes_to(&mut conn, false).await,
+            "a connection with unasked data still looks alive"
+        );
+        drop(server);
+    }
 }

@@ -215,7 +215,7 @@ impl Client {
             },
         };
         if options.idempotent
-            && let Some(mut conn) = self.take_idle(ep).await
+            && let Some(mut conn) = self.take_idle(ep)
         {
             match self.send(&mut conn, operation, options, build).await {
                 Ok((resp, version)) => {
@@ -269,7 +269,7 @@ impl Client {
     }
 
     /// Takes the most recently used idle connection that is still fit for use.
-    async fn take_idle(&self, ep: &Endpoint) -> Option<Connection> {
+    fn take_idle(&self, ep: &Endpoint) -> Option<Connection> {
         let pool = &self.settings.pool;
         loop {
             let mut conn = lock(&ep.idle).pop()?;
@@ -278,7 +278,7 @@ impl Client {
             {
                 continue;
             }
-            if conn.looks_alive().await {
+            if conn.looks_alive() {
                 return Some(conn);
             }
         }
