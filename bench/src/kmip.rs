@@ -56,6 +56,10 @@ use crate::{BenchError, chain};
 /// thread per connection; the node's KMIP pool holds 8 connections by default).
 const MAX_WORKERS: usize = 16;
 
+/// Most rounds: each round's median difference is one draw of the added
+/// time, and the interval of their median is computed for at most 1 000.
+const MAX_ROUNDS: usize = 1000;
+
 /// Options of `cmx-kms-bench kmip`.
 #[derive(clap::Args)]
 pub struct KmipArgs {
@@ -397,7 +401,7 @@ pub async fn run(a: KmipArgs) -> Result<Vec<KmipResult>, BenchError> {
             return Err(BenchError::Request(format!("{} warm-up: {e}", s.label())));
         }
     }
-    let rounds = a.rounds.clamp(1, 100);
+    let rounds = a.rounds.clamp(1, MAX_ROUNDS);
     let per_round = shares(a.requests.max(rounds), rounds);
     let mut phases: Vec<Vec<Phase>> = series.iter().map(|_| Vec::new()).collect();
     for (r, n) in per_round.iter().enumerate() {

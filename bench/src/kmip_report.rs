@@ -180,7 +180,7 @@ pub fn render(results: &[KmipResult]) -> String {
             r.max_us,
             r.mean_us,
             r.requests_per_s,
-            rounds.join(" "),
+            listed(&rounds, " "),
             r.errors,
             r.hsm_decrypts,
             r.hsm_encrypts,
@@ -235,7 +235,7 @@ pub fn render(results: &[KmipResult]) -> String {
             let _ = writeln!(
                 o,
                 "- the same ratio round by round: {}",
-                per_round.join(", ")
+                listed(&per_round, ", ")
             );
             let _ = writeln!(
                 o,
@@ -293,6 +293,20 @@ pub fn render(results: &[KmipResult]) -> String {
     o
 }
 
+/// Most rounds listed one by one in the report; more are only in the
+/// results file (a run of many short rounds has hundreds).
+const MAX_LISTED_ROUNDS: usize = 40;
+
+/// The per-round figures joined by `sep`, or where to find them when there
+/// are too many to read.
+fn listed(items: &[String], sep: &str) -> String {
+    if items.len() <= MAX_LISTED_ROUNDS {
+        items.join(sep)
+    } else {
+        format!("{} rounds, each in the results file", items.len())
+    }
+}
+
 /// What cmx-kms adds to a direct Decrypt at the median, against the target,
 /// and beside it what a TLS-terminating proxy adds (`p`), round by round too.
 fn added(o: &mut String, d: &KmipResult, k: &KmipResult, p: Option<&KmipResult>) {
@@ -303,7 +317,7 @@ fn added(o: &mut String, d: &KmipResult, k: &KmipResult, p: Option<&KmipResult>)
             .iter()
             .map(|us| format!("{:+.2}", us / 1000.0))
             .collect();
-        v.join(" ")
+        listed(&v, " ")
     };
     let _ = write!(
         o,
@@ -342,6 +356,17 @@ fn added(o: &mut String, d: &KmipResult, k: &KmipResult, p: Option<&KmipResult>)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn many_rounds_are_left_to_the_results_file() {
+        let few: Vec<String> = (1..=3).map(|i| i.to_string()).collect();
+        assert_eq!(listed(&few, ", "), "1, 2, 3");
+        let many: Vec<String> = (0..=MAX_LISTED_ROUNDS).map(|i| i.to_string()).collect();
+        assert_eq!(
+            listed(&many, " "),
+            format!("{} rounds, each in the results file", MAX_LISTED_ROUNDS + 1)
+        );
+    }
 
     fn phase(samples: Vec<u32>, dec: u64, enc: u64) -> Phase {
         Phase {
