@@ -23,6 +23,7 @@ pub mod body;
 pub mod error;
 mod establish;
 pub mod health;
+mod in_place;
 mod lines;
 pub mod metrics;
 pub mod pending;
@@ -52,6 +53,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
 pub use activity::{Activity, Expiry, Tracked, Watchdog};
 pub use api::App;
+use in_place::InPlace;
 pub use lines::LineBudget;
 pub use request_id::{RequestId, RequestIds};
 
@@ -340,11 +342,13 @@ async fn connection(
         .serve_connection(TokioIo::new(Tracked::new(stream, activity.clone())), svc);
     tokio::pin!(conn);
     let mut watchdog = Watchdog::new();
+    let in_place = InPlace::new();
     let mut closing = false;
     let mut idle_limit = settings.idle_timeout;
     loop {
         let watched = watched(
             conn.as_mut(),
+            &in_place,
             &activity,
             &mut watchdog,
             closing,
@@ -384,10 +388,13 @@ async fn connection(
 
 /// The connection and its timeouts, polled together: every poll of the
 /// connection may have moved its phase (bytes in, a request started or
-/// ended), so the watchdog is armed right after it. After a graceful shutdown
+/// ended), so the watchdog is armed right after it. The connection is polled
+/// through `in_place`, which answers its wakes of itself without the
+/// scheduler. After a graceful shutdown
 /// (`closing`) only the connection is awaited.
 fn watched<'a, C>(
     mut conn: std::pin::Pin<&'a mut C>,
+    in_place: &'a InPlace,
     activity: &'a Activity,
     watchdog: &'a mut Watchdog,
     closing: bool,
@@ -397,7 +404,7 @@ where
     C: Future<Output = Result<(), hyper::Error>>,
 {
     std::future::poll_fn(move |cx| {
-        if let Poll::Ready(r) = conn.as_mut().poll(cx) {
+        if let Poll::Ready(r) = in_place.poll(cx, |cx| conn.as_mut().poll(cx)) {
             return Poll::Ready(Event::Ended(r));
         }
         if closing {

@@ -256,6 +256,30 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_silent_hsm_times_the_exchange_out_and_not_before_its_timeout() {
+        let (mut conn, mut server) = pair().await;
+        let timeout = Duration::from_millis(300);
+        let payload = Item::structure(crate::backend::kmip::tags::REQUEST_PAYLOAD, vec![]);
+        let version = ProtocolVersion::new(1, 4);
+        let started = Instant::now();
+        let result = conn
+            .exchange(version, 0x18, payload, 64 * 1024, timeout)
+            .await;
+        assert!(
+            matches!(result, Err(ConnError::Timeout(t)) if t == timeout),
+            "{:?}",
+            result.err()
+        );
+        assert!(started.elapsed() >= timeout, "gave up early");
+        // The request did go out.
+        let mut header = [0u8; ttlv::HEADER_LEN];
+        server.read_exact(&mut header).await.unwrap();
+        let (_, _, len) = ttlv::read_header(&header).unwrap();
+        let mut body = vec![0u8; len as usize];
+        server.read_exact(&mut body).await.unwrap();
+    }
+
+    #[tokio::test]
     async fn a_quiet_connection_looks_alive_a_closed_or_chatty_one_does_not() {
         let (mut conn, mut server) = pair().await;
         assert!(conn.looks_alive(), "fresh and quiet");
