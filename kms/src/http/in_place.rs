@@ -130,20 +130,7 @@ impl Default for InPlace {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicUsize;
-
-    /// A task waker that counts its wakes.
-    struct Count(AtomicUsize);
-    impl Wake for Count {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-
-    fn task() -> (Arc<Count>, Waker) {
-        let c = Arc::new(Count(AtomicUsize::new(0)));
-        (Arc::clone(&c), Waker::from(c))
-    }
+    use crate::http::test_wakers::counter as task;
 
     #[test]
     fn a_wake_during_the_poll_polls_again_in_place() {

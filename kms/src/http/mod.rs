@@ -34,6 +34,8 @@ mod request_id;
 mod served;
 pub mod session;
 mod stop;
+#[cfg(test)]
+mod test_wakers;
 
 use std::convert::Infallible;
 use std::future::Future;
