@@ -3,11 +3,10 @@
 //! hyper's HTTP/1 dispatcher wakes its own task in the middle of a poll (by
 //! our reading of its source, the request body's channel: it tells the
 //! dispatcher the handler wants the body, and hands the body over, both within
-//! the poll that parsed the request). tokio
-//! queues a task woken while it runs as a yield, at the back of the worker's
-//! queue, and a queued task makes the worker wake a parked one to steal it. That
-//! worker finds nothing (the first worker polls the task itself) and parks
-//! again: a thread woken for nothing on every request that arrives while the
+//! the poll that parsed the request). tokio queues a task woken while it runs
+//! as a yield, at the back of the worker's queue, and a queued task makes the
+//! worker wake a parked one to steal it. That worker finds nothing (the first
+//! worker polls the task itself) and parks again: a thread woken for nothing on every request that arrives while the
 //! pool idles, which is every cold decrypt and every request of a quiet node
 //! (docs/design/performance.md, "A worker woken for nothing on every
 //! request").

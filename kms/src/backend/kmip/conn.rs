@@ -199,6 +199,8 @@ async fn read_message(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::kmip::settings::DEFAULT_MAX_RESPONSE_BYTES;
+    use crate::backend::kmip::tags;
     use tokio::net::TcpListener;
 
     /// A throwaway server identity and a client that trusts it.
@@ -259,11 +261,17 @@ mod tests {
     async fn a_silent_hsm_times_the_exchange_out_and_not_before_its_timeout() {
         let (mut conn, mut server) = pair().await;
         let timeout = Duration::from_millis(300);
-        let payload = Item::structure(crate::backend::kmip::tags::REQUEST_PAYLOAD, vec![]);
+        let payload = Item::structure(tags::REQUEST_PAYLOAD, vec![]);
         let version = ProtocolVersion::new(1, 4);
         let started = Instant::now();
         let result = conn
-            .exchange(version, 0x18, payload, 64 * 1024, timeout)
+            .exchange(
+                version,
+                tags::operation::QUERY,
+                payload,
+                DEFAULT_MAX_RESPONSE_BYTES,
+                timeout,
+            )
             .await;
         assert!(
             matches!(result, Err(ConnError::Timeout(t)) if t == timeout),
