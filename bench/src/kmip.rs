@@ -23,8 +23,10 @@
 //!   machine, the floor under cmx-kms's added time.
 //!
 //! With `--concurrency C` every series runs once more with C workers, each
-//! on its own key chain: on one shared customer key cmx-kms's single flight
-//! would merge concurrent unwraps into one HSM Decrypt even with the cache off.
+//! on its own key chain and keep-alive connection (on one shared customer key
+//! cmx-kms's single flight would merge concurrent unwraps into one HSM Decrypt
+//! even with the cache off), in rounds as well: C times fewer, each worker
+//! sending per round what a sequential round sends.
 //!
 //! CPU time per request comes from `/proc/PID/task/*/schedstat` (nanoseconds,
 //! every thread), as the 10 ms ticks of `/proc/PID/stat` are too coarse for
@@ -160,9 +162,10 @@ struct Bench {
     chains: Vec<Chain>,
     cold: Target,
     warm: Option<Target>,
-    /// The long-lived keep-alive connections of the sequential series.
-    cold_conn: Option<Connection>,
-    warm_conn: Option<Connection>,
+    /// The long-lived keep-alive connections of the node series, kept
+    /// between rounds (one per worker).
+    cold_conns: Vec<Connection>,
+    warm_conns: Vec<Connection>,
     kms_pids: Vec<i32>,
     proxy_pids: Vec<i32>,
     hsm_pids: Vec<i32>,
@@ -225,43 +228,45 @@ impl Bench {
         })
     }
 
-    /// The long-lived connection of a series, opened on first use.
-    async fn take_conn(&mut self, series: Series) -> Result<Option<Connection>, BenchError> {
-        let slot = match series {
-            Series::Direct | Series::Proxy => return Ok(None),
-            Series::Cold => self.cold_conn.take(),
-            Series::Warm => self.warm_conn.take(),
-        };
-        match (slot, self.target(series)) {
-            (Some(c), _) => Ok(Some(c)),
-            (None, Some(t)) => Ok(Some(Connection::open(t).await?)),
-            (None, None) => Ok(None),
+    fn conns(&mut self, series: Series) -> Option<&mut Vec<Connection>> {
+        match series {
+            Series::Direct | Series::Proxy => None,
+            Series::Cold => Some(&mut self.cold_conns),
+            Series::Warm => Some(&mut self.warm_conns),
         }
     }
 
-    /// `n` requests of `series` by `workers` workers: one worker uses the
-    /// series' long-lived connection, several open their own first.
+    /// `workers` long-lived connections of a node series, opened on first
+    /// use; none for the direct series.
+    async fn take_conns(
+        &mut self,
+        series: Series,
+        workers: usize,
+    ) -> Result<Vec<Connection>, BenchError> {
+        let Some(target) = self.target(series).cloned() else {
+            return Ok(Vec::new());
+        };
+        let mut conns = self.conns(series).map(std::mem::take).unwrap_or_default();
+        while conns.len() < workers.max(1) {
+            conns.push(Connection::open(&target).await?);
+        }
+        Ok(conns)
+    }
+
+    /// `n` requests of `series` by `workers` workers, each on its own
+    /// long-lived connection (node series).
     async fn measure(
         &mut self,
         series: Series,
         n: usize,
         workers: usize,
     ) -> Result<Phase, BenchError> {
-        let mut conns = Vec::new();
         let client = match series {
             Series::Direct => Some(Arc::clone(&self.backend)),
             Series::Proxy => self.proxied.clone(),
             Series::Cold | Series::Warm => None,
         };
-        if client.is_none() {
-            if workers <= 1 {
-                conns.extend(self.take_conn(series).await?);
-            } else if let Some(t) = self.target(series) {
-                for _ in 0..workers {
-                    conns.push(Connection::open(t).await?);
-                }
-            }
-        }
+        let mut conns = self.take_conns(series, workers).await?;
         let before = self.snapshot()?;
         let start = Instant::now();
         let mut set = JoinSet::new();
@@ -291,24 +296,19 @@ impl Bench {
             }
         }
         let mut all = Worker::default();
-        let mut returned = None;
         while let Some(joined) = set.join_next().await {
             match joined {
                 Ok((w, c)) => {
                     all.merge(w);
-                    returned = returned.or(c);
+                    conns.extend(c);
                 }
                 Err(e) => all.error(format!("worker failed: {e}")),
             }
         }
         let wall = start.elapsed();
         let after = self.snapshot()?;
-        if workers <= 1 {
-            match series {
-                Series::Cold => self.cold_conn = returned,
-                Series::Warm => self.warm_conn = returned,
-                Series::Direct | Series::Proxy => {}
-            }
+        if let Some(kept) = self.conns(series) {
+            *kept = conns;
         }
         Ok(Phase {
             samples: all.samples,
@@ -361,8 +361,8 @@ async fn setup(a: &KmipArgs) -> Result<Bench, BenchError> {
         chains,
         cold,
         warm,
-        cold_conn: None,
-        warm_conn: None,
+        cold_conns: Vec::new(),
+        warm_conns: Vec::new(),
         kms_pids: a.kms_pids.clone(),
         proxy_pids: a.proxy_pids.clone(),
         hsm_pids: a.hsm_pids.clone(),
@@ -385,6 +385,34 @@ fn kmip_client(a: &KmipArgs, addr: SocketAddr) -> Result<KmipBackend, BenchError
     .map_err(|e| BenchError::Request(format!("KMIP client for {addr}: {e}")))
 }
 
+/// `requests` of each series by `workers` workers, spread over `rounds`
+/// rounds in which every series runs once, in an order that rotates: each
+/// series meets the same drift of PyKMIP's pace.
+async fn in_rounds(
+    bench: &mut Bench,
+    series: &[Series],
+    requests: usize,
+    rounds: usize,
+    workers: usize,
+) -> Result<Vec<KmipResult>, BenchError> {
+    let rounds = rounds.clamp(1, MAX_ROUNDS);
+    let per_round = shares(requests.max(rounds), rounds);
+    let mut phases: Vec<Vec<Phase>> = series.iter().map(|_| Vec::new()).collect();
+    for (r, n) in per_round.iter().enumerate() {
+        for i in 0..series.len() {
+            let k = (i + r) % series.len();
+            if let (Some(s), Some(out)) = (series.get(k), phases.get_mut(k)) {
+                out.push(bench.measure(*s, *n, workers).await?);
+            }
+        }
+    }
+    Ok(series
+        .iter()
+        .zip(phases)
+        .map(|(s, p)| KmipResult::from_phases(s.label(), workers, &p))
+        .collect())
+}
+
 /// Runs the comparison and appends one result per series (and concurrency).
 pub async fn run(a: KmipArgs) -> Result<Vec<KmipResult>, BenchError> {
     let mut bench = setup(&a).await?;
@@ -401,29 +429,17 @@ pub async fn run(a: KmipArgs) -> Result<Vec<KmipResult>, BenchError> {
             return Err(BenchError::Request(format!("{} warm-up: {e}", s.label())));
         }
     }
-    let rounds = a.rounds.clamp(1, MAX_ROUNDS);
-    let per_round = shares(a.requests.max(rounds), rounds);
-    let mut phases: Vec<Vec<Phase>> = series.iter().map(|_| Vec::new()).collect();
-    for (r, n) in per_round.iter().enumerate() {
-        for i in 0..series.len() {
-            let k = (i + r) % series.len();
-            if let (Some(s), Some(out)) = (series.get(k), phases.get_mut(k)) {
-                out.push(bench.measure(*s, *n, 1).await?);
-            }
-        }
-    }
-    let mut results = Vec::new();
-    for (s, p) in series.iter().zip(phases) {
-        results.push(KmipResult::from_phases(s.label(), 1, &p));
-    }
+    let mut results = in_rounds(&mut bench, &series, a.requests, a.rounds, 1).await?;
     if a.concurrency > 1 {
         let c = a.concurrency.min(MAX_WORKERS);
         for s in &series {
             // Unmeasured first: both KMIP pools grow to C connections here.
             bench.measure(*s, a.warmup.max(c * 5), c).await?;
-            let p = bench.measure(*s, a.requests.max(c), c).await?;
-            results.push(KmipResult::from_phases(s.label(), c, &[p]));
         }
+        // A round's share of each worker what a sequential round sends (C
+        // times as many requests per round, C times fewer rounds).
+        let rounds = (a.rounds / c).max(1);
+        results.extend(in_rounds(&mut bench, &series, a.requests, rounds, c).await?);
     }
     for r in &results {
         crate::results::append(&a.out, r)?;
