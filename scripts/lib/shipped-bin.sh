@@ -23,7 +23,11 @@ shipped_bin() {
         BIN_GIVEN=1
         BIN=$(realpath "$override")
         if ldd "$BIN" 2>&1 | grep 'libc\.so' >/dev/null; then
-            BIN_KIND="given binary, dynamic, glibc $(ldd --version 2>&1 | sed -n 1p | grep -o '[0-9.]*$') here"
+            # The newest glibc symbol version it needs tells the glibc 2.28
+            # build from a host build (readelf, as scripts/check-glibc-abi).
+            local needs
+            needs=$(readelf -VW "$BIN" 2>/dev/null | grep -oE 'GLIBC_[0-9.]+' | sed 's/^GLIBC_//' | sort -uV | tail -n 1 || true)
+            BIN_KIND="given binary, dynamic, newest glibc symbol version ${needs:-unknown}, glibc $(ldd --version 2>&1 | sed -n 1p | grep -o '[0-9.]*$') here"
         else
             BIN_KIND="given binary, static"
         fi
