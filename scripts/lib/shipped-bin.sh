@@ -2,6 +2,8 @@
 # Shared by the benchmark scripts, scripts/build-release and scripts/pgo-train
 # (sourced, not run).
 
+. "$(dirname "${BASH_SOURCE[0]}")/glibc.sh"
+
 # shipped_bin ROOT OVERRIDE: set BIN to the cmx-kms binary to measure and
 # BIN_KIND to what it is, and SHIPPED to 1 when it is the glibc 2.28 build of
 # scripts/build-release (what the packages hold; built when the zig toolchain
@@ -24,9 +26,9 @@ shipped_bin() {
         BIN=$(realpath "$override")
         if ldd "$BIN" 2>&1 | grep 'libc\.so' >/dev/null; then
             # The newest glibc symbol version it needs tells the glibc 2.28
-            # build from a host build (readelf, as scripts/check-glibc-abi).
+            # build from a host build.
             local needs
-            needs=$(readelf -VW "$BIN" 2>/dev/null | grep -oE 'GLIBC_[0-9.]+' | sed 's/^GLIBC_//' | sort -uV | tail -n 1 || true)
+            needs=$(glibc_versions "$BIN" 2>/dev/null | glibc_newest)
             BIN_KIND="given binary, dynamic, newest glibc symbol version ${needs:-unknown}, glibc $(ldd --version 2>&1 | sed -n 1p | grep -o '[0-9.]*$') here"
         else
             BIN_KIND="given binary, static"

@@ -6,8 +6,9 @@
 //! the poll that parsed the request). tokio queues a task woken while it runs
 //! as a yield, at the back of the worker's queue, and a queued task makes the
 //! worker wake a parked one to steal it. That worker finds nothing (the first
-//! worker polls the task itself) and parks again: a thread woken for nothing on every request that arrives while the
-//! pool idles, which is every cold decrypt and every request of a quiet node
+//! worker polls the task itself) and parks again: a thread woken for nothing
+//! on every request that arrives while the pool idles, which is every cold
+//! decrypt and every request of a quiet node
 //! (docs/design/performance.md, "A worker woken for nothing on every
 //! request").
 //!
