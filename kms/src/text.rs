@@ -134,6 +134,24 @@ impl fmt::Debug for Untrusted<'_> {
     }
 }
 
+/// An address as its `Display` text, IPv4 without `core::fmt` (every key
+/// operation's audit record carries one).
+pub fn ip_text(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            let mut out = String::with_capacity(15);
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                push_decimal(&mut out, u64::from(octet));
+            }
+            out
+        }
+        std::net::IpAddr::V6(_) => ip.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,6 +208,22 @@ mod tests {
             let mut s = String::new();
             push_decimal(&mut s, n);
             assert_eq!(s, n.to_string());
+        }
+    }
+
+    #[test]
+    fn ip_text_is_the_display_text() {
+        for a in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.200.3.45",
+            "255.255.255.255",
+            "::1",
+            "::ffff:10.0.0.1",
+            "2001:db8::42",
+        ] {
+            let ip: std::net::IpAddr = a.parse().unwrap();
+            assert_eq!(ip_text(ip), ip.to_string(), "{a}");
         }
     }
 }

@@ -14,7 +14,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
 use super::App;
-use super::api::ready_response;
+use super::respond::ready_response;
 
 /// Serve `/metrics` and the detailed `/v1/ready` forever.
 pub async fn serve(listener: TcpListener, app: Arc<App>) {

@@ -1,5 +1,6 @@
 //! The HTTPS server: our own accept loop over rustls, so each connection's
-//! client certificate is known, then hyper's HTTP/1.1 per connection.
+//! client certificate is known, then hyper's HTTP/1.1 per connection
+//! (`connection.rs`).
 //!
 //! Before its handshake a connection holds a [`pending`] slot (bounded per
 //! source and in total); after it, a [`session`] judges the client again
@@ -20,6 +21,7 @@
 pub mod activity;
 pub mod api;
 pub mod body;
+mod connection;
 pub mod error;
 mod establish;
 pub mod health;
@@ -31,40 +33,32 @@ pub mod probing;
 pub mod proxy;
 mod request;
 mod request_id;
+mod respond;
 mod served;
 pub mod session;
 mod stop;
 #[cfg(test)]
 mod test_wakers;
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::task::Poll;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use hyper::header::HeaderValue;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use rustls::ServerConfig;
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
 pub use activity::{Activity, Expiry, Tracked, Watchdog};
 pub use api::App;
-use in_place::InPlace;
 pub use lines::LineBudget;
 pub use request_id::{RequestId, RequestIds};
 
-use crate::audit::Notice;
 use crate::config::FrontSettings;
-use crate::tls::{PinnedClients, Refusal, Role};
-use lines::client_line;
+use crate::tls::{PinnedClients, Role};
 use pending::Pending;
-use session::Session;
 
 /// The authenticated client of a connection.
 #[derive(Clone, Debug)]
@@ -281,8 +275,8 @@ impl Connections {
         tokio::spawn(async move {
             let _alive = alive;
             let _permit = permit;
-            let stop = Stop { rx: stop, draining };
-            connection(tcp, (addr, trusted), tls, slot, app, settings, stop).await;
+            let stop = connection::Stop { rx: stop, draining };
+            connection::run(tcp, (addr, trusted), tls, slot, app, settings, stop).await;
         });
     }
 }
@@ -298,219 +292,4 @@ fn retire_connections(
     let on = *retire.borrow();
     draining.store(on, Ordering::Relaxed);
     stop_tx.send(on);
-}
-
-/// The server's stop signal, as a connection sees it.
-struct Stop {
-    rx: stop::Subscriber,
-    /// Set when the stop is sent: every response from then on closes.
-    draining: Arc<AtomicBool>,
-}
-
-/// One client connection: PROXY header (from a trusted balancer), TLS
-/// handshake, identity, then HTTP/1.1 until the client leaves, the connection
-/// idles out or outlives its lifetime, its client is refused, or the server
-/// stops.
-async fn connection(
-    tcp: tokio::net::TcpStream,
-    (peer, trusted): (SocketAddr, bool),
-    tls: Arc<ArcSwap<TlsContext>>,
-    slot: pending::Slot,
-    app: Arc<App>,
-    settings: ServeSettings,
-    stop: Stop,
-) {
-    let Stop {
-        rx: mut stop,
-        draining,
-    } = stop;
-    let Some((stream, session, addr)) =
-        establish::establish(tcp, (peer, trusted), tls, slot, &app, settings).await
-    else {
-        return;
-    };
-    let activity = Activity::new();
-    let svc = requests(Arc::clone(&app), session, activity.clone(), draining);
-    // hyper's header timer would also run while the connection idles; the
-    // activity tracker enforces both timeouts instead. `writev(false)`: the
-    // answers are small, so hyper copies the body behind the head and hands
-    // the TLS stream one slice (one record, no vector for rustls to gather):
-    // about 1 % fewer instructions per request (docs/design/performance.md).
-    let conn = hyper::server::conn::http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(None)
-        .keep_alive(true)
-        .writev(false)
-        .serve_connection(TokioIo::new(Tracked::new(stream, activity.clone())), svc);
-    tokio::pin!(conn);
-    let mut watchdog = Watchdog::new();
-    let in_place = InPlace::new();
-    let mut closing = false;
-    let mut idle_limit = settings.idle_timeout;
-    loop {
-        let watched = watched(
-            conn.as_mut(),
-            &in_place,
-            &activity,
-            &mut watchdog,
-            closing,
-            (idle_limit, settings.header_timeout),
-        );
-        let event = tokio::select! {
-            e = watched => e,
-            v = stop.changed(), if idle_limit > DRAIN_QUIET => Event::Stop(v),
-        };
-        match event {
-            Event::Ended(r) => {
-                if let Err(e) = r {
-                    tracing::debug!(peer = %addr, error = %e, "connection ended with an error");
-                }
-                return;
-            }
-            // Draining: the request in progress (and any next one) is
-            // answered with `Connection: close`; a connection that idles is
-            // closed between requests after a short quiet time. (A resumed
-            // drain sends `false`: nothing to do.)
-            Event::Stop(true) => idle_limit = DRAIN_QUIET,
-            Event::Stop(false) => {}
-            Event::Expired(Expiry::Idle) => {
-                app.metrics.connection_closed("idle");
-                tracing::debug!(peer = %addr, "closing idle connection");
-                conn.as_mut().graceful_shutdown();
-                closing = true;
-            }
-            Event::Expired(Expiry::SlowHeader) => {
-                app.metrics.connection_closed("header-timeout");
-                client_line!(app.lines, INFO, peer = %addr, "request headers too slow; closing the connection");
-                return;
-            }
-        }
-    }
-}
-
-/// The connection and its timeouts, polled together: every poll of the
-/// connection may have moved its phase (bytes in, a request started or
-/// ended), so the watchdog is armed right after it. The connection is polled
-/// through `in_place`, which answers its wakes of itself without the
-/// scheduler. After a graceful shutdown
-/// (`closing`) only the connection is awaited.
-fn watched<'a, C>(
-    mut conn: std::pin::Pin<&'a mut C>,
-    in_place: &'a InPlace,
-    activity: &'a Activity,
-    watchdog: &'a mut Watchdog,
-    closing: bool,
-    (idle, header): (Duration, Duration),
-) -> impl Future<Output = Event> + 'a
-where
-    C: Future<Output = Result<(), hyper::Error>>,
-{
-    std::future::poll_fn(move |cx| {
-        if let Poll::Ready(r) = in_place.poll(cx, |cx| conn.as_mut().poll(cx)) {
-            return Poll::Ready(Event::Ended(r));
-        }
-        if closing {
-            return Poll::Pending;
-        }
-        loop {
-            watchdog.arm(activity.deadline(idle, header));
-            std::task::ready!(watchdog.poll_fired(cx));
-            if let Some(e) = activity.expired(idle, header) {
-                return Poll::Ready(Event::Expired(e));
-            }
-        }
-    })
-}
-
-/// What ends one wait of a connection task.
-enum Event {
-    Ended(Result<(), hyper::Error>),
-    Stop(bool),
-    Expired(Expiry),
-}
-
-/// The connection's HTTP service: every request through [`serve_one`],
-/// its start and end told to `activity` (which enforces the timeouts).
-fn requests(
-    app: Arc<App>,
-    session: Arc<Session>,
-    activity: Activity,
-    draining: Arc<AtomicBool>,
-) -> impl hyper::service::Service<
-    hyper::Request<hyper::body::Incoming>,
-    Response = hyper::Response<body::ResponseBody>,
-    Error = Infallible,
-    Future: Send,
-> {
-    let closing_for_age = Arc::new(AtomicBool::new(false));
-    service_fn(move |req| {
-        let (app, session, activity) = (Arc::clone(&app), Arc::clone(&session), activity.clone());
-        let closing_for_age = Arc::clone(&closing_for_age);
-        let draining = Arc::clone(&draining);
-        async move {
-            activity.request_started();
-            let closing = (&*closing_for_age, &*draining);
-            let resp = serve_one(&app, &session, closing, req).await;
-            activity.request_ended();
-            Ok::<_, Infallible>(resp)
-        }
-    })
-}
-
-/// One request: judge the client again, serve, and say `Connection: close`
-/// once the connection has outlived its lifetime or the server drains.
-async fn serve_one(
-    app: &App,
-    session: &Session,
-    (closing_for_age, draining): (&AtomicBool, &AtomicBool),
-    req: hyper::Request<hyper::body::Incoming>,
-) -> hyper::Response<body::ResponseBody> {
-    let id = app.ids.next();
-    let peer = match session.check(crate::time::unix_now()) {
-        Ok(peer) => peer,
-        Err((why, peer)) => {
-            refused(app, &peer, why, id.as_str());
-            return session::refusal_response(why, id);
-        }
-    };
-    let mut resp = app.handle(req, &peer, id).await;
-    if draining.load(Ordering::Relaxed) {
-        resp.headers_mut()
-            .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
-    } else if session.outlived() {
-        resp.headers_mut()
-            .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
-        if !closing_for_age.swap(true, Ordering::Relaxed) {
-            app.metrics.connection_closed("max-lifetime");
-            tracing::debug!(peer = %peer.addr, "connection reached its maximum lifetime; closing after this response");
-        }
-    }
-    resp
-}
-
-/// Log, count and audit a client refused on its open connection.
-fn refused(app: &App, peer: &Peer, why: Refusal, request_id: &str) {
-    app.metrics.connection_closed(why.label());
-    client_line!(
-        app.lines,
-        WARN,
-        request_id,
-        peer = %peer.addr,
-        client = %peer.alias,
-        fingerprint = %peer.fingerprint,
-        reason = why.label(),
-        "client refused on its open connection; closing it"
-    );
-    if let Some(audit) = &app.audit {
-        // A refusal serves nothing: an aggregated, bounded notice, like a
-        // refused handshake (the first of each interval is written at once).
-        audit.notice(&Notice {
-            operation: "open-connection",
-            outcome: why.audit_outcome(),
-            fingerprint: &peer.fingerprint,
-            subject: &peer.subject,
-            alias: &peer.alias,
-            role: peer.role.label(),
-        });
-    }
 }

@@ -9,8 +9,9 @@ use hyper::StatusCode;
 use tracing::debug;
 
 use super::Peer;
-use super::api::{App, Outcome};
+use super::api::App;
 use super::lines::{LineBudget, client_line};
+use super::respond::Outcome;
 use crate::audit::{Company, Event as AuditEvent};
 use crate::envelope::KeyHex;
 

@@ -54,8 +54,10 @@ fn peer_of(pin: &PinnedClient, addr: SocketAddr, via: Option<SocketAddr>) -> Arc
         fingerprint_sha256: pin.fingerprint,
         addr,
         via,
-        addr_text: super::api::ip_text(addr.ip()),
-        via_text: via.map(|v| super::api::ip_text(v.ip())).unwrap_or_default(),
+        addr_text: crate::text::ip_text(addr.ip()),
+        via_text: via
+            .map(|v| crate::text::ip_text(v.ip()))
+            .unwrap_or_default(),
         audit_client: std::sync::OnceLock::new(),
     })
 }
