@@ -100,9 +100,10 @@ def account(events, classes, windows):
     time = defaultdict(Counter)  # round -> (class, running|waiting) -> s
     count = defaultdict(Counter)  # round -> (class, wake|preempted) -> n
     place = defaultdict(lambda: defaultdict(lambda: [0, 0.0]))  # round -> key -> [n, wait s]
-    state, on_cpu, ran_on, pending = {}, {}, {}, {}
+    state, on_cpu, ran_on = {}, {}, {}
+    waking = {}  # wakee -> (round, t, waker's CPU, its previous CPU, CPUs idle, waker's class)
+    placed = {}  # wakee -> (round, key, t): put on a CPU, not yet running
     for e in events:
-        t = e[1]
         if e[0] == "switch":
             _, t, cpu, prev, prev_state, nxt = e
             if cpu in on_cpu:
@@ -120,11 +121,11 @@ def account(events, classes, windows):
             if nxt in state:
                 for p, d in overlap(windows, state.pop(nxt), t):
                     time[p][(classes.of(nxt), "waiting")] += d
-            if nxt in pending:
-                p, key, t0 = pending.pop(nxt)
-                if key:
-                    place[p][key][0] += 1
-                    place[p][key][1] += t - t0
+            waking.pop(nxt, None)
+            if nxt in placed:
+                p, key, t0 = placed.pop(nxt)
+                place[p][key][0] += 1
+                place[p][key][1] += t - t0
         elif e[0] == "waking":
             _, t, cpu, wakee, waker, _target = e
             p = within(windows, t)
@@ -132,15 +133,16 @@ def account(events, classes, windows):
                 continue
             prev_cpu = ran_on[wakee]
             idle = {c: on_cpu.get(c, (0, 0))[1] == 0 for c in (0, 1)}
-            pending[wakee] = (p, None, t, cpu, prev_cpu, idle, classes.of(waker))
+            placed.pop(wakee, None)
+            waking[wakee] = (p, t, cpu, prev_cpu, idle, classes.of(waker))
         else:
             _, t, cpu, wakee, _waker, target = e
             if wakee not in state:
                 state[wakee] = t
                 if (p := within(windows, t)) is not None:
                     count[p][(classes.of(wakee), "wake")] += 1
-            if wakee in pending and len(pending[wakee]) == 7:
-                p, _, t0, waker_cpu, prev_cpu, idle, waker_class = pending[wakee]
+            if wakee in waking:
+                p, t0, waker_cpu, prev_cpu, idle, waker_class = waking.pop(wakee)
                 where = ("previous CPU" if target == prev_cpu else "other CPU") + (
                     " = waker's" if target == waker_cpu else ""
                 )
@@ -151,7 +153,7 @@ def account(events, classes, windows):
                     "idle" if idle.get(1 - prev_cpu) else "busy",
                     where,
                 )
-                pending[wakee] = (p, key, t0)
+                placed[wakee] = (p, key, t0)
     return time, count, place
 
 
