@@ -15,8 +15,9 @@ use std::time::{Duration, Instant};
 
 use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyPair};
 use serde_json::{Value, json};
+use support::client::Client;
 use support::guide_pki::GuidePki;
-use support::node::{Client, TestNode};
+use support::node::TestNode;
 
 /// The figures of docs/design/audit.md (`audit::AGGREGATE_INTERVAL`,
 /// `audit::MAX_NOTICE_RECORD_BYTES`), repeated so this test also runs

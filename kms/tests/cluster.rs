@@ -34,7 +34,8 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use cluster_support::{ClusterNode, Ports, RoundRobin, cluster_props};
-use support::node::{Client, TestNode, chain, cmx_with_config, output_text, wait_ready};
+use support::client::{Client, chain, wait_ready};
+use support::node::{TestNode, cmx_with_config, output_text};
 use support::wait_for;
 
 /// No canary during the test (its HSM calls would blur the counts); no rate

@@ -28,8 +28,9 @@ use std::sync::Arc;
 
 use cmx_kms::cluster::wire::{self, Frame};
 use rustls::pki_types::ServerName;
+use support::client::{Client, chain, client_config, connect_from};
 use support::guide_pki::{GuidePki, Identity};
-use support::node::{Client, TestNode, chain, client_config, connect_from};
+use support::node::TestNode;
 use support::{pki, wait_for};
 
 const WAIT: Duration = Duration::from_secs(60);

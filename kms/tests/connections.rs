@@ -12,8 +12,9 @@ use std::io::Read as _;
 use std::net::{IpAddr, Ipv4Addr, TcpStream};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use support::client::connect_from;
 use support::guide_pki::{GuidePki, keytool};
-use support::node::{TestNode, cmx_with_config, connect_from, output_text};
+use support::node::{TestNode, cmx_with_config, output_text};
 
 fn unix_now() -> i64 {
     SystemTime::now()
@@ -65,8 +66,8 @@ fn reload(node: &TestNode, n: usize) {
 /// A refused request on an open connection: 403 `forbidden`, the reason in
 /// the message, `Connection: close`, and then the connection is closed.
 fn assert_refused_then_closed(
-    ka: &mut support::node::KeepAlive,
-    r: Result<support::node::Resp, String>,
+    ka: &mut support::client::KeepAlive,
+    r: Result<support::client::Resp, String>,
     why: &str,
 ) {
     let r = r.unwrap_or_else(|e| panic!("expected a 403 answer, the connection failed: {e}"));

@@ -29,7 +29,8 @@ use base64::engine::general_purpose::STANDARD as B64;
 use cmx_kms::backend::WrapAlgorithm;
 use cmx_kms::envelope::{CustomerEnvelope, Envelope};
 use serde_json::{Value, json};
-use support::node::{KeepAlive, Resp, TestNode, chain, cmx_with_config, output_text, wait_ready};
+use support::client::{KeepAlive, Resp, chain, wait_ready};
+use support::node::{TestNode, cmx_with_config, output_text};
 
 /// KMIP 1.2 (AES-CBC wraps); no canary during the test (its HSM calls would
 /// blur the counts); no rate limit (the attack sends hundreds of requests).

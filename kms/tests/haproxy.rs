@@ -17,11 +17,11 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use support::client::{Client, chain, connect_from};
 use support::guide_pki::GuidePki;
 use support::haproxy::{HaProxy, SOURCE, Server};
 use support::node::{
-    Client, TestNode, chain, cmx_with_config, connect_from, free_port, free_port_on, output_text,
-    soft_node_in_process_at,
+    TestNode, cmx_with_config, free_port, free_port_on, output_text, soft_node_in_process_at,
 };
 
 const WAIT: Duration = Duration::from_secs(60);

@@ -15,8 +15,9 @@ mod support;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use support::client::{Client, chain};
 use support::haproxy::{HaProxy, SOURCE, Server};
-use support::node::{Client, TestNode, chain, cmx_with_config, free_port_on, output_text};
+use support::node::{TestNode, cmx_with_config, free_port_on, output_text};
 use support::wait_for;
 
 const WAIT: Duration = Duration::from_secs(60);

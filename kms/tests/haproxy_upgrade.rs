@@ -27,10 +27,11 @@ use std::time::Duration;
 
 use install_support::node::{ScratchRoot, expect_code};
 use install_support::{artifacts, text};
+use support::client::{Client, chain};
 use support::guide_pki::GuidePki;
 use support::haproxy::{HaProxy, Server};
 use support::load::load;
-use support::node::{Client, chain, free_port_on};
+use support::node::free_port_on;
 use support::{pki, wait_for};
 
 const WAIT: Duration = Duration::from_secs(90);

@@ -53,10 +53,11 @@ use std::time::Duration;
 use install_support::booted::BootedRoot;
 use install_support::node::expect_code;
 use install_support::{Artifacts, artifacts, text};
+use support::client::{Client, chain};
 use support::guide_pki::{GuidePki, Identity};
 use support::haproxy::{HaProxy, Server};
 use support::load::paced;
-use support::node::{Client, chain, free_port_on};
+use support::node::free_port_on;
 use support::{pki, wait_for};
 
 const WAIT: Duration = Duration::from_secs(90);

@@ -16,8 +16,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use support::client::{chain, wait_ready};
 use support::guide_pki::GuidePki;
-use support::node::{TestNode, chain, cmx_with_config, output_text, wait_ready};
+use support::node::{TestNode, cmx_with_config, output_text};
 
 #[test]
 fn kmip_backend_through_the_api() {

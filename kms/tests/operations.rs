@@ -15,8 +15,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use support::client::{Client, chain};
 use support::guide_pki::{ClientKind, keytool};
-use support::node::{Client, TestNode, chain};
+use support::node::TestNode;
 
 #[test]
 fn sighup_rotates_device_certificates_without_dropping_requests() {

@@ -9,8 +9,9 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use support::client::Client;
 use support::guide_pki::{GuidePki, PkiOptions};
-use support::node::{Client, soft_node_in_process};
+use support::node::soft_node_in_process;
 
 #[test]
 fn readiness_tracks_the_backend_without_a_restart() {

@@ -11,7 +11,8 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::node::{Client, TestNode, chain};
+use support::client::{Client, chain};
+use support::node::TestNode;
 use support::{pki, wait_for};
 
 const PATH: &str = "/v1/workspace-keys/decrypt";
@@ -101,7 +102,7 @@ fn held_in_warnings(log: &str) -> usize {
 
 /// Sends a decrypt with an unknown field on `c`'s keep-alive connection;
 /// returns its request id (the answer must be a 400).
-fn bad_request(c: &Client, conn: &mut Option<support::node::KeepAlive>) -> String {
+fn bad_request(c: &Client, conn: &mut Option<support::client::KeepAlive>) -> String {
     if conn.is_none() {
         *conn = Some(c.keep_alive().unwrap());
     }

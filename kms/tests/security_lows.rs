@@ -16,8 +16,9 @@ use std::time::{Duration, Instant};
 
 use rustls::pki_types::ServerName;
 use serde_json::json;
+use support::client::{chain, client_config, wait_ready};
 use support::guide_pki::{GuidePki, Identity, PkiOptions};
-use support::node::{TestNode, chain, client_config, cmx_with_config, output_text, wait_ready};
+use support::node::{TestNode, cmx_with_config, output_text};
 
 /// One guide PKI for every test here (keytool is slow); each test runs its own node.
 fn pki() -> &'static GuidePki {

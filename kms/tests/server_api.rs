@@ -10,8 +10,9 @@ use std::sync::OnceLock;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::json;
+use support::client::Client;
 use support::guide_pki::{ClientKind, GuidePki, Identity, PkiOptions, keytool};
-use support::node::{Client, TestNode};
+use support::node::TestNode;
 
 struct World {
     _dir: tempfile::TempDir,
@@ -96,7 +97,7 @@ fn chain() -> Chain {
     Chain { c, u, w }
 }
 
-fn decrypt(client: &Client, ch: &Chain) -> support::node::Resp {
+fn decrypt(client: &Client, ch: &Chain) -> support::client::Resp {
     client.post(
         "/v1/workspace-keys/decrypt",
         &json!({"wrapped_customer_key": ch.c, "wrapped_user_key": ch.u, "wrapped_workspace_key": ch.w}),

@@ -14,8 +14,9 @@ use std::path::Path;
 
 use openbao::{GUIDE_POLICY, OpenBao};
 use serde_json::json;
+use support::client::{chain, wait_ready};
 use support::guide_pki::{GuidePki, PkiOptions};
-use support::node::{TestNode, chain, cmx_with_config, output_text, wait_ready};
+use support::node::{TestNode, cmx_with_config, output_text};
 
 const NS: Option<&str> = Some("engineering");
 const KEY: &str = "kms-kek";

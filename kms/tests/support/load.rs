@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use super::node::Client;
+use super::client::Client;
 
 /// Load through HAProxy: `threads` keep-alive clients decrypting in a loop
 /// until `stop`; a response with `Connection: close` makes its client

@@ -1,6 +1,7 @@
 //! Shared support for the integration tests (`mod support;`).
 #![allow(dead_code)]
 
+pub mod client;
 pub mod guide_pki;
 pub mod haproxy;
 pub mod load;
