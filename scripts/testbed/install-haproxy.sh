@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install HAProxy from the distribution, idempotently, for the load-balancer
-# tests (kms/tests/haproxy.rs). The tests start it themselves, in the
+# tests (kms/tests/haproxy*.rs). The tests start it themselves, in the
 # foreground on loopback, and kill it when they end: nothing is enabled or
 # started here (Debian's policy-rc.d keeps the packaged service down in
 # containers; on a machine with a running systemd we stop and disable it so it
