@@ -44,18 +44,8 @@ fn attacker(dir: &Path, name: &str, cn: &str) -> (PathBuf, PathBuf) {
 /// SIGTERM, and wait (up to 60 s) for a clean exit.
 fn stop(node: &mut TestNode) {
     node.signal("TERM");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(status) = node.child.try_wait().unwrap() {
-            assert!(status.success(), "exit after SIGTERM: {status}");
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no exit within 60 s after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let status = node.wait_exit("an exit within 60 s after SIGTERM", Duration::from_secs(60));
+    assert!(status.success(), "exit after SIGTERM: {status}");
 }
 
 fn verify(path: &Path) -> (Option<i32>, String) {

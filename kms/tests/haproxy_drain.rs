@@ -18,7 +18,7 @@ use support::{pki, wait_for};
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use support::client::chain;
 use support::haproxy::HaProxy;
@@ -39,17 +39,7 @@ fn sigterm_under_keep_alive_load_through_haproxy_fails_no_request() {
         audit_lines(&n1).len() > 20 && audit_lines(&n2).len() > 20
     });
     n1.signal("TERM");
-    let deadline = Instant::now() + WAIT;
-    let status = loop {
-        if let Some(s) = n1.child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "node 1 still running after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = n1.wait_exit("node 1 to exit after SIGTERM", WAIT);
     // HAProxy saw the node draining before it went away.
     assert!(!lb.is_up("kms1"), "{:?}", lb.servers_up());
     let after = l.ok.load(Ordering::SeqCst);
@@ -93,9 +83,7 @@ fn rolling_restart_of_three_nodes_under_load_fails_no_request() {
             l.ok.load(Ordering::SeqCst) > before + 20
         });
         n.signal("TERM");
-        wait_for(&format!("{name} to exit after its drain"), WAIT, || {
-            n.child.try_wait().unwrap().is_some()
-        });
+        n.wait_exit(&format!("{name} to exit after its drain"), WAIT);
         assert!(!lb.is_up(&name), "{:?}", lb.servers_up());
         n.restart();
         lb.wait_server(&name, true, WAIT);
@@ -176,17 +164,7 @@ fn sigterm_says_stopping_and_draining_first_and_keeps_serving_until_the_delay_en
 
     // A second SIGTERM cuts the delay short; the node exits cleanly.
     n.signal("TERM");
-    let deadline = Instant::now() + WAIT;
-    let status = loop {
-        if let Some(s) = n.child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "still running after the second SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = n.wait_exit("an exit after the second SIGTERM", WAIT);
     assert!(status.success(), "{status}\n{}", n.log_text());
     assert!(n.log_text().contains("drain delay cut short"));
 }

@@ -204,6 +204,18 @@ impl TestNode {
         self.wait_listening();
     }
 
+    /// Waits up to `timeout` for the node to exit and returns how it
+    /// exited; panics naming `what` when it is still running then.
+    pub fn wait_exit(&mut self, what: &str, timeout: Duration) -> std::process::ExitStatus {
+        let mut status = None;
+        super::wait_for(what, timeout, || {
+            status = self.child.try_wait().unwrap();
+            status.is_some()
+        });
+        // `wait_for` returns only once the closure has seen an exit status.
+        status.unwrap()
+    }
+
     fn wait_listening(&mut self) {
         // Generous: a loaded machine can take a while to start a node.
         let deadline = Instant::now() + Duration::from_secs(60);
