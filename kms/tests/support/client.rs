@@ -171,9 +171,7 @@ impl Client {
     /// (e.g. 127.0.0.2: all of 127/8 is loopback on Linux).
     pub fn request_from(&self, src: IpAddr, method: &str, path: &str) -> Result<Resp, String> {
         let tcp = connect_from(src, self.addr).map_err(|e| e.to_string())?;
-        let mut tls = self.connect_on(tcp)?;
-        send(&mut tls, method, path, None, &[], true).map_err(|e| e.to_string())?;
-        read_response(&mut tls)
+        self.request_on(tcp, method, path, None)
     }
 
     /// One request on an open TCP connection (on which the caller may
