@@ -1,9 +1,12 @@
 //! What a run will do: the steps that take the node where it must be,
 //! decided from the [`NodeFacts`] that [`crate::detect`] gathered. Nothing
 //! here reads or changes the node: [`build`] is a pure function, and the
-//! plan rules are unit-tested without rpm (`tests.rs`).
+//! plan rules are unit-tested without rpm (`tests.rs`, on the made-up
+//! facts of `test_facts.rs`).
 
 mod kinds;
+#[cfg(test)]
+mod test_facts;
 #[cfg(test)]
 mod tests;
 
