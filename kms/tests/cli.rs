@@ -8,6 +8,7 @@ mod support;
 use std::path::Path;
 use std::process::{Command, Output};
 
+use support::KillOnDrop;
 use support::guide_pki::{GuidePki, PkiOptions, StoreType, openssl, parse_keytool_list_v};
 use support::node::output_text;
 
@@ -420,14 +421,4 @@ fn a_dev_node_keeps_its_control_socket_in_its_folder() {
             .any(|l| l.contains("WARN") && l.contains("control socket")),
         "no warning about the control socket:\n{log}"
     );
-}
-
-/// A child process killed (and reaped) when the test ends, however it ends.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }

@@ -11,6 +11,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use support::KillOnDrop;
+
 /// Run `cmx-kms dev --dir DIR` until it listens (then stop it) or exits:
 /// `None` when it served, else its exit code and output.
 fn run_dev(dir: &Path) -> Option<(Option<i32>, String)> {
@@ -46,16 +48,6 @@ fn run_dev(dir: &Path) -> Option<(Option<i32>, String)> {
         }
         assert!(Instant::now() < deadline, "dev neither served nor exited");
         std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// A child process that never outlives its test, even one that panics.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 

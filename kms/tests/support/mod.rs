@@ -27,3 +27,14 @@ pub fn pki(dir: &std::path::Path) -> guide_pki::GuidePki {
     std::fs::create_dir_all(&p).unwrap();
     guide_pki::GuidePki::generate(&p, guide_pki::PkiOptions::default())
 }
+
+/// A child process killed (and reaped) when the test ends, however it ends:
+/// no process outlives its test, even one that panics.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
