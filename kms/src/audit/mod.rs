@@ -14,7 +14,8 @@
 //!
 //! Submodules: [`record`] builds lines without `format!`, [`batch`] groups
 //! the records of concurrent requests into one write, [`writer`] appends
-//! and seals torn data, [`tail`] finds where an existing file's chain
+//! and seals torn data, [`settle`] takes written data to disk and out of
+//! memory, [`tail`] finds where an existing file's chain
 //! continues, [`aggregate`] bounds refusal and 429 records, [`verify`]
 //! checks a file. Decisions: `docs/design/audit.md`.
 
@@ -22,6 +23,7 @@ pub mod aggregate;
 mod batch;
 mod client;
 mod record;
+mod settle;
 mod tail;
 mod verify;
 mod writer;
@@ -37,6 +39,7 @@ use std::time::Duration;
 pub use aggregate::Notice;
 pub use client::{Client, ClientFields};
 pub use record::rfc3339_now;
+pub use settle::SETTLE_EVERY;
 pub use tail::TAIL_SCAN_BYTES;
 pub use verify::{Verification, verify};
 pub use writer::{SEAL_OPERATION, SEAL_OUTCOME};
@@ -94,6 +97,25 @@ impl Company {
             return if queued { Self::Others } else { Self::Alone };
         }
         Self::Others
+    }
+}
+
+/// The audit log's intervals: [`AuditLog::open`] takes the defaults, tests
+/// shorter ones.
+#[derive(Clone, Copy, Debug)]
+pub struct Tuning {
+    /// How long refusals and 429s are counted before their summary record.
+    pub aggregate_interval: Duration,
+    /// Bytes written between two syncs of the file's data ([`settle`]).
+    pub settle_every: u64,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Self {
+            aggregate_interval: AGGREGATE_INTERVAL,
+            settle_every: SETTLE_EVERY,
+        }
     }
 }
 
@@ -167,13 +189,14 @@ pub struct AuditLog {
 
 impl AuditLog {
     /// Open (or create, mode 0640) the audit file, continue its chain (sealing
-    /// a torn tail) and start the aggregate thread ([`AGGREGATE_INTERVAL`]).
+    /// a torn tail) and start the aggregate thread ([`AGGREGATE_INTERVAL`])
+    /// and the settle thread ([`SETTLE_EVERY`]).
     pub fn open(path: &Path) -> Result<Self, AuditError> {
-        Self::open_with_interval(path, AGGREGATE_INTERVAL)
+        Self::open_tuned(path, Tuning::default())
     }
 
-    /// As [`AuditLog::open`], with another aggregation interval (tests).
-    pub fn open_with_interval(path: &Path, interval: Duration) -> Result<Self, AuditError> {
+    /// As [`AuditLog::open`], with other intervals (tests).
+    pub fn open_tuned(path: &Path, tuning: Tuning) -> Result<Self, AuditError> {
         let open_err = |e: std::io::Error| AuditError::Open {
             path: path.to_owned(),
             reason: e.to_string(),
@@ -214,6 +237,12 @@ impl AuditLog {
                 w
             }
         };
+        writer
+            .start_settling(tuning.settle_every)
+            .map_err(|e| AuditError::Open {
+                path: path.to_owned(),
+                reason: format!("cannot start the audit settle thread: {e}"),
+            })?;
         if writer.is_dirty() {
             // A full disk at start: the node still starts (key operations
             // get 503 until the seal and their records can be written).
@@ -233,7 +262,7 @@ impl AuditLog {
             );
             std::thread::Builder::new()
                 .name("audit-aggregate".into())
-                .spawn(move || aggregate::run(agg, w, q, rx, interval))
+                .spawn(move || aggregate::run(agg, w, q, rx, tuning.aggregate_interval))
                 .map_err(|e| AuditError::Open {
                     path: path.to_owned(),
                     reason: format!("cannot start the audit aggregation thread: {e}"),

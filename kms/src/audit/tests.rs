@@ -137,7 +137,14 @@ async fn notices_are_counted_and_bounded_per_interval() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.log");
     // A long interval: only the flush ends it.
-    let log = AuditLog::open_with_interval(&path, std::time::Duration::from_secs(3600)).unwrap();
+    let log = AuditLog::open_tuned(
+        &path,
+        Tuning {
+            aggregate_interval: std::time::Duration::from_secs(3600),
+            ..Tuning::default()
+        },
+    )
+    .unwrap();
     let huge = "B\n".repeat(10_000);
     let fps: Vec<String> = (0..MAX_IDENTITIES + 10).map(|i| format!("fp{i}")).collect();
     for round in 0..50 {
@@ -191,7 +198,14 @@ async fn notices_are_counted_and_bounded_per_interval() {
 async fn the_interval_ends_by_itself() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.log");
-    let log = AuditLog::open_with_interval(&path, std::time::Duration::from_millis(200)).unwrap();
+    let log = AuditLog::open_tuned(
+        &path,
+        Tuning {
+            aggregate_interval: std::time::Duration::from_millis(200),
+            ..Tuning::default()
+        },
+    )
+    .unwrap();
     for _ in 0..5 {
         log.notice(&Notice {
             operation: "decrypt-workspace-key",
@@ -217,7 +231,14 @@ async fn the_interval_ends_by_itself() {
 async fn a_worst_case_notice_record_fits_the_documented_bound() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.log");
-    let log = AuditLog::open_with_interval(&path, std::time::Duration::from_secs(3600)).unwrap();
+    let log = AuditLog::open_tuned(
+        &path,
+        Tuning {
+            aggregate_interval: std::time::Duration::from_secs(3600),
+            ..Tuning::default()
+        },
+    )
+    .unwrap();
     let controls = "\u{1}".repeat(5000);
     let fp = crate::tls::pinning::fingerprint_hex(&[0xff; 32]);
     for _ in 0..2 {

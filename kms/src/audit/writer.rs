@@ -21,6 +21,7 @@ use sha2::{Digest, Sha256};
 use super::AuditError;
 use super::batch::{Appended, Spare, split, whole_records};
 use super::record::{Clock, Fields, unix_ms};
+use super::settle::Settle;
 use crate::text::{push_ascii, push_decimal};
 
 /// Operation and outcome of a seal record.
@@ -49,6 +50,8 @@ pub(super) struct Writer {
     pub(super) writes: u64,
     /// Where each line of the write being made ends, and its hash (reused).
     ends: Vec<(usize, [u8; 64])>,
+    /// Syncs written data and lets go of its pages ([`super::settle`]).
+    settle: Option<Settle>,
     /// Fail writes after this many more bytes (tests: a real partial write
     /// needs a full disk).
     #[cfg(test)]
@@ -86,6 +89,7 @@ impl Writer {
             spare: Spare::default(),
             writes: 0,
             ends: Vec::new(),
+            settle: None,
             #[cfg(test)]
             cut_after: None,
         }
@@ -180,6 +184,16 @@ impl Writer {
         (len, written, error)
     }
 
+    /// Sync the file's data and drop its written pages every `every` bytes,
+    /// on a thread of its own ([`super::settle`]); regular files only.
+    pub(super) fn start_settling(&mut self, every: u64) -> std::io::Result<()> {
+        if self.regular {
+            let file = self.file.try_clone()?;
+            self.settle = Some(Settle::start(file, self.good_end, every)?);
+        }
+        Ok(())
+    }
+
     pub(super) fn is_dirty(&self) -> bool {
         self.dirty
     }
@@ -199,6 +213,11 @@ impl Writer {
         }
         self.good_end += end as u64;
         self.needs_newline = newline_missing;
+        if let Some(settle) = &mut self.settle
+            && !settle.written(self.good_end)
+        {
+            self.settle = None;
+        }
     }
 
     /// Build the lines of `records` (each one's time, Unix milliseconds, and

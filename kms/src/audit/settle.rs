@@ -1,0 +1,175 @@
+//! Written audit data out of memory: a thread of its own writes the file's
+//! new data to disk (`fdatasync`) every [`SETTLE_EVERY`] bytes and then
+//! tells the kernel that those pages will not be read again
+//! (`posix_fadvise(DONTNEED)`), so it frees them.
+//!
+//! Why: nothing reads the audit file back while the node runs, yet every
+//! record stays in the page cache until memory runs short. A busy node
+//! writes hundreds of bytes per request, gigabytes an hour, which crowd out
+//! what other programs cache, come to disk in large bursts (a writer the
+//! kernel finds too far ahead is made to wait in its `write(2)`, which here
+//! is a runtime worker), and need fresh memory pages for every new page of
+//! the file. Fresh pages are the cost that showed: on a virtual machine a
+//! guest page the host has not backed yet (or took back) faults in the host
+//! on first touch, and the node's CPU per request rose by a fifth once two
+//! gigabytes of audit data sat in the cache (`docs/design/performance.md`,
+//! "The audit file's pages"). Freed pages are reused at once instead.
+//!
+//! The request path is untouched: the writer only hands the thread an
+//! offset, without waiting, and a record is still answered once its line is
+//! in the kernel. The sync is extra: records reach the disk within
+//! [`SETTLE_EVERY`] bytes instead of when the kernel gets to them. A failed
+//! sync is logged as an error (the disk is failing; the records are still in
+//! the file as far as the kernel knows) and the next chunk tries again.
+
+use std::fs::File;
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+
+use nix::fcntl::{PosixFadviseAdvice, posix_fadvise};
+
+/// Bytes written between two syncs.
+pub const SETTLE_EVERY: u64 = 8 * 1024 * 1024;
+
+/// Where a dropped range's last, partial page may start: a multiple of
+/// every page size Linux uses (4, 16 or 64 KiB).
+const PAGE_ROUND: u64 = 64 * 1024;
+
+/// The writer's end: where the next sync is due, and the thread's channel.
+pub(super) struct Settle {
+    tx: SyncSender<u64>,
+    every: u64,
+    next_at: u64,
+}
+
+impl Settle {
+    /// Start the thread for `file` (a clone of the writer's), whose data up
+    /// to `written` is already there; syncs every `every` bytes after it.
+    pub(super) fn start(file: File, written: u64, every: u64) -> std::io::Result<Self> {
+        // One offset in flight: while the thread syncs, the writer tries
+        // again after its next write, with a later offset.
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        std::thread::Builder::new()
+            .name("audit-settle".into())
+            .spawn(move || run(&file, written, &rx))?;
+        Ok(Self {
+            tx,
+            every,
+            next_at: written.saturating_add(every),
+        })
+    }
+
+    /// The file's good data now ends at `written`: hand it to the thread if
+    /// a sync is due. Never waits. `false` once the thread is gone.
+    pub(super) fn written(&mut self, written: u64) -> bool {
+        if written < self.next_at {
+            return true;
+        }
+        match self.tx.try_send(written) {
+            Ok(()) => {
+                self.next_at = written.saturating_add(self.every);
+                true
+            }
+            Err(TrySendError::Full(_)) => true,
+            Err(TrySendError::Disconnected(_)) => false,
+        }
+    }
+}
+
+/// Until the writer drops its end: sync, then let go of what was synced.
+fn run(file: &File, mut settled: u64, rx: &Receiver<u64>) {
+    while let Ok(end) = rx.recv() {
+        if end <= settled {
+            continue;
+        }
+        if let Err(e) = file.sync_data() {
+            tracing::error!(
+                error = %e,
+                "cannot write the audit file's data to disk; check the disk and the kernel log"
+            );
+            continue;
+        }
+        // The kernel drops whole pages only and keeps the partial one at each
+        // end, so the page the writer is filling stays. The next range
+        // starts at that page again (rounded down to 64 KiB, a multiple of
+        // every page size), to drop it once it is full.
+        let (Ok(offset), Ok(len)) = (settled.try_into(), (end - settled).try_into()) else {
+            continue;
+        };
+        if let Err(e) = posix_fadvise(file, offset, len, PosixFadviseAdvice::POSIX_FADV_DONTNEED) {
+            tracing::debug!(error = %e, "audit file: the kernel did not take the advice to drop written pages");
+        }
+        settled = end & !(PAGE_ROUND - 1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::{Duration, Instant};
+
+    use super::super::{AuditLog, Company, Event, Tuning, verify};
+
+    /// Pages of `path` in the page cache, as util-linux's `fincore` counts them.
+    fn resident_pages(path: &Path) -> u64 {
+        let out = std::process::Command::new("fincore")
+            .args(["--raw", "--noheadings", "--output", "PAGES"])
+            .arg(path)
+            .output()
+            .expect("fincore (util-linux) runs");
+        assert!(out.status.success(), "fincore: {out:?}");
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .expect("a page count")
+    }
+
+    /// The file's written data leaves the page cache as it grows, the chain
+    /// stays whole. On a disk-backed folder (beside the test binary): tmpfs
+    /// pages cannot be dropped.
+    #[tokio::test]
+    async fn written_pages_leave_the_cache_and_the_chain_stays_whole() {
+        let exe = std::env::current_exe().unwrap();
+        let dir = tempfile::tempdir_in(exe.parent().unwrap()).unwrap();
+        let path = dir.path().join("audit.log");
+        let every = 64 * 1024;
+        let log = AuditLog::open_tuned(
+            &path,
+            Tuning {
+                settle_every: every,
+                ..Tuning::default()
+            },
+        )
+        .unwrap();
+        let records = 20_000u64;
+        for i in 0..records {
+            let id = format!("request-{i}");
+            let event = Event {
+                request_id: &id,
+                operation: "decrypt-workspace-key",
+                outcome: "ok".into(),
+                status: 200,
+                ..Event::default()
+            };
+            log.record(&event, Company::Alone).await.unwrap();
+        }
+        let len = std::fs::metadata(&path).unwrap().len();
+        assert!(len > 40 * every, "{len} bytes written");
+        // What the thread has not reached yet: the last chunk or two, and
+        // one partial page at each end of a dropped range.
+        let bound = 2 * every / 4096 + 4;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut resident = resident_pages(&path);
+        while resident > bound && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            resident = resident_pages(&path);
+        }
+        assert!(
+            resident <= bound,
+            "{resident} pages of a {len}-byte audit file still cached (at most {bound} expected)"
+        );
+        drop(log);
+        let v = verify(&path).unwrap();
+        assert_eq!(v.records, records, "{v:?}");
+        assert!(v.problems.is_empty(), "{v:?}");
+    }
+}
