@@ -10,6 +10,18 @@ fn new_log() -> (tempfile::TempDir, PathBuf, std::sync::Arc<AuditLog>) {
     (dir, path, log)
 }
 
+/// The audit log at `path` with another aggregation interval.
+fn open_with_interval(path: &Path, interval: std::time::Duration) -> AuditLog {
+    AuditLog::open_tuned(
+        path,
+        Tuning {
+            aggregate_interval: interval,
+            ..Tuning::default()
+        },
+    )
+    .unwrap()
+}
+
 fn event(op: &str) -> Event<'_> {
     Event {
         operation: op,
@@ -137,14 +149,7 @@ async fn notices_are_counted_and_bounded_per_interval() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.log");
     // A long interval: only the flush ends it.
-    let log = AuditLog::open_tuned(
-        &path,
-        Tuning {
-            aggregate_interval: std::time::Duration::from_secs(3600),
-            ..Tuning::default()
-        },
-    )
-    .unwrap();
+    let log = open_with_interval(&path, std::time::Duration::from_secs(3600));
     let huge = "B\n".repeat(10_000);
     let fps: Vec<String> = (0..MAX_IDENTITIES + 10).map(|i| format!("fp{i}")).collect();
     for round in 0..50 {
@@ -198,14 +203,7 @@ async fn notices_are_counted_and_bounded_per_interval() {
 async fn the_interval_ends_by_itself() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.log");
-    let log = AuditLog::open_tuned(
-        &path,
-        Tuning {
-            aggregate_interval: std::time::Duration::from_millis(200),
-            ..Tuning::default()
-        },
-    )
-    .unwrap();
+    let log = open_with_interval(&path, std::time::Duration::from_millis(200));
     for _ in 0..5 {
         log.notice(&Notice {
             operation: "decrypt-workspace-key",
@@ -231,14 +229,7 @@ async fn the_interval_ends_by_itself() {
 async fn a_worst_case_notice_record_fits_the_documented_bound() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.log");
-    let log = AuditLog::open_tuned(
-        &path,
-        Tuning {
-            aggregate_interval: std::time::Duration::from_secs(3600),
-            ..Tuning::default()
-        },
-    )
-    .unwrap();
+    let log = open_with_interval(&path, std::time::Duration::from_secs(3600));
     let controls = "\u{1}".repeat(5000);
     let fp = crate::tls::pinning::fingerprint_hex(&[0xff; 32]);
     for _ in 0..2 {
