@@ -17,8 +17,11 @@
 //!
 //! The request path is untouched: the writer only hands the thread an
 //! offset, without waiting, and a record is still answered once its line is
-//! in the kernel. The sync is extra: records reach the disk within
-//! [`SETTLE_EVERY`] bytes instead of when the kernel gets to them. A failed
+//! in the kernel. The sync is extra: records reach the disk every
+//! [`SETTLE_EVERY`] bytes instead of when the kernel gets to them (while a
+//! slow disk holds the thread, the writer's next write after it is free
+//! hands it the newest end; a node that stops writing leaves the last chunk
+//! or so to the kernel's own writeback, as before). A failed
 //! sync is logged as an error (the disk is failing; the records are still in
 //! the file as far as the kernel knows) and the next chunk tries again.
 
