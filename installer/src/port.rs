@@ -145,17 +145,15 @@ mod tests {
     fn finds_our_own_listener() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = l.local_addr().expect("addr").port();
+        let me = i32::try_from(std::process::id()).unwrap_or(0);
         let found = listeners(port, None);
         assert!(found.in_use);
-        assert!(
-            found
-                .holders
-                .iter()
-                .any(|h| h.pid == i32::try_from(std::process::id()).unwrap_or(0)),
-            "{found:?}"
-        );
+        assert!(found.holders.iter().any(|h| h.pid == me), "{found:?}");
         drop(l);
-        assert!(!listeners(port, None).in_use);
+        // Ours is gone; another process on this machine may bind the freed
+        // port at once (seen in a clean-clone run beside other tests).
+        let after = listeners(port, None);
+        assert!(!after.holders.iter().any(|h| h.pid == me), "{after:?}");
     }
 
     #[test]
