@@ -78,7 +78,7 @@ struct Window {
 pub(super) enum Cmd {
     /// A first notice is waiting to be written.
     Wake,
-    /// Write everything now (shutdown), then answer.
+    /// Write everything now and take the file to disk (a stop), then answer.
     Flush(tokio::sync::oneshot::Sender<()>),
 }
 
@@ -267,7 +267,8 @@ fn write_all(
 }
 
 /// The writing thread: first notices as they come, summaries at each
-/// interval's end, everything on a flush or when the log is dropped.
+/// interval's end, everything on a flush or when the log is dropped (then
+/// the file's data is synced: a stopped node leaves nothing to writeback).
 pub(super) fn run(
     agg: Arc<Aggregator>,
     writer: Arc<tokio::sync::Mutex<Writer>>,
@@ -282,6 +283,7 @@ pub(super) fn run(
             Ok(Cmd::Wake) => write_all(&writer, &queue, take_firsts(&agg), interval),
             Ok(Cmd::Flush(ack)) => {
                 write_all(&writer, &queue, take_all(&agg), interval);
+                writer.blocking_lock().sync_written();
                 let _ = ack.send(());
             }
             Err(RecvTimeoutError::Timeout) => {
@@ -290,6 +292,7 @@ pub(super) fn run(
             }
             Err(RecvTimeoutError::Disconnected) => {
                 write_all(&writer, &queue, take_all(&agg), interval);
+                writer.blocking_lock().sync_written();
                 return;
             }
         }

@@ -334,7 +334,8 @@ impl AuditLog {
             .send(cmd);
     }
 
-    /// Write every pending aggregate record now (at shutdown).
+    /// Write every pending aggregate record now and take the file's data to
+    /// disk (at shutdown).
     pub async fn flush(&self) {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.send(Cmd::Flush(tx));

@@ -20,8 +20,9 @@
 //! in the kernel. The sync is extra: records reach the disk every
 //! [`SETTLE_EVERY`] bytes instead of when the kernel gets to them (while a
 //! slow disk holds the thread, the writer's next write after it is free
-//! hands it the newest end; a node that stops writing leaves the last chunk
-//! or so to the kernel's own writeback, as before). A failed
+//! hands it the newest end; a node that stops writing for a while leaves the
+//! last chunk to the kernel's own writeback, and a node that stops syncs
+//! it: [`super::AuditLog::flush`]). A failed
 //! sync is logged as an error (the disk is failing; the records are still in
 //! the file as far as the kernel knows) and the next chunk tries again.
 
@@ -124,6 +125,79 @@ mod tests {
             .trim()
             .parse()
             .expect("a page count")
+    }
+
+    /// The file's pages that are dirty or being written back, as the kernel
+    /// counts them (`cachestat(2)`, Linux 6.5 and later; through Python's
+    /// `ctypes`: the workspace forbids `unsafe`, and no crate here wraps it).
+    fn unsynced_pages(path: &Path) -> u64 {
+        const CACHESTAT: &str = r#"
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+class Range(ctypes.Structure):
+    _fields_ = [("off", ctypes.c_uint64), ("len", ctypes.c_uint64)]
+class Stat(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_uint64) for n in ("cache", "dirty", "writeback", "evicted", "recent")]
+fd = os.open(sys.argv[1], os.O_RDONLY)
+r, st = Range(0, 0), Stat()
+if libc.syscall(451, fd, ctypes.byref(r), ctypes.byref(st), 0) != 0:
+    sys.exit("cachestat: " + os.strerror(ctypes.get_errno()))
+print(st.dirty + st.writeback)
+"#;
+        let out = std::process::Command::new("python3")
+            .args(["-c", CACHESTAT])
+            .arg(path)
+            .output()
+            .expect("python3 runs");
+        assert!(out.status.success(), "cachestat: {out:?}");
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .expect("a page count")
+    }
+
+    /// A stopping node takes what it wrote to disk: after `flush` no page of
+    /// the file is left dirty, though far less than a settle chunk was
+    /// written. The kernel's own writeback may clean the pages first (a busy
+    /// disk); so the test writes until it sees dirty pages, then flushes.
+    #[tokio::test]
+    async fn a_flush_at_stop_leaves_no_page_to_writeback() {
+        let exe = std::env::current_exe().unwrap();
+        let dir = tempfile::tempdir_in(exe.parent().unwrap()).unwrap();
+        let path = dir.path().join("audit.log");
+        let log = AuditLog::open(&path).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut records = 0u64;
+        loop {
+            for _ in 0..50 {
+                let id = format!("request-{records}");
+                let event = Event {
+                    request_id: &id,
+                    operation: "decrypt-workspace-key",
+                    outcome: "ok".into(),
+                    status: 200,
+                    ..Event::default()
+                };
+                log.record(&event, Company::Alone).await.unwrap();
+                records += 1;
+            }
+            if unsynced_pages(&path) > 0 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no dirty page of the audit file seen in 60 s ({records} records)"
+            );
+        }
+        assert!(
+            std::fs::metadata(&path).unwrap().len() < super::SETTLE_EVERY,
+            "the settle thread must not be the one syncing here"
+        );
+        log.flush().await;
+        assert_eq!(unsynced_pages(&path), 0, "pages left after the flush");
+        drop(log);
+        let v = verify(&path).unwrap();
+        assert_eq!(v.records, records, "{v:?}");
     }
 
     /// The file's written data leaves the page cache as it grows, the chain

@@ -194,6 +194,22 @@ impl Writer {
         Ok(())
     }
 
+    /// Take everything written so far to disk (`fdatasync`), at a stop:
+    /// the settle thread syncs only whole chunks, and the kernel would
+    /// write back the rest in its own time. A failure is logged, not
+    /// returned: the records are in the file as far as the kernel knows.
+    pub(super) fn sync_written(&self) {
+        if !self.regular {
+            return;
+        }
+        if let Err(e) = self.file.sync_data() {
+            tracing::error!(
+                error = %e,
+                "cannot write the audit file's data to disk at stop; check the disk and the kernel log"
+            );
+        }
+    }
+
     pub(super) fn is_dirty(&self) -> bool {
         self.dirty
     }
