@@ -1,4 +1,3 @@
-
 use super::*;
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 

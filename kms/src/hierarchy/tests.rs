@@ -1,4 +1,3 @@
-
 use super::*;
 use crate::backend::soft::SoftBackend;
 use secrecy::SecretString;

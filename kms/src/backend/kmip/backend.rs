@@ -7,12 +7,12 @@ use async_trait::async_trait;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use zeroize::Zeroizing;
 
-use super::master_key::{self, KeyInfo};
+use super::failure::protocol;
 use super::messages::{self, CipherRequest, CryptoParams, ProtocolVersion};
-use super::pool::{CallError, CallOptions, Client};
-use super::response::{self, Failure};
+use super::pool::{CallOptions, Client};
+use super::response;
 use super::settings::KmipSettings;
-use super::tags::{self, operation as op, reason};
+use super::tags::operation as op;
 use super::tls;
 use super::versions::Versions;
 use super::wrapauth::{self, AuthKey};
@@ -39,16 +39,19 @@ enum LegacyCbc {
 
 /// A refusal of client material. The detail goes to the server log only:
 /// the API answers every refusal with the same status, label and message.
-fn refused(detail: String) -> BackendError {
+pub(super) fn refused(detail: String) -> BackendError {
     BackendError::InvalidCiphertext(detail)
 }
 
 /// The KMIP 1.x master-key backend.
 pub struct KmipBackend {
     pub(super) client: Arc<Client>,
-    current: Mutex<Option<(String, Instant)>>,
-    lookup: tokio::sync::Mutex<()>,
-    versions: Versions,
+    /// The current master key version and when it was looked up (`key_lookup`).
+    pub(super) current: Mutex<Option<(String, Instant)>>,
+    /// One lookup of the current version at a time.
+    pub(super) lookup: tokio::sync::Mutex<()>,
+    /// The versions blobs may name, and their CBC tag keys.
+    pub(super) versions: Versions,
 }
 
 impl std::fmt::Debug for KmipBackend {
@@ -86,78 +89,6 @@ impl KmipBackend {
     /// The settings in use.
     pub fn settings(&self) -> &KmipSettings {
         self.client.settings()
-    }
-
-    /// Forgets the cached current master key, so the next wrap looks it up.
-    pub fn forget_current_key(&self) {
-        *self
-            .current
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
-    }
-
-    /// The unique identifier of the master key version new wraps use.
-    pub async fn current_key(&self) -> Result<String, BackendError> {
-        if let Some(uid) = self.cached_key() {
-            return Ok(uid);
-        }
-        // One lookup at a time: concurrent callers wait for its result.
-        let _guard = self.lookup.lock().await;
-        if let Some(uid) = self.cached_key() {
-            return Ok(uid);
-        }
-        let found = self.key_versions().await?;
-        let uid = master_key::choose_current(&self.settings().key_name, &found)?
-            .uid
-            .clone();
-        *self
-            .current
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) =
-            Some((uid.clone(), Instant::now()));
-        Ok(uid)
-    }
-
-    fn cached_key(&self) -> Option<String> {
-        let guard = self
-            .current
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (uid, at) = guard.as_ref()?;
-        (at.elapsed() < self.settings().current_key_ttl).then(|| uid.clone())
-    }
-
-    /// Every key version under the configured name, with its state. Also
-    /// refreshes the list of identifiers blobs may name.
-    pub async fn key_versions(&self) -> Result<Vec<KeyInfo>, BackendError> {
-        let found = master_key::find(&self.client, &self.settings().key_name).await?;
-        self.versions.record(&found);
-        Ok(found)
-    }
-
-    /// Accepts `uid` only if it is a version of the configured master key.
-    async fn admit_uid(&self, uid: &str) -> Result<(), BackendError> {
-        if self.versions.contains(uid) {
-            return Ok(());
-        }
-        if self.versions.may_refresh() {
-            let _one = self.versions.refresh.lock().await;
-            if !self.versions.contains(uid) && self.versions.may_refresh() {
-                self.key_versions().await?;
-            }
-            if self.versions.contains(uid) {
-                return Ok(());
-            }
-        }
-        if self.versions.is_empty() {
-            // Not the blob's fault: this node sees no master key at all
-            // (missing, or owned by another identity). Say so, as a wrap does.
-            return Err(master_key::no_master_key(&self.settings().key_name));
-        }
-        Err(refused(format!(
-            "the blob names HSM key {uid:?}, which is not a version of the master key {:?}",
-            self.settings().key_name
-        )))
     }
 
     /// The CBC tag key of master key version `uid`, derived by the HSM on first use.
@@ -346,70 +277,6 @@ impl KmipBackend {
             Ok(answer) => response::decrypt(answer.payload.as_ref()).map_err(protocol),
             Err(e) => Err(self.classify_async(e, uid).await),
         }
-    }
-
-    /// Maps a failed call on key `uid` to what the caller can do about it.
-    async fn classify_async(&self, error: CallError, uid: &str) -> BackendError {
-        match error {
-            CallError::Kmip(f)
-                if f.reason == Some(reason::PERMISSION_DENIED)
-                    && matches!(f.operation, op::ENCRYPT | op::DECRYPT) =>
-            {
-                // PyKMIP (and others) answer Permission Denied for a key that
-                // is not active: look at the state before blaming the identity.
-                match master_key::attributes(&self.client, uid).await {
-                    Ok(a) if a.state.is_some_and(|s| s != tags::state::ACTIVE) => {
-                        BackendError::KeyNotUsable(format!(
-                            "master key {uid} is {} at the HSM: wraps need an active key \
-                             (activate it, or run `cmx-kms hsm rotate` for a new one)",
-                            tags::state::name(a.state.unwrap_or_default())
-                        ))
-                    }
-                    _ => self.classify(CallError::Kmip(f), uid),
-                }
-            }
-            other => self.classify(other, uid),
-        }
-    }
-
-    fn classify(&self, error: CallError, uid: &str) -> BackendError {
-        match error {
-            CallError::Backend(e) => e,
-            CallError::Kmip(f) => map_failure(&f, uid),
-        }
-    }
-}
-
-fn protocol(e: messages::MessageError) -> BackendError {
-    BackendError::Protocol(e.0)
-}
-
-/// Maps a KMIP failure on key `uid` to a backend error class.
-pub(super) fn map_failure(f: &Failure, uid: &str) -> BackendError {
-    match f.reason {
-        Some(reason::ITEM_NOT_FOUND) => BackendError::KeyNotFound(format!(
-            "the HSM has no master key with identifier {uid} ({f})"
-        )),
-        Some(reason::PERMISSION_DENIED | reason::AUTHENTICATION_NOT_SUCCESSFUL) => {
-            BackendError::PermissionDenied(format!(
-                "the HSM refused {} on master key {uid} for the kmsClient identity ({f}): the key \
-                 must belong to this identity or carry an operation policy that allows it",
-                op::name(f.operation)
-            ))
-        }
-        Some(reason::CRYPTOGRAPHIC_FAILURE | reason::GENERAL_FAILURE)
-            if f.operation == op::DECRYPT =>
-        {
-            BackendError::InvalidCiphertext(format!(
-                "the HSM cannot decrypt this blob under master key {uid} ({f})"
-            ))
-        }
-        Some(reason::OPERATION_NOT_SUPPORTED | reason::FEATURE_NOT_SUPPORTED) => {
-            BackendError::Misconfigured(format!(
-                "the HSM does not support what cmx-kms needs ({f}): check the KMIP version"
-            ))
-        }
-        _ => BackendError::Protocol(f.to_string()),
     }
 }
 

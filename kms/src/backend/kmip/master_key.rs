@@ -1,7 +1,7 @@
 //! Master key versions at the HSM: find them by name, read their state,
 //! pick the current one, create, activate, revoke and destroy them.
 
-use super::backend::map_failure;
+use super::failure::map_failure;
 use super::messages;
 use super::pool::{CallError, CallOptions, Client};
 use super::response::{self, KeyAttributes};

@@ -12,6 +12,8 @@
 pub mod admin;
 mod backend;
 mod conn;
+mod failure;
+mod key_lookup;
 pub mod master_key;
 pub mod messages;
 mod pool;
