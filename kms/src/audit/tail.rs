@@ -6,9 +6,13 @@
 //! follows it is torn and gets sealed by the writer. Only a file with no
 //! record in its last [`TAIL_SCAN_BYTES`] is refused: that is not a torn
 //! audit file but something else, and appending to it would be wrong.
+//! [`torn_region`] measures and hashes what follows the last good record,
+//! for the writer's seal.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
+
+use sha2::{Digest, Sha256};
 
 use super::writer::hash_hex;
 
@@ -86,6 +90,51 @@ pub(super) fn scan(file: &mut File) -> std::io::Result<Result<Option<Tail>, ()>>
         })));
     }
     Ok(Err(()))
+}
+
+/// What follows the last good record.
+pub(super) struct Torn {
+    pub(super) file_len: u64,
+    /// Length of the torn data, without a final newline if it has one.
+    pub(super) bytes: u64,
+    pub(super) sha256: String,
+    pub(super) ends_with_newline: bool,
+}
+
+/// Hash the bytes from `from` to the end of the file (without a final
+/// newline); `None` when there are none.
+pub(super) fn torn_region(file: &mut File, from: u64) -> std::io::Result<Option<Torn>> {
+    let file_len = file.seek(SeekFrom::End(0))?;
+    if file_len <= from {
+        return Ok(None);
+    }
+    file.seek(SeekFrom::Start(from))?;
+    let mut hasher = Sha256::new();
+    let mut held: Option<u8> = None;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut reader = file.take(file_len - from);
+    loop {
+        let n = reader.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        if let Some(b) = held.take() {
+            hasher.update([b]);
+        }
+        hasher.update(&buf[..n - 1]);
+        held = Some(buf[n - 1]);
+    }
+    let ends_with_newline = held == Some(b'\n');
+    if let Some(b) = held.filter(|&b| b != b'\n') {
+        hasher.update([b]);
+    }
+    let total = file_len - from;
+    Ok(Some(Torn {
+        file_len,
+        bytes: total - u64::from(ends_with_newline),
+        sha256: crate::hex::encode(&hasher.finalize()),
+        ends_with_newline,
+    }))
 }
 
 #[cfg(test)]
