@@ -3,13 +3,14 @@
 //! pooled connection, failover in endpoint order, and a circuit breaker per
 //! endpoint.
 
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use rustls::ClientConfig;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::conn::{self, ConnError, Connection};
+use super::endpoint::{Endpoint, Health, lock};
 use super::messages::{self, ProtocolVersion};
 use super::response::{self, Failure};
 use super::settings::KmipSettings;
@@ -71,28 +72,6 @@ impl CallOptions {
         version: None,
         idempotent: true,
     };
-}
-
-#[derive(Debug, Default)]
-struct Health {
-    consecutive_failures: u32,
-    open_until: Option<Instant>,
-    last_error: Option<String>,
-    last_ok: Option<Instant>,
-    version: Option<ProtocolVersion>,
-}
-
-struct Endpoint {
-    host: String,
-    port: u16,
-    label: String,
-    idle: Mutex<Vec<Connection>>,
-    permits: Arc<Semaphore>,
-    health: Mutex<Health>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The KMIP client shared by every task of the backend.
@@ -374,59 +353,5 @@ impl Client {
     /// The state of each endpoint as last seen, for readiness and `hsm check`.
     pub fn endpoint_states(&self) -> Vec<EndpointState> {
         self.endpoints.iter().map(Endpoint::state).collect()
-    }
-}
-
-impl Endpoint {
-    /// Remaining open time, when the breaker is open.
-    fn breaker_open(&self) -> Option<Duration> {
-        let health = lock(&self.health);
-        let until = health.open_until?;
-        until.checked_duration_since(Instant::now())
-    }
-
-    fn record_success(&self) {
-        let mut h = lock(&self.health);
-        h.consecutive_failures = 0;
-        h.open_until = None;
-        h.last_error = None;
-        h.last_ok = Some(Instant::now());
-    }
-
-    fn record_failure(&self, error: &ConnError, settings: &KmipSettings) {
-        // Whatever is idle towards a failing endpoint is suspect as well.
-        lock(&self.idle).clear();
-        let mut h = lock(&self.health);
-        h.consecutive_failures = h.consecutive_failures.saturating_add(1);
-        h.last_error = Some(error.to_string());
-        if h.consecutive_failures >= settings.breaker.failures {
-            h.open_until = Some(Instant::now() + settings.breaker.cooldown);
-        }
-    }
-
-    fn state(&self) -> EndpointState {
-        let idle = lock(&self.idle).len();
-        let h = lock(&self.health);
-        let open = h
-            .open_until
-            .and_then(|u| u.checked_duration_since(Instant::now()));
-        let (up, detail) = match (&h.last_error, h.last_ok) {
-            (Some(e), _) => {
-                let breaker = open.map_or(String::new(), |d| {
-                    format!("; circuit breaker open for {}s", d.as_secs().max(1))
-                });
-                (false, format!("down: {e}{breaker}"))
-            }
-            (None, Some(_)) => {
-                let version = h.version.map_or(String::new(), |v| format!("KMIP {v}, "));
-                (true, format!("up ({version}{idle} idle connections)"))
-            }
-            (None, None) => (false, "not contacted yet".to_owned()),
-        };
-        EndpointState {
-            endpoint: self.label.clone(),
-            up,
-            detail,
-        }
     }
 }
