@@ -127,6 +127,19 @@ mod tests {
             .expect("a page count")
     }
 
+    /// Record the `i`th decrypt, alone (written at once).
+    async fn record(log: &AuditLog, i: u64) {
+        let id = format!("request-{i}");
+        let event = Event {
+            request_id: &id,
+            operation: "decrypt-workspace-key",
+            outcome: "ok".into(),
+            status: 200,
+            ..Event::default()
+        };
+        log.record(&event, Company::Alone).await.unwrap();
+    }
+
     /// The file's pages that are dirty or being written back, as the kernel
     /// counts them (`cachestat(2)`, Linux 6.5 and later; through Python's
     /// `ctypes`: the workspace forbids `unsafe`, and no crate here wraps it).
@@ -170,15 +183,7 @@ print(st.dirty + st.writeback)
         let mut records = 0u64;
         loop {
             for _ in 0..50 {
-                let id = format!("request-{records}");
-                let event = Event {
-                    request_id: &id,
-                    operation: "decrypt-workspace-key",
-                    outcome: "ok".into(),
-                    status: 200,
-                    ..Event::default()
-                };
-                log.record(&event, Company::Alone).await.unwrap();
+                record(&log, records).await;
                 records += 1;
             }
             if unsynced_pages(&path) > 0 {
@@ -217,23 +222,9 @@ print(st.dirty + st.writeback)
             },
         )
         .unwrap();
-        let record = |i: u64| {
-            let log = &log;
-            async move {
-                let id = format!("request-{i}");
-                let event = Event {
-                    request_id: &id,
-                    operation: "decrypt-workspace-key",
-                    outcome: "ok".into(),
-                    status: 200,
-                    ..Event::default()
-                };
-                log.record(&event, Company::Alone).await.unwrap();
-            }
-        };
         let mut records = 0u64;
         while records < 20_000 {
-            record(records).await;
+            record(&log, records).await;
             records += 1;
         }
         let len = std::fs::metadata(&path).unwrap().len();
@@ -249,7 +240,7 @@ print(st.dirty + st.writeback)
         let mut resident = resident_pages(&path);
         while resident > bound && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
-            record(records).await;
+            record(&log, records).await;
             records += 1;
             resident = resident_pages(&path);
         }
