@@ -1,9 +1,10 @@
 //! Group commit of key-operation records, on the requests' own tasks.
 //!
 //! Each record's fields are queued (a short `std` mutex, no I/O); the task
-//! then yields once if other tasks are ready ([`super::Company`]), so the
-//! other requests its worker has ready queue theirs too, and the first task
-//! to come back (or a request alone, at once) takes the writer's lock and
+//! then yields if other tasks are ready ([`super::Company`]), twice unless
+//! its record got written in between, so the other requests its worker has
+//! ready, and those that become ready meanwhile, queue theirs too; the first
+//! task to come back (or a request alone, at once) takes the writer's lock and
 //! writes everything queued with one `write(2)`, chaining the records in queue
 //! order. Every task returns its own record's outcome: a request is still
 //! answered only after its line is written. If the write fails part way

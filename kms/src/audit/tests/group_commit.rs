@@ -61,6 +61,49 @@ async fn records_ready_together_are_written_together() {
     assert_eq!(ids, expected);
 }
 
+/// How often `fut` returned `Pending` before it completed.
+async fn pendings<F: std::future::Future>(fut: F) -> (F::Output, usize) {
+    let mut fut = std::pin::pin!(fut);
+    let mut n = 0;
+    std::future::poll_fn(|cx| match fut.as_mut().poll(cx) {
+        std::task::Poll::Ready(v) => std::task::Poll::Ready((v, n)),
+        std::task::Poll::Pending => {
+            n += 1;
+            std::task::Poll::Pending
+        }
+    })
+    .await
+}
+
+/// With company, a record yields twice before taking the writer (so the
+/// requests that become ready during the first round join its write too),
+/// but only once when another task has written it in between.
+#[tokio::test]
+async fn a_record_with_company_yields_twice_unless_written_meanwhile() {
+    let (_dir, path, log) = new_log();
+    let (r, n) = pendings(log.record(&event("a"), Company::Others)).await;
+    r.unwrap();
+    assert_eq!(n, 2, "yields of a record with company, nobody writing it");
+    let writes = log.writer.lock().await.writes;
+    // Another task, run during the first yield, writes alone at once: the
+    // queued record goes out with its own, and no second yield follows.
+    let other = {
+        let log = log.clone();
+        tokio::spawn(async move { log.record(&event("b"), Company::Alone).await })
+    };
+    let c = event("c");
+    let ((r, n), other) = tokio::join!(pendings(log.record(&c, Company::Others)), other);
+    r.unwrap();
+    other.unwrap().unwrap();
+    assert_eq!(n, 1, "yields of a record written by another task meanwhile");
+    assert_eq!(
+        log.writer.lock().await.writes,
+        writes + 1,
+        "one write for both"
+    );
+    assert_clean(&path, 3);
+}
+
 #[tokio::test]
 async fn every_record_of_a_failed_batch_fails() {
     let log = std::sync::Arc::new(AuditLog::open(Path::new("/dev/full")).unwrap());
