@@ -300,7 +300,7 @@ impl AuditLog {
             // then, unless one of them has written this record meanwhile,
             // once more, for the requests that became ready during the first
             // round (their bytes arrived; the I/O driver's turn). Batches of
-            // about ten records instead of one or two: 7-8 % less CPU per
+            // about ten records instead of one or two: 6-8 % less CPU per
             // request and 3-4 % more requests/s, quiet and busy
             // (docs/design/performance.md, "A second yield").
             tokio::task::yield_now().await;
