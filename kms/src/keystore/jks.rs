@@ -381,4 +381,4 @@ pub(super) fn parse(
 }
 
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;

@@ -18,40 +18,10 @@ fn utf16be(s: &str) -> Vec<u8> {
     s.encode_utf16().flat_map(u16::to_be_bytes).collect()
 }
 
-/// KeyProtector, as in `jks::tests` (salt fixed for reproducibility).
+/// KeyProtector (`jks::tests`'s writer), with the key password as JKS
+/// takes it and a fixed salt (reproducible).
 fn protect(plain: &[u8], password: &str) -> Vec<u8> {
-    let password = utf16be(password);
-    let salt = [0x5a; 20];
-    let (mut data, mut block) = (salt.to_vec(), salt.to_vec());
-    for chunk in plain.chunks(20) {
-        block = Sha1::new()
-            .chain_update(&password)
-            .chain_update(&block)
-            .finalize()
-            .to_vec();
-        data.extend(chunk.iter().zip(&block).map(|(c, k)| c ^ k));
-    }
-    data.extend(
-        Sha1::new()
-            .chain_update(&password)
-            .chain_update(plain)
-            .finalize(),
-    );
-    let mut alg = vec![
-        0x30, 14, 0x06, 0x0a, 0x2b, 0x06, 0x01, 0x04, 0x01, 0x2a, 0x02, 0x11,
-    ];
-    alg.extend([0x01, 0x01, 0x05, 0x00]);
-    let mut body = alg;
-    body.extend(der_len(0x04, data.len()));
-    body.extend(data);
-    let mut out = der_len(0x30, body.len());
-    out.extend(body);
-    out
-}
-
-fn der_len(tag: u8, len: usize) -> Vec<u8> {
-    let l = u16::try_from(len).unwrap().to_be_bytes();
-    vec![tag, 0x82, l[0], l[1]]
+    super::jks::tests::protect(plain, &utf16be(password), [0x5a; 20])
 }
 
 struct Ident {

@@ -20,8 +20,9 @@ fn passwords_are_utf16be() {
     assert_eq!(&*utf16be(&pw), &[0x00, 0x61, 0x00, 0xe9]);
 }
 
-/// Protects `plain` the way Sun's KeyProtector does (test only).
-fn protect(plain: &[u8], password: &[u8], salt: [u8; 20]) -> Vec<u8> {
+/// Protects `plain` the way Sun's KeyProtector does (test only; also the
+/// JKS writer of `keystore::tests`).
+pub(in crate::keystore) fn protect(plain: &[u8], password: &[u8], salt: [u8; 20]) -> Vec<u8> {
     let mut data = salt.to_vec();
     let mut block = salt.to_vec();
     for chunk in plain.chunks(DIGEST_LEN) {
@@ -41,15 +42,26 @@ fn protect(plain: &[u8], password: &[u8], salt: [u8; 20]) -> Vec<u8> {
     let oid = [
         0x06, 0x0a, 0x2b, 0x06, 0x01, 0x04, 0x01, 0x2a, 0x02, 0x11, 0x01, 0x01,
     ];
-    let mut alg = vec![0x30, 14];
-    alg.extend(oid);
-    alg.extend([0x05, 0x00]);
-    let mut body = alg;
-    body.extend([0x04, 0x81, u8::try_from(data.len()).unwrap()]);
+    let mut body = vec![0x30, 14];
+    body.extend(oid);
+    body.extend([0x05, 0x00]);
+    body.extend(der_long(0x04, data.len()));
     body.extend(data);
-    let mut out = vec![0x30, 0x81, u8::try_from(body.len()).unwrap()];
+    let mut out = der_long(0x30, body.len());
     out.extend(body);
     out
+}
+
+/// A DER tag and its length in the long form: one length byte below 256,
+/// two from there.
+fn der_long(tag: u8, len: usize) -> Vec<u8> {
+    match u8::try_from(len) {
+        Ok(l) => vec![tag, 0x81, l],
+        Err(_) => {
+            let l = u16::try_from(len).unwrap().to_be_bytes();
+            vec![tag, 0x82, l[0], l[1]]
+        }
+    }
 }
 
 #[test]
