@@ -3,31 +3,6 @@
 
 use super::*;
 
-/// `n` records started together on the current task's runtime.
-async fn records_together(log: &std::sync::Arc<AuditLog>, n: usize) -> Vec<Result<(), AuditError>> {
-    let tasks: Vec<_> = (0..n)
-        .map(|i| {
-            let log = log.clone();
-            tokio::spawn(async move {
-                let id = i.to_string();
-                log.record(
-                    &Event {
-                        request_id: &id,
-                        ..event("x")
-                    },
-                    Company::Others,
-                )
-                .await
-            })
-        })
-        .collect();
-    let mut out = Vec::new();
-    for t in tasks {
-        out.push(t.await.unwrap());
-    }
-    out
-}
-
 #[tokio::test]
 async fn records_ready_together_are_written_together() {
     let (_dir, path, log) = new_log();

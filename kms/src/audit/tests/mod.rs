@@ -31,6 +31,31 @@ fn event(op: &str) -> Event<'_> {
     }
 }
 
+/// `n` records started together on the current task's runtime.
+async fn records_together(log: &std::sync::Arc<AuditLog>, n: usize) -> Vec<Result<(), AuditError>> {
+    let tasks: Vec<_> = (0..n)
+        .map(|i| {
+            let log = log.clone();
+            tokio::spawn(async move {
+                let id = i.to_string();
+                log.record(
+                    &Event {
+                        request_id: &id,
+                        ..event("x")
+                    },
+                    Company::Others,
+                )
+                .await
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}
+
 #[tokio::test]
 async fn chain_survives_reopen_and_detects_edits_and_deletions() {
     let dir = tempfile::tempdir().unwrap();
@@ -71,23 +96,8 @@ async fn chain_survives_reopen_and_detects_edits_and_deletions() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_records_form_one_chain() {
     let (_dir, path, log) = new_log();
-    let mut tasks = Vec::new();
-    for i in 0..200 {
-        let log = log.clone();
-        tasks.push(tokio::spawn(async move {
-            let id = i.to_string();
-            log.record(
-                &Event {
-                    request_id: &id,
-                    ..event("x")
-                },
-                Company::Others,
-            )
-            .await
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap().unwrap();
+    for r in records_together(&log, 200).await {
+        r.unwrap();
     }
     let v = verify(&path).unwrap();
     assert_eq!((v.records, v.problems.len()), (200, 0), "{:?}", v.problems);
