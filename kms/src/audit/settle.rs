@@ -127,6 +127,16 @@ mod tests {
             .expect("a page count")
     }
 
+    /// An audit file's path in a folder of its own on a disk-backed file
+    /// system (beside the test binary): tmpfs pages are never dirty and
+    /// cannot be dropped. The folder lives as long as the guard.
+    fn disk_backed_log_path() -> (tempfile::TempDir, std::path::PathBuf) {
+        let exe = std::env::current_exe().unwrap();
+        let dir = tempfile::tempdir_in(exe.parent().unwrap()).unwrap();
+        let path = dir.path().join("audit.log");
+        (dir, path)
+    }
+
     /// Record the `i`th decrypt, alone (written at once).
     async fn record(log: &AuditLog, i: u64) {
         let id = format!("request-{i}");
@@ -175,9 +185,7 @@ print(st.dirty + st.writeback)
     /// disk); so the test writes until it sees dirty pages, then flushes.
     #[tokio::test]
     async fn a_flush_at_stop_leaves_no_page_to_writeback() {
-        let exe = std::env::current_exe().unwrap();
-        let dir = tempfile::tempdir_in(exe.parent().unwrap()).unwrap();
-        let path = dir.path().join("audit.log");
+        let (_dir, path) = disk_backed_log_path();
         let log = AuditLog::open(&path).unwrap();
         let deadline = Instant::now() + Duration::from_secs(60);
         let mut records = 0u64;
@@ -206,13 +214,10 @@ print(st.dirty + st.writeback)
     }
 
     /// The file's written data leaves the page cache as it grows, the chain
-    /// stays whole. On a disk-backed folder (beside the test binary): tmpfs
-    /// pages cannot be dropped.
+    /// stays whole.
     #[tokio::test]
     async fn written_pages_leave_the_cache_and_the_chain_stays_whole() {
-        let exe = std::env::current_exe().unwrap();
-        let dir = tempfile::tempdir_in(exe.parent().unwrap()).unwrap();
-        let path = dir.path().join("audit.log");
+        let (_dir, path) = disk_backed_log_path();
         let every = 64 * 1024;
         let log = AuditLog::open_tuned(
             &path,
