@@ -63,6 +63,7 @@ mod metrics;
 mod node;
 mod notify;
 mod readiness;
+mod sync;
 mod text;
 mod tls;
 

@@ -36,6 +36,7 @@ use crate::cache::CacheKey;
 use crate::config::ClusterMembers;
 use crate::envelope::SecretKey;
 use crate::metrics::{by_label, single};
+use crate::sync::lock;
 pub use listener::Owner;
 use peer::{Peer, PeerFail};
 use tls::PeerIdentity;
@@ -55,10 +56,6 @@ pub struct Cluster {
     unwraps: Mutex<BTreeMap<&'static str, u64>>,
     served: AtomicU64,
     fetched: AtomicU64,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Cluster {

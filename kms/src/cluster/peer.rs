@@ -29,6 +29,7 @@ use super::tls::{PeerIdentity, peer_server_name};
 use super::wire::{self, Frame, VERSION};
 use crate::config::Member;
 use crate::envelope::SecretKey;
+use crate::sync::lock;
 
 pub const PING_EVERY: Duration = Duration::from_secs(1);
 pub const SUSPECT_AFTER: Duration = Duration::from_secs(5);
@@ -105,10 +106,6 @@ pub struct Peer {
     status: Mutex<Status>,
     conn: ArcSwapOption<Conn>,
     next_id: AtomicU64,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Peer {

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 mod requests;
 
+use crate::sync::lock;
 use requests::{Histogram, Requests};
 #[cfg(test)]
 pub(crate) use requests::{OPERATIONS, ROLES};
@@ -37,10 +38,6 @@ pub struct Metrics {
     pub vault_token_ttl_seconds: AtomicI64,
     /// More lines for the page (the cluster's, when there is one).
     pub extra: std::sync::OnceLock<ExtraLines>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn esc(v: &str) -> String {

@@ -3,7 +3,7 @@
 //! circuit breaker (open after `breaker.failures` consecutive failures, for
 //! `breaker.cooldown`) and the state the backend's probe reports for it.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
@@ -12,6 +12,7 @@ use super::conn::{ConnError, Connection};
 use super::messages::ProtocolVersion;
 use super::settings::KmipSettings;
 use crate::backend::EndpointState;
+use crate::sync::lock;
 
 #[derive(Debug, Default)]
 pub(super) struct Health {
@@ -29,10 +30,6 @@ pub(super) struct Endpoint {
     pub(super) idle: Mutex<Vec<Connection>>,
     pub(super) permits: Arc<Semaphore>,
     pub(super) health: Mutex<Health>,
-}
-
-pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Endpoint {

@@ -10,13 +10,14 @@ use rustls::ClientConfig;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::conn::{self, ConnError, Connection};
-use super::endpoint::{Endpoint, Health, lock};
+use super::endpoint::{Endpoint, Health};
 use super::messages::{self, ProtocolVersion};
 use super::response::{self, Failure};
 use super::settings::KmipSettings;
 use super::tags::{self, operation as op};
 use super::ttlv::Item;
 use crate::backend::{BackendError, EndpointState};
+use crate::sync::lock;
 
 /// Versions we offer in Discover Versions, most preferred first.
 pub const OUR_VERSIONS: [ProtocolVersion; 3] = [
