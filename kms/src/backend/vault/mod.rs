@@ -30,6 +30,7 @@ mod http;
 mod login;
 mod renew;
 pub mod settings;
+mod token;
 mod transit;
 
 pub use admin::{CheckReport, CheckStep, InitOutcome, StepOutcome};
