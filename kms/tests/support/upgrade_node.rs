@@ -1,4 +1,4 @@
-// Included (`#[path]`) by haproxy_upgrade.rs and haproxy_upgrade_systemd.rs,
+// Included (`#[path]`) by haproxy_upgrade.rs and haproxy_upgrade_systemd/main.rs,
 // after `mod support` and `mod install_support`: the one way both rolling
 // upgrades configure an installed node.
 

@@ -36,17 +36,17 @@
 //! copies of one cached tarball, booted in parallel).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "../support/mod.rs"]
 mod support;
 
-#[path = "../../installer/tests/support/mod.rs"]
+#[path = "../../../installer/tests/support/mod.rs"]
 mod install_support;
 
-#[path = "support/upgrade_node.rs"]
+#[path = "../support/upgrade_node.rs"]
 mod upgrade_node;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
-use std::process::Output;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -65,121 +65,8 @@ const WAIT: Duration = Duration::from_secs(90);
 const INSTALLER: &str = "/opt/cmx-test/installer";
 const RPMS: &str = "/opt/cmx-test/rpms";
 const UNIT: &str = "cmx-kms.service";
-use upgrade_node::CONF;
-
-/// One node: its booted root, its name in HAProxy, its API address.
-struct Member {
-    b: BootedRoot,
-    name: String,
-    api: SocketAddr,
-}
-
-impl Member {
-    /// `sh CMX-KMS-Installer.sh --yes --rpm-nodeps <args>` inside, as root.
-    fn installer(&self, args: &str) -> Output {
-        self.b.sh(&format!(
-            "cd {INSTALLER} && sh CMX-KMS-Installer.sh --yes --rpm-nodeps {args}"
-        ))
-    }
-
-    /// `rpm -q cmx-kms-server` inside: `Some("0.1.0-2")` or `None`.
-    fn version(&self) -> Option<String> {
-        let out = self
-            .b
-            .sh("rpm -q --qf '%{VERSION}-%{RELEASE}' cmx-kms-server");
-        out.status
-            .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-    }
-
-    /// `systemctl is-active cmx-kms` inside (it exits non-zero unless active).
-    fn is_active(&self) -> String {
-        String::from_utf8_lossy(&self.b.sh(&format!("systemctl is-active {UNIT}")).stdout)
-            .trim()
-            .to_owned()
-    }
-
-    /// `systemctl status` with the unit's last journal lines, for failures.
-    fn status(&self) -> String {
-        text(
-            &self
-                .b
-                .sh(&format!("systemctl status --no-pager -l -n 40 {UNIT}")),
-        )
-    }
-
-    /// N-1 freshly installed (enabled, not started: unconfigured), then
-    /// configured and started by the installer's second run.
-    fn set_up(b: BootedRoot, name: String, api: SocketAddr, hport: u16, c: &Cluster<'_>) -> Self {
-        let m = Member { b, name, api };
-        let out = m.installer(&format!("--package {}", c.prev));
-        expect_code(&out, 0, &format!("install N-1 on {}", m.name));
-        assert!(
-            text(&out).contains("(service manager: systemd)"),
-            "{}",
-            text(&out)
-        );
-        upgrade_node::configure(&m.b.p(CONF), c.pki, c.soft_key, m.api, hport);
-        let out = m.installer(&format!("--package {}", c.prev));
-        expect_code(&out, 0, &format!("start N-1 on {}", m.name));
-        assert_eq!(m.version().as_deref(), Some("0.1.0-1"));
-        assert_eq!(m.is_active(), "active", "{}", m.status());
-        m
-    }
-
-    /// systemd's own journal lines about the unit: (stops begun, stops it had
-    /// to end by force at `TimeoutStopSec`).
-    fn stops(&self) -> (usize, usize, String) {
-        let j = self
-            .b
-            .must(&format!("journalctl --no-pager -u {UNIT} -o cat _PID=1"));
-        let begun = j
-            .lines()
-            .filter(|l| l.starts_with("Stopping cmx-kms.service"))
-            .count();
-        let forced = j
-            .lines()
-            .filter(|l| l.contains("timed out") || l.contains("Killing"))
-            .count();
-        (begun, forced, j)
-    }
-
-    /// How many times the server logged the start of a drain (its own
-    /// lines in the journal).
-    fn drain_lines(&self) -> usize {
-        self.b
-            .must(&format!("journalctl --no-pager -u {UNIT} -o cat"))
-            .lines()
-            .filter(|l| l.contains("the health check reports draining"))
-            .count()
-    }
-
-    /// The unit's journal, systemd's lines and the server's, with
-    /// microsecond timestamps: beside HAProxy's log when a check failed.
-    fn journal(&self) -> String {
-        text(&self.b.sh(&format!(
-            "journalctl --no-pager -u {UNIT} -o short-precise -n 120"
-        )))
-    }
-
-    /// Did this node answer a device's decrypt with 200 (its audit trail)?
-    /// The first such record is enough: the trail holds many thousands.
-    fn served(&self) -> bool {
-        std::fs::read_to_string(self.b.p("/var/log/kms/audit.log"))
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| l.contains("decrypt-workspace-key"))
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .any(|v| v["status"] == 200 && v["operation"] == "decrypt-workspace-key")
-    }
-}
-
-/// What every node shares.
-struct Cluster<'a> {
-    pki: &'a GuidePki,
-    soft_key: &'a Path,
-    prev: String,
-}
+mod member;
+use member::{Cluster, Member};
 
 fn client(pki: &GuidePki, addr: SocketAddr, id: &Identity) -> Client {
     Client::new(addr, &pki.ca.cert, Some((&id.cert, &id.key)))
