@@ -21,7 +21,7 @@ mod install_support;
 #[path = "support/upgrade_node.rs"]
 mod upgrade_node;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -31,7 +31,6 @@ use support::client::{Client, chain};
 use support::guide_pki::GuidePki;
 use support::haproxy::{HaProxy, Server};
 use support::load::load;
-use support::node::free_port_on;
 use support::{pki, wait_for};
 
 const WAIT: Duration = Duration::from_secs(90);
@@ -57,14 +56,7 @@ fn rolling_upgrade_and_a_broken_upgrade_under_load_fail_no_request() {
     .unwrap();
 
     // Three nodes on N-1, configured and running.
-    let ips: Vec<IpAddr> = (1..=3).map(|i| IpAddr::from([127, 0, 0, i])).collect();
-    let port = free_port_on(&ips);
-    let hport = loop {
-        let h = free_port_on(&ips);
-        if h != port {
-            break h;
-        }
-    };
+    let (ips, port, hport) = upgrade_node::three_loopback_nodes();
     let mut roots = Vec::new();
     let mut servers = Vec::new();
     for ip in &ips {

@@ -45,7 +45,7 @@ mod install_support;
 #[path = "../support/upgrade_node.rs"]
 mod upgrade_node;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -57,7 +57,6 @@ use support::client::{Client, chain};
 use support::guide_pki::{GuidePki, Identity};
 use support::haproxy::{HaProxy, Server};
 use support::load::paced;
-use support::node::free_port_on;
 use support::{pki, wait_for};
 
 const WAIT: Duration = Duration::from_secs(90);
@@ -169,14 +168,7 @@ fn rolling_upgrade_under_systemd_behind_haproxy_fails_no_request() {
 
     // Three roots booted, N-1 installed, configured and started in each, in
     // parallel (the roots are independent).
-    let ips: Vec<IpAddr> = (1..=3).map(|i| IpAddr::from([127, 0, 0, i])).collect();
-    let port = free_port_on(&ips);
-    let hport = loop {
-        let h = free_port_on(&ips);
-        if h != port {
-            break h;
-        }
-    };
+    let (ips, port, hport) = upgrade_node::three_loopback_nodes();
     let members: Vec<Member> = std::thread::scope(|s| {
         let handles: Vec<_> = ips
             .iter()

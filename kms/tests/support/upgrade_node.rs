@@ -2,15 +2,30 @@
 // after `mod support` and `mod install_support`: the one way both rolling
 // upgrades configure an installed node.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 
 use crate::install_support::node::set_property;
 use crate::support::guide_pki::GuidePki;
 use crate::support::haproxy::SOURCE;
+use crate::support::node::free_port_on;
 
 /// The installed configuration directory, as the guide names it.
 pub const CONF: &str = "/usr/share/kms/conf";
+
+/// The three nodes' addresses (127.0.0.1 to .3), and two different ports
+/// free on all three: the API's and the check listener's.
+pub fn three_loopback_nodes() -> (Vec<IpAddr>, u16, u16) {
+    let ips: Vec<IpAddr> = (1..=3).map(|i| IpAddr::from([127, 0, 0, i])).collect();
+    let port = free_port_on(&ips);
+    let hport = loop {
+        let h = free_port_on(&ips);
+        if h != port {
+            break h;
+        }
+    };
+    (ips, port, hport)
+}
 
 /// Configure an installed node whose `CONF` is `conf` on the host: the
 /// guide's keystore, the soft backend with the cluster's shared master key
