@@ -16,6 +16,14 @@ use crate::stats::Latencies;
 pub const DIRECT: &str = "direct KMIP";
 pub const COLD: &str = "cmx-kms cold cache";
 pub const WARM: &str = "cmx-kms warm cache";
+
+/// How far a series' HSM Decrypts may stray from one per cold request (none
+/// per warm one). `scripts/bench-kmip` runs its nodes' readiness canary (one
+/// Encrypt and one Decrypt) every hour, so only the one each node runs as it
+/// starts can fall into the measured stretches; still running when measuring
+/// begins, it can straddle an edge and count half: at most one per node, and
+/// the run has two nodes. Any other HSM call the requests cause shows.
+const STRAY_CANARIES: i64 = 2;
 pub const PROXY: &str = "direct KMIP through an nginx TLS proxy";
 
 /// Issue 5 item 6: cold-cache decrypt through cmx-kms at most 1.1x the direct Decrypt.
@@ -274,8 +282,7 @@ pub fn render(results: &[KmipResult]) -> String {
             r.requests as i64
         };
         let got = r.request_decrypts();
-        // A canary can straddle the edge of a measured stretch: allow one per round.
-        let ok = (got - expect).abs() <= r.rounds as i64;
+        let ok = (got - expect).abs() <= STRAY_CANARIES;
         let _ = writeln!(
             o,
             "- PyKMIP Decrypts during `{}` ({} worker(s)): {} logged, {} of them readiness canaries (one Encrypt + one Decrypt each): {got} for {} requests, expected {expect}: {}",

@@ -69,6 +69,29 @@ fn pools_rounds_and_judges_the_ratio() {
 }
 
 #[test]
+fn hsm_decrypts_may_stray_by_the_start_up_canaries_only_however_many_rounds() {
+    // A thousand rounds of one request each: the stray canaries allowed do
+    // not grow with the rounds.
+    let run = |extra: u64| {
+        let phases: Vec<Phase> = (0..1000)
+            .map(|i| phase(vec![1000], if i == 0 { 1 + extra } else { 1 }, 0))
+            .collect();
+        let k = KmipResult::from_phases(COLD, 1, &phases);
+        render(&[k])
+    };
+    let two = run(2);
+    assert!(
+        two.contains("1002 for 1000 requests, expected 1000: as expected"),
+        "{two}"
+    );
+    let three = run(3);
+    assert!(
+        three.contains("1003 for 1000 requests, expected 1000: NOT as expected"),
+        "{three}"
+    );
+}
+
+#[test]
 fn judges_the_added_time_and_sets_the_proxy_beside_it() {
     let d = KmipResult::from_phases(DIRECT, 1, &[phase(vec![1000, 1000], 2, 0)]);
     let k = KmipResult::from_phases(COLD, 1, &[phase(vec![1040, 1040], 2, 0)]);
