@@ -16,6 +16,7 @@ use crate::stats::Latencies;
 pub const DIRECT: &str = "direct KMIP";
 pub const COLD: &str = "cmx-kms cold cache";
 pub const WARM: &str = "cmx-kms warm cache";
+pub const PROXY: &str = "direct KMIP through an nginx TLS proxy";
 
 /// How far a series' HSM Decrypts may stray from one per cold request (none
 /// per warm one). `scripts/bench-kmip` runs its nodes' readiness canary (one
@@ -24,7 +25,6 @@ pub const WARM: &str = "cmx-kms warm cache";
 /// begins, it can straddle an edge and count half: at most one per node, and
 /// the run has two nodes. Any other HSM call the requests cause shows.
 const STRAY_CANARIES: i64 = 2;
-pub const PROXY: &str = "direct KMIP through an nginx TLS proxy";
 
 /// Issue 5 item 6: cold-cache decrypt through cmx-kms at most 1.1x the direct Decrypt.
 const MAX_RATIO: f64 = 1.1;
