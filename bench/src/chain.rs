@@ -81,10 +81,7 @@ pub async fn many(backend: &Target, count: usize, out: &Path) -> Result<(), Benc
         text.push_str(&create(&mut b).await?.to_string());
         text.push('\n');
     }
-    std::fs::write(out, text).map_err(|e| BenchError::Io {
-        path: out.to_owned(),
-        reason: e.to_string(),
-    })
+    std::fs::write(out, text).map_err(BenchError::io(out))
 }
 
 /// Create the chain on the server and write `decrypt-request.json` and

@@ -41,20 +41,14 @@ fn count(text: &str, into: &mut Counts) {
     }
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BenchError + '_ {
-    move |e| BenchError::Io {
-        path: path.to_owned(),
-        reason: e.to_string(),
-    }
-}
-
 /// Reads `path` from `from` up to its last complete line; returns the text
 /// and the offset just after it.
 fn read_lines(path: &Path, from: u64) -> Result<(String, u64), BenchError> {
-    let mut f = std::fs::File::open(path).map_err(io(path))?;
-    f.seek(SeekFrom::Start(from)).map_err(io(path))?;
+    let mut f = std::fs::File::open(path).map_err(BenchError::io(path))?;
+    f.seek(SeekFrom::Start(from))
+        .map_err(BenchError::io(path))?;
     let mut bytes = Vec::new();
-    f.read_to_end(&mut bytes).map_err(io(path))?;
+    f.read_to_end(&mut bytes).map_err(BenchError::io(path))?;
     let complete = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
     bytes.truncate(complete);
     let end = from + complete as u64;

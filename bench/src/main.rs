@@ -57,6 +57,24 @@ pub enum BenchError {
     Runtime(String),
 }
 
+impl BenchError {
+    /// For `map_err`: an I/O error on `path`.
+    pub fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Self + '_ {
+        move |e| Self::Io {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        }
+    }
+
+    /// For `map_err`: `path` is not usable PEM.
+    pub fn pem(path: &Path) -> impl FnOnce(rustls_pki_types::pem::Error) -> Self + '_ {
+        move |e| Self::Pem {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        }
+    }
+}
+
 #[derive(Parser)]
 #[command(
     name = "cmx-kms-bench",
@@ -184,10 +202,7 @@ fn target(addr: SocketAddr, files: &ClientFiles) -> Result<Target, BenchError> {
 }
 
 fn read_body(path: &Path) -> Result<Vec<u8>, BenchError> {
-    std::fs::read(path).map_err(|e| BenchError::Io {
-        path: path.to_owned(),
-        reason: e.to_string(),
-    })
+    std::fs::read(path).map_err(BenchError::io(path))
 }
 
 fn run(cli: Cli) -> Result<(), BenchError> {

@@ -23,26 +23,22 @@ pub struct ClientFiles {
     pub key: PathBuf,
 }
 
-fn pem_err(path: &Path) -> impl FnOnce(rustls_pki_types::pem::Error) -> BenchError + '_ {
-    move |e| BenchError::Pem {
-        path: path.to_owned(),
-        reason: e.to_string(),
-    }
+/// Every certificate in the PEM file at `path`, in order.
+pub fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, BenchError> {
+    CertificateDer::pem_file_iter(path)
+        .map_err(BenchError::pem(path))?
+        .collect::<Result<_, _>>()
+        .map_err(BenchError::pem(path))
 }
 
 /// A rustls client configuration (ring provider) for `files`.
 pub fn client_config(files: &ClientFiles) -> Result<Arc<ClientConfig>, BenchError> {
     let mut roots = rustls::RootCertStore::empty();
-    for ca in CertificateDer::pem_file_iter(&files.ca).map_err(pem_err(&files.ca))? {
-        roots
-            .add(ca.map_err(pem_err(&files.ca))?)
-            .map_err(|e| BenchError::Tls(e.to_string()))?;
+    for ca in certs(&files.ca)? {
+        roots.add(ca).map_err(|e| BenchError::Tls(e.to_string()))?;
     }
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
-        .map_err(pem_err(&files.cert))?
-        .collect::<Result<_, _>>()
-        .map_err(pem_err(&files.cert))?;
-    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(pem_err(&files.key))?;
+    let chain = certs(&files.cert)?;
+    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(BenchError::pem(&files.key))?;
     let config = ClientConfig::builder_with_provider(Arc::new(ring::default_provider()))
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| BenchError::Tls(e.to_string()))?

@@ -3,7 +3,6 @@
 //! proxy) built from the guide's PKI.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 
 use base64::Engine as _;
@@ -12,34 +11,13 @@ use bytes::Bytes;
 use cmx_kms::backend::MasterWrap;
 use cmx_kms::backend::kmip::{KmipBackend, KmipSettings};
 use cmx_kms::envelope::Envelope;
+use rustls_pki_types::PrivateKeyDer;
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use super::{Bench, Chain, KmipArgs, MAX_WORKERS};
 use crate::kmip_log::LogCounter;
-use crate::tls::ClientFiles;
+use crate::tls::{ClientFiles, certs};
 use crate::{BenchError, chain};
-
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BenchError + '_ {
-    move |e| BenchError::Io {
-        path: path.to_owned(),
-        reason: e.to_string(),
-    }
-}
-
-fn pem(path: &Path) -> impl FnOnce(rustls_pki_types::pem::Error) -> BenchError + '_ {
-    move |e| BenchError::Pem {
-        path: path.to_owned(),
-        reason: e.to_string(),
-    }
-}
-
-fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, BenchError> {
-    CertificateDer::pem_file_iter(path)
-        .map_err(pem(path))?
-        .collect::<Result<_, _>>()
-        .map_err(pem(path))
-}
 
 /// The customer-key envelope of the decrypt request: its backend half and
 /// the associated data cmx-kms binds to it (the envelope header).
@@ -66,10 +44,10 @@ pub(super) async fn setup(a: &KmipArgs) -> Result<Bench, BenchError> {
     let mut chains = Vec::new();
     for i in 0..a.concurrency.clamp(1, MAX_WORKERS) {
         let dir = a.work.join(format!("chain-{i}"));
-        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        std::fs::create_dir_all(&dir).map_err(BenchError::io(&dir))?;
         chain::prepare(&backend_id, &cold, &dir).await?;
         let path = dir.join("decrypt-request.json");
-        let request = std::fs::read(&path).map_err(io(&path))?;
+        let request = std::fs::read(&path).map_err(BenchError::io(&path))?;
         let (wrapped, aad) = customer_wrap(&request)?;
         chains.push(Chain {
             wrapped: Arc::new(wrapped),
@@ -104,7 +82,7 @@ pub(super) async fn setup(a: &KmipArgs) -> Result<Bench, BenchError> {
 /// (PyKMIP, or the proxy in front of it, which presents PyKMIP's certificate).
 fn kmip_client(a: &KmipArgs, addr: SocketAddr) -> Result<KmipBackend, BenchError> {
     let key_path = a.pki.join("kmsClient.key");
-    let key = PrivateKeyDer::from_pem_file(&key_path).map_err(pem(&key_path))?;
+    let key = PrivateKeyDer::from_pem_file(&key_path).map_err(BenchError::pem(&key_path))?;
     let settings = KmipSettings::new(addr.ip().to_string(), addr.port(), a.key_name.clone());
     KmipBackend::new(
         settings,

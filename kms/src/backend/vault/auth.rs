@@ -20,7 +20,7 @@ use super::client::VaultHttp;
 use super::error::{Ctx, DEFAULT_RETRY_AFTER, Op, classify, vault_message};
 use super::login::{self, read_secret_file};
 use super::settings::{TokenSource, VaultAuth};
-pub(crate) use super::token::Token;
+use super::token::Token;
 use crate::backend::BackendError;
 
 #[derive(Deserialize)]

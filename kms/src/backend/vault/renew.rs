@@ -78,7 +78,7 @@ pub(crate) async fn maintain(auth: Arc<Auth>) {
 
 async fn replace(
     auth: &Auth,
-    token: &super::auth::Token,
+    token: &super::token::Token,
     warned_static_end: &mut bool,
 ) -> Result<(), BackendError> {
     if !auth.can_login() && !token.is_expired() {

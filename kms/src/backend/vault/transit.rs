@@ -214,7 +214,7 @@ impl Transit {
         &self,
         method: Method,
         path: &str,
-        token: &super::auth::Token,
+        token: &super::token::Token,
         body: Option<&serde_json::Value>,
     ) -> Result<RawResponse, BackendError> {
         self.http
