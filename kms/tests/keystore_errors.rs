@@ -4,22 +4,23 @@
 
 #[path = "support/guide_pki.rs"]
 mod guide_pki;
+#[path = "support/scratch.rs"]
+mod scratch;
 
 use std::sync::OnceLock;
 
 use cmx_kms::keystore::{KeyStore, KeystoreError, KeystoreFormat};
 use guide_pki::{GuidePki, PkiOptions, StoreType, keytool};
 use secrecy::SecretString;
-use tempfile::TempDir;
 
 fn pw(s: &str) -> SecretString {
     SecretString::from(s)
 }
 
 /// A JKS, a default (PKCS#12) and a legacy PKCS#12 guide keystore, shared by
-/// the tests here (in the target's tmp dir: statics are never dropped).
-fn stores() -> &'static [(TempDir, GuidePki)] {
-    static STORES: OnceLock<Vec<(TempDir, GuidePki)>> = OnceLock::new();
+/// the tests here (removed when the process ends: statics are never dropped).
+fn stores() -> &'static [GuidePki] {
+    static STORES: OnceLock<Vec<GuidePki>> = OnceLock::new();
     STORES.get_or_init(|| {
         [
             StoreType::Jks,
@@ -28,13 +29,11 @@ fn stores() -> &'static [(TempDir, GuidePki)] {
         ]
         .into_iter()
         .map(|store_type| {
-            let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
             let options = PkiOptions {
                 store_type,
                 ..PkiOptions::default()
             };
-            let pki = GuidePki::generate(tmp.path(), options);
-            (tmp, pki)
+            GuidePki::generate(&scratch::for_process(), options)
         })
         .collect()
     })
@@ -42,7 +41,7 @@ fn stores() -> &'static [(TempDir, GuidePki)] {
 
 #[test]
 fn wrong_store_password_is_not_a_parse_error() {
-    for (_, pki) in stores() {
+    for pki in stores() {
         let err = KeyStore::load(&pki.keystore, &pw("kmsKeystorePwd!"), None).unwrap_err();
         let want = if pki.options.store_type == StoreType::Jks {
             KeystoreFormat::Jks
@@ -63,7 +62,7 @@ fn wrong_store_password_is_not_a_parse_error() {
 
 #[test]
 fn truncated_and_foreign_files_are_not_keystores() {
-    for (_, pki) in stores() {
+    for pki in stores() {
         let bytes = std::fs::read(&pki.keystore).unwrap();
         for cut in [0, 1, 3, 4, 20, bytes.len() / 2, bytes.len() - 1] {
             let err = KeyStore::from_bytes(&bytes[..cut], &pw(&pki.store_password), None);
@@ -77,7 +76,7 @@ fn truncated_and_foreign_files_are_not_keystores() {
             }
         }
     }
-    let pki = &stores()[0].1;
+    let pki = &stores()[0];
     for foreign in [
         &pki.kms_server.cert,
         &pki.kms_server.key,
@@ -102,7 +101,7 @@ fn truncated_and_foreign_files_are_not_keystores() {
 
 #[test]
 fn unreadable_files_name_the_path() {
-    let pki = &stores()[0].1;
+    let pki = &stores()[0];
     let missing = pki.dir.join("no-such-keystore.jks");
     let err = KeyStore::load(&missing, &pw("x"), None).unwrap_err();
     assert!(matches!(err, KeystoreError::Unreadable { .. }));
@@ -113,7 +112,7 @@ fn unreadable_files_name_the_path() {
 
 #[test]
 fn missing_alias_lists_the_aliases_present() {
-    for (_, pki) in stores() {
+    for pki in stores() {
         let ks = KeyStore::load(&pki.keystore, &pw(&pki.store_password), None).unwrap();
         let err = ks.private_key("kmsserverX").unwrap_err();
         assert!(matches!(err, KeystoreError::AliasMissing { .. }));
@@ -136,7 +135,7 @@ fn missing_alias_lists_the_aliases_present() {
 
 #[test]
 fn wrong_entry_type_says_what_is_needed() {
-    for (_, pki) in stores() {
+    for pki in stores() {
         let ks = KeyStore::load(&pki.keystore, &pw(&pki.store_password), None).unwrap();
         let err = ks.private_key("cmxBackend").unwrap_err();
         assert!(matches!(err, KeystoreError::WrongEntryType { .. }));
@@ -154,7 +153,7 @@ fn wrong_entry_type_says_what_is_needed() {
 
 #[test]
 fn jceks_is_refused_with_the_conversion_command() {
-    let pki = &stores()[0].1;
+    let pki = &stores()[0];
     keytool(
         &pki.dir,
         "-import -noprompt -storetype JCEKS -alias cmxBackend -file cmxBackend.crt \

@@ -21,13 +21,8 @@ use support::node::{TestNode, cmx_with_config, output_text};
 
 /// One guide PKI for every test here (keytool is slow); each test runs its own node.
 fn pki() -> &'static GuidePki {
-    static P: OnceLock<(tempfile::TempDir, GuidePki)> = OnceLock::new();
-    &P.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let pki = GuidePki::generate(dir.path(), PkiOptions::default());
-        (dir, pki)
-    })
-    .1
+    static P: OnceLock<GuidePki> = OnceLock::new();
+    P.get_or_init(|| GuidePki::generate(&support::scratch::for_process(), PkiOptions::default()))
 }
 
 /// The value of the metric line `series` (name plus labels, exactly), 0 when absent.

@@ -12,7 +12,6 @@ use crate::support::guide_pki::{ClientKind, GuidePki, Identity, PkiOptions, keyt
 use crate::support::node::TestNode;
 
 pub struct World {
-    _dir: tempfile::TempDir,
     pub pki: GuidePki,
     pub node: TestNode,
     pub expired: Identity,
@@ -22,13 +21,13 @@ pub struct World {
 pub fn world() -> &'static World {
     static W: OnceLock<World> = OnceLock::new();
     W.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = crate::support::scratch::for_process();
         let opts = PkiOptions {
             extra_device_aliases: vec!["cmxDevice20190512".into()],
             ..PkiOptions::default()
         };
-        std::fs::create_dir_all(dir.path().join("pki")).unwrap();
-        let pki = GuidePki::generate(&dir.path().join("pki"), opts);
+        std::fs::create_dir_all(dir.join("pki")).unwrap();
+        let pki = GuidePki::generate(&dir.join("pki"), opts);
         // A pinned but expired device certificate.
         let expired = pki.make_client("expiredDevice", ClientKind::Expired);
         keytool(
@@ -42,15 +41,10 @@ pub fn world() -> &'static World {
         );
         let node = TestNode::start_for_process(
             &pki,
-            &dir.path().join("node"),
+            &dir.join("node"),
             "kms.server.max-request-bytes=4096\n",
         );
-        World {
-            _dir: dir,
-            pki,
-            node,
-            expired,
-        }
+        World { pki, node, expired }
     })
 }
 

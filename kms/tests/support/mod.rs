@@ -6,6 +6,7 @@ pub mod guide_pki;
 pub mod haproxy;
 pub mod load;
 pub mod node;
+pub mod scratch;
 
 use std::time::{Duration, Instant};
 
