@@ -266,8 +266,13 @@ impl PyKmip {
         // Its own process group: PyKMIP forks worker processes, and stopping,
         // pausing or killing must reach all of them (a worker left behind
         // outlives the test).
+        // Python's multiprocessing makes a folder in TMPDIR that only a clean
+        // exit removes; PyKMIP is killed, so the folder goes with the test's.
+        let tmp = self.dir.join("tmp");
+        fs::create_dir_all(&tmp).expect("PyKMIP's TMPDIR");
         let child = Command::new(pykmip_server())
             .process_group(0)
+            .env("TMPDIR", &tmp)
             .arg("-f")
             .arg(self.dir.join("server.conf"))
             .arg("-l")
