@@ -63,20 +63,31 @@ fn full_chain_returns_the_same_workspace_key_every_time() {
 fn devices_may_only_decrypt() {
     let ch = chain();
     let d = device();
-    for (path, body) in [
-        ("/v1/customer-keys", json!({})),
-        ("/v1/user-keys", json!({"wrapped_customer_key": ch.c})),
+    for (path, body, what) in [
+        ("/v1/customer-keys", json!({}), "create a customer key"),
+        (
+            "/v1/user-keys",
+            json!({"wrapped_customer_key": ch.c}),
+            "create a user key",
+        ),
         (
             "/v1/workspace-keys",
             json!({"wrapped_customer_key": ch.c, "wrapped_user_key": ch.u}),
+            "create a workspace key",
         ),
         (
             "/v1/customer-keys/rewrap",
             json!({"wrapped_customer_key": ch.c}),
+            "rewrap a customer key",
         ),
     ] {
         let r = d.post(path, &body);
         assert_eq!((r.status, r.label().as_str()), (403, "forbidden"), "{path}");
+        assert_eq!(
+            r.json()["message"],
+            format!("a device client may not {what}; devices may only decrypt workspace keys"),
+            "{path}"
+        );
     }
     assert_eq!(decrypt(&d, &ch).status, 200);
 }

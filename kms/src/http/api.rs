@@ -56,6 +56,19 @@ impl Operation {
         }
     }
 
+    /// The operation in words, for messages: "may not create a customer key".
+    pub fn phrase(self) -> &'static str {
+        match self {
+            Operation::CreateCustomerKey => "create a customer key",
+            Operation::CreateUserKey => "create a user key",
+            Operation::CreateWorkspaceKey => "create a workspace key",
+            Operation::DecryptWorkspaceKey => "decrypt a workspace key",
+            Operation::RewrapCustomerKey => "rewrap a customer key",
+            Operation::Health => "ask for health",
+            Operation::Ready => "ask for readiness",
+        }
+    }
+
     /// Whether `role` may call this operation. Devices may only decrypt.
     pub fn allowed(self, role: Role) -> bool {
         match self {
@@ -206,7 +219,7 @@ impl App {
             return Err(ApiError::Forbidden(format!(
                 "a {} client may not {}; devices may only decrypt workspace keys",
                 peer.role.label(),
-                op.label().replace('-', " ")
+                op.phrase()
             )));
         }
         if matches!(op, Operation::Health | Operation::Ready) {
