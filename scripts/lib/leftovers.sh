@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Shared by scripts/test and scripts/test-busy (sourced, not run): no process
-# a test starts (cmx-kms, PyKMIP, OpenBao, ...) may outlive the tests.
+# a test starts (cmx-kms, PyKMIP, OpenBao, ...) may outlive the tests, and no
+# temporary file either.
 #
 # Each run puts a mark in the environment of the `cargo test` it starts
 # (inherited by every process a test spawns; not a CMX_KMS_* name, which the
@@ -37,5 +38,27 @@ reap_leftovers() {
     echo "these processes outlived the tests (killed now):" >&2
     printf '%s\n' "$left" >&2
     printf '%s\n' "$left" | awk '{print $1}' | xargs -r kill -9 || true
+    return 1
+}
+
+# new_run_tmpdir: make a fresh folder for the tests' TMPDIR and print its
+# path. Every temporary file or folder a test (or a peer it starts) makes
+# without naming another place goes there, so whatever is still in it when
+# the tests and their processes have ended is a leftover. Short, under /tmp:
+# Unix socket paths inside it must stay under 108 bytes.
+new_run_tmpdir() {
+    mktemp -d /tmp/cmxt.XXXXXX
+}
+
+# reap_leftover_files DIR: after reap_leftovers. Lists on stderr what the
+# tests left in DIR (up to 20 paths) and returns 1; removes DIR either way.
+# Returns 0 when DIR was empty.
+reap_leftover_files() {
+    local dir=$1 left
+    left="$(find "$dir" -mindepth 1 -maxdepth 2 | awk 'NR <= 20')"
+    rm -rf -- "$dir"
+    [ -z "$left" ] && return 0
+    echo "these temporary files outlived the tests (removed now):" >&2
+    printf '%s\n' "$left" >&2
     return 1
 }
