@@ -45,9 +45,13 @@ reap_leftovers() {
 # path. Every temporary file or folder a test (or a peer it starts) makes
 # without naming another place goes there, so whatever is still in it when
 # the tests and their processes have ended is a leftover. Short, under /tmp:
-# Unix socket paths inside it must stay under 108 bytes.
+# Unix socket paths inside it must stay under 108 bytes. Open to every user,
+# sticky, as /tmp is: some tests run the node as `nobody`.
 new_run_tmpdir() {
-    mktemp -d /tmp/cmxt.XXXXXX
+    local dir
+    dir=$(mktemp -d /tmp/cmxt.XXXXXX)
+    chmod 1777 "$dir"
+    echo "$dir"
 }
 
 # reap_leftover_files DIR: after reap_leftovers. Lists on stderr what the
