@@ -104,7 +104,12 @@ enum HsmSub {
 #[derive(Subcommand)]
 enum AuditCommand {
     /// Check a file's hash chain: finds removed, edited and inserted lines.
-    Verify { file: PathBuf },
+    /// Several files, oldest first (rotated ones): each must also go on
+    /// with the chain of the one before it.
+    Verify {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -183,7 +188,7 @@ fn run(command: Command) -> Result<(), CommandError> {
             password_file.as_deref(),
             out_password_file.as_deref(),
         ),
-        Command::Audit(AuditCommand::Verify { file }) => commands::audit::verify(&file),
+        Command::Audit(AuditCommand::Verify { files }) => commands::audit::verify(&files),
         Command::Drain { config, resume } => commands::drain::run(&config, resume),
         Command::Cache(CacheCommand::Flush { config, key_id }) => {
             commands::cache::flush(&config, key_id.as_deref())

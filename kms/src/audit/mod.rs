@@ -23,6 +23,7 @@ pub mod aggregate;
 mod batch;
 mod client;
 mod record;
+mod rotate;
 mod settle;
 mod tail;
 mod verify;
@@ -39,10 +40,11 @@ use std::time::Duration;
 pub use aggregate::Notice;
 pub use client::{Client, ClientFields};
 pub use record::rfc3339_now;
+pub use rotate::Reopened;
 pub use settle::SETTLE_EVERY;
 pub use tail::TAIL_SCAN_BYTES;
 pub use verify::{Verification, verify};
-pub use writer::{SEAL_OPERATION, SEAL_OUTCOME};
+pub use writer::{CONTINUE_OPERATION, CONTINUE_OUTCOME, SEAL_OPERATION, SEAL_OUTCOME};
 
 use aggregate::{Aggregator, Cmd};
 use batch::Queue;
@@ -183,6 +185,8 @@ pub struct AuditLog {
     writer: Arc<tokio::sync::Mutex<Writer>>,
     queue: Arc<Queue>,
     aggregator: Arc<Aggregator>,
+    /// Bytes between two syncs of the file's data (kept for a new file).
+    settle_every: u64,
     /// Wakes the aggregate thread; dropping it ends the thread.
     wake: std::sync::Mutex<Sender<Cmd>>,
 }
@@ -231,9 +235,7 @@ impl AuditLog {
                     t.good_end,
                     t.torn,
                 );
-                if t.missing_newline {
-                    w.needs_newline = true;
-                }
+                w.needs_newline = t.missing_newline;
                 w
             }
         };
@@ -273,6 +275,7 @@ impl AuditLog {
             writer,
             queue,
             aggregator,
+            settle_every: tuning.settle_every,
             wake: std::sync::Mutex::new(tx),
         })
     }

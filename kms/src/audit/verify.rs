@@ -13,7 +13,7 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use super::writer::{SEAL_OPERATION, hash_hex};
+use super::writer::{CONTINUE_OPERATION, SEAL_OPERATION, hash_hex};
 
 const ZERO_HASH: [u8; 64] = [b'0'; 64];
 
@@ -21,6 +21,10 @@ const ZERO_HASH: [u8; 64] = [b'0'; 64];
 #[derive(Debug, Default)]
 pub struct Verification {
     pub records: u64,
+    /// The first record's sequence number and `prev` (lower-case hex).
+    pub first: Option<(u64, [u8; 64])>,
+    /// The last record's sequence number and the hash of its line.
+    pub last: Option<(u64, [u8; 64])>,
     /// Broken links, one per line.
     pub problems: Vec<String>,
     /// Sealed torn data: where it is and which seal covers it.
@@ -38,6 +42,36 @@ struct Junk {
 }
 
 /// Check a file's chain (see the module documentation).
+/// A file whose first record is an `audit-continue` record goes on with the
+/// chain of a file moved away at a log rotation: its first sequence number
+/// and `prev` are that file's, said in a note (the earlier file's last line
+/// hashes to that `prev`).
+fn continued(out: &mut Verification, v: &serde_json::Value, seq: &mut u64, prev: &mut [u8; 64]) {
+    if v["operation"].as_str() != Some(CONTINUE_OPERATION) {
+        return;
+    }
+    let (Some(s), Some(p)) = (v["seq"].as_u64(), v["prev"].as_str()) else {
+        return;
+    };
+    let Ok(p) = <[u8; 64]>::try_from(p.as_bytes()) else {
+        return;
+    };
+    *seq = s;
+    *prev = p;
+    out.notes.push(format!(
+        "line 1: continues the chain of an earlier file (a log rotation): its first record is number {s}, \
+         chained to a line that hashes to {}",
+        String::from_utf8_lossy(&p)
+    ));
+}
+
+/// A record's `prev`, or question marks where it has none of 64 bytes.
+fn prev_of(v: &serde_json::Value) -> [u8; 64] {
+    let p = v["prev"].as_str().map(str::as_bytes);
+    p.and_then(|p| <[u8; 64]>::try_from(p).ok())
+        .unwrap_or([b'?'; 64])
+}
+
 pub fn verify(path: &Path) -> std::io::Result<Verification> {
     let mut reader = BufReader::new(File::open(path)?);
     let mut out = Verification::default();
@@ -86,6 +120,9 @@ pub fn verify(path: &Path) -> std::io::Result<Verification> {
         if let Some(j) = junk.take() {
             settle(&mut out, j, &v, n);
         }
+        if n == 1 {
+            continued(&mut out, &v, &mut expect_seq, &mut prev);
+        }
         out.records += 1;
         match v["seq"].as_u64() {
             Some(s) if s == expect_seq => {}
@@ -100,8 +137,11 @@ pub fn verify(path: &Path) -> std::io::Result<Verification> {
                 "line {n}: hash chain broken: the line before it was edited, removed or inserted"
             ));
         }
-        expect_seq = v["seq"].as_u64().unwrap_or(expect_seq) + 1;
+        let seq = v["seq"].as_u64().unwrap_or(expect_seq);
+        out.first.get_or_insert_with(|| (seq, prev_of(&v)));
+        expect_seq = seq + 1;
         prev = hash_hex(line);
+        out.last = Some((seq, prev));
     }
     if let Some(j) = junk {
         out.problems.push(format!(

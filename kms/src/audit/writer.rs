@@ -28,6 +28,10 @@ use crate::text::{push_ascii, push_decimal};
 /// Operation and outcome of a seal record.
 pub const SEAL_OPERATION: &str = "audit-seal";
 pub const SEAL_OUTCOME: &str = "torn-data-sealed";
+/// Operation and outcome of the first record of a file that goes on with
+/// the chain of a file moved away (log rotation, [`super::rotate`]).
+pub const CONTINUE_OPERATION: &str = "audit-continue";
+pub const CONTINUE_OUTCOME: &str = "file-reopened";
 
 pub(super) struct Writer {
     pub(super) path: PathBuf,
@@ -193,6 +197,44 @@ impl Writer {
             self.settle = Some(Settle::start(file, self.good_end, every)?);
         }
         Ok(())
+    }
+
+    /// The device and inode of the file being written; `None` for a device
+    /// such as /dev/full, or when the kernel cannot say.
+    pub(super) fn identity(&self) -> Option<(u64, u64)> {
+        use std::os::unix::fs::MetadataExt;
+        if !self.regular {
+            return None;
+        }
+        self.file.metadata().ok().map(|m| (m.dev(), m.ino()))
+    }
+
+    /// Go on in `file`, a new and empty file at the same path: the one
+    /// written so far was moved away. Its torn bytes are sealed first if
+    /// they can be and its data synced; the new file's first record is an
+    /// `audit-continue` record with the next sequence number, chained to the
+    /// old file's last record, naming how many bytes the old file holds.
+    pub(super) fn continue_in(&mut self, file: File, settle_every: u64) -> Result<(), AuditError> {
+        if self.dirty
+            && let Err(e) = self.seal()
+        {
+            tracing::error!(error = %e, "cannot seal the torn tail of the audit file moved away; `cmx-kms audit verify` will report it there");
+        }
+        self.sync_written();
+        let previous_bytes = self.good_end;
+        self.settle = None;
+        self.file = file;
+        self.regular = true;
+        self.good_end = 0;
+        self.dirty = false;
+        self.needs_newline = false;
+        self.start_settling(settle_every)
+            .map_err(|e| self.write_err(&e))?;
+        self.append(|f| {
+            f.str("operation", CONTINUE_OPERATION, 64)
+                .str("outcome", CONTINUE_OUTCOME, 64)
+                .num("previous_file_bytes", previous_bytes);
+        })
     }
 
     /// Take everything written so far to disk (`fdatasync`), at a stop:

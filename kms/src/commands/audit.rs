@@ -1,31 +1,58 @@
-//! `cmx-kms audit verify FILE`: check an audit file's hash chain (finds
-//! removed, edited and inserted lines).
+//! `cmx-kms audit verify FILE...`: check audit files' hash chains (finds
+//! removed, edited and inserted lines, and files missing between rotated ones).
 
 #![allow(clippy::print_stdout)] // The command's report is its output.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::{CommandError, Status};
 
-/// `cmx-kms audit verify FILE`: 0 when the chain is intact, 65 when not.
-pub fn verify(path: &Path) -> Result<(), CommandError> {
-    let v = crate::audit::verify(path)
-        .map_err(|e| CommandError::Io(format!("cannot read {}: {e}", path.display())))?;
+/// `cmx-kms audit verify FILE...`: 0 when every chain is intact (and each
+/// file goes on with the chain of the one before it), 65 when not.
+pub fn verify(paths: &[PathBuf]) -> Result<(), CommandError> {
+    let mut problems = 0usize;
+    // The file before this one, and its last record (number, line hash).
+    let mut earlier: Option<&Path> = None;
+    let mut earlier_last = None;
+    for path in paths {
+        let v = crate::audit::verify(path)
+            .map_err(|e| CommandError::Io(format!("cannot read {}: {e}", path.display())))?;
+        let mut found: Vec<String> = v.problems.clone();
+        if let (Some(earlier), Some((seq, hash))) = (earlier, earlier_last)
+            && v.first != Some((seq + 1, hash))
+        {
+            found.push(format!(
+                "does not go on with the chain of {} (its last record is number {seq}): \
+                 a file between them is missing, or the order is wrong (oldest first)",
+                earlier.display()
+            ));
+        }
+        report(path, &v, &found);
+        problems += found.len();
+        (earlier, earlier_last) = (Some(path.as_path()), v.last);
+    }
+    if problems == 0 {
+        Ok(())
+    } else {
+        Err(CommandError::Reported(Status::Data))
+    }
+}
+
+fn report(path: &Path, v: &crate::audit::Verification, problems: &[String]) {
     for n in &v.notes {
         println!("{}: {n}", path.display());
     }
-    if v.problems.is_empty() {
+    if problems.is_empty() {
         println!("{}: {} record(s), chain intact", path.display(), v.records);
-        return Ok(());
+        return;
     }
-    for p in &v.problems {
+    for p in problems {
         println!("{}: {p}", path.display());
     }
     println!(
         "{}: {} record(s), {} problem(s)",
         path.display(),
         v.records,
-        v.problems.len()
+        problems.len()
     );
-    Err(CommandError::Reported(Status::Data))
 }

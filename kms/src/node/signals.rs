@@ -29,6 +29,24 @@ pub async fn shutdown() {
     }
 }
 
+/// After a log rotation moved the audit file away, go on in a new file at
+/// its path (whether or not the configuration then reloads).
+async fn reopen_audit(reloader: &super::Reloader) {
+    let Some(audit) = &reloader.app.audit else {
+        return;
+    };
+    match audit.reopen_if_moved().await {
+        Ok(crate::audit::Reopened::Same) => {}
+        Ok(crate::audit::Reopened::Continued) => tracing::info!(
+            path = %audit.path().display(),
+            "the audit file was moved away: records go on in a new file at its path, chained to the last record of the old one"
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot go on in a new audit file; records go on in the file moved away")
+        }
+    }
+}
+
 /// Reload the configuration on every SIGHUP (`systemctl reload`), forever.
 pub async fn reload_on_sighup(reloader: super::Reloader) {
     let Ok(mut hup) = signal(SignalKind::hangup()) else {
@@ -38,6 +56,7 @@ pub async fn reload_on_sighup(reloader: super::Reloader) {
     while hup.recv().await.is_some() {
         tracing::info!("SIGHUP: reloading configuration");
         crate::notify::reloading();
+        reopen_audit(&reloader).await;
         // Keystore decoding (PBKDF2) and backend set-up block: keep them off
         // the workers that serve requests.
         let r = reloader.clone();

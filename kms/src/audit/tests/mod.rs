@@ -296,3 +296,5 @@ fn assert_one_sealed_tear(path: &Path, records: u64, note: &str) {
 }
 
 mod group_commit;
+
+mod rotate;
