@@ -69,3 +69,84 @@ fn a_moved_audit_file_goes_on_in_a_new_one_after_a_reload() {
     assert_eq!(out.status.code(), Some(65), "{text}");
     assert!(text.contains("does not go on with the chain of"), "{text}");
 }
+
+/// The logrotate configuration `docs/operations.md` gives, run by the real
+/// logrotate: only the path, the owner in `create` (there is no `kms` user
+/// here) and the reload command (no systemd) are this test's.
+#[test]
+fn logrotate_with_the_documented_configuration_keeps_one_chain() {
+    let logrotate = ["/usr/sbin/logrotate", "/usr/bin/logrotate"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("logrotate is missing: run scripts/setup-test-deps");
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki(dir.path());
+    let node = TestNode::start(&pki, &dir.path().join("node"), "");
+    let b = node.client(&pki, &pki.cmx_backend);
+    let d = node.client(&pki, &pki.cmx_device);
+    let body = chain(&b);
+    assert_eq!(d.post("/v1/workspace-keys/decrypt", &body).status, 200);
+
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/operations.md"
+    ))
+    .unwrap();
+    let start = doc
+        .find("/var/log/kms/audit.log {")
+        .expect("the documented configuration");
+    let conf = &doc[start..];
+    let conf = &conf[..conf.find("\n}\n").expect("its end") + 3];
+    let conf = conf
+        .replace("/var/log/kms/audit.log", &node.audit.display().to_string())
+        .replace("create 0640 kms kms", "create 0640")
+        .replace(
+            "systemctl reload cmx-kms",
+            &format!("kill -HUP {}", node.child.id()),
+        );
+    assert!(
+        conf.contains("kill -HUP") && conf.contains("create 0640\n"),
+        "{conf}"
+    );
+    let conf_path = dir.path().join("logrotate.conf");
+    std::fs::write(&conf_path, conf).unwrap();
+    let out = Command::new(logrotate)
+        .arg("--force")
+        .arg("--state")
+        .arg(dir.path().join("logrotate.state"))
+        .arg(&conf_path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    wait_for(
+        "the new audit file's first record",
+        Duration::from_secs(30),
+        || std::fs::read_to_string(&node.audit).is_ok_and(|t| t.contains("\"audit-continue\"")),
+    );
+    assert_eq!(d.post("/v1/workspace-keys/decrypt", &body).status, 200);
+    let rotated: Vec<_> = std::fs::read_dir(dir.path().join("node"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("audit.log-")
+        })
+        .collect();
+    assert_eq!(
+        rotated.len(),
+        1,
+        "one rotated file, not compressed yet: {rotated:?}"
+    );
+    let out = verify(&[&rotated[0], &node.audit]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("4 record(s), chain intact"), "{text}");
+    assert!(text.contains("2 record(s), chain intact"), "{text}");
+}
