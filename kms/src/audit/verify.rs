@@ -41,7 +41,6 @@ struct Junk {
     records_before: u64,
 }
 
-/// Check a file's chain (see the module documentation).
 /// A file whose first record is an `audit-continue` record goes on with the
 /// chain of a file moved away at a log rotation: its first sequence number
 /// and `prev` are that file's, said in a note (the earlier file's last line
@@ -72,6 +71,7 @@ fn prev_of(v: &serde_json::Value) -> [u8; 64] {
         .unwrap_or([b'?'; 64])
 }
 
+/// Check a file's chain (see the module documentation).
 pub fn verify(path: &Path) -> std::io::Result<Verification> {
     let mut reader = BufReader::new(File::open(path)?);
     let mut out = Verification::default();

@@ -228,13 +228,17 @@ impl Writer {
         self.good_end = 0;
         self.dirty = false;
         self.needs_newline = false;
-        self.start_settling(settle_every)
-            .map_err(|e| self.write_err(&e))?;
-        self.append(|f| {
+        let continued = self.append(|f| {
             f.str("operation", CONTINUE_OPERATION, 64)
                 .str("outcome", CONTINUE_OUTCOME, 64)
                 .num("previous_file_bytes", previous_bytes);
-        })
+        });
+        // Without the thread the file is written as before; its pages stay
+        // in the page cache until the kernel writes them back.
+        if let Err(e) = self.start_settling(settle_every) {
+            tracing::error!(error = %e, "cannot start the audit settle thread for the new audit file");
+        }
+        continued
     }
 
     /// Take everything written so far to disk (`fdatasync`), at a stop:
