@@ -169,7 +169,7 @@ pub const KEYS: &[KeySpec] = &[
     key("kms.cache.max-entries", "integer", "10000", "no", "Most customer keys cached at once."),
     key("kms.cache.idle-ttl", "duration", "0", "no", "A cached customer key unused this long leaves memory before its TTL; 0 turns the idle limit off."),
     // Audit (ours).
-    key("kms.audit.file", "path", "/var/log/kms/audit.log", "no", "JSON audit trail, one event per key operation."),
+    key("kms.audit.file", "path", "/var/log/kms/audit.log", "no", "JSON audit trail, one event per key operation. Moved away (logrotate), a reload goes on in a new file at the path, chained to the old one."),
     // Limits (ours).
     key("kms.limits.backend-concurrency", "integer", "64", "no", "Most requests in flight to the HSM or Vault at once."),
     key("kms.limits.device.rate", "integer", "100", "no", "Requests per second allowed from each device source address (devices share one certificate); 0 = unlimited."),
