@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use support::client::chain;
+use support::client::{Client, chain};
 use support::node::TestNode;
 use support::{pki, wait_for};
 
@@ -22,14 +22,20 @@ fn verify(paths: &[&Path]) -> Output {
         .unwrap()
 }
 
-#[test]
-fn a_moved_audit_file_goes_on_in_a_new_one_after_a_reload() {
+/// A node, a device client and a decrypt request of a key chain the backend
+/// made (three records in the trail).
+fn node_with_a_chain() -> (tempfile::TempDir, TestNode, Client, serde_json::Value) {
     let dir = tempfile::tempdir().unwrap();
     let pki = pki(dir.path());
     let node = TestNode::start(&pki, &dir.path().join("node"), "");
-    let b = node.client(&pki, &pki.cmx_backend);
-    let d = node.client(&pki, &pki.cmx_device);
-    let body = chain(&b);
+    let body = chain(&node.client(&pki, &pki.cmx_backend));
+    let device = node.client(&pki, &pki.cmx_device);
+    (dir, node, device, body)
+}
+
+#[test]
+fn a_moved_audit_file_goes_on_in_a_new_one_after_a_reload() {
+    let (dir, node, d, body) = node_with_a_chain();
     let old = dir.path().join("audit.log.1");
     std::fs::rename(&node.audit, &old).unwrap();
     // Until the reload, records go on in the file moved away.
@@ -79,12 +85,7 @@ fn logrotate_with_the_documented_configuration_keeps_one_chain() {
         .into_iter()
         .find(|p| Path::new(p).exists())
         .expect("logrotate is missing: run scripts/setup-test-deps");
-    let dir = tempfile::tempdir().unwrap();
-    let pki = pki(dir.path());
-    let node = TestNode::start(&pki, &dir.path().join("node"), "");
-    let b = node.client(&pki, &pki.cmx_backend);
-    let d = node.client(&pki, &pki.cmx_device);
-    let body = chain(&b);
+    let (dir, node, d, body) = node_with_a_chain();
     assert_eq!(d.post("/v1/workspace-keys/decrypt", &body).status, 200);
 
     let doc = std::fs::read_to_string(concat!(
