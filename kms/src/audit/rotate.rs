@@ -59,7 +59,7 @@ impl AuditLog {
             .mode(0o640)
             .open(&self.path)
             .map_err(|e| refuse(e.to_string()))?;
-        w.continue_in(file, self.settle_every)?;
+        w.continue_in(file, self.settle_every);
         Ok(Reopened::Continued)
     }
 }

@@ -44,9 +44,21 @@ struct Junk {
 /// A file whose first record is an `audit-continue` record goes on with the
 /// chain of a file moved away at a log rotation: its first sequence number
 /// and `prev` are that file's, said in a note (the earlier file's last line
-/// hashes to that `prev`).
-fn continued(out: &mut Verification, v: &serde_json::Value, seq: &mut u64, prev: &mut [u8; 64]) {
-    if v["operation"].as_str() != Some(CONTINUE_OPERATION) {
+/// hashes to that `prev`). So does one whose first record seals torn bytes
+/// at its very start: the first try of that record, cut short by a full disk.
+fn continued(
+    out: &mut Verification,
+    v: &serde_json::Value,
+    n: usize,
+    seq: &mut u64,
+    prev: &mut [u8; 64],
+) {
+    let starts = match v["operation"].as_str() {
+        Some(CONTINUE_OPERATION) => true,
+        Some(SEAL_OPERATION) => v["torn_offset"].as_u64() == Some(0),
+        _ => false,
+    };
+    if !starts {
         return;
     }
     let (Some(s), Some(p)) = (v["seq"].as_u64(), v["prev"].as_str()) else {
@@ -55,10 +67,14 @@ fn continued(out: &mut Verification, v: &serde_json::Value, seq: &mut u64, prev:
     let Ok(p) = <[u8; 64]>::try_from(p.as_bytes()) else {
         return;
     };
+    if p == ZERO_HASH {
+        // The start of a chain, not the rest of one.
+        return;
+    }
     *seq = s;
     *prev = p;
     out.notes.push(format!(
-        "line 1: continues the chain of an earlier file (a log rotation): its first record is number {s}, \
+        "line {n}: continues the chain of an earlier file (a log rotation): its first record is number {s}, \
          chained to a line that hashes to {}",
         String::from_utf8_lossy(&p)
     ));
@@ -120,8 +136,8 @@ pub fn verify(path: &Path) -> std::io::Result<Verification> {
         if let Some(j) = junk.take() {
             settle(&mut out, j, &v, n);
         }
-        if n == 1 {
-            continued(&mut out, &v, &mut expect_seq, &mut prev);
+        if out.records == 0 {
+            continued(&mut out, &v, n, &mut expect_seq, &mut prev);
         }
         out.records += 1;
         match v["seq"].as_u64() {

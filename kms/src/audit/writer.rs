@@ -23,6 +23,8 @@ use super::batch::{Appended, Spare, split, whole_records};
 use super::record::{Clock, Fields, unix_ms};
 use super::settle::Settle;
 use super::tail::torn_region;
+
+mod rotation;
 use crate::text::{push_ascii, push_decimal};
 
 /// Operation and outcome of a seal record.
@@ -57,6 +59,9 @@ pub(super) struct Writer {
     ends: Vec<(usize, [u8; 64])>,
     /// Syncs written data and lets go of its pages ([`super::settle`]).
     settle: Option<Settle>,
+    /// A new file's `audit-continue` record not written yet (its write
+    /// failed): the old file's length, for the next try ([`rotation`]).
+    pending_continue: Option<u64>,
     /// Fail writes after this many more bytes (tests: a real partial write
     /// needs a full disk).
     #[cfg(test)]
@@ -95,6 +100,7 @@ impl Writer {
             writes: 0,
             ends: Vec::new(),
             settle: None,
+            pending_continue: None,
             #[cfg(test)]
             cut_after: None,
         }
@@ -137,6 +143,9 @@ impl Writer {
         if self.dirty
             && let Err(e) = self.seal()
         {
+            return Appended::failed(e);
+        }
+        if let Err(e) = self.write_pending_continue() {
             return Appended::failed(e);
         }
         let prefix = self.needs_newline.then_some("\n");
@@ -197,48 +206,6 @@ impl Writer {
             self.settle = Some(Settle::start(file, self.good_end, every)?);
         }
         Ok(())
-    }
-
-    /// The device and inode of the file being written; `None` for a device
-    /// such as /dev/full, or when the kernel cannot say.
-    pub(super) fn identity(&self) -> Option<(u64, u64)> {
-        use std::os::unix::fs::MetadataExt;
-        if !self.regular {
-            return None;
-        }
-        self.file.metadata().ok().map(|m| (m.dev(), m.ino()))
-    }
-
-    /// Go on in `file`, a new and empty file at the same path: the one
-    /// written so far was moved away. Its torn bytes are sealed first if
-    /// they can be and its data synced; the new file's first record is an
-    /// `audit-continue` record with the next sequence number, chained to the
-    /// old file's last record, naming how many bytes the old file holds.
-    pub(super) fn continue_in(&mut self, file: File, settle_every: u64) -> Result<(), AuditError> {
-        if self.dirty
-            && let Err(e) = self.seal()
-        {
-            tracing::error!(error = %e, "cannot seal the torn tail of the audit file moved away; `cmx-kms audit verify` will report it there");
-        }
-        self.sync_written();
-        let previous_bytes = self.good_end;
-        self.settle = None;
-        self.file = file;
-        self.regular = true;
-        self.good_end = 0;
-        self.dirty = false;
-        self.needs_newline = false;
-        let continued = self.append(|f| {
-            f.str("operation", CONTINUE_OPERATION, 64)
-                .str("outcome", CONTINUE_OUTCOME, 64)
-                .num("previous_file_bytes", previous_bytes);
-        });
-        // Without the thread the file is written as before; its pages stay
-        // in the page cache until the kernel writes them back.
-        if let Err(e) = self.start_settling(settle_every) {
-            tracing::error!(error = %e, "cannot start the audit settle thread for the new audit file");
-        }
-        continued
     }
 
     /// Take everything written so far to disk (`fdatasync`), at a stop:

@@ -65,3 +65,40 @@ async fn an_empty_file_left_by_logrotate_is_taken_and_another_trail_is_not() {
     assert_eq!((v.records, v.problems.len()), (3, 0), "{:?}", v.problems);
     assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\"seq\":0}\n");
 }
+
+#[tokio::test]
+async fn a_continue_record_the_disk_refused_is_written_before_the_next_record() {
+    // 0: the disk takes nothing; 10: it takes the record's first bytes.
+    for (cut, want) in [
+        (0, vec!["audit-continue", "c"]),
+        (10, vec!["audit-seal", "audit-continue", "c"]),
+    ] {
+        let (dir, path, log) = new_log();
+        log.record(&event("a"), Company::Others).await.unwrap();
+        let old = dir.path().join("audit.log.1");
+        std::fs::rename(&path, &old).unwrap();
+        log.writer.lock().await.cut_after = Some(cut);
+        assert_eq!(log.reopen_if_moved().await.unwrap(), Reopened::Continued);
+        // Still full: the record fails, and its file's first record with it.
+        assert!(log.record(&event("b"), Company::Others).await.is_err());
+        log.writer.lock().await.cut_after = None;
+        log.record(&event("c"), Company::Others).await.unwrap();
+
+        let text = std::fs::read_to_string(&path).unwrap();
+        let ops: Vec<String> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .map(|v| v["operation"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(ops, want, "cut {cut}: {text}");
+        let (a, b) = (verify(&old).unwrap(), verify(&path).unwrap());
+        assert!(b.problems.is_empty(), "cut {cut}: {:?}", b.problems);
+        assert!(
+            b.notes.iter().any(|n| n.contains("continues the chain")),
+            "cut {cut}: {:?}",
+            b.notes
+        );
+        let (seq, hash) = a.last.unwrap();
+        assert_eq!(b.first, Some((seq + 1, hash)), "cut {cut}");
+    }
+}
