@@ -172,6 +172,17 @@ pub enum AuditError {
     BadTail { path: PathBuf },
 }
 
+/// Open the audit file for appending, or create it with mode 0640: at start,
+/// and for the new file after a rotation ([`rotate`]).
+fn open_file(path: &Path) -> std::io::Result<std::fs::File> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .read(true)
+        .mode(0o640)
+        .open(path)
+}
+
 /// The audit log.
 ///
 /// Key-operation records are queued and written by the requests' own tasks,
@@ -205,13 +216,7 @@ impl AuditLog {
             path: path.to_owned(),
             reason: e.to_string(),
         };
-        let mut file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .read(true)
-            .mode(0o640)
-            .open(path)
-            .map_err(open_err)?;
+        let mut file = open_file(path).map_err(open_err)?;
         // A device such as /dev/full has no tail to continue from.
         let regular = file.metadata().map_err(open_err)?.is_file();
         let tail = if regular {

@@ -6,9 +6,8 @@
 //! Until the reload, records keep going into the moved file, so none is
 //! lost whenever the reload comes.
 
-use std::fs::OpenOptions;
 use std::io::ErrorKind;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 
 use super::{AuditError, AuditLog};
 
@@ -52,13 +51,7 @@ impl AuditLog {
             Err(e) if e.kind() == ErrorKind::NotFound => {}
             Err(e) => return Err(refuse(e.to_string())),
         }
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .read(true)
-            .mode(0o640)
-            .open(&self.path)
-            .map_err(|e| refuse(e.to_string()))?;
+        let file = super::open_file(&self.path).map_err(|e| refuse(e.to_string()))?;
         w.continue_in(file, self.settle_every);
         Ok(Reopened::Continued)
     }

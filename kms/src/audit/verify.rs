@@ -61,14 +61,11 @@ fn continued(
     if !starts {
         return;
     }
-    let (Some(s), Some(p)) = (v["seq"].as_u64(), v["prev"].as_str()) else {
+    let (Some(s), p) = (v["seq"].as_u64(), prev_of(v)) else {
         return;
     };
-    let Ok(p) = <[u8; 64]>::try_from(p.as_bytes()) else {
-        return;
-    };
-    if p == ZERO_HASH {
-        // The start of a chain, not the rest of one.
+    if p == ZERO_HASH || p == NO_PREV {
+        // The start of a chain, not the rest of one; or no chain at all.
         return;
     }
     *seq = s;
@@ -80,11 +77,14 @@ fn continued(
     ));
 }
 
-/// A record's `prev`, or question marks where it has none of 64 bytes.
+/// What [`prev_of`] gives for a record without a `prev` of 64 bytes.
+const NO_PREV: [u8; 64] = [b'?'; 64];
+
+/// A record's `prev`, or [`NO_PREV`] where it has none of 64 bytes.
 fn prev_of(v: &serde_json::Value) -> [u8; 64] {
     let p = v["prev"].as_str().map(str::as_bytes);
     p.and_then(|p| <[u8; 64]>::try_from(p).ok())
-        .unwrap_or([b'?'; 64])
+        .unwrap_or(NO_PREV)
 }
 
 /// Check a file's chain (see the module documentation).

@@ -145,7 +145,9 @@ impl Writer {
         {
             return Appended::failed(e);
         }
-        if let Err(e) = self.write_pending_continue() {
+        if self.pending_continue.is_some()
+            && let Err(e) = self.write_pending_continue()
+        {
             return Appended::failed(e);
         }
         let prefix = self.needs_newline.then_some("\n");

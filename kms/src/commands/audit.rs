@@ -15,20 +15,19 @@ pub fn verify(paths: &[PathBuf]) -> Result<(), CommandError> {
     let mut earlier: Option<&Path> = None;
     let mut earlier_last = None;
     for path in paths {
-        let v = crate::audit::verify(path)
+        let mut v = crate::audit::verify(path)
             .map_err(|e| CommandError::Io(format!("cannot read {}: {e}", path.display())))?;
-        let mut found: Vec<String> = v.problems.clone();
         if let (Some(earlier), Some((seq, hash))) = (earlier, earlier_last)
             && v.first != Some((seq + 1, hash))
         {
-            found.push(format!(
+            v.problems.push(format!(
                 "does not go on with the chain of {} (its last record is number {seq}): \
                  a file between them is missing, or the order is wrong (oldest first)",
                 earlier.display()
             ));
         }
-        report(path, &v, &found);
-        problems += found.len();
+        report(path, &v);
+        problems += v.problems.len();
         (earlier, earlier_last) = (Some(path.as_path()), v.last);
     }
     if problems == 0 {
@@ -38,21 +37,21 @@ pub fn verify(paths: &[PathBuf]) -> Result<(), CommandError> {
     }
 }
 
-fn report(path: &Path, v: &crate::audit::Verification, problems: &[String]) {
+fn report(path: &Path, v: &crate::audit::Verification) {
     for n in &v.notes {
         println!("{}: {n}", path.display());
     }
-    if problems.is_empty() {
+    if v.problems.is_empty() {
         println!("{}: {} record(s), chain intact", path.display(), v.records);
         return;
     }
-    for p in problems {
+    for p in &v.problems {
         println!("{}: {p}", path.display());
     }
     println!(
         "{}: {} record(s), {} problem(s)",
         path.display(),
         v.records,
-        problems.len()
+        v.problems.len()
     );
 }
