@@ -73,7 +73,121 @@ fn a_moved_audit_file_goes_on_in_a_new_one_after_a_reload() {
     let out = verify(&[&node.audit, &old]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(65), "{text}");
-    assert!(text.contains("does not go on with the chain of"), "{text}");
+    assert!(text.contains("starts a new chain"), "{text}");
+    assert!(text.contains("oldest first"), "{text}");
+    // The old file cut short after the node left it: the new file's first
+    // record says how long it was.
+    let cut = dir.path().join("audit.log.1-cut");
+    let lines: Vec<&str> = old_text.lines().collect();
+    std::fs::write(&cut, format!("{}\n", lines[..3].join("\n"))).unwrap();
+    let out = verify(&[&cut, &node.audit]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(65), "{text}");
+    assert!(
+        text.contains(&format!(
+            "the node left that file at {} bytes",
+            old_text.len()
+        )),
+        "{text}"
+    );
+    // A compressed file is named as one, not taken for a torn trail.
+    let gz = Command::new("gzip").arg("-k").arg(&old).status().unwrap();
+    assert!(gz.success());
+    let out = verify(&[&dir.path().join("audit.log.1.gz"), &node.audit]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(65), "{text}");
+    assert!(
+        text.contains("compressed with gzip: decompress it first"),
+        "{text}"
+    );
+}
+
+/// A file deleted before the reload (`rm`, or `mv` to another file system,
+/// which copies it and deletes the original) held records nobody could
+/// reach: the node saves its whole content beside the path at the reload.
+#[test]
+fn a_deleted_audit_file_is_saved_at_the_reload() {
+    let (dir, node, d, body) = node_with_a_chain();
+    let copy = dir.path().join("copied.log");
+    std::fs::copy(&node.audit, &copy).unwrap();
+    std::fs::remove_file(&node.audit).unwrap();
+    // Answered while the file has no name: its record is only in it.
+    assert_eq!(d.post("/v1/workspace-keys/decrypt", &body).status, 200);
+
+    node.signal("HUP");
+    wait_for("the deleted file saved", Duration::from_secs(30), || {
+        node.log_text().contains("the audit file was deleted")
+    });
+    let saved: Vec<_> = std::fs::read_dir(node.audit.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().contains("audit.log.deleted-"))
+        .collect();
+    assert_eq!(saved.len(), 1, "{saved:?}");
+    let saved_text = std::fs::read_to_string(&saved[0]).unwrap();
+    assert_eq!(
+        saved_text.lines().count(),
+        4,
+        "three creations and the decrypt"
+    );
+    assert_eq!(d.post("/v1/workspace-keys/decrypt", &body).status, 200);
+    let out = verify(&[&saved[0], &node.audit]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // The copy lacks the record answered after it was made.
+    assert_eq!(std::fs::read_to_string(&copy).unwrap().lines().count(), 3);
+}
+
+/// Two processes appending to one trail would break its chain for good: a
+/// second node on the same audit file is refused at start.
+#[test]
+fn a_second_node_on_the_same_audit_file_is_refused() {
+    let (dir, node, _d, _body) = node_with_a_chain();
+    let ports = (support::node::free_port(), support::node::free_port());
+    let text = std::fs::read_to_string(&node.properties).unwrap();
+    let props: String = text
+        .lines()
+        .map(|l| match l.split_once('=') {
+            Some(("kms.server.port", _)) => format!("kms.server.port={}", ports.0),
+            Some(("kms.metrics.port", _)) => format!("kms.metrics.port={}", ports.1),
+            _ => l.to_owned(),
+        })
+        .map(|l| l + "\n")
+        .collect();
+    let second = dir.path().join("second.properties");
+    std::fs::write(&second, props).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cmx-kms"))
+        .args(["serve", "-c"])
+        .arg(&second)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let exited = wait_for_exit(&mut child, Duration::from_secs(60));
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(exited, "the second node kept running: {err}");
+    assert_eq!(out.status.code(), Some(78), "{err}");
+    assert!(
+        err.contains("another process is writing this audit file"),
+        "{err}"
+    );
+}
+
+/// Whether `child` exits within `timeout`; killed if not.
+fn wait_for_exit(child: &mut std::process::Child, timeout: Duration) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < deadline {
+        if child.try_wait().unwrap().is_some() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    false
 }
 
 /// The logrotate configuration `docs/operations.md` gives, run by the real

@@ -31,11 +31,14 @@ mod writer;
 
 use std::borrow::Cow;
 use std::fs::OpenOptions;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc::Sender;
 use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
 
 pub use aggregate::Notice;
 pub use client::{Client, ClientFields};
@@ -183,6 +186,36 @@ fn open_file(path: &Path) -> std::io::Result<std::fs::File> {
         .open(path)
 }
 
+/// Lock the audit file `file` just opened at `path` (`flock`, exclusive)
+/// for as long as the node writes it: two processes appending to one chain
+/// would break it for good. The lock is on a descriptor of its own, held by
+/// the [`AuditLog`], so that it ends with it (the writer's descriptor lives
+/// on in its threads a little longer). `None` for a device such as
+/// /dev/stderr, or a file system without locks (some network mounts).
+fn lock_file(path: &Path, file: &std::fs::File) -> std::io::Result<Option<Flock<std::fs::File>>> {
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Ok(None);
+    }
+    let lock = std::fs::File::open(path)?;
+    let same = lock.metadata()?;
+    if (same.dev(), same.ino()) != (meta.dev(), meta.ino()) {
+        return Err(std::io::Error::other(
+            "the file at this path changed while it was opened; try again",
+        ));
+    }
+    match Flock::lock(lock, FlockArg::LockExclusiveNonblock) {
+        Ok(locked) => Ok(Some(locked)),
+        Err((_, Errno::EWOULDBLOCK)) => Err(std::io::Error::other(
+            "another process is writing this audit file (another cmx-kms node on this host?); \
+             each node needs an audit file of its own: stop the other process, or give this \
+             node another kms.audit.file",
+        )),
+        Err((_, Errno::ENOLCK | Errno::EOPNOTSUPP)) => Ok(None),
+        Err((_, e)) => Err(e.into()),
+    }
+}
+
 /// The audit log.
 ///
 /// Key-operation records are queued and written by the requests' own tasks,
@@ -200,6 +233,8 @@ pub struct AuditLog {
     settle_every: u64,
     /// Wakes the aggregate thread; dropping it ends the thread.
     wake: std::sync::Mutex<Sender<Cmd>>,
+    /// The lock on the file being written ([`lock_file`]).
+    lock: std::sync::Mutex<Option<Flock<std::fs::File>>>,
 }
 
 impl AuditLog {
@@ -217,6 +252,7 @@ impl AuditLog {
             reason: e.to_string(),
         };
         let mut file = open_file(path).map_err(open_err)?;
+        let lock = lock_file(path, &file).map_err(open_err)?;
         // A device such as /dev/full has no tail to continue from.
         let regular = file.metadata().map_err(open_err)?.is_file();
         let tail = if regular {
@@ -282,6 +318,7 @@ impl AuditLog {
             aggregator,
             settle_every: tuning.settle_every,
             wake: std::sync::Mutex::new(tx),
+            lock: std::sync::Mutex::new(lock),
         })
     }
 

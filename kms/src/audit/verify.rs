@@ -25,6 +25,9 @@ pub struct Verification {
     pub first: Option<(u64, [u8; 64])>,
     /// The last record's sequence number and the hash of its line.
     pub last: Option<(u64, [u8; 64])>,
+    /// How many bytes the file before held when the node went on in this
+    /// one (the first record's `previous_file_bytes`, after a rotation).
+    pub previous_file_bytes: Option<u64>,
     /// Broken links, one per line.
     pub problems: Vec<String>,
     /// Sealed torn data: where it is and which seal covers it.
@@ -70,6 +73,7 @@ fn continued(
     }
     *seq = s;
     *prev = p;
+    out.previous_file_bytes = v["previous_file_bytes"].as_u64();
     out.notes.push(format!(
         "line {n}: continues the chain of an earlier file (a log rotation): its first record is number {s}, \
          chained to a line that hashes to {}",
@@ -91,6 +95,13 @@ fn prev_of(v: &serde_json::Value) -> [u8; 64] {
 pub fn verify(path: &Path) -> std::io::Result<Verification> {
     let mut reader = BufReader::new(File::open(path)?);
     let mut out = Verification::default();
+    if reader.fill_buf()?.starts_with(&[0x1f, 0x8b]) {
+        out.problems.push(
+            "compressed with gzip: decompress it first (`gunzip -k`) and verify the plain file"
+                .into(),
+        );
+        return Ok(out);
+    }
     let mut prev = ZERO_HASH;
     let mut expect_seq = 0u64;
     let mut junk: Option<Junk> = None;
@@ -162,7 +173,8 @@ pub fn verify(path: &Path) -> std::io::Result<Verification> {
     if let Some(j) = junk {
         out.problems.push(format!(
             "line {}: torn last record ({} bytes at offset {}), not sealed yet: the {} record(s) before it verify; \
-             starting the node seals it",
+             if the node writes this file, its next start seals it (in a file rotated away, the file was cut or \
+             edited after the node left it)",
             j.first_line, j.bytes, j.offset, j.records_before
         ));
     }

@@ -35,11 +35,29 @@ async fn reopen_audit(reloader: &super::Reloader) {
     let Some(audit) = &reloader.app.audit else {
         return;
     };
+    use crate::audit::Reopened;
     match audit.reopen_if_moved().await {
-        Ok(crate::audit::Reopened::Same) => {}
-        Ok(crate::audit::Reopened::Continued) => tracing::info!(
+        Ok(Reopened::Same) => {}
+        Ok(Reopened::Continued) => tracing::info!(
             path = %audit.path().display(),
             "the audit file was moved away: records go on in a new file at its path, chained to the last record of the old one"
+        ),
+        Ok(Reopened::Saved { saved, bytes }) => tracing::warn!(
+            path = %audit.path().display(),
+            saved = %saved.display(),
+            bytes,
+            "the audit file was deleted, or moved to another file system (which copies it and deletes the original), \
+             before the reload: the records written since were only in the deleted file. Its whole content is saved \
+             in `saved`: keep that file in place of any copy (it holds every record the copy has, and the later ones). \
+             Records go on in a new file at the path, chained to it. Rename audit files within their file system"
+        ),
+        Ok(Reopened::NotSaved { tried, reason }) => tracing::error!(
+            path = %audit.path().display(),
+            tried = %tried.display(),
+            error = %reason,
+            "the audit file was deleted, or moved to another file system, before the reload, and its content could \
+             not be saved: the records written into it since it was deleted are lost (`cmx-kms audit verify` shows \
+             the gap). Records go on in a new file at the path. Rename audit files within their file system"
         ),
         Err(e) => {
             tracing::error!(error = %e, "cannot go on in a new audit file; records go on in the file moved away")

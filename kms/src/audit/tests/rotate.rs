@@ -102,3 +102,85 @@ async fn a_continue_record_the_disk_refused_is_written_before_the_next_record() 
         assert_eq!(b.first, Some((seq + 1, hash)), "cut {cut}");
     }
 }
+
+/// A deleted file (removed, or moved to another file system: a copy, then
+/// an unlink) holds records nobody can reach: they are saved beside the path.
+#[tokio::test]
+async fn a_deleted_file_is_saved_whole_before_the_switch() {
+    let (dir, path, log) = new_log();
+    log.record(&event("a"), Company::Others).await.unwrap();
+    // `mv` to another file system: what it copies, then the original gone.
+    let copy = dir.path().join("copied.log");
+    std::fs::copy(&path, &copy).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    // Answered while the file has no name: only in the deleted file.
+    log.record(&event("b"), Company::Others).await.unwrap();
+    let Reopened::Saved { saved, bytes } = log.reopen_if_moved().await.unwrap() else {
+        panic!("the deleted file is saved");
+    };
+    log.record(&event("c"), Company::Others).await.unwrap();
+
+    assert!(saved.starts_with(dir.path()), "{}", saved.display());
+    let name = saved.file_name().unwrap().to_str().unwrap();
+    assert!(name.starts_with("audit.log.deleted-"), "{name}");
+    assert_eq!(std::fs::metadata(&saved).unwrap().len(), bytes);
+    let mode = std::fs::metadata(&saved).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o640);
+    let (c, s, n) = (
+        verify(&copy).unwrap(),
+        verify(&saved).unwrap(),
+        verify(&path).unwrap(),
+    );
+    assert_eq!(
+        (c.records, s.records),
+        (1, 2),
+        "the saved file has the record the copy lacks"
+    );
+    assert!(s.problems.is_empty(), "{:?}", s.problems);
+    let (seq, hash) = s.last.unwrap();
+    assert_eq!(
+        n.first,
+        Some((seq + 1, hash)),
+        "the new file continues the saved one"
+    );
+    assert!(n.problems.is_empty(), "{:?}", n.problems);
+}
+
+#[tokio::test]
+async fn a_directory_at_the_path_is_refused_as_what_it_is() {
+    let (dir, path, log) = new_log();
+    log.record(&event("a"), Company::Others).await.unwrap();
+    std::fs::rename(&path, dir.path().join("audit.log.1")).unwrap();
+    std::fs::create_dir(&path).unwrap();
+    let refused = log.reopen_if_moved().await;
+    assert!(
+        matches!(&refused, Err(AuditError::Open { reason, .. }) if reason.contains("not a file")),
+        "{refused:?}"
+    );
+    std::fs::remove_dir(&path).unwrap();
+    std::os::unix::fs::symlink(dir.path().join("gone/audit.log"), &path).unwrap();
+    let refused = log.reopen_if_moved().await;
+    assert!(
+        matches!(&refused, Err(AuditError::Open { reason, .. }) if reason.contains("symbolic link")),
+        "{refused:?}"
+    );
+}
+
+/// Two writers of one chain would break it: a second open is refused, at
+/// start and after a rotation, and the lock goes with the file.
+#[tokio::test]
+async fn one_writer_per_audit_file() {
+    let (dir, path, log) = new_log();
+    let second = AuditLog::open(&path);
+    assert!(
+        matches!(&second, Err(AuditError::Open { reason, .. }) if reason.contains("another process")),
+        "{:?}",
+        second.err()
+    );
+    let old = dir.path().join("audit.log.1");
+    std::fs::rename(&path, &old).unwrap();
+    assert_eq!(log.reopen_if_moved().await.unwrap(), Reopened::Continued);
+    assert!(AuditLog::open(&path).is_err(), "the new file is locked");
+    // The file moved away is no longer written: another node may take it.
+    assert!(AuditLog::open(&old).is_ok());
+}

@@ -9,13 +9,17 @@ use super::{CONTINUE_OPERATION, CONTINUE_OUTCOME, Writer};
 use crate::audit::AuditError;
 
 impl Writer {
-    /// The device and inode of the file being written; `None` for a device
-    /// such as /dev/full, or when the kernel cannot say.
-    pub(in crate::audit) fn identity(&self) -> Option<(u64, u64)> {
+    /// The device and inode of the file being written, and how many names
+    /// it has (0 once deleted); `None` for a device such as /dev/full, or
+    /// when the kernel cannot say.
+    pub(in crate::audit) fn identity(&self) -> Option<((u64, u64), u64)> {
         if !self.regular {
             return None;
         }
-        self.file.metadata().ok().map(|m| (m.dev(), m.ino()))
+        self.file
+            .metadata()
+            .ok()
+            .map(|m| ((m.dev(), m.ino()), m.nlink()))
     }
 
     /// Go on in `file`, a new and empty file at the same path: the one
@@ -25,8 +29,8 @@ impl Writer {
     /// old file's last record, naming how many bytes the old file holds. If
     /// that record cannot be written now (a full disk), it is written before
     /// the next record instead, so the new file still begins with it (after
-    /// a seal of whatever part of it got out).
-    pub(in crate::audit) fn continue_in(&mut self, file: File, settle_every: u64) {
+    /// a seal of whatever part of it got out). Returns the old file.
+    pub(in crate::audit) fn continue_in(&mut self, file: File, settle_every: u64) -> File {
         if self.dirty
             && let Err(e) = self.seal()
         {
@@ -35,7 +39,7 @@ impl Writer {
         self.sync_written();
         self.pending_continue = Some(self.good_end);
         self.settle = None;
-        self.file = file;
+        let old = std::mem::replace(&mut self.file, file);
         self.regular = true;
         self.good_end = 0;
         self.dirty = false;
@@ -48,6 +52,7 @@ impl Writer {
         if let Err(e) = self.start_settling(settle_every) {
             tracing::error!(error = %e, "cannot start the audit settle thread for the new audit file");
         }
+        old
     }
 
     /// Write the pending `audit-continue` record, if any; it stays pending
