@@ -91,15 +91,20 @@ fn prev_of(v: &serde_json::Value) -> [u8; 64] {
         .unwrap_or(NO_PREV)
 }
 
+/// Why the file is not one to read line by line: compressed.
+fn not_plain(reader: &mut BufReader<File>) -> std::io::Result<Option<String>> {
+    let gzip = reader.fill_buf()?.starts_with(&[0x1f, 0x8b]);
+    Ok(gzip.then(|| {
+        "compressed with gzip: decompress it first (`gunzip -k`) and verify the plain file".into()
+    }))
+}
+
 /// Check a file's chain (see the module documentation).
 pub fn verify(path: &Path) -> std::io::Result<Verification> {
     let mut reader = BufReader::new(File::open(path)?);
     let mut out = Verification::default();
-    if reader.fill_buf()?.starts_with(&[0x1f, 0x8b]) {
-        out.problems.push(
-            "compressed with gzip: decompress it first (`gunzip -k`) and verify the plain file"
-                .into(),
-        );
+    if let Some(problem) = not_plain(&mut reader)? {
+        out.problems.push(problem);
         return Ok(out);
     }
     let mut prev = ZERO_HASH;
@@ -171,14 +176,19 @@ pub fn verify(path: &Path) -> std::io::Result<Verification> {
         out.last = Some((seq, prev));
     }
     if let Some(j) = junk {
-        out.problems.push(format!(
-            "line {}: torn last record ({} bytes at offset {}), not sealed yet: the {} record(s) before it verify; \
-             if the node writes this file, its next start seals it (in a file rotated away, the file was cut or \
-             edited after the node left it)",
-            j.first_line, j.bytes, j.offset, j.records_before
-        ));
+        out.problems.push(unsealed_tail(&j));
     }
     Ok(out)
+}
+
+/// The problem of torn data at the end of a file that no seal covers.
+fn unsealed_tail(j: &Junk) -> String {
+    format!(
+        "line {}: torn last record ({} bytes at offset {}), not sealed yet: the {} record(s) before it verify; \
+         if the node writes this file, its next start seals it (in a file rotated away, the file was cut or \
+         edited after the node left it)",
+        j.first_line, j.bytes, j.offset, j.records_before
+    )
 }
 
 /// Junk followed by the record `v` on line `n`: sealed if `v` is a seal
