@@ -56,6 +56,9 @@ pub const MAX_CONNECTION_LIFETIME: Duration = Duration::from_secs(3600);
 pub const MAX_PENDING_PER_SOURCE: usize = 128;
 /// `kms.server.max-pending`: connections not authenticated yet, in total.
 pub const MAX_PENDING: usize = 1024;
+/// `kms.server.backend-reserved-connections`: of `MAX_CONNECTIONS`, kept
+/// for the backend role.
+pub const BACKEND_RESERVED_CONNECTIONS: usize = 64;
 /// The most `kms.server.worker-threads` accepts (its default, 0, is
 /// `Workers::Automatic`).
 pub const MAX_WORKER_THREADS: u64 = 1024;

@@ -136,6 +136,7 @@ pub const KEYS: &[KeySpec] = &[
     key("kms.server.max-connection-lifetime", "duration", "1h", "no", "After this long a connection is closed, between requests: the next response says Connection: close."),
     key("kms.server.max-pending-per-source", "integer", "128", "no", "Most connections not yet authenticated (in the TLS handshake) from one IPv4 address or IPv6 /64; more are closed at once."),
     key("kms.server.max-pending", "integer", "1024", "no", "Most connections not yet authenticated (in the TLS handshake) in total; more are closed at once."),
+    key("kms.server.backend-reserved-connections", "integer", "64", "no", "Of kms.server.max-connections, this many are kept for the backend role: a device connection that would take one is closed after its handshake, so devices holding every connection cannot lock the backend out. Less than kms.server.max-connections (0 keeps none); if not set, 64 or a sixteenth of kms.server.max-connections, whichever is less. Read at start."),
     key("kms.server.worker-threads", "integer", "0", "no", "Threads that serve requests (0 to 1024); 0 means one more than the CPUs the process may use. Read at start."),
     // Clients (ours).
     key("kms.clients.backend.aliases", "alias patterns", "cmxBackend*", "no", "Certificate entries that identify the backend: comma-separated, case-insensitive, * matches anything."),

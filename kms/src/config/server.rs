@@ -38,6 +38,9 @@ pub struct ServerSettings {
     pub max_pending_per_source: usize,
     /// `kms.server.max-pending`: most connections not authenticated yet in total.
     pub max_pending: usize,
+    /// `kms.server.backend-reserved-connections`: of `max_connections`, this
+    /// many are kept for the backend role (less than `max_connections`).
+    pub backend_reserved: usize,
     /// `kms.server.worker-threads`: the async runtime's workers (read at start).
     pub workers: Workers,
 }
@@ -71,7 +74,7 @@ impl Workers {
 
 impl ServerSettings {
     pub(super) fn take(file: &mut ConfigFile) -> Self {
-        Self {
+        let mut this = Self {
             address: file.parse_or("kms.server.address", d::SERVER_ADDRESS, ip),
             port: file.parse_or("kms.server.port", d::SERVER_PORT, port),
             key_alias: file.string_or("kms.server.key.alias", d::SERVER_KEY_ALIAS),
@@ -117,7 +120,30 @@ impl ServerSettings {
                 Workers::Automatic,
                 Workers::parse,
             ),
+            backend_reserved: 0,
+        };
+        this.backend_reserved = Self::take_reserved(file, this.max_connections);
+        this
+    }
+
+    /// `kms.server.backend-reserved-connections`, below `max_connections`.
+    fn take_reserved(file: &mut ConfigFile, max_connections: usize) -> usize {
+        let key = "kms.server.backend-reserved-connections";
+        let set = file.is_set(key);
+        let reserved = file.parse_or(key, d::BACKEND_RESERVED_CONNECTIONS, int_in(0, 1_000_000));
+        if !set {
+            // A small max-connections keeps a sixteenth.
+            return reserved.min(max_connections / 16);
         }
+        if reserved < max_connections {
+            return reserved;
+        }
+        let detail = format!(
+            "{reserved} connections kept for the backend leave none of kms.server.max-connections \
+             ({max_connections}) for devices; keep fewer, or allow more connections"
+        );
+        file.error(file.origin_of(key), Some(key), Problem::Conflict { detail });
+        0
     }
 }
 

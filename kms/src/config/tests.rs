@@ -87,6 +87,26 @@ fn worker_threads_are_automatic_at_zero_fixed_above_and_bounded() {
 }
 
 #[test]
+fn the_backends_reserve_is_below_max_connections() {
+    let reserved = |extra: &str| {
+        parse(&format!("{MINIMAL}{extra}"))
+            .unwrap()
+            .config
+            .server
+            .backend_reserved
+    };
+    assert_eq!(reserved(""), 64);
+    assert_eq!(reserved("kms.server.max-connections=100\n"), 6, "a sixteenth");
+    assert_eq!(reserved("kms.server.backend-reserved-connections=0\n"), 0);
+    let e = errors(&format!(
+        "{MINIMAL}kms.server.max-connections=10\nkms.server.backend-reserved-connections=10\n"
+    ));
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(e[0].contains("kms.server.backend-reserved-connections"), "{e:?}");
+    assert!(e[0].contains("leave none"), "{e:?}");
+}
+
+#[test]
 fn debug_redacts_passwords() {
     let text = format!("{MINIMAL}kms.keystore.key-password=keypass123\n");
     let shown = format!("{:?}", parse(&text).unwrap().config);

@@ -9,7 +9,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::Poll;
 use std::time::Duration;
 
@@ -28,11 +28,14 @@ use super::{
 use crate::audit::Notice;
 use crate::tls::Refusal;
 
-/// The server's stop signal, as a connection sees it.
+/// The server's stop signal, as a connection sees it, and the count the
+/// backend's reserve is judged by.
 pub(super) struct Stop {
     pub(super) rx: stop::Subscriber,
     /// Set when the stop is sent: every response from then on closes.
     pub(super) draining: Arc<AtomicBool>,
+    /// Open connections of clients other than the backend.
+    pub(super) devices: Arc<AtomicUsize>,
 }
 
 /// One client connection: PROXY header (from a trusted balancer), TLS
@@ -51,11 +54,22 @@ pub(super) async fn run(
     let Stop {
         rx: mut stop,
         draining,
+        devices,
     } = stop;
     let Some((stream, session, addr)) =
         establish::establish(tcp, (peer, trusted), tls, slot, &app, settings).await
     else {
         return;
+    };
+    let _device = match Device::count(&session, &devices, settings) {
+        Ok(d) => d,
+        Err(()) => {
+            app.metrics.connection_closed("reserved-for-backend");
+            client_line!(app.lines, WARN, peer = %addr,
+                "a device connection would take one of the connections kept for the backend \
+                 (kms.server.backend-reserved-connections); closed: see who holds the others");
+            return;
+        }
     };
     let activity = Activity::new();
     let svc = requests(Arc::clone(&app), session, activity.clone(), draining);
@@ -112,6 +126,37 @@ pub(super) async fn run(
                 client_line!(app.lines, INFO, peer = %addr, "request headers too slow; closing the connection");
                 return;
             }
+        }
+    }
+}
+
+/// A connection of a client other than the backend, counted while it lives.
+struct Device(Option<Arc<AtomicUsize>>);
+
+impl Device {
+    /// Count `session`'s connection if its client is not the backend; `Err`
+    /// if it would take one of the connections kept for the backend.
+    fn count(
+        session: &Session,
+        devices: &Arc<AtomicUsize>,
+        settings: ServeSettings,
+    ) -> Result<Self, ()> {
+        if settings.backend_reserved == 0 || session.role() == crate::tls::Role::Backend {
+            return Ok(Self(None));
+        }
+        let this = Self(Some(Arc::clone(devices)));
+        let open = devices.fetch_add(1, Ordering::Relaxed) + 1;
+        let allowed = settings
+            .max_connections
+            .saturating_sub(settings.backend_reserved);
+        if open > allowed { Err(()) } else { Ok(this) }
+    }
+}
+
+impl Drop for Device {
+    fn drop(&mut self) {
+        if let Some(d) = &self.0 {
+            d.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }

@@ -43,7 +43,7 @@ mod test_wakers;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -132,6 +132,10 @@ pub struct ServeSettings {
     /// Most connections not authenticated yet, per source and in total.
     pub max_pending_per_source: usize,
     pub max_pending: usize,
+    /// Of `max_connections`, kept for the backend role: a connection of
+    /// another client past `max_connections - backend_reserved` of them is
+    /// closed after its handshake.
+    pub backend_reserved: usize,
 }
 
 /// While draining, a keep-alive connection with no request for this long is
@@ -179,6 +183,7 @@ pub async fn serve(
         alive,
         stop: stop_rx,
         draining: Arc::clone(&draining),
+        devices: Arc::default(),
     };
     tokio::pin!(shutdown);
     let mut retire_open = true;
@@ -242,6 +247,9 @@ struct Connections {
     /// Never polled: every connection's copy starts from nothing seen.
     stop: stop::Subscriber,
     draining: Arc<AtomicBool>,
+    /// Connections of clients other than the backend, past their handshake
+    /// (the backend's reserve is judged by it).
+    devices: Arc<AtomicUsize>,
 }
 
 impl Connections {
@@ -271,11 +279,16 @@ impl Connections {
         let tls = Arc::clone(&self.tls);
         let (alive, stop) = (self.alive.clone(), self.stop.clone());
         let draining = Arc::clone(&self.draining);
+        let devices = Arc::clone(&self.devices);
         let settings = self.settings;
         tokio::spawn(async move {
             let _alive = alive;
             let _permit = permit;
-            let stop = connection::Stop { rx: stop, draining };
+            let stop = connection::Stop {
+                rx: stop,
+                draining,
+                devices,
+            };
             connection::run(tcp, (addr, trusted), tls, slot, app, settings, stop).await;
         });
     }

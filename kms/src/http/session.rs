@@ -92,6 +92,15 @@ impl Session {
         })
     }
 
+    /// The client's role as of its handshake or last check.
+    pub fn role(&self) -> crate::tls::Role {
+        self.current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pin
+            .role
+    }
+
     /// The client as of now: re-derived if the pins changed since last time,
     /// refused if its certificate is no longer pinned or no longer valid.
     pub fn check(&self, now: i64) -> Result<Arc<Peer>, (Refusal, Arc<Peer>)> {

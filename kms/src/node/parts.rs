@@ -125,6 +125,7 @@ pub(super) fn serve_settings(config: &Config) -> ServeSettings {
         max_lifetime: s.max_connection_lifetime,
         max_pending_per_source: s.max_pending_per_source,
         max_pending: s.max_pending,
+        backend_reserved: s.backend_reserved,
     }
 }
 
