@@ -96,13 +96,20 @@ fn the_backends_reserve_is_below_max_connections() {
             .backend_reserved
     };
     assert_eq!(reserved(""), 64);
-    assert_eq!(reserved("kms.server.max-connections=100\n"), 6, "a sixteenth");
+    assert_eq!(
+        reserved("kms.server.max-connections=100\n"),
+        6,
+        "a sixteenth"
+    );
     assert_eq!(reserved("kms.server.backend-reserved-connections=0\n"), 0);
     let e = errors(&format!(
         "{MINIMAL}kms.server.max-connections=10\nkms.server.backend-reserved-connections=10\n"
     ));
     assert_eq!(e.len(), 1, "{e:?}");
-    assert!(e[0].contains("kms.server.backend-reserved-connections"), "{e:?}");
+    assert!(
+        e[0].contains("kms.server.backend-reserved-connections"),
+        "{e:?}"
+    );
     assert!(e[0].contains("leave none"), "{e:?}");
 }
 

@@ -61,15 +61,8 @@ pub(super) async fn run(
     else {
         return;
     };
-    let _device = match Device::count(&session, &devices, settings) {
-        Ok(d) => d,
-        Err(()) => {
-            app.metrics.connection_closed("reserved-for-backend");
-            client_line!(app.lines, WARN, peer = %addr,
-                "a device connection would take one of the connections kept for the backend \
-                 (kms.server.backend-reserved-connections); closed: see who holds the others");
-            return;
-        }
+    let Some(_device) = Device::count(&session, &devices, settings, &app, addr) else {
+        return;
     };
     let activity = Activity::new();
     let svc = requests(Arc::clone(&app), session, activity.clone(), draining);
@@ -134,22 +127,32 @@ pub(super) async fn run(
 struct Device(Option<Arc<AtomicUsize>>);
 
 impl Device {
-    /// Count `session`'s connection if its client is not the backend; `Err`
-    /// if it would take one of the connections kept for the backend.
+    /// Count `session`'s connection if its client is not the backend;
+    /// `None` (counted and logged) if it would take one of the connections
+    /// kept for the backend: the caller closes it.
     fn count(
         session: &Session,
         devices: &Arc<AtomicUsize>,
         settings: ServeSettings,
-    ) -> Result<Self, ()> {
+        app: &App,
+        addr: SocketAddr,
+    ) -> Option<Self> {
         if settings.backend_reserved == 0 || session.role() == crate::tls::Role::Backend {
-            return Ok(Self(None));
+            return Some(Self(None));
         }
         let this = Self(Some(Arc::clone(devices)));
         let open = devices.fetch_add(1, Ordering::Relaxed) + 1;
         let allowed = settings
             .max_connections
             .saturating_sub(settings.backend_reserved);
-        if open > allowed { Err(()) } else { Ok(this) }
+        if open <= allowed {
+            return Some(this);
+        }
+        app.metrics.connection_closed("reserved-for-backend");
+        client_line!(app.lines, WARN, peer = %addr,
+            "a device connection would take one of the connections kept for the backend \
+             (kms.server.backend-reserved-connections); closed: see who holds the others");
+        None
     }
 }
 

@@ -169,22 +169,7 @@ pub async fn serve(
     let stop_rx = stop_tx.subscribe();
     let draining = Arc::new(AtomicBool::new(false));
     let slots = Arc::new(Semaphore::new(settings.max_connections.max(1)));
-    let pending = Arc::new(Pending::new(
-        settings.max_pending_per_source,
-        settings.max_pending,
-        Arc::clone(&app.metrics),
-    ));
-    let conns = Connections {
-        tls,
-        app,
-        settings,
-        front,
-        pending,
-        alive,
-        stop: stop_rx,
-        draining: Arc::clone(&draining),
-        devices: Arc::default(),
-    };
+    let conns = Connections::new(tls, app, settings, front, alive, stop_rx, &draining);
     tokio::pin!(shutdown);
     let mut retire_open = true;
     loop {
@@ -253,6 +238,33 @@ struct Connections {
 }
 
 impl Connections {
+    fn new(
+        tls: Arc<ArcSwap<TlsContext>>,
+        app: Arc<App>,
+        settings: ServeSettings,
+        front: Arc<FrontSettings>,
+        alive: mpsc::Sender<()>,
+        stop: stop::Subscriber,
+        draining: &Arc<AtomicBool>,
+    ) -> Self {
+        let pending = Arc::new(Pending::new(
+            settings.max_pending_per_source,
+            settings.max_pending,
+            Arc::clone(&app.metrics),
+        ));
+        Self {
+            tls,
+            app,
+            settings,
+            front,
+            pending,
+            alive,
+            stop,
+            draining: Arc::clone(draining),
+            devices: Arc::default(),
+        }
+    }
+
     /// Takes an accepted connection into a pending slot and serves it in a
     /// task of its own, or closes it at once when there are too many
     /// pending connections.
