@@ -6,7 +6,7 @@ use std::time::Instant;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use hyper::body::Incoming;
-use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use zeroize::Zeroizing;
 
@@ -15,7 +15,7 @@ use std::sync::atomic::Ordering;
 use arc_swap::ArcSwap;
 
 use super::Peer;
-use super::body::{ResponseBody, read_limited};
+use super::body::{ResponseBody, discard, read_limited};
 use super::error::ApiError;
 use super::lines::{LineBudget, client_line};
 use super::request::{CustomerReq, DecryptReq, Empty, WorkspaceReq, parse};
@@ -178,9 +178,9 @@ impl App {
         let (mut resp, mut outcome) = match op {
             Ok(op) => match self.admit(op, peer) {
                 Ok(()) => self.dispatch(op, req, &keys, peer.role, request_id).await,
-                Err(e) => error_response(&e),
+                Err(e) => self.refuse_unread(req, &e).await,
             },
-            Err(e) => error_response(&e),
+            Err(e) => self.refuse_unread(req, &e).await,
         };
         let elapsed = start.elapsed();
         if outcome.label == "invalid-wrapped-key" {
@@ -293,15 +293,44 @@ impl App {
                     .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
             });
         if !ct_ok {
+            // Read (and dropped) so that the connection stays usable; one
+            // that cannot be read is closed by hyper after the answer.
+            self.discard_body(req).await;
             return Err(ApiError::UnsupportedMediaType);
         }
         let settings = **self.settings.load();
-        let declared = req
-            .headers()
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
+        let declared = declared_length(&req);
         read_limited(
+            req.into_body(),
+            declared,
+            settings.max_body,
+            settings.body_timeout,
+        )
+        .await
+    }
+
+    /// The answer to `req`, refused with `e` before its body was read: the
+    /// body is read and dropped first, so that the client's next request can
+    /// use the connection; if it cannot be, the answer closes it.
+    async fn refuse_unread(
+        &self,
+        req: Request<Incoming>,
+        e: &ApiError,
+    ) -> (Response<ResponseBody>, Outcome) {
+        let (mut resp, outcome) = error_response(e);
+        if !self.discard_body(req).await {
+            resp.headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+        }
+        (resp, outcome)
+    }
+
+    /// Read and drop `req`'s body within the body limit and timeout; `false`
+    /// if it could not be.
+    async fn discard_body(&self, req: Request<Incoming>) -> bool {
+        let settings = **self.settings.load();
+        let declared = declared_length(&req);
+        discard(
             req.into_body(),
             declared,
             settings.max_body,
@@ -378,6 +407,14 @@ fn key_error(request_id: &str, e: &KeyError, lines: &LineBudget) -> ApiError {
         client_line!(lines, WARN, request_id, error = %e, "key operation failed");
     }
     api
+}
+
+/// The body length a request declares (`Content-Length`), if it does.
+fn declared_length(req: &Request<Incoming>) -> Option<u64> {
+    req.headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
 }
 
 #[cfg(test)]
