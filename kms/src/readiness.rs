@@ -96,6 +96,8 @@ pub struct Readiness {
     draining: std::sync::atomic::AtomicBool,
     /// Set on a stop: a drain that ends in an exit cannot be resumed.
     stopping: std::sync::atomic::AtomicBool,
+    /// The audit trail, checked with the canary: key operations need it.
+    audit: Option<Arc<crate::audit::AuditLog>>,
 }
 
 impl Readiness {
@@ -111,7 +113,16 @@ impl Readiness {
             }),
             draining: std::sync::atomic::AtomicBool::new(false),
             stopping: std::sync::atomic::AtomicBool::new(false),
+            audit: None,
         }
+    }
+
+    /// Also check `audit` with every canary: while it cannot take records,
+    /// every key operation gets 503 `audit-unavailable`, so the node reports
+    /// `unavailable` and balancers send clients to other nodes.
+    pub fn with_audit(mut self, audit: Option<Arc<crate::audit::AuditLog>>) -> Self {
+        self.audit = audit;
+        self
     }
 
     /// The last canary's report.
@@ -193,12 +204,26 @@ impl Readiness {
                 endpoints: Vec::new(),
             },
         };
+        let report = self.with_audit_state(report).await;
         let prev = self.current.swap(Arc::new(report));
         let now = self.current.load_full();
         if prev.state != now.state {
             tracing::info!(from = ?prev.state, to = ?now.state, detail = %now.detail, "readiness changed");
         }
         now
+    }
+
+    /// `report`, made `unavailable` if the audit trail cannot take records.
+    async fn with_audit_state(&self, mut report: Report) -> Report {
+        let Some(audit) = &self.audit else {
+            return report;
+        };
+        if let Err(e) = audit.probe().await {
+            report.state = State::Unavailable;
+            report.detail =
+                format!("the audit trail cannot be written ({e}); key operations get 503");
+        }
+        report
     }
 
     /// Run the canary every `settings.interval`, forever.

@@ -153,7 +153,7 @@ fn key_operations_are_refused_when_the_audit_trail_cannot_be_written() {
     let node = TestNode::start_with(
         &ndir,
         |p, m| {
-            TestNode::properties(&pki, &ndir, p, m, "").replace(
+            TestNode::properties(&pki, &ndir, p, m, "kms.readiness.interval=200ms\n").replace(
                 &format!("kms.audit.file={}", ndir.join("audit.log").display()),
                 "kms.audit.file=/dev/full",
             )
@@ -161,6 +161,8 @@ fn key_operations_are_refused_when_the_audit_trail_cannot_be_written() {
         &[],
     );
     let b = node.client(&pki, &pki.cmx_backend);
+    // Nothing written yet: nothing known to fail.
+    support::client::wait_ready(&b, "ready");
     let r = b.post("/v1/customer-keys", &json!({}));
     assert_eq!((r.status, r.label().as_str()), (503, "audit-unavailable"));
     assert!(
@@ -171,4 +173,14 @@ fn key_operations_are_refused_when_the_audit_trail_cannot_be_written() {
     let m = node.metrics();
     assert!(m.contains("cmx_kms_audit_failures_total 1"), "{m}");
     assert!(node.log_text().contains("audit record not written"));
+    // Balancers must send clients elsewhere: the canary finds the trail
+    // unwritable (its `audit-resumed` record fails too) and says why.
+    support::client::wait_ready(&b, "unavailable");
+    let ready = b.request("GET", "/v1/ready", None).unwrap();
+    assert_eq!(ready.status, 503);
+    let detail = ready.json()["detail"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(detail.contains("audit trail cannot be written"), "{detail}");
 }

@@ -326,6 +326,24 @@ impl AuditLog {
         &self.path
     }
 
+    /// Whether the trail takes records (the readiness canary asks): while
+    /// writes succeed, at once; after one failed (a full disk, an I/O
+    /// error), by writing an `audit-resumed` record, which marks in the
+    /// trail where it became writable again.
+    pub async fn probe(&self) -> Result<(), AuditError> {
+        let mut w = self.writer.lock().await;
+        if !w.failing {
+            return Ok(());
+        }
+        w.append(|f| {
+            f.str("operation", writer::RESUMED_OPERATION, 64).str(
+                "outcome",
+                writer::RESUMED_OUTCOME,
+                64,
+            );
+        })
+    }
+
     /// Append one key-operation record; returns once it is written (or failed
     /// to be), possibly with the records of other requests ([`batch`]).
     pub async fn record(&self, event: &Event<'_>, company: Company) -> Result<(), AuditError> {

@@ -34,6 +34,10 @@ pub const SEAL_OUTCOME: &str = "torn-data-sealed";
 /// the chain of a file moved away (log rotation, [`super::rotate`]).
 pub const CONTINUE_OPERATION: &str = "audit-continue";
 pub const CONTINUE_OUTCOME: &str = "file-reopened";
+/// Operation and outcome of the record that finds the trail writable again
+/// after writes failed ([`super::AuditLog::probe`]).
+pub const RESUMED_OPERATION: &str = "audit-resumed";
+pub const RESUMED_OUTCOME: &str = "writable-again";
 
 pub(super) struct Writer {
     pub(super) path: PathBuf,
@@ -62,6 +66,8 @@ pub(super) struct Writer {
     /// A new file's `audit-continue` record not written yet (its write
     /// failed): the old file's length, for the next try ([`rotation`]).
     pending_continue: Option<u64>,
+    /// The last append failed: key operations get 503 until one succeeds.
+    pub(super) failing: bool,
     /// Fail writes after this many more bytes (tests: a real partial write
     /// needs a full disk).
     #[cfg(test)]
@@ -101,6 +107,7 @@ impl Writer {
             ends: Vec::new(),
             settle: None,
             pending_continue: None,
+            failing: false,
             #[cfg(test)]
             cut_after: None,
         }
@@ -136,6 +143,17 @@ impl Writer {
     /// them, valid and chained: `verify` counts them) and only what follows
     /// them is torn, to be sealed before the next record.
     fn append_records<T>(
+        &mut self,
+        records: impl IntoIterator<Item = (u64, T)>,
+        push: impl FnMut(T, &mut String),
+    ) -> Appended {
+        let done = self.try_append(records, push);
+        self.failing = done.error.is_some();
+        done
+    }
+
+    /// [`Writer::append_records`]' work.
+    fn try_append<T>(
         &mut self,
         records: impl IntoIterator<Item = (u64, T)>,
         push: impl FnMut(T, &mut String),

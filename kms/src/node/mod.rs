@@ -146,7 +146,7 @@ impl Node {
             config.limits.backend_concurrency,
             Arc::clone(&metrics),
         ));
-        let readiness = Arc::new(Readiness::new(gated.kind().label()));
+        let readiness = Arc::new(Readiness::new(gated.kind().label()).with_audit(audit.clone()));
         let mut keys = KeyService::new(gated, cache_limits(config));
         let cluster = match &config.cache.cluster {
             Some(settings) => {

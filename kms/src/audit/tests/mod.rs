@@ -298,3 +298,26 @@ fn assert_one_sealed_tear(path: &Path, records: u64, note: &str) {
 mod group_commit;
 
 mod rotate;
+
+/// After a failed write the trail reports itself unwritable until a probe
+/// gets a record out: the `audit-resumed` record marks where in the chain.
+#[tokio::test]
+async fn a_probe_finds_the_trail_writable_again_and_says_so_in_it() {
+    let (_dir, path, log) = new_log();
+    log.probe().await.unwrap();
+    log.record(&event("a"), Company::Others).await.unwrap();
+    log.writer.lock().await.cut_after = Some(0);
+    assert!(log.record(&event("b"), Company::Others).await.is_err());
+    assert!(log.probe().await.is_err(), "still full");
+    log.writer.lock().await.cut_after = None;
+    log.probe().await.unwrap();
+    // Writable: no further record.
+    log.probe().await.unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let ops: Vec<String> = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["operation"].to_string())
+        .collect();
+    assert_eq!(ops, ["\"a\"", "\"audit-resumed\""]);
+    assert_clean(&path, 2);
+}
