@@ -62,18 +62,24 @@ impl B64Field<'_> {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "an empty JSON object")]
 pub(super) struct Empty {}
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a JSON object with wrapped_customer_key"
+)]
 pub(super) struct CustomerReq<'a> {
     #[serde(borrow)]
     pub wrapped_customer_key: B64Field<'a>,
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a JSON object with wrapped_customer_key and wrapped_user_key"
+)]
 pub(super) struct WorkspaceReq<'a> {
     #[serde(borrow)]
     pub wrapped_customer_key: B64Field<'a>,
@@ -82,7 +88,10 @@ pub(super) struct WorkspaceReq<'a> {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a JSON object with wrapped_customer_key, wrapped_user_key and wrapped_workspace_key"
+)]
 pub(super) struct DecryptReq<'a> {
     #[serde(borrow)]
     pub wrapped_customer_key: B64Field<'a>,
@@ -121,6 +130,13 @@ impl DecryptReq<'_> {
 }
 
 pub(super) fn parse<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, ApiError> {
+    // Every body is an object: serde would also take a struct's fields as an
+    // array of values (`[]` for `{}`).
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::BadRequest(
+            "the request body is not the expected JSON: it must be a JSON object".into(),
+        ));
+    }
     serde_json::from_slice(bytes).map_err(|e| {
         // serde_json's messages name the field and position, never echo values.
         ApiError::BadRequest(format!("the request body is not the expected JSON: {e}"))
@@ -137,6 +153,19 @@ mod tests {
             Err(e) => panic!("not a bad request: {e:?}"),
             Ok(_) => panic!("accepted"),
         }
+    }
+
+    #[test]
+    fn only_an_object_is_a_body_and_no_type_name_is_shown() {
+        for body in [&b"[]"[..], b" [\"a\",\"b\",\"c\"]", b"\"x\"", b"", b"null"] {
+            let m = bad_request(parse::<Empty>(body));
+            assert!(m.ends_with("it must be a JSON object"), "{m}");
+        }
+        assert!(parse::<Empty>(b" {} ").is_ok());
+        let m = bad_request(parse::<DecryptReq>(br#"{"wrapped_customer_key":"AA=="}"#));
+        assert!(!m.contains("struct"), "{m}");
+        let m = bad_request(parse::<CustomerReq>(br#"{"x":{}}"#));
+        assert!(!m.contains("struct"), "{m}");
     }
 
     #[test]
