@@ -43,18 +43,6 @@ fn keytool_delete(pki: &GuidePki, alias: &str) {
     );
 }
 
-fn keytool_import(pki: &GuidePki, alias: &str, cert: &std::path::Path) {
-    keytool(
-        &pki.dir,
-        &format!(
-            "-import -noprompt -alias {alias} -file {} -keystore {} -storepass {}",
-            cert.display(),
-            pki.keystore.display(),
-            pki.store_password
-        ),
-    );
-}
-
 /// SIGHUP, then wait until the node logged its `n`-th successful reload.
 fn reload(node: &TestNode, n: usize) {
     node.signal("HUP");
@@ -114,7 +102,7 @@ fn an_expired_certificate_is_refused_on_resumed_and_open_connections() {
     // on a busy machine (checked below), and within the 60 s idle timeout.
     let not_after = unix_now() + 30;
     let short = pki.make_client_valid_until("cmxDeviceShort", not_after);
-    keytool_import(&pki, "cmxDeviceShort", &short.cert);
+    pki.import_certificate("cmxDeviceShort", &short.cert);
     let node = TestNode::start(&pki, &dir.path().join("node"), "");
     let client = node.client(&pki, &short);
     let r = client.request("GET", "/v1/health", None);

@@ -129,14 +129,61 @@ pub(super) fn serve_settings(config: &Config) -> ServeSettings {
     }
 }
 
-/// Days until each keystore certificate expires, for the metrics.
+/// Days until each keystore certificate expires, for the metrics; a
+/// warning for each that is not valid now or expires within
+/// [`EXPIRY_WARNING_DAYS`] (at start and at every reload).
 pub(super) fn cert_expiry(keystore: &KeyStore) -> BTreeMap<(String, String), i64> {
     let now = crate::time::unix_now();
     let days = |der: &[u8]| {
-        x509_parser::parse_x509_certificate(der)
-            .ok()
-            .map(|(_, c)| (c.validity().not_after.timestamp() - now).div_euclid(86_400))
+        x509_parser::parse_x509_certificate(der).ok().map(|(_, c)| {
+            let v = c.validity();
+            (
+                (v.not_after.timestamp() - now).div_euclid(86_400),
+                v.not_before.timestamp() > now,
+            )
+        })
     };
+    let out = expiry_days(keystore, days);
+    for ((alias, kind), (left, early)) in &out {
+        warn_validity(alias, kind, *left, *early);
+    }
+    out.into_iter().map(|(k, (d, _))| (k, d)).collect()
+}
+
+/// Certificates this close to their end are warned about.
+const EXPIRY_WARNING_DAYS: i64 = 30;
+
+fn warn_validity(alias: &str, kind: &str, left: i64, early: bool) {
+    let what = if kind == "private-key" {
+        "our own certificate (a private key entry)"
+    } else {
+        "the certificate of a keystore entry"
+    };
+    if early {
+        tracing::warn!(
+            alias,
+            "{what} is not valid yet: a client presenting it is refused until its start date; check the issuer's clock, or import the right certificate and reload"
+        );
+    } else if left < 0 {
+        tracing::warn!(
+            alias,
+            days_ago = -left,
+            "{what} has expired: a client presenting it is refused; import a renewed certificate and reload"
+        );
+    } else if left < EXPIRY_WARNING_DAYS {
+        tracing::warn!(
+            alias,
+            days_left = left,
+            "{what} expires soon; import a renewed certificate and reload before then"
+        );
+    }
+}
+
+/// `days` of each entry's certificate (a private key's first), by alias and kind.
+fn expiry_days<T>(
+    keystore: &KeyStore,
+    days: impl Fn(&[u8]) -> Option<T>,
+) -> BTreeMap<(String, String), T> {
     let mut out = BTreeMap::new();
     for (alias, _) in keystore.entries() {
         if let Ok(pk) = keystore.private_key(alias) {

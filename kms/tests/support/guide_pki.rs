@@ -144,6 +144,20 @@ pub enum ClientKind {
 }
 
 impl GuidePki {
+    /// Import `cert` into the keystore as a trusted certificate entry
+    /// `alias` (`keytool -import`), as the guide pins a client.
+    pub fn import_certificate(&self, alias: &str, cert: &Path) {
+        keytool(
+            &self.dir,
+            &format!(
+                "-import -noprompt -alias {alias} -file {} -keystore {} -storepass {}",
+                cert.display(),
+                self.keystore.display(),
+                self.store_password
+            ),
+        );
+    }
+
     /// Make the PKI and the keystore in `dir` (which must exist; its path
     /// must not contain spaces, as for every temp dir).
     pub fn generate(dir: &Path, options: PkiOptions) -> GuidePki {
