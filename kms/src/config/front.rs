@@ -73,12 +73,23 @@ impl std::fmt::Display for Cidr {
     }
 }
 
-/// A comma-separated list of blocks; empty means none.
+/// A comma-separated list of blocks; empty means none. The message follows the
+/// quoted value: a list names the item at fault, a single item does not again.
 pub fn cidr_list(text: &str) -> Result<Vec<Cidr>, String> {
-    text.split(',')
+    let items: Vec<&str> = text
+        .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|s| Cidr::parse(s).map_err(|e| format!("'{s}' {e}")))
+        .collect();
+    let single = items.len() == 1;
+    items
+        .into_iter()
+        .map(|s| {
+            Cidr::parse(s).map_err(|e| match single {
+                true => e,
+                false => format!("holds '{s}', which {e}"),
+            })
+        })
         .collect()
 }
 
@@ -173,6 +184,28 @@ mod tests {
             Ok(2)
         );
         assert!(cidr_list("10.0.0.0/8,,bad").is_err());
+        // The caller quotes the value before the message: one item is not named twice.
+        let one = cidr_list("10.0.0.0/33").unwrap_err();
+        assert!(one.starts_with("is not an address block"), "{one}");
+        let two = cidr_list("10.0.0.0/8, 10.0.0.0/33").unwrap_err();
+        assert!(
+            two.starts_with("holds '10.0.0.0/33', which is not an address block"),
+            "{two}"
+        );
         assert_eq!(cidr_list("").map(|l| l.len()), Ok(0));
+    }
+
+    #[test]
+    fn a_bad_block_is_quoted_once() {
+        let text = "kms.keystore.file=k\nkms.keystore.password=p\nkms.hsm.protocol=soft\n\
+                    kms.server.proxy-protocol.trusted=10.0.0.0/33\n";
+        let errors = crate::config::parse_str(text, std::path::Path::new("/k.properties"), &[])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            errors,
+            "/k.properties:4: kms.server.proxy-protocol.trusted: '10.0.0.0/33' is not an address block \
+             (expected an address such as 10.0.0.5, or a block such as 10.0.0.0/24 or fd00::/64)"
+        );
     }
 }
