@@ -169,13 +169,15 @@ fn read_jgroups(
     let text = match read(jgroups_file) {
         Ok(t) => t,
         Err(reason) => {
-            let problem = Problem::Conflict {
+            let key = "kms.distributed.cache.config.file";
+            let problem = Problem::NamedFile {
                 detail: format!(
-                    "kms.cache.type=distributed needs the cluster's member list, but the file cannot be read \
-                     ({reason}): create it (see docs/cluster.md) or set kms.distributed.cache.config.file"
+                    "kms.cache.type=distributed needs the cluster's member list, but {} cannot be read \
+                     ({reason}): create it (see docs/cluster.md) or set {key} to its path",
+                    jgroups_file.display()
                 ),
             };
-            file.error(jgroups_origin(jgroups_file, None), None, problem);
+            file.error(file.origin_of(key), Some(key), problem);
             return None;
         }
     };

@@ -123,11 +123,14 @@ fn a_missing_jgroups_file_is_an_error_naming_it() {
         "{MINIMAL}kms.cache.type=distributed\nkms.cluster.address=127.0.0.1\nkms.distributed.cache.config.file=nope.xml\n"
     );
     let e = error_lines(parse_str(&text, &dir.path().join("kms.properties"), &[]));
-    assert!(
-        e[0].starts_with(&dir.path().join("nope.xml").display().to_string()),
-        "{e:?}"
+    // Reported at the line that names the file, like every other setting.
+    let at = format!(
+        "{}:6: kms.distributed.cache.config.file: ",
+        dir.path().join("kms.properties").display()
     );
-    assert!(e[0].contains("cannot be read"), "{e:?}");
+    assert!(e[0].starts_with(&at), "{e:?}");
+    let named = format!("{} cannot be read", dir.path().join("nope.xml").display());
+    assert!(e[0].contains(&named), "{e:?}");
 }
 
 #[test]

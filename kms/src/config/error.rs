@@ -96,6 +96,10 @@ pub enum Problem {
         path.display()
     )]
     FileTooOpen { path: PathBuf, mode: u32 },
+    /// A file the key names cannot be used as it is (missing, a directory, not
+    /// writable, not what it should hold); `detail` names the file and what to do.
+    #[error("{detail}")]
+    NamedFile { detail: String },
 }
 
 fn suggest(suggestion: &Option<String>) -> String {

@@ -32,6 +32,7 @@ pub mod hsm;
 pub mod jgroups;
 pub mod keys;
 pub mod keystore;
+pub mod origins;
 pub mod properties;
 pub mod server;
 pub mod values;
@@ -48,6 +49,7 @@ pub use hsm::{
     SoftSettings,
 };
 pub use keystore::{ClientRole, ClientSettings, KeystoreSettings};
+pub use origins::Origins;
 pub use server::{
     AuditSettings, LimitSettings, MetricsSettings, RateLimit, ReadinessSettings, ServerSettings,
     Workers,
@@ -84,6 +86,8 @@ pub struct Config {
     pub front: FrontSettings,
     /// `kms.health.*`: the readiness check listener for load balancers.
     pub health: HealthSettings,
+    /// Where the keys that name files were set, for problems found with the files.
+    pub origins: Origins,
 }
 
 /// A loaded configuration and the warnings found while loading it.
@@ -99,30 +103,69 @@ pub struct Loaded {
 /// `env` (pass `std::env::vars().collect::<Vec<_>>()` in production; tests pass their own).
 /// Relative paths in the file resolve against the file's directory.
 pub fn load(path: &Path, env: &[(String, String)]) -> Result<Loaded, ConfigErrors> {
-    let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-    let whole_file = |problem| ConfigErrors {
-        errors: vec![ConfigError {
-            origin: Origin::File {
-                path: path.clone(),
-                line: None,
-            },
+    load_all(path, env).into_result()
+}
+
+/// What [`load_all`] found: the configuration as far as it could be built, and
+/// every problem.
+#[derive(Debug)]
+pub struct Checked {
+    /// The configuration, with defaults where a value was wrong; `None` when the
+    /// file cannot be read or the keystore keys are missing.
+    pub config: Option<Config>,
+    /// Every error, in file order; empty when the configuration is valid.
+    pub errors: Vec<ConfigError>,
+    /// Every warning.
+    pub warnings: Vec<ConfigWarning>,
+}
+
+impl Checked {
+    fn whole_file(path: &Path, problem: Problem) -> Self {
+        let origin = Origin::File {
+            path: path.to_path_buf(),
+            line: None,
+        };
+        let error = ConfigError {
+            origin,
             key: None,
             problem,
-        }],
-        warnings: Vec::new(),
-    };
+        };
+        Self {
+            config: None,
+            errors: vec![error],
+            warnings: Vec::new(),
+        }
+    }
+
+    fn into_result(self) -> Result<Loaded, ConfigErrors> {
+        match self.config {
+            Some(config) if self.errors.is_empty() => Ok(Loaded {
+                config,
+                warnings: self.warnings,
+            }),
+            _ => Err(ConfigErrors {
+                errors: self.errors,
+                warnings: self.warnings,
+            }),
+        }
+    }
+}
+
+/// As [`load`], but keeps the configuration built despite errors, so that
+/// `check-config` can go on to check the files it names and report every
+/// problem at once.
+pub fn load_all(path: &Path, env: &[(String, String)]) -> Checked {
+    let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
     let mut bytes = Zeroizing::new(Vec::new());
     let read = std::fs::File::open(&path)
         .and_then(|f| f.take(MAX_FILE_BYTES as u64 + 1).read_to_end(&mut bytes));
     if let Err(err) = read {
-        return Err(whole_file(Problem::Unreadable {
-            reason: err.to_string(),
-        }));
+        let reason = err.to_string();
+        return Checked::whole_file(&path, Problem::Unreadable { reason });
     }
     if bytes.len() > MAX_FILE_BYTES {
-        return Err(whole_file(Problem::TooLarge {
-            limit: MAX_FILE_BYTES,
-        }));
+        let limit = MAX_FILE_BYTES;
+        return Checked::whole_file(&path, Problem::TooLarge { limit });
     }
     let mut warnings = Vec::new();
     if let Some(warning) = permission_warning(&path) {
@@ -140,7 +183,7 @@ pub fn load(path: &Path, env: &[(String, String)]) -> Result<Loaded, ConfigError
             warning: Warning::Latin1 { line },
         });
     }
-    parse_with(&decoded.text, &path, env, warnings)
+    parse_all(&decoded.text, &path, env, warnings)
 }
 
 /// Parses configuration text as if it were the file `origin` (used for relative paths and
@@ -174,15 +217,25 @@ fn parse_with(
     text: &str,
     origin: &Path,
     env: &[(String, String)],
-    mut warnings: Vec<ConfigWarning>,
+    warnings: Vec<ConfigWarning>,
 ) -> Result<Loaded, ConfigErrors> {
+    parse_all(text, origin, env, warnings).into_result()
+}
+
+fn parse_all(
+    text: &str,
+    origin: &Path,
+    env: &[(String, String)],
+    mut warnings: Vec<ConfigWarning>,
+) -> Checked {
     let mut file = ConfigFile::new(origin, properties::lex(text), env);
     let config = build(&mut file, origin);
     let (errors, found) = file.finish();
     warnings.extend(found);
-    match config {
-        Some(config) if errors.is_empty() => Ok(Loaded { config, warnings }),
-        _ => Err(ConfigErrors { errors, warnings }),
+    Checked {
+        config,
+        errors,
+        warnings,
     }
 }
 
@@ -207,6 +260,7 @@ fn build(file: &mut ConfigFile, origin: &Path) -> Option<Config> {
     let readiness = ReadinessSettings::take(file);
     let front = FrontSettings::take(file);
     let health = HealthSettings::take(file, &server);
+    let origins = Origins::take(file, origin);
     Some(Config {
         source: origin.to_path_buf(),
         server,
@@ -220,6 +274,7 @@ fn build(file: &mut ConfigFile, origin: &Path) -> Option<Config> {
         readiness,
         front,
         health,
+        origins,
     })
 }
 

@@ -251,6 +251,18 @@ fn check_private(file: &mut ConfigFile, key: &'static str, path: &Path) {
     let Ok(meta) = std::fs::metadata(path) else {
         return;
     };
+    if meta.is_dir() {
+        let detail = format!(
+            "{} is a directory; set {key} to the file that holds the secret",
+            path.display()
+        );
+        file.error(
+            file.origin_of(key),
+            Some(key),
+            Problem::NamedFile { detail },
+        );
+        return;
+    }
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o004 != 0 {
         let problem = Problem::FileTooOpen {
