@@ -38,6 +38,9 @@ pub enum DevError {
     /// The PKCS#12 writer failed.
     #[error("cannot write the development keystore: {0}")]
     Keystore(String),
+    /// The soft master key cannot be created.
+    #[error("{0}")]
+    SoftKey(#[from] crate::backend::soft::SoftKeyError),
     /// No random bytes for the keystore password.
     #[error("the operating system's random generator failed")]
     Rng,
@@ -85,7 +88,7 @@ const FILES: [&str; 14] = [
     "cmxDevice.crt",
     "cmxDevice.key",
     "cmxDevice.p12",
-    "soft-master.key",
+    SOFT_KEY,
     "audit.log",
     RUN,
 ];
@@ -95,6 +98,9 @@ const FILES: [&str; 14] = [
 /// only its owner can enter, nobody else can reach it, whatever the group
 /// of the folder `dev` was pointed at.
 const RUN: &str = "run";
+
+/// The soft master key file `dev` makes (`kms.hsm.soft.key.file`).
+const SOFT_KEY: &str = "soft-master.key";
 
 impl DevFolder {
     /// A file in the folder.
@@ -143,6 +149,7 @@ impl DevFolder {
                 password,
             };
             folder.make_run_dir()?;
+            folder.make_soft_key()?;
             return Ok(folder);
         }
         if let Some(name) = FILES
@@ -165,7 +172,20 @@ impl DevFolder {
         folder.make_pki()?;
         folder.write_properties()?;
         folder.make_run_dir()?;
+        folder.make_soft_key()?;
         Ok(folder)
+    }
+
+    /// The soft master key, made here when the folder has none: `serve` never
+    /// creates one (a folder from an older `dev` gets its key on the next run).
+    fn make_soft_key(&self) -> Result<(), DevError> {
+        let path = self.path(SOFT_KEY);
+        if fs::symlink_metadata(&path).is_ok() {
+            return Ok(());
+        }
+        let password = secrecy::SecretString::from(self.password.clone());
+        crate::backend::soft::create_key_file(&path, &password)?;
+        Ok(())
     }
 
     /// The private folder for the control socket, made (or made private
@@ -279,7 +299,7 @@ impl DevFolder {
         let _ = writeln!(t, "kms.keystore.file=kmsKeystore.jks");
         let _ = writeln!(t, "kms.keystore.password={}", self.password);
         let _ = writeln!(t, "kms.hsm.protocol=soft");
-        let _ = writeln!(t, "kms.hsm.soft.key.file=soft-master.key");
+        let _ = writeln!(t, "kms.hsm.soft.key.file={SOFT_KEY}");
         let _ = writeln!(t, "kms.server.address=127.0.0.1");
         let _ = writeln!(t, "kms.server.port={}", self.port);
         // Metrics on the next port, not the product's fixed 9443: two dev

@@ -131,6 +131,18 @@ fn dev_in_an_existing_folder_leaves_the_operators_files_alone() {
     };
     assert_eq!(props(&again), props(&after), "the same dev configuration");
     assert_eq!(mode_of(&dir), 0o755);
+    // dev makes the soft master key (serve never does) and keeps it.
+    let key = |s: &[(String, u32, Vec<u8>)]| {
+        s.iter()
+            .find(|e| e.0 == "soft-master.key")
+            .map(|e| e.2.clone())
+    };
+    assert!(key(&after).is_some_and(|k| !k.is_empty()), "{made:?}");
+    assert_eq!(key(&again), key(&after), "the same master key");
+    // A folder of an older dev, whose serve made the key, gets one from dev.
+    std::fs::remove_file(dir.join("soft-master.key")).unwrap();
+    assert_eq!(run_dev(&dir), None, "dev makes a missing key again");
+    assert!(dir.join("soft-master.key").is_file());
 
     // A folder dev made itself is private.
     let fresh = tmp.path().join("fresh");

@@ -169,7 +169,7 @@ pub fn vault(config: &Config, ks: &KeyStore) -> Result<(VaultBackend, Option<Str
 /// inside the async runtime (the Vault backend starts its token task).
 pub fn build(config: &Config, ks: &KeyStore) -> Result<Arc<dyn Backend>, BuildError> {
     match config.hsm.protocol {
-        Protocol::Soft => Ok(Arc::new(soft(config)?)),
+        Protocol::Soft => Ok(Arc::new(soft(config, false)?)),
         Protocol::Kmip1 => Ok(Arc::new(kmip(config, ks)?)),
         Protocol::Vault => {
             let (b, warning) = vault(config, ks)?;
@@ -182,15 +182,19 @@ pub fn build(config: &Config, ks: &KeyStore) -> Result<Arc<dyn Backend>, BuildEr
     }
 }
 
-/// The development-only soft backend; says so at every start.
-pub fn soft(config: &Config) -> Result<SoftBackend, BuildError> {
+/// The development-only soft backend; says so at every start. A missing key
+/// file is an error ([`SoftKeyError::Missing`]): only `create` (`cmx-kms hsm
+/// init`) makes a new key, never a start or a reload.
+pub fn soft(config: &Config, create: bool) -> Result<SoftBackend, BuildError> {
     tracing::warn!(
         "the soft backend is for development and demos only: the master key is a software key in {}, not in an HSM",
         config.hsm.soft.key_file.display()
     );
-    let (b, created) =
-        SoftBackend::open_or_create(&config.hsm.soft.key_file, &config.keystore.password)
-            .map_err(BuildError::SoftKey)?;
+    let (path, password) = (&config.hsm.soft.key_file, &config.keystore.password);
+    if !create {
+        return SoftBackend::open(path, password).map_err(BuildError::SoftKey);
+    }
+    let (b, created) = SoftBackend::open_or_create(path, password).map_err(BuildError::SoftKey)?;
     if created {
         tracing::warn!(key_id = b.key_id(), "created a new soft master key");
     }
@@ -199,10 +203,12 @@ pub fn soft(config: &Config) -> Result<SoftBackend, BuildError> {
 
 /// The master key's operator actions for `cmx-kms hsm`, and a warning about
 /// the settings to show first. The backend's background tasks (Vault's token
-/// renewal) are not started: a command does one thing and exits.
+/// renewal) are not started: a command does one thing and exits. `init`
+/// (`hsm init`) creates a missing soft key file; `check` and `rotate` do not.
 pub fn admin(
     config: &Config,
     ks: &KeyStore,
+    init: bool,
 ) -> Result<(Box<dyn MasterKeyAdmin>, Option<String>), BuildError> {
     Ok(match config.hsm.protocol {
         Protocol::Kmip1 => (Box::new(kmip(config, ks)?), None),
@@ -212,7 +218,7 @@ pub fn admin(
         }
         Protocol::Soft => (
             Box::new(SoftAdmin::new(
-                soft(config)?,
+                soft(config, init)?,
                 config.hsm.soft.key_file.clone(),
             )),
             None,

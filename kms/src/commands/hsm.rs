@@ -26,7 +26,8 @@ pub fn run(path: &Path, cmd: HsmCommand) -> Result<(), CommandError> {
     let config = load_config(path)?;
     let ks = node::load_keystore(&config)?;
     runtime(config.server.workers)?.block_on(async {
-        let (admin, warning) = backend::build::admin(&config, &ks)
+        let init = matches!(cmd, HsmCommand::Init);
+        let (admin, warning) = backend::build::admin(&config, &ks, init)
             .map_err(|e| CommandError::Setup(StartError::Backend(e)))?;
         if let Some(w) = warning {
             println!("warning: {w}");

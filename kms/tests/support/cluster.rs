@@ -78,6 +78,7 @@ impl ClusterNode {
         std::fs::create_dir_all(dir).unwrap();
         let properties = dir.join("kms.properties");
         std::fs::write(&properties, props).unwrap();
+        super::support::node::ensure_soft_key(&properties, &[]);
         let log = dir.join("server.log");
         let child = Command::new(env!("CARGO_BIN_EXE_cmx-kms"))
             .arg("serve")

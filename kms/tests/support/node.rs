@@ -13,6 +13,26 @@ use std::time::{Duration, Instant};
 use super::client::{Client, Resp};
 use super::guide_pki::{GuidePki, Identity};
 
+/// Create the soft master key the properties name when it is missing, with
+/// the function `cmx-kms dev` uses: `serve` never creates one. Properties that
+/// do not load (a test of a refusal) are left for the node to report.
+pub fn ensure_soft_key(properties: &Path, env: &[(&str, &str)]) {
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let Ok(loaded) = cmx_kms::config::load(properties, &env) else {
+        return;
+    };
+    let c = loaded.config;
+    if c.hsm.protocol == cmx_kms::config::Protocol::Soft
+        && std::fs::symlink_metadata(&c.hsm.soft.key_file).is_err()
+    {
+        // A failure is the node's to report, as it would be for an operator.
+        let _ = cmx_kms::backend::soft::create_key_file(&c.hsm.soft.key_file, &c.keystore.password);
+    }
+}
+
 /// A free port on 127.0.0.1 (bound then released: good enough for tests).
 pub fn free_port() -> u16 {
     port_in_block(20000..26000, 1)
@@ -155,6 +175,7 @@ impl TestNode {
         let (port, mport) = (addr.port(), free_port());
         let properties = dir.join("kms.properties");
         std::fs::write(&properties, props(port, mport)).unwrap();
+        ensure_soft_key(&properties, env);
         let log = dir.join("server.log");
         cmd.arg("serve")
             .arg("-c")

@@ -1,7 +1,9 @@
 //! The development-only software master key (`kms.hsm.protocol=soft`).
 //!
 //! The master key is 32 random bytes sealed in a file next to the config
-//! (`kms.hsm.soft.key.file`), created on first start. The sealing key is
+//! (`kms.hsm.soft.key.file`). Only `cmx-kms dev` and `cmx-kms hsm init` create
+//! it ([`create_key_file`]): `serve` refuses a missing file, since a new key
+//! would leave every key wrapped before unreadable. The sealing key is
 //! derived from the keystore password with PBKDF2-HMAC-SHA256, so the file
 //! alone does not reveal the master key. This is for development and demos:
 //! the key lives in this process's memory, not in an HSM, and every start
@@ -39,6 +41,12 @@ pub enum SoftKeyError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "the soft master key file {path} does not exist, and only `cmx-kms hsm init` or `cmx-kms dev` creates one \
+         (a new key cannot unwrap the keys wrapped before): fix the path, put the existing key file there, \
+         or make a new key with `cmx-kms hsm init -c /path/to/kms.properties`"
+    )]
+    Missing { path: PathBuf },
     #[error("cannot create the soft master key file {path}: {source}")]
     Create {
         path: PathBuf,
@@ -73,21 +81,30 @@ impl std::fmt::Debug for SoftBackend {
 }
 
 impl SoftBackend {
-    /// Open the sealed key at `path`, creating it (mode 0600) if absent.
-    /// Returns the backend and whether the key was created now.
-    pub fn open_or_create(
-        path: &Path,
-        password: &SecretString,
-    ) -> Result<(Self, bool), SoftKeyError> {
+    /// Open the sealed key at `path`; a missing file is [`SoftKeyError::Missing`]
+    /// (what `serve` and `check-config` use: they never create a key).
+    pub fn open(path: &Path, password: &SecretString) -> Result<Self, SoftKeyError> {
         match fs::read(path) {
-            Ok(bytes) => Ok((Self::unseal(path, &bytes, password)?, false)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                Ok((Self::create(path, password)?, true))
-            }
+            Ok(bytes) => Self::unseal(path, &bytes, password),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(SoftKeyError::Missing {
+                path: path.to_owned(),
+            }),
             Err(source) => Err(SoftKeyError::Read {
                 path: path.to_owned(),
                 source,
             }),
+        }
+    }
+
+    /// Open the sealed key at `path`, creating it (mode 0600) if absent
+    /// (`cmx-kms hsm init`). Returns the backend and whether the key was created now.
+    pub fn open_or_create(
+        path: &Path,
+        password: &SecretString,
+    ) -> Result<(Self, bool), SoftKeyError> {
+        match Self::open(path, password) {
+            Err(SoftKeyError::Missing { .. }) => Ok((Self::create(path, password)?, true)),
+            other => other.map(|b| (b, false)),
         }
     }
 
@@ -186,6 +203,13 @@ impl SoftBackend {
     }
 }
 
+/// Create a new soft master key at `path` (mode 0600, never over an existing
+/// file), sealed with `password`; returns its id. The one way a key file is
+/// made: `cmx-kms dev` for its folder, `cmx-kms hsm init`, and the tests.
+pub fn create_key_file(path: &Path, password: &SecretString) -> Result<String, SoftKeyError> {
+    SoftBackend::create(path, password).map(|b| b.key_id)
+}
+
 fn sealing_key(password: &SecretString, salt: &[u8]) -> Result<LessSafeKey, SoftKeyError> {
     let mut k = Zeroizing::new([0u8; 32]);
     let rounds = NonZeroU32::new(PBKDF2_ROUNDS).unwrap_or(NonZeroU32::MIN);
@@ -282,5 +306,30 @@ impl Backend for SoftBackend {
                 },
             }],
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_refuses_a_missing_file_and_creates_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("soft-master.key");
+        let pw = SecretString::from("pw");
+        let e = SoftBackend::open(&path, &pw).unwrap_err();
+        assert!(matches!(e, SoftKeyError::Missing { .. }), "{e}");
+        assert!(e.to_string().contains("cmx-kms hsm init"), "{e}");
+        assert!(!path.exists());
+        let id = create_key_file(&path, &pw).unwrap();
+        assert_eq!(SoftBackend::open(&path, &pw).unwrap().key_id(), id);
+        // Never over an existing key.
+        assert!(matches!(
+            create_key_file(&path, &pw),
+            Err(SoftKeyError::Create { .. })
+        ));
+        let (again, created) = SoftBackend::open_or_create(&path, &pw).unwrap();
+        assert!(!created && again.key_id() == id);
     }
 }
