@@ -48,6 +48,22 @@ pub fn legacy_root(server_xml: &str, port: u16) -> ScratchRoot {
             .arg(&ks)
             .args(["-storepass", &folder.password, "-new", FIXTURE_PASSWORD]),
     );
+    // The node trusts its https Vault through the keystore (kms.hsm.ca.alias):
+    // without a CA, check-config refuses the configuration as a start would.
+    must(
+        Command::new("keytool")
+            .args([
+                "-importcert",
+                "-noprompt",
+                "-alias",
+                "kmipSigningCA",
+                "-file",
+            ])
+            .arg(folder.path("ca.crt"))
+            .arg("-keystore")
+            .arg(&ks)
+            .args(["-storepass", FIXTURE_PASSWORD]),
+    );
     std::fs::write(
         root.p("/usr/share/kms/kms.war"),
         b"PK\x03\x04 (the Java web application)",

@@ -45,7 +45,7 @@ pub use client::{Client, ClientFields};
 pub use record::rfc3339_now;
 pub use rotate::Reopened;
 pub use settle::SETTLE_EVERY;
-pub use tail::TAIL_SCAN_BYTES;
+pub use tail::{TAIL_SCAN_BYTES, continues};
 pub use verify::{Verification, verify};
 pub use writer::{CONTINUE_OPERATION, CONTINUE_OUTCOME, SEAL_OPERATION, SEAL_OUTCOME};
 

@@ -92,6 +92,14 @@ pub(super) fn scan(file: &mut File) -> std::io::Result<Result<Option<Tail>, ()>>
     Ok(Err(()))
 }
 
+/// Whether the file (open for reading) can go on as an audit trail: empty, or
+/// with a record (or a torn first one) in its last [`TAIL_SCAN_BYTES`]. The
+/// question [`super::AuditLog::open`] asks, without opening it for writing
+/// (`check-config`).
+pub fn continues(file: &mut File) -> std::io::Result<bool> {
+    Ok(scan(file)?.is_ok())
+}
+
 /// What follows the last good record.
 pub(super) struct Torn {
     pub(super) file_len: u64,
@@ -172,5 +180,11 @@ mod tests {
         let first = scan_bytes(b"{\"seq\":0,\"time\":\"20").unwrap().unwrap();
         assert!(first.torn && first.seq == 0 && first.good_end == 0);
         assert_eq!(scan_bytes(b"not an audit file\n"), Err(()));
+        let mut f = tempfile::tempfile().unwrap();
+        assert!(continues(&mut f).unwrap());
+        f.write_all(b"not an audit file\n").unwrap();
+        assert!(!continues(&mut f).unwrap());
+        f.write_all(clean.as_bytes()).unwrap();
+        assert!(continues(&mut f).unwrap());
     }
 }

@@ -1,14 +1,15 @@
-//! `cmx-kms check-config`: kms.properties and the keystore it names, checked
-//! as a start would use them; exit 0, or 78 listing every problem.
+//! `cmx-kms check-config`: kms.properties, the keystore and the other files it
+//! names, checked as a start would use them but without changing anything
+//! (`crate::node::files`); exit 0, or 78 listing every problem.
 
 #![allow(clippy::print_stdout)] // The command's report is its output.
 
 use std::path::Path;
 
-use super::{CommandError, load_config};
-use crate::config::{Config, Protocol};
+use super::CommandError;
+use crate::config::{self, Config, ConfigError, Protocol};
 use crate::keystore::{EntryKind, KeyStore};
-use crate::node;
+use crate::node::{self, files};
 use crate::tls::{PinnedClient, Role};
 
 /// Certificates expiring within this many days draw a warning.
@@ -121,14 +122,86 @@ fn server_certificate_findings(config: &Config, ks: &KeyStore, now: i64, f: &mut
     }
 }
 
-/// `cmx-kms check-config -c PATH`.
+/// `cmx-kms check-config -c PATH`: every problem at once, the line-level
+/// ones and those of the files the configuration names, each once.
 pub fn run(path: &Path) -> Result<(), CommandError> {
-    let config = load_config(path)?;
-    let ks = node::load_keystore(&config).map_err(|source| CommandError::Keystore {
-        file: path.to_owned(),
-        source,
-    })?;
-    let f = check_keystore(&config, &ks);
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let checked = config::load_all(path, &env);
+    for w in &checked.warnings {
+        tracing::warn!("{w}");
+    }
+    let mut problems: Vec<String> = checked.errors.iter().map(ToString::to_string).collect();
+    let Some(config) = checked.config else {
+        return Err(CommandError::Problems(problems));
+    };
+    let wrong = |prefixes: &[&str]| {
+        checked.errors.iter().any(|e| {
+            e.key
+                .as_deref()
+                .is_some_and(|k| prefixes.iter().any(|p| k.starts_with(p)))
+        })
+    };
+    let ks = match wrong(&[
+        "kms.keystore.file",
+        "kms.keystore.password",
+        "kms.keystore.key-password",
+    ]) {
+        true => None,
+        false => files::keystore(&config)
+            .map_err(|e| problems.push(e.to_string()))
+            .ok(),
+    };
+    file_problems(&config, ks.as_ref(), &checked.errors, &mut problems);
+    let f = match &ks {
+        Some(ks) if !wrong(ENTRY_KEYS) => check_keystore(&config, ks),
+        _ => Findings::default(),
+    };
+    let source = config.source.display().to_string();
+    problems.extend(f.problems.iter().map(|p| format!("{source}: {p}")));
+    report(&config, ks.as_ref(), &f, problems)
+}
+
+/// The keys the keystore's entries are checked against: with an error in
+/// one of them, the entries are not checked (the default would be judged).
+const ENTRY_KEYS: &[&str] = &[
+    "kms.keystore.",
+    "kms.server.key.alias",
+    "kms.hsm.protocol",
+    "kms.hsm.ca.alias",
+    "kms.clients.",
+];
+
+/// The problems of the files the configuration names (never those of a key
+/// already reported on its line).
+fn file_problems(
+    config: &Config,
+    ks: Option<&KeyStore>,
+    errors: &[ConfigError],
+    problems: &mut Vec<String>,
+) {
+    let found = files::check(config, ks);
+    let mut located: Vec<ConfigError> = found.problems.into_iter().chain(found.later).collect();
+    let soft_key = Some("kms.hsm.soft.key.file");
+    // The key is sealed with the keystore password: when the keystore does
+    // not open, its problem says so already.
+    let unseal = ks.is_some() && !located.iter().any(|e| e.key.as_deref() == soft_key);
+    if config.hsm.protocol == Protocol::Soft && unseal {
+        located.extend(files::soft_key_opens(config));
+    }
+    for e in located {
+        if !errors.iter().any(|c| c.key.is_some() && c.key == e.key) {
+            problems.push(e.to_string());
+        }
+    }
+}
+
+/// Print the warnings and the outcome: `configuration OK`, or every problem.
+fn report(
+    config: &Config,
+    ks: Option<&KeyStore>,
+    f: &Findings,
+    problems: Vec<String>,
+) -> Result<(), CommandError> {
     if config.hsm.protocol == Protocol::Soft {
         println!(
             "warning: kms.hsm.protocol=soft is for development only: the master key is not in an HSM"
@@ -137,18 +210,15 @@ pub fn run(path: &Path) -> Result<(), CommandError> {
     for w in &f.warnings {
         println!("warning: {w}");
     }
-    if !f.problems.is_empty() {
-        return Err(CommandError::Problems {
-            file: path.to_owned(),
-            problems: f.problems,
-        });
-    }
+    let Some(ks) = ks.filter(|_| problems.is_empty()) else {
+        return Err(CommandError::Problems(problems));
+    };
     for n in &f.notes {
         println!("{n}");
     }
     println!(
         "{}: configuration OK ({} backend, keystore {})",
-        path.display(),
+        config.source.display(),
         config.hsm.protocol.label(),
         ks.format()
     );

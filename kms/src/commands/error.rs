@@ -3,7 +3,6 @@
 //! ([`Status`], from sysexits.h where one fits). systemd's
 //! `RestartPreventExitStatus=78` relies on bad configuration being 78.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::backend::BackendError;
@@ -71,22 +70,10 @@ pub enum CommandError {
     /// keystore, the backend's settings.
     #[error("{0}")]
     Setup(#[from] StartError),
-    /// `check-config`: the keystore the configuration names does not open.
-    #[error("{}: kms.keystore.file: {source}", file.display())]
-    Keystore {
-        /// The configuration file.
-        file: PathBuf,
-        /// Why the keystore does not open.
-        source: StartError,
-    },
-    /// `check-config` found problems in what the configuration names.
-    #[error("{}", problems_text(.file, .problems))]
-    Problems {
-        /// The configuration file.
-        file: PathBuf,
-        /// One line each.
-        problems: Vec<String>,
-    },
+    /// `check-config` found problems: one line each (`file:line: key: problem`),
+    /// then how many.
+    #[error("{}", problems_text(.0))]
+    Problems(Vec<String>),
     /// The backend refused or failed an operator's request.
     #[error("{0}")]
     Backend(#[from] BackendError),
@@ -124,10 +111,10 @@ pub enum CommandError {
     Reported(Status),
 }
 
-fn problems_text(file: &std::path::Path, problems: &[String]) -> String {
+fn problems_text(problems: &[String]) -> String {
     let mut t = String::new();
     for p in problems {
-        t.push_str(&format!("{}: {p}\n", file.display()));
+        t.push_str(&format!("{p}\n"));
     }
     t.push_str(&format!("{} problem(s) found", problems.len()));
     t
@@ -142,9 +129,7 @@ impl CommandError {
     /// The exit status this failure ends the process with.
     pub fn status(&self) -> Status {
         match self {
-            Self::Config(_) | Self::Setup(_) | Self::Keystore { .. } | Self::Problems { .. } => {
-                Status::Config
-            }
+            Self::Config(_) | Self::Setup(_) | Self::Problems(_) => Status::Config,
             Self::Start(StartError::Bind { .. }) => Status::Unavailable,
             Self::Start(StartError::ReloadTask(_)) => Status::Software,
             Self::Start(_) => Status::Config,
@@ -217,10 +202,8 @@ mod tests {
         ]);
         assert_eq!(several.status().code(), 69);
         assert_eq!(several.to_string(), "a\nb");
-        let problems = CommandError::Problems {
-            file: "k.properties".into(),
-            problems: vec!["one".into(), "two".into()],
-        };
+        let problems =
+            CommandError::Problems(vec!["k.properties: one".into(), "k.properties: two".into()]);
         assert_eq!(
             problems.to_string(),
             "k.properties: one\nk.properties: two\n2 problem(s) found"

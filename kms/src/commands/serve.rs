@@ -4,9 +4,9 @@
 use std::path::Path;
 
 use super::{CommandError, load_config, runtime};
-use crate::config::Config;
+use crate::config::{Config, ConfigError, ConfigErrors};
 use crate::dev::DevFolder;
-use crate::node::{Node, signals};
+use crate::node::{Node, files, signals};
 
 /// `cmx-kms serve -c PATH`: run the node until SIGTERM/SIGINT.
 pub fn run(path: &Path) -> Result<(), CommandError> {
@@ -23,10 +23,16 @@ pub fn dev(dir: &Path, port: u16) -> Result<(), CommandError> {
 }
 
 fn run_node(config: &Config, dev: Option<&DevFolder>) -> Result<(), CommandError> {
+    check_files(config)?;
     let rt = runtime(config.server.workers)?;
     let workers = rt.metrics().num_workers();
     rt.block_on(async {
-        let node = Node::bind(config).await.map_err(CommandError::Start)?;
+        let node = Node::bind(config)
+            .await
+            .map_err(|e| match files::locate(config, &e) {
+                Some(located) => located_error(vec![located]),
+                None => CommandError::Start(e),
+            })?;
         tracing::info!(address = %node.local_addr, backend = node.app.keys.load().backend_kind().label(), workers, "listening");
         if let Some(d) = dev {
             print_dev_banner(&node, d);
@@ -37,6 +43,32 @@ fn run_node(config: &Config, dev: Option<&DevFolder>) -> Result<(), CommandError
             .await;
         tracing::info!("stopped");
         Ok(())
+    })
+}
+
+/// The files the configuration names, as `check-config` checks them: every
+/// problem at its line and key, before anything is opened for writing. What
+/// the node can start without (a Vault token file still to come) is logged.
+fn check_files(config: &Config) -> Result<(), CommandError> {
+    let (ks, mut problems) = match files::keystore(config) {
+        Ok(ks) => (Some(ks), Vec::new()),
+        Err(e) => (None, vec![e]),
+    };
+    let found = files::check(config, ks.as_ref());
+    for w in &found.later {
+        tracing::warn!("{w}");
+    }
+    problems.extend(found.problems);
+    match problems.is_empty() {
+        true => Ok(()),
+        false => Err(located_error(problems)),
+    }
+}
+
+fn located_error(errors: Vec<ConfigError>) -> CommandError {
+    CommandError::Config(ConfigErrors {
+        errors,
+        warnings: Vec::new(),
     })
 }
 

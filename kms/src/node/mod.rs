@@ -5,6 +5,8 @@
 //! - [`signals`]: SIGTERM/SIGINT, SIGHUP, SIGUSR1/SIGUSR2.
 //! - [`clustering`]: the node's part of the cluster; [`control`]: the control
 //!   socket behind `cache flush` and `cluster status`.
+//! - [`files`]: the files the configuration names, checked before a start
+//!   and by `check-config`.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -28,6 +30,7 @@ use crate::tls;
 
 mod clustering;
 pub mod control;
+pub mod files;
 mod parts;
 mod reload;
 pub mod signals;

@@ -42,14 +42,17 @@ fn pki(dir: &Path, store_type: StoreType) -> GuidePki {
     )
 }
 
-/// kms.properties as the guide's examples write it (KMIP flavour).
+/// kms.properties as the guide's examples write it (KMIP flavour), with the
+/// audit file in the test's folder (check-config checks that it can be made).
 fn guide_properties(pki: &GuidePki) -> String {
     format!(
         "kms.keystore.file={}\nkms.keystore.password={}\nkms.keystore.alias=kmsClient\n\
          kms.hsm.server.url=https://kmshsm.myCorp.com\nkms.hsm.server.port=5696\n\
-         kms.distributed.cache.config.file=/usr/share/kms/conf/jgroups.xml\nkms.cache.type=none\n",
+         kms.distributed.cache.config.file=/usr/share/kms/conf/jgroups.xml\nkms.cache.type=none\n\
+         kms.audit.file={}\n",
         pki.keystore.display(),
-        pki.store_password
+        pki.store_password,
+        pki.dir.join("audit.log").display()
     )
 }
 
