@@ -164,7 +164,7 @@ pub const KEYS: &[KeySpec] = &[
     key("kms.hsm.vault.auth.cert.path", "string", "/v1/auth/cert/login", "no", "Request path of the TLS certificate login (uses the kms.keystore.alias identity)."),
     key("kms.hsm.vault.auth.cert.role", "string", "", "no", "Certificate role name to log in with; none lets Vault pick."),
     // Soft backend (ours).
-    key("kms.hsm.soft.key.file", "path", "soft-master.key", "no", "Master key file of the development-only soft backend."),
+    key("kms.hsm.soft.key.file", "path", "soft-master.key", "no", "Master key file of the development-only soft backend. It must exist: `cmx-kms dev` or `cmx-kms hsm init` makes it, `serve` never does."),
     // Cache (ours).
     key("kms.cache.ttl", "duration", "300s", "no", "How long a decrypted customer key stays in memory; 0 turns the cache off. A reload applies it to keys already cached."),
     key("kms.cache.max-entries", "integer", "10000", "no", "Most customer keys cached at once."),
