@@ -19,6 +19,19 @@ pub struct KeySpec {
     pub replaced_by: Option<&'static str>,
     /// One-line description.
     pub doc: &'static str,
+    /// Read only when the node starts: a reload cannot apply a change, and warns about it
+    /// (`super::restart`). `docs/configuration.md` lists these keys under "Reload".
+    pub restart: bool,
+}
+
+impl KeySpec {
+    /// The same key, read only at start.
+    const fn at_start(self) -> Self {
+        Self {
+            restart: true,
+            ..self
+        }
+    }
 }
 
 const fn key(
@@ -36,6 +49,7 @@ const fn key(
         secret: false,
         replaced_by: None,
         doc,
+        restart: false,
     }
 }
 
@@ -48,6 +62,7 @@ const fn secret(name: &'static str, required: &'static str, doc: &'static str) -
         secret: true,
         replaced_by: None,
         doc,
+        restart: false,
     }
 }
 
@@ -60,6 +75,7 @@ const fn legacy(name: &'static str, replaced_by: &'static str, ty: &'static str)
         secret: false,
         replaced_by: Some(replaced_by),
         doc: "Legacy name, still accepted with a deprecation warning.",
+        restart: false,
     }
 }
 
@@ -116,28 +132,28 @@ pub const KEYS: &[KeySpec] = &[
     key("kms.hsm.vault.auth.azure.path", "string", "/v1/auth/azure/login", "no", "Request path of the Azure auth login."),
     key("kms.hsm.vault.auth.azure.resource", "string", "https://vault.hashicorp.com/", "no", "Resource asked for when getting the Azure managed-identity token."),
     // Cache (guide).
-    key("kms.cache.type", "none or distributed", "none", "no", "none: each node caches on its own; distributed: the nodes of jgroups.xml share one cache."),
-    key("kms.distributed.cache.config.file", "path", "/usr/share/kms/conf/jgroups.xml", "no", "JGroups file listing the cluster nodes (TCPPING initial_hosts); keep the default."),
-    key("kms.cluster.address", "host or IP address", "", "with kms.cache.type=distributed", "This node's cluster address, as the other nodes list it in jgroups.xml (legacy setenv.sh -Djgroups.tcp.address)."),
-    key("kms.cluster.port", "port", "7800", "no", "This node's cluster port (legacy -Djgroups.tcp.port); mutual TLS between nodes only, never through the load balancer."),
-    key("kms.control.socket", "path", "/run/cmx-kms/control.sock", "no", "Unix socket (mode 0660, user and group kms) where cmx-kms cache flush and cluster status reach the running node. A relative path is taken from the folder of `kms.properties`; the whole path must be shorter than 108 bytes (the kernel's limit), else the node starts without the socket and warns."),
+    key("kms.cache.type", "none or distributed", "none", "no", "none: each node caches on its own; distributed: the nodes of jgroups.xml share one cache.").at_start(),
+    key("kms.distributed.cache.config.file", "path", "/usr/share/kms/conf/jgroups.xml", "no", "JGroups file listing the cluster nodes (TCPPING initial_hosts); keep the default.").at_start(),
+    key("kms.cluster.address", "host or IP address", "", "with kms.cache.type=distributed", "This node's cluster address, as the other nodes list it in jgroups.xml (legacy setenv.sh -Djgroups.tcp.address).").at_start(),
+    key("kms.cluster.port", "port", "7800", "no", "This node's cluster port (legacy -Djgroups.tcp.port); mutual TLS between nodes only, never through the load balancer.").at_start(),
+    key("kms.control.socket", "path", "/run/cmx-kms/control.sock", "no", "Unix socket (mode 0660, user and group kms) where cmx-kms cache flush and cluster status reach the running node. A relative path is taken from the folder of `kms.properties`; the whole path must be shorter than 108 bytes (the kernel's limit), else the node starts without the socket and warns.").at_start(),
     // Server (ours).
-    key("kms.server.address", "IP address", "0.0.0.0", "no", "Address the HTTPS API listens on."),
-    key("kms.server.port", "port", "8443", "no", "Port the HTTPS API listens on."),
+    key("kms.server.address", "IP address", "0.0.0.0", "no", "Address the HTTPS API listens on.").at_start(),
+    key("kms.server.port", "port", "8443", "no", "Port the HTTPS API listens on.").at_start(),
     key("kms.server.key.alias", "string", "kmsserver", "no", "Keystore entry that is our TLS server identity (Tomcat's keyAlias)."),
     key("kms.server.max-request-bytes", "integer", "65536", "no", "Largest request body accepted, in bytes."),
-    key("kms.server.handshake-timeout", "duration", "10s", "no", "Time a client has to complete the TLS handshake."),
-    key("kms.server.header-timeout", "duration", "10s", "no", "Time a client has to send the request headers."),
-    key("kms.server.idle-timeout", "duration", "60s", "no", "How long an idle keep-alive connection stays open; 0 turns keep-alive off."),
-    key("kms.server.shutdown-grace", "duration", "20s", "no", "On SIGTERM, after the drain delay: how long requests in flight may take to finish."),
-    key("kms.server.drain-delay", "duration", "8s", "no", "On SIGTERM, how long the node reports draining to the health check while still serving; 0 stops at once."),
-    key("kms.server.proxy-protocol.trusted", "address blocks", "", "no", "Comma-separated addresses or CIDR blocks of load balancers that must send a PROXY protocol v1/v2 header; empty turns the protocol off."),
-    key("kms.server.max-connections", "integer", "4096", "no", "Most client connections open at once."),
-    key("kms.server.max-connection-lifetime", "duration", "1h", "no", "After this long a connection is closed, between requests: the next response says Connection: close."),
-    key("kms.server.max-pending-per-source", "integer", "128", "no", "Most connections not yet authenticated (in the TLS handshake) from one IPv4 address or IPv6 /64; more are closed at once."),
-    key("kms.server.max-pending", "integer", "1024", "no", "Most connections not yet authenticated (in the TLS handshake) in total; more are closed at once."),
-    key("kms.server.backend-reserved-connections", "integer", "64", "no", "Of kms.server.max-connections, this many are kept for the backend role: a device connection that would take one is closed after its handshake, so devices holding every connection cannot lock the backend out. Less than kms.server.max-connections (0 keeps none); if not set, 64 or a sixteenth of kms.server.max-connections, whichever is less. Read at start."),
-    key("kms.server.worker-threads", "integer", "0", "no", "Threads that serve requests (0 to 1024); 0 means one more than the CPUs the process may use. Read at start."),
+    key("kms.server.handshake-timeout", "duration", "10s", "no", "Time a client has to complete the TLS handshake.").at_start(),
+    key("kms.server.header-timeout", "duration", "10s", "no", "Time a client has to send the request headers.").at_start(),
+    key("kms.server.idle-timeout", "duration", "60s", "no", "How long an idle keep-alive connection stays open; 0 turns keep-alive off.").at_start(),
+    key("kms.server.shutdown-grace", "duration", "20s", "no", "On SIGTERM, after the drain delay: how long requests in flight may take to finish.").at_start(),
+    key("kms.server.drain-delay", "duration", "8s", "no", "On SIGTERM, how long the node reports draining to the health check while still serving; 0 stops at once.").at_start(),
+    key("kms.server.proxy-protocol.trusted", "address blocks", "", "no", "Comma-separated addresses or CIDR blocks of load balancers that must send a PROXY protocol v1/v2 header; empty turns the protocol off.").at_start(),
+    key("kms.server.max-connections", "integer", "4096", "no", "Most client connections open at once.").at_start(),
+    key("kms.server.max-connection-lifetime", "duration", "1h", "no", "After this long a connection is closed, between requests: the next response says Connection: close.").at_start(),
+    key("kms.server.max-pending-per-source", "integer", "128", "no", "Most connections not yet authenticated (in the TLS handshake) from one IPv4 address or IPv6 /64; more are closed at once.").at_start(),
+    key("kms.server.max-pending", "integer", "1024", "no", "Most connections not yet authenticated (in the TLS handshake) in total; more are closed at once.").at_start(),
+    key("kms.server.backend-reserved-connections", "integer", "64", "no", "Of kms.server.max-connections, this many are kept for the backend role: a device connection that would take one is closed after its handshake, so devices holding every connection cannot lock the backend out. Less than kms.server.max-connections (0 keeps none); if not set, 64 or a sixteenth of kms.server.max-connections, whichever is less. Read at start.").at_start(),
+    key("kms.server.worker-threads", "integer", "0", "no", "Threads that serve requests (0 to 1024); 0 means one more than the CPUs the process may use. Read at start.").at_start(),
     // Clients (ours).
     key("kms.clients.backend.aliases", "alias patterns", "cmxBackend*", "no", "Certificate entries that identify the backend: comma-separated, case-insensitive, * matches anything."),
     key("kms.clients.device.aliases", "alias patterns", "cmxDevice*", "no", "Certificate entries that identify devices (decrypt only): same syntax."),
@@ -170,7 +186,7 @@ pub const KEYS: &[KeySpec] = &[
     key("kms.cache.max-entries", "integer", "10000", "no", "Most customer keys cached at once."),
     key("kms.cache.idle-ttl", "duration", "0", "no", "A cached customer key unused this long leaves memory before its TTL; 0 turns the idle limit off."),
     // Audit (ours).
-    key("kms.audit.file", "path", "/var/log/kms/audit.log", "no", "JSON audit trail, one event per key operation. Moved away (logrotate), a reload goes on in a new file at the path, chained to the old one."),
+    key("kms.audit.file", "path", "/var/log/kms/audit.log", "no", "JSON audit trail, one event per key operation. Moved away (logrotate), a reload goes on in a new file at the path, chained to the old one.").at_start(),
     // Limits (ours).
     key("kms.limits.backend-concurrency", "integer", "64", "no", "Most requests in flight to the HSM or Vault at once."),
     key("kms.limits.device.rate", "integer", "100", "no", "Requests per second allowed from each device source address (devices share one certificate); 0 = unlimited."),
@@ -178,14 +194,14 @@ pub const KEYS: &[KeySpec] = &[
     key("kms.limits.backend.rate", "integer", "1000", "no", "Requests per second allowed to each backend certificate; 0 = unlimited."),
     key("kms.limits.backend.burst", "integer", "2000", "no", "Burst allowance above kms.limits.backend.rate."),
     // Metrics (ours).
-    key("kms.metrics.address", "IP address", "127.0.0.1", "no", "Address of the Prometheus metrics listener."),
-    key("kms.metrics.port", "port", "9443", "no", "Port of the metrics listener; 0 turns it off."),
-    key("kms.health.address", "IP address", "", "no", "Address of the load balancers' readiness check listener; defaults to kms.server.address."),
-    key("kms.health.port", "port", "0", "no", "Port of the plain-HTTP readiness check listener (GET /v1/ready only); 0 turns it off."),
+    key("kms.metrics.address", "IP address", "127.0.0.1", "no", "Address of the Prometheus metrics listener.").at_start(),
+    key("kms.metrics.port", "port", "9443", "no", "Port of the metrics listener; 0 turns it off.").at_start(),
+    key("kms.health.address", "IP address", "", "no", "Address of the load balancers' readiness check listener; defaults to kms.server.address.").at_start(),
+    key("kms.health.port", "port", "0", "no", "Port of the plain-HTTP readiness check listener (GET /v1/ready only); 0 turns it off.").at_start(),
     // Readiness (ours).
-    key("kms.readiness.interval", "duration", "5s", "no", "How often the readiness canary wraps and unwraps through the backend (one HSM Encrypt and Decrypt each time)."),
-    key("kms.readiness.timeout", "duration", "5s", "no", "A canary slower than this counts as failed: readiness turns unavailable."),
-    key("kms.readiness.slow", "duration", "1s", "no", "A canary slower than this makes readiness degraded."),
+    key("kms.readiness.interval", "duration", "5s", "no", "How often the readiness canary wraps and unwraps through the backend (one HSM Encrypt and Decrypt each time).").at_start(),
+    key("kms.readiness.timeout", "duration", "5s", "no", "A canary slower than this counts as failed: readiness turns unavailable.").at_start(),
+    key("kms.readiness.slow", "duration", "1s", "no", "A canary slower than this makes readiness degraded.").at_start(),
 ];
 
 #[cfg(test)]

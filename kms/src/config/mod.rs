@@ -34,6 +34,7 @@ pub mod keys;
 pub mod keystore;
 pub mod origins;
 pub mod properties;
+pub mod restart;
 pub mod server;
 pub mod values;
 pub mod vault;
