@@ -179,3 +179,25 @@ fn docs_table_matches_the_keys() {
         "docs/configuration.md: the table between <!-- keys:begin --> and <!-- keys:end --> must read:\n{expected}"
     );
 }
+
+/// The list of restart-only keys in the "Reload" section of `docs/configuration.md`.
+fn expected_restart_list() -> String {
+    KEYS.iter()
+        .filter(|k| k.restart)
+        .map(|k| format!("- `{}`\n", k.name))
+        .collect()
+}
+
+#[test]
+fn docs_list_the_keys_a_reload_cannot_apply() {
+    let docs = read("docs/configuration.md");
+    let list = docs
+        .split_once("<!-- restart-keys:begin -->\n")
+        .and_then(|(_, rest)| rest.split_once("<!-- restart-keys:end -->"))
+        .map(|(list, _)| list);
+    let expected = expected_restart_list();
+    assert!(
+        list == Some(expected.as_str()),
+        "docs/configuration.md: the list between <!-- restart-keys:begin --> and <!-- restart-keys:end --> must read:\n{expected}"
+    );
+}

@@ -205,3 +205,66 @@ fn notify_socket_receives_ready_reload_and_stopping() {
     let status = node.child.wait().unwrap();
     assert!(status.success(), "exit 0 after SIGTERM: {status}");
 }
+
+#[test]
+fn a_reload_warns_about_each_key_that_needs_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki(dir.path());
+    let node = TestNode::start(&pki, &dir.path().join("node"), "");
+    let old_port = node.addr.port();
+    let new_port = support::node::free_port();
+    let old_audit = node.audit.display().to_string();
+    let new_audit = dir.path().join("node/new-name.log");
+    let text = std::fs::read_to_string(&node.properties)
+        .unwrap()
+        .replace(
+            &format!("kms.server.port={old_port}\n"),
+            &format!("kms.server.port={new_port}\n"),
+        )
+        .replace(
+            &format!("kms.audit.file={old_audit}\n"),
+            &format!("kms.audit.file={}\n", new_audit.display()),
+        );
+    // A reloadable change goes with them, and is applied.
+    let text = format!("{text}kms.server.worker-threads=7\nkms.limits.backend.rate=0\n");
+    std::fs::write(&node.properties, text).unwrap();
+    node.signal("HUP");
+    wait_for("the reload", Duration::from_secs(20), || {
+        node.log_text().contains("configuration reloaded")
+    });
+
+    let log = node.log_text();
+    let warned = |want: &str| {
+        log.lines()
+            .any(|l| l.contains(" WARN ") && l.ends_with(want))
+    };
+    let port = format!(
+        "kms.server.port changed ({old_port} -> {new_port}) but needs a restart: still listening on port {old_port}"
+    );
+    let audit = format!(
+        "kms.audit.file changed ({old_audit} -> {}) but needs a restart: records still go to {old_audit}",
+        new_audit.display()
+    );
+    let workers =
+        "kms.server.worker-threads changed (0 -> 7) but needs a restart: still running with 0";
+    for want in [&port, &audit, workers] {
+        assert!(warned(want), "no WARN line ending {want:?}:\n{log}");
+    }
+    assert!(log.contains("needs_restart=3"), "{log}");
+    assert!(!log.contains("kms.limits.backend.rate changed"), "{log}");
+    assert!(
+        !log.contains(&pki.store_password),
+        "a password in the log:\n{log}"
+    );
+    // The old port still answers; nothing listens on the new one.
+    let r = node
+        .client(&pki, &pki.cmx_backend)
+        .request("GET", "/v1/health", None)
+        .unwrap();
+    assert_eq!(r.status, 200);
+    assert!(std::net::TcpStream::connect(("127.0.0.1", new_port)).is_err());
+    assert!(
+        !new_audit.exists(),
+        "the audit trail moved before a restart"
+    );
+}

@@ -19,6 +19,7 @@ use tokio::net::TcpListener;
 use crate::audit::AuditLog;
 use crate::backend::gate::GatedBackend;
 use crate::backend::{Backend, BuildError};
+use crate::config::restart::AtStart;
 use crate::config::{Config, ConfigErrors, FrontSettings};
 use crate::hierarchy::KeyService;
 use crate::http::{self, App, ServeSettings, TlsContext};
@@ -120,6 +121,8 @@ pub struct Node {
     cluster: Option<(Arc<crate::cluster::Cluster>, TcpListener)>,
     /// `kms.control.socket`.
     control_socket: PathBuf,
+    /// The keys read only at start, as this node started with them.
+    at_start: Arc<AtStart>,
 }
 
 impl Node {
@@ -206,6 +209,7 @@ impl Node {
             config_path: config.source.clone(),
             cluster,
             control_socket: config.cache.control_socket.clone(),
+            at_start: Arc::new(AtStart::of(config)),
         })
     }
 
@@ -220,6 +224,7 @@ impl Node {
             path: self.config_path.clone(),
             app: Arc::clone(&self.app),
             tls: Arc::clone(&self.tls),
+            at_start: Arc::clone(&self.at_start),
         }
     }
 

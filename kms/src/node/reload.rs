@@ -12,6 +12,7 @@ use super::parts::{
 };
 use crate::backend::Backend;
 use crate::backend::gate::GatedBackend;
+use crate::config::restart::AtStart;
 use crate::config::{Config, ConfigErrors};
 use crate::http::{App, TlsContext};
 use crate::metrics::Metrics;
@@ -31,12 +32,15 @@ pub fn load_config(path: &Path) -> Result<Config, ConfigErrors> {
 /// the TLS configuration, pinned clients, limits and backend. New connections
 /// use them at once; open connections judge their client against the new pins
 /// (a new generation number) before their next request. On any error the
-/// node keeps its current configuration.
+/// node keeps its current configuration. A changed key that is read only at
+/// start (listeners, connection bounds, the audit file, ...) is not applied:
+/// each gets a warning naming the value still in force.
 #[derive(Clone)]
 pub struct Reloader {
     pub(super) path: PathBuf,
     pub(super) app: Arc<App>,
     pub(super) tls: Arc<ArcSwap<TlsContext>>,
+    pub(super) at_start: Arc<AtStart>,
 }
 
 impl Reloader {
@@ -70,7 +74,21 @@ impl Reloader {
         self.app.metrics.set_cert_expiry(cert_expiry(&keystore));
         let pins = ctx.pins.len();
         self.tls.store(Arc::new(ctx));
-        tracing::info!(pinned_clients = pins, "configuration reloaded");
+        let kept = self.warn_restart_only(&config);
+        tracing::info!(
+            pinned_clients = pins,
+            needs_restart = kept,
+            "configuration reloaded"
+        );
         Ok(())
+    }
+
+    /// One warning per changed key that only a restart applies; how many.
+    fn warn_restart_only(&self, config: &Config) -> usize {
+        let changes = self.at_start.changes(config);
+        for change in &changes {
+            tracing::warn!("{change}");
+        }
+        changes.len()
     }
 }
