@@ -8,6 +8,9 @@ mod support;
 
 use support::{pki, wait_for};
 
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+
 use std::os::unix::net::UnixDatagram;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -267,4 +270,69 @@ fn a_reload_warns_about_each_key_that_needs_a_restart() {
         !new_audit.exists(),
         "the audit trail moved before a restart"
     );
+}
+
+/// Starts a node and sends it `sig` as soon as it logs its first line (the
+/// soft backend's warning, when `serve` has just loaded its configuration):
+/// before it has built anything or installed a signal handler of its own.
+fn signal_during_start(
+    pki: &support::guide_pki::GuidePki,
+    dir: &std::path::Path,
+    sig: Signal,
+) -> TestNode {
+    let node = TestNode::launch(pki, dir, "");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !node
+        .log_text()
+        .contains("the soft backend keeps the master key")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no first line:\n{}",
+            node.log_text()
+        );
+        std::thread::yield_now();
+    }
+    let pid = Pid::from_raw(i32::try_from(node.child.id()).unwrap());
+    nix::sys::signal::kill(pid, sig).unwrap();
+    node
+}
+
+#[test]
+fn a_sighup_during_start_is_answered_as_a_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki(dir.path());
+    for i in 0..20 {
+        let mut node = signal_during_start(&pki, &dir.path().join(format!("n{i}")), Signal::SIGHUP);
+        node.wait_listening();
+        wait_for("the reload", Duration::from_secs(20), || {
+            node.log_text().contains("configuration reloaded")
+        });
+        assert!(
+            node.child.try_wait().unwrap().is_none(),
+            "run {i}: the node stopped"
+        );
+        let r = node
+            .client(&pki, &pki.cmx_backend)
+            .request("GET", "/v1/health", None)
+            .unwrap();
+        assert_eq!(r.status, 200, "run {i}");
+    }
+}
+
+#[test]
+fn a_sigterm_during_start_stops_the_node_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki(dir.path());
+    for i in 0..5 {
+        let mut node =
+            signal_during_start(&pki, &dir.path().join(format!("n{i}")), Signal::SIGTERM);
+        let status = node.wait_exit("the stop", Duration::from_secs(30));
+        let log = node.log_text();
+        assert!(status.success(), "run {i}: {status}\n{log}");
+        assert!(
+            log.contains("SIGTERM: shutting down") && log.contains("stopped"),
+            "{log}"
+        );
+    }
 }

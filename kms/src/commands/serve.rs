@@ -10,6 +10,7 @@ use crate::node::{Node, files, signals};
 
 /// `cmx-kms serve -c PATH`: run the node until SIGTERM/SIGINT.
 pub fn run(path: &Path) -> Result<(), CommandError> {
+    signals::hold();
     let config = load_config(path)?;
     run_node(&config, None)
 }
@@ -17,6 +18,7 @@ pub fn run(path: &Path) -> Result<(), CommandError> {
 /// `cmx-kms dev --dir DIR --port PORT`: prepare (or reuse) the folder, then
 /// run its node, printing how to try it.
 pub fn dev(dir: &Path, port: u16) -> Result<(), CommandError> {
+    signals::hold();
     let folder = DevFolder::prepare(dir, port)?;
     let config = load_config(&folder.properties)?;
     run_node(&config, Some(&folder))
@@ -27,20 +29,23 @@ fn run_node(config: &Config, dev: Option<&DevFolder>) -> Result<(), CommandError
     let rt = runtime(config.server.workers)?;
     let workers = rt.metrics().num_workers();
     rt.block_on(async {
+        // On this thread, the one that held the signals: a signal of the
+        // start waits in its handler until the running node answers it.
+        let (handlers, stop) = signals::install();
         let node = Node::bind(config)
             .await
             .map_err(|e| match files::locate(config, &e) {
                 Some(located) => located_error(vec![located]),
                 None => CommandError::Start(e),
-            })?;
+            })?
+            .with_handlers(handlers);
         tracing::info!(address = %node.local_addr, backend = node.app.keys.load().backend_kind().label(), workers, "listening");
         if let Some(d) = dev {
             print_dev_banner(&node, d);
         }
         // The second future is first polled after the first signal, so
         // it waits for another one.
-        node.run_until(signals::shutdown(), signals::shutdown())
-            .await;
+        node.run_until(stop.signalled(), signals::shutdown()).await;
         tracing::info!("stopped");
         Ok(())
     })

@@ -123,6 +123,9 @@ pub struct Node {
     control_socket: PathBuf,
     /// The keys read only at start, as this node started with them.
     at_start: Arc<AtStart>,
+    /// SIGHUP, SIGUSR1 and SIGUSR2 as `serve` installed them before the
+    /// node was built; those not there are installed when it runs.
+    handlers: signals::Handlers,
 }
 
 impl Node {
@@ -210,12 +213,21 @@ impl Node {
             cluster,
             control_socket: config.cache.control_socket.clone(),
             at_start: Arc::new(AtStart::of(config)),
+            handlers: signals::Handlers::default(),
         })
     }
 
     /// Change how often and how patiently the readiness canary runs.
     pub fn set_probe_settings(&mut self, probe: ProbeSettings) {
         self.probe = probe;
+    }
+
+    /// Answer with the signal handlers `serve` installed at its start (see
+    /// [`signals::install`]): a signal that came during the start is answered.
+    #[must_use]
+    pub fn with_handlers(mut self, handlers: signals::Handlers) -> Self {
+        self.handlers = handlers;
+        self
     }
 
     /// A handle that reloads this node's configuration.
@@ -239,21 +251,31 @@ impl Node {
         self.run_until(shutdown, std::future::pending()).await;
     }
 
-    /// As [`Node::run`]; `cut_drain` resolving during the drain delay ends
-    /// it at once (a second SIGTERM: the operator does not want to wait).
-    pub async fn run_until(
-        self,
-        shutdown: impl Future<Output = ()>,
-        cut_drain: impl Future<Output = ()>,
-    ) {
+    /// The cache sweep, the readiness canary, the systemd watchdog and the
+    /// SIGHUP reloads (with `hup`, or a handler installed now).
+    fn spawn_background(
+        &self,
+        hup: Option<tokio::signal::unix::Signal>,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
         let backend = Arc::clone(self.app.keys.load().backend());
         let cache = Arc::downgrade(self.app.keys.load().cache());
-        let mut tasks = vec![
+        vec![
             tokio::spawn(crate::cache::sweep(cache)),
             tokio::spawn(Arc::clone(&self.app.readiness).run(backend, self.probe)),
             tokio::spawn(crate::notify::watchdog()),
-            tokio::spawn(signals::reload_on_sighup(self.reloader())),
-        ];
+            tokio::spawn(signals::reload_on_sighup(self.reloader(), hup)),
+        ]
+    }
+
+    /// As [`Node::run`]; `cut_drain` resolving during the drain delay ends
+    /// it at once (a second SIGTERM: the operator does not want to wait).
+    pub async fn run_until(
+        mut self,
+        shutdown: impl Future<Output = ()>,
+        cut_drain: impl Future<Output = ()>,
+    ) {
+        let signals::Handlers { hup, usr1, usr2 } = std::mem::take(&mut self.handlers);
+        let mut tasks = self.spawn_background(hup);
         if let Some((cluster, l)) = self.cluster {
             tasks.extend(clustering::spawn(&cluster, l, &self.app));
         }
@@ -285,6 +307,7 @@ impl Node {
             Arc::clone(&self.app.readiness),
             retire_tx,
             delay,
+            (usr1, usr2),
         )));
         crate::notify::ready(&format!("serving on {}", self.local_addr));
         let audit = self.app.audit.clone();

@@ -2,31 +2,123 @@
 //! `Node::run_until`; a second one during the drain delay cuts it short);
 //! SIGHUP reloads; SIGUSR1 drains without stopping (`cmx-kms drain`) and
 //! SIGUSR2 ends that drain (`cmx-kms drain --resume`).
+//!
+//! `serve` holds these signals from its first step ([`hold`]) until their
+//! handlers are installed ([`install`]): the default action of each would
+//! end the process, and a SIGHUP from logrotate can meet a node that is
+//! starting. One that comes meanwhile waits, and the running node answers it.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::signal::unix::{SignalKind, signal};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal as Number, pthread_sigmask};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::watch;
 
 use crate::readiness::Readiness;
 
+/// The signals a node answers, with their names for the log.
+const ANSWERED: [(Number, &str); 5] = [
+    (Number::SIGHUP, "SIGHUP"),
+    (Number::SIGTERM, "SIGTERM"),
+    (Number::SIGINT, "SIGINT"),
+    (Number::SIGUSR1, "SIGUSR1"),
+    (Number::SIGUSR2, "SIGUSR2"),
+];
+
+/// Hold the signals a node answers on this thread and every thread it starts
+/// from now on (the runtime's): they stay pending instead of ending the
+/// process. Call first thing in `serve`, on the thread that later calls [`install`].
+pub fn hold() {
+    let set: SigSet = ANSWERED.iter().map(|(n, _)| *n).collect();
+    if let Err(e) = pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), None) {
+        tracing::warn!(error = %e, "cannot hold signals during start: a SIGHUP before the node runs ends it");
+    }
+}
+
+/// The handlers [`install`] made, for a node to answer with.
+#[derive(Debug, Default)]
+pub struct Handlers {
+    pub(super) hup: Option<Signal>,
+    pub(super) usr1: Option<Signal>,
+    pub(super) usr2: Option<Signal>,
+}
+
+/// SIGTERM or SIGINT, installed by [`install`]: the first stops the node.
+#[derive(Debug)]
+pub struct Stop {
+    term: Option<Signal>,
+    int: Option<Signal>,
+}
+
+impl Stop {
+    /// Resolves on the first SIGTERM or SIGINT (also one that came before).
+    pub async fn signalled(self) {
+        stopped(self.term, self.int).await;
+    }
+}
+
+/// Install the handlers of every signal a node answers, then let in on this
+/// thread (the one that called [`hold`]) those that now have one: a signal
+/// held since the start is delivered now and waits in its handler until the
+/// node answers it. One whose handler cannot be installed stays held, that
+/// is ignored, rather than ending the process. Call within the runtime.
+pub fn install() -> (Handlers, Stop) {
+    let mut installed = SigSet::empty();
+    let mut take = |(number, name): (Number, &str), kind: SignalKind| match signal(kind) {
+        Ok(s) => {
+            installed.add(number);
+            Some(s)
+        }
+        Err(e) => {
+            tracing::error!(signal = name, error = %e, "cannot install the signal handler: the signal is ignored");
+            None
+        }
+    };
+    let [hup, term, int, usr1, usr2] = ANSWERED;
+    let handlers = Handlers {
+        hup: take(hup, SignalKind::hangup()),
+        usr1: take(usr1, SignalKind::user_defined1()),
+        usr2: take(usr2, SignalKind::user_defined2()),
+    };
+    let stop = Stop {
+        term: take(term, SignalKind::terminate()),
+        int: take(int, SignalKind::interrupt()),
+    };
+    if let Err(e) = pthread_sigmask(SigmaskHow::SIG_UNBLOCK, Some(&installed), None) {
+        tracing::error!(error = %e, "cannot let signals in after start: reload, drain and stop need SIGKILL and a restart");
+    }
+    (handlers, stop)
+}
+
 /// Resolves on the first SIGTERM or SIGINT.
 pub async fn shutdown() {
-    let term = signal(SignalKind::terminate());
-    let int = signal(SignalKind::interrupt());
-    match (term, int) {
-        (Ok(mut t), Ok(mut i)) => {
-            tokio::select! {
-                _ = t.recv() => tracing::info!("SIGTERM: shutting down"),
-                _ = i.recv() => tracing::info!("SIGINT: shutting down"),
-            }
-        }
-        _ => {
-            tracing::error!("cannot install signal handlers; stop with SIGKILL");
-            std::future::pending::<()>().await;
-        }
+    stopped(
+        signal(SignalKind::terminate()).ok(),
+        signal(SignalKind::interrupt()).ok(),
+    )
+    .await;
+}
+
+async fn stopped(term: Option<Signal>, int: Option<Signal>) {
+    if term.is_none() && int.is_none() {
+        tracing::error!("cannot install signal handlers; stop with SIGKILL");
+        std::future::pending::<()>().await;
     }
+    tokio::select! {
+        () = next(term) => tracing::info!("SIGTERM: shutting down"),
+        () = next(int) => tracing::info!("SIGINT: shutting down"),
+    }
+}
+
+/// The next delivery of `s`; never without a handler.
+async fn next(s: Option<Signal>) {
+    if let Some(mut s) = s
+        && s.recv().await.is_some()
+    {
+        return;
+    }
+    std::future::pending().await
 }
 
 /// After a log rotation moved the audit file away, go on in a new file at
@@ -65,9 +157,10 @@ async fn reopen_audit(reloader: &super::Reloader) {
     }
 }
 
-/// Reload the configuration on every SIGHUP (`systemctl reload`), forever.
-pub async fn reload_on_sighup(reloader: super::Reloader) {
-    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+/// Reload the configuration on every SIGHUP (`systemctl reload`), forever;
+/// with `hup` from [`install`], or a handler installed now.
+pub async fn reload_on_sighup(reloader: super::Reloader, hup: Option<Signal>) {
+    let Some(mut hup) = hup.or_else(|| signal(SignalKind::hangup()).ok()) else {
         tracing::error!("cannot install the SIGHUP handler; reloads need a restart");
         return;
     };
@@ -105,10 +198,15 @@ pub async fn drain_on_request(
     readiness: Arc<Readiness>,
     retire: watch::Sender<bool>,
     delay: Duration,
+    handlers: (Option<Signal>, Option<Signal>),
 ) {
-    let (Ok(mut usr1), Ok(mut usr2)) = (
-        signal(SignalKind::user_defined1()),
-        signal(SignalKind::user_defined2()),
+    let (Some(mut usr1), Some(mut usr2)) = (
+        handlers
+            .0
+            .or_else(|| signal(SignalKind::user_defined1()).ok()),
+        handlers
+            .1
+            .or_else(|| signal(SignalKind::user_defined2()).ok()),
     ) else {
         tracing::error!(
             "cannot install the SIGUSR1/SIGUSR2 handlers; `cmx-kms drain` will not work"

@@ -168,6 +168,30 @@ impl TestNode {
         at: Option<SocketAddr>,
         props: impl Fn(u16, u16) -> String,
         env: &[(&str, &str)],
+        cmd: Command,
+    ) -> TestNode {
+        let mut node = Self::launch_at(dir, at, props, env, cmd);
+        node.wait_listening();
+        node
+    }
+
+    /// Like [`TestNode::start`], without waiting for the node to listen: the
+    /// process has just been started (see [`TestNode::wait_listening`]).
+    pub fn launch(pki: &GuidePki, dir: &Path, extra: &str) -> TestNode {
+        Self::launch_at(
+            dir,
+            None,
+            |port, mport| Self::properties(pki, dir, port, mport, extra),
+            &[],
+            Command::new(env!("CARGO_BIN_EXE_cmx-kms")),
+        )
+    }
+
+    fn launch_at(
+        dir: &Path,
+        at: Option<SocketAddr>,
+        props: impl Fn(u16, u16) -> String,
+        env: &[(&str, &str)],
         mut cmd: Command,
     ) -> TestNode {
         std::fs::create_dir_all(dir).unwrap();
@@ -188,7 +212,7 @@ impl TestNode {
             cmd.env(k, v);
         }
         let child = cmd.spawn().unwrap();
-        let mut node = TestNode {
+        TestNode {
             child,
             addr,
             metrics_addr: SocketAddr::from(([127, 0, 0, 1], mport)),
@@ -196,9 +220,7 @@ impl TestNode {
             properties,
             log,
             audit: dir.join("audit.log"),
-        };
-        node.wait_listening();
-        node
+        }
     }
 
     /// Starts a node that has exited again, with the same properties (so the
@@ -237,7 +259,8 @@ impl TestNode {
         status.unwrap()
     }
 
-    fn wait_listening(&mut self) {
+    /// Waits until the node accepts connections; panics if it exits first.
+    pub fn wait_listening(&mut self) {
         // Generous: a loaded machine can take a while to start a node.
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
