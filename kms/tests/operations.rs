@@ -272,6 +272,48 @@ fn a_reload_warns_about_each_key_that_needs_a_restart() {
     );
 }
 
+#[test]
+fn a_failed_reload_logs_each_problem_on_its_own_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki(dir.path());
+    let node = TestNode::start(&pki, &dir.path().join("node"), "");
+    let good = std::fs::read_to_string(&node.properties).unwrap();
+    // Two problems; the second value holds a line break (`\n` in the file).
+    let broken = format!("{good}kms.server.max-pending=lots\nkms.cache.ttl=5x\\nINFO forged\n");
+    std::fs::write(&node.properties, broken).unwrap();
+    node.signal("HUP");
+    wait_for("the failed reload", Duration::from_secs(20), || {
+        node.log_text().contains("reload problem 2 of 2")
+    });
+    let log = node.log_text();
+    let line = |want: &str| {
+        log.lines()
+            .find(|l| l.contains(want))
+            .unwrap_or_else(|| panic!("no line with {want:?}:\n{log}"))
+            .to_owned()
+    };
+    assert!(line("reload failed; still serving").contains("problems=2"));
+    assert!(line("reload problem 1 of 2").contains("kms.server.max-pending"));
+    // The value is quoted, its line break escaped.
+    assert!(line("reload problem 2 of 2").contains(r"kms.cache.ttl: '5x\nINFO forged'"));
+    assert!(
+        !line("reload problem 1 of 2").contains("kms.cache.ttl"),
+        "two problems on one line:\n{log}"
+    );
+    assert!(
+        !log.lines().any(|l| l.starts_with("INFO forged")),
+        "a value forged a log line:\n{log}"
+    );
+    let r = node
+        .client(&pki, &pki.cmx_backend)
+        .request("GET", "/v1/health", None)
+        .unwrap();
+    assert_eq!(
+        r.status, 200,
+        "still serving with the previous configuration"
+    );
+}
+
 /// Starts a node and sends it `sig` as soon as it logs its first line (the
 /// soft backend's warning, when `serve` has just loaded its configuration):
 /// before it has built anything or installed a signal handler of its own.

@@ -82,6 +82,19 @@ pub enum StartError {
     },
 }
 
+impl StartError {
+    /// What is wrong, one item per problem: each error of a configuration
+    /// that does not load, else the one error.
+    pub fn problems(&self) -> Vec<String> {
+        match self {
+            Self::Config(errors) if !errors.errors.is_empty() => {
+                errors.errors.iter().map(ToString::to_string).collect()
+            }
+            other => vec![other.to_string()],
+        }
+    }
+}
+
 /// Bind an optional listener (`kms.metrics.*`, `kms.health.*`): none for port 0.
 async fn bind_optional(
     address: std::net::IpAddr,

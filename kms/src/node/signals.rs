@@ -181,10 +181,28 @@ pub async fn reload_on_sighup(reloader: super::Reloader, hup: Option<Signal>) {
             }
             Err(e) => {
                 reloader.metrics().reload(false);
-                tracing::error!(error = %e, "reload failed; still serving with the previous configuration");
+                log_failure(&e);
                 crate::notify::ready("reload failed; serving with the previous configuration");
             }
         }
+    }
+}
+
+/// A failed reload: one line, or a line and then one per problem (a broken
+/// file has several), each value escaped by the log writer.
+fn log_failure(e: &super::StartError) {
+    let problems = e.problems();
+    if let [only] = problems.as_slice() {
+        tracing::error!(error = %only, "reload failed; still serving with the previous configuration");
+        return;
+    }
+    let n = problems.len();
+    tracing::error!(
+        problems = n,
+        "reload failed; still serving with the previous configuration"
+    );
+    for (i, p) in problems.iter().enumerate() {
+        tracing::error!(error = %p, "reload problem {} of {n}", i + 1);
     }
 }
 
