@@ -137,6 +137,10 @@ enum KeystoreCommand {
 
 /// Parse the command line and run; never panics on input.
 pub fn main() -> ExitCode {
+    // First of all for a node: until its handlers are installed, the default
+    // action of SIGHUP (a logrotate reload), SIGTERM and SIGUSR1 would end
+    // it without a word. They wait instead (see `crate::node::signals`).
+    let held = runs_a_node().then(crate::node::signals::hold);
     // Before anything allocates much: no transparent huge pages for this
     // process. mimalloc asks for them on its arenas (and RHEL backs every
     // aligned region with them by default), so each touched 2 MiB of heap
@@ -161,10 +165,23 @@ pub fn main() -> ExitCode {
     if let Err(e) = nix::sys::prctl::set_dumpable(false) {
         tracing::warn!(error = %e, "cannot turn off core dumps (prctl PR_SET_DUMPABLE)");
     }
+    if let Some(Err(e)) = held {
+        tracing::warn!(error = %e, "cannot hold signals during start: a SIGHUP before the node runs ends it");
+    }
     if let Err(e) = thp {
         tracing::warn!(error = %e, "cannot turn off transparent huge pages (prctl PR_SET_THP_DISABLE): the heap may hold more memory than it uses");
     }
     commands::error::exit(run(cli.command))
+}
+
+/// `serve` or `dev`, seen before the command line is parsed (the command is
+/// always the first argument; there are no options before it).
+fn runs_a_node() -> bool {
+    let first = std::env::args_os().nth(1);
+    matches!(
+        first.as_deref().and_then(|a| a.to_str()),
+        Some("serve" | "dev")
+    )
 }
 
 fn run(command: Command) -> Result<(), CommandError> {

@@ -9,16 +9,16 @@ use crate::dev::DevFolder;
 use crate::node::{Node, files, signals};
 
 /// `cmx-kms serve -c PATH`: run the node until SIGTERM/SIGINT.
+///
+/// `cli::main` has held the signals the node answers (`signals::hold`).
 pub fn run(path: &Path) -> Result<(), CommandError> {
-    signals::hold();
     let config = load_config(path)?;
     run_node(&config, None)
 }
 
 /// `cmx-kms dev --dir DIR --port PORT`: prepare (or reuse) the folder, then
-/// run its node, printing how to try it.
+/// run its node, printing how to try it. Signals are held as for [`run`].
 pub fn dev(dir: &Path, port: u16) -> Result<(), CommandError> {
-    signals::hold();
     let folder = DevFolder::prepare(dir, port)?;
     let config = load_config(&folder.properties)?;
     run_node(&config, Some(&folder))

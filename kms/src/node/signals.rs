@@ -3,10 +3,11 @@
 //! SIGHUP reloads; SIGUSR1 drains without stopping (`cmx-kms drain`) and
 //! SIGUSR2 ends that drain (`cmx-kms drain --resume`).
 //!
-//! `serve` holds these signals from its first step ([`hold`]) until their
-//! handlers are installed ([`install`]): the default action of each would
-//! end the process, and a SIGHUP from logrotate can meet a node that is
-//! starting. One that comes meanwhile waits, and the running node answers it.
+//! `serve` and `dev` hold these signals from their first step ([`hold`])
+//! until their handlers are installed ([`install`]): the default action of
+//! each would end the process, and a SIGHUP from logrotate can meet a node
+//! that is starting. One that comes meanwhile waits, and the running node
+//! answers it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,12 +29,12 @@ const ANSWERED: [(Number, &str); 5] = [
 
 /// Hold the signals a node answers on this thread and every thread it starts
 /// from now on (the runtime's): they stay pending instead of ending the
-/// process. Call first thing in `serve`, on the thread that later calls [`install`].
-pub fn hold() {
+/// process. `cli::main` calls it first of all for `serve` and `dev`, on the
+/// thread that later calls [`install`]; logging is not set up yet, so the
+/// caller logs an error.
+pub fn hold() -> nix::Result<()> {
     let set: SigSet = ANSWERED.iter().map(|(n, _)| *n).collect();
-    if let Err(e) = pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), None) {
-        tracing::warn!(error = %e, "cannot hold signals during start: a SIGHUP before the node runs ends it");
-    }
+    pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), None)
 }
 
 /// The handlers [`install`] made, for a node to answer with.
