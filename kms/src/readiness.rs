@@ -226,12 +226,18 @@ impl Readiness {
         report
     }
 
-    /// Run the canary every `settings.interval`, forever.
-    pub async fn run(self: Arc<Self>, backend: Arc<dyn Backend>, settings: ProbeSettings) {
+    /// Run the canary every `settings.interval`, forever, each time through
+    /// the backend `current` gives then (the one of the latest reload).
+    pub async fn run(
+        self: Arc<Self>,
+        current: impl Fn() -> Arc<dyn Backend> + Send + 'static,
+        settings: ProbeSettings,
+    ) {
         let mut tick = tokio::time::interval(settings.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
+            let backend = current();
             self.check(backend.as_ref(), &settings).await;
         }
     }

@@ -1,7 +1,8 @@
 //! Deep readiness follows the backend: a node whose soft backend is switched
 //! off (the one fake here: it stands for an unreachable HSM) turns
 //! `unavailable` and answers `backend-unavailable` with Retry-After, then
-//! recovers by itself when the backend returns, without a restart.
+//! recovers by itself when the backend returns, without a restart; after a
+//! reload, it follows the new backend.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
@@ -11,7 +12,8 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use support::client::Client;
 use support::guide_pki::{GuidePki, PkiOptions};
-use support::node::soft_node_in_process;
+use support::node::{TestNode, soft_node_in_process};
+use support::wait_for;
 
 #[test]
 fn readiness_tracks_the_backend_without_a_restart() {
@@ -66,6 +68,50 @@ fn readiness_tracks_the_backend_without_a_restart() {
 
     soft.set_unavailable(false);
     wait_state((200, "ready"));
+    assert_eq!(client.post("/v1/customer-keys", &json!({})).status, 201);
+
+    stop_tx.send(()).unwrap();
+    rt.block_on(served).unwrap();
+}
+
+#[test]
+fn the_canary_probes_the_backend_of_the_latest_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("pki")).unwrap();
+    let pki = GuidePki::generate(&dir.path().join("pki"), PkiOptions::default());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (node, soft) = soft_node_in_process(&rt, &pki, dir.path(), "", Duration::from_millis(100));
+    // The file a reload reads: the same settings (a reload builds a new backend from them).
+    let props = TestNode::properties(&pki, dir.path(), node.local_addr.port(), 0, "");
+    std::fs::write(dir.path().join("kms.properties"), props).unwrap();
+    let reloader = node.reloader();
+    let addr = node.local_addr;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let served = rt.spawn(node.run(async {
+        let _ = stop_rx.await;
+    }));
+    let client = Client::new(
+        addr,
+        &pki.ca.cert,
+        Some((&pki.cmx_backend.cert, &pki.cmx_backend.key)),
+    );
+    let ready = |want: &str| {
+        wait_for(
+            &format!("readiness {want}"),
+            Duration::from_secs(10),
+            || {
+                let r = client.request("GET", "/v1/ready", None).unwrap();
+                r.json()["state"].as_str() == Some(want)
+            },
+        );
+    };
+    // The backend the node started with goes down; a reload replaces it.
+    soft.set_unavailable(true);
+    ready("unavailable");
+    rt.block_on(rt.spawn_blocking(move || reloader.reload()))
+        .unwrap()
+        .unwrap();
+    ready("ready");
     assert_eq!(client.post("/v1/customer-keys", &json!({})).status, 201);
 
     stop_tx.send(()).unwrap();

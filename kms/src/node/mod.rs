@@ -264,13 +264,15 @@ impl Node {
         self.run_until(shutdown, std::future::pending()).await;
     }
 
-    /// The cache sweep, the readiness canary, the systemd watchdog and the
-    /// SIGHUP reloads (with `hup`, or a handler installed now).
+    /// The cache sweep, the readiness canary (through the backend of the
+    /// latest reload), the systemd watchdog and the SIGHUP reloads (with
+    /// `hup`, or a handler installed now).
     fn spawn_background(
         &self,
         hup: Option<tokio::signal::unix::Signal>,
     ) -> Vec<tokio::task::JoinHandle<()>> {
-        let backend = Arc::clone(self.app.keys.load().backend());
+        let app = Arc::clone(&self.app);
+        let backend = move || Arc::clone(app.keys.load().backend());
         let cache = Arc::downgrade(self.app.keys.load().cache());
         vec![
             tokio::spawn(crate::cache::sweep(cache)),
