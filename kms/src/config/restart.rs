@@ -120,6 +120,7 @@ fn connection_value(key: &str, c: &Config) -> Option<(String, &'static str)> {
         "kms.server.max-connection-lifetime" => (duration(s.max_connection_lifetime), STILL),
         "kms.server.max-pending-per-source" => (s.max_pending_per_source.to_string(), STILL),
         "kms.server.max-pending" => (s.max_pending.to_string(), STILL),
+        "kms.server.backend-reserved-connections" => (s.backend_reserved.to_string(), STILL),
         _ => return None,
     })
 }
