@@ -214,13 +214,7 @@ fn read_only_audit_file_as_a_user() {
     .unwrap();
     let (check, serve) = both_refuse(&path);
     let at = at(&path, "kms.audit.file");
-    for out in [&check, &serve] {
-        assert!(
-            out.lines()
-                .any(|l| l.starts_with(&at) && l.contains("not readable and writable")),
-            "{out}"
-        );
-    }
+    both_say(&check, &serve, &at, "not readable and writable");
 }
 
 #[test]
@@ -250,13 +244,7 @@ fn serve_never_creates_the_soft_master_key() {
     // A directory in its place is named as one.
     std::fs::create_dir(&key).unwrap();
     let (check, serve) = both_refuse(&path);
-    for out in [&check, &serve] {
-        assert!(
-            out.lines()
-                .any(|l| l.starts_with(&at) && l.contains("is a directory")),
-            "{out}"
-        );
-    }
+    both_say(&check, &serve, &at, "is a directory");
     std::fs::remove_dir(&key).unwrap();
 
     // `hsm init` makes it, once; then both accept it.
@@ -312,13 +300,7 @@ fn every_problem_is_listed_at_its_line_and_key_with_the_next_step() {
     let path = write_props(&pki, &dir, &[("kms.keystore.password", "wrong")]);
     let (check, serve) = both_refuse(&path);
     let password = at(&path, "kms.keystore.password");
-    for out in [&check, &serve] {
-        assert!(
-            out.lines()
-                .any(|l| l.starts_with(&password) && l.contains("password is wrong")),
-            "{out}"
-        );
-    }
+    both_say(&check, &serve, &password, "password is wrong");
     assert!(check.contains("1 problem(s) found"), "{check}");
 
     // A missing keystore.
@@ -326,13 +308,7 @@ fn every_problem_is_listed_at_its_line_and_key_with_the_next_step() {
     let path = write_props(&pki, &dir, &[("kms.keystore.file", &nope)]);
     let (check, serve) = both_refuse(&path);
     let file = at(&path, "kms.keystore.file");
-    for out in [&check, &serve] {
-        assert!(
-            out.lines()
-                .any(|l| l.starts_with(&file) && l.contains("copy the keystore there")),
-            "{out}"
-        );
-    }
+    both_say(&check, &serve, &file, "copy the keystore there");
 }
 
 #[test]
@@ -359,13 +335,7 @@ fn vault_ca_and_token_files_are_checked() {
     let path = vault(&[("kms.hsm.vault.ca.file", "nope.pem".into())]);
     let (check, serve) = both_refuse(&path);
     let ca = at(&path, "kms.hsm.vault.ca.file");
-    for out in [&check, &serve] {
-        assert!(
-            out.lines()
-                .any(|l| l.starts_with(&ca) && l.contains("cannot read Vault's CA file")),
-            "{out}"
-        );
-    }
+    both_say(&check, &serve, &ca, "cannot read Vault's CA file");
 
     // No CA file and none in the keystore under kms.hsm.ca.alias.
     let path = vault(&[("kms.hsm.ca.alias", "nothere".into())]);
@@ -419,4 +389,14 @@ fn vault_ca_and_token_files_are_checked() {
         .filter(|e| e.0 != "kms.properties")
         .collect();
     assert_eq!(after, before);
+}
+
+/// Both outputs have a line at `at` (`file:line: key:`) that says `text`.
+fn both_say(check: &str, serve: &str, at: &str, text: &str) {
+    for out in [check, serve] {
+        assert!(
+            out.lines().any(|l| l.starts_with(at) && l.contains(text)),
+            "no line {at}...{text} in:\n{out}"
+        );
+    }
 }
