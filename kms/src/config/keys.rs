@@ -146,7 +146,7 @@ pub const KEYS: &[KeySpec] = &[
     key("kms.server.header-timeout", "duration", "10s", "no", "Time a client has to send the request headers.").at_start(),
     key("kms.server.idle-timeout", "duration", "60s", "no", "How long an idle keep-alive connection stays open; 0 turns keep-alive off.").at_start(),
     key("kms.server.shutdown-grace", "duration", "20s", "no", "On SIGTERM, after the drain delay: how long requests in flight may take to finish.").at_start(),
-    key("kms.server.drain-delay", "duration", "8s", "no", "On SIGTERM, how long the node reports draining to the health check while still serving; 0 stops at once.").at_start(),
+    key("kms.server.drain-delay", "duration", "8s", "no", "On SIGTERM, how long the node reports draining to the health check while still serving; 0 stops at once. Without a health check listener (kms.health.port=0) nothing would see the drain, so the node stops at once.").at_start(),
     key("kms.server.proxy-protocol.trusted", "address blocks", "", "no", "Comma-separated addresses or CIDR blocks of load balancers that must send a PROXY protocol v1/v2 header; empty turns the protocol off.").at_start(),
     key("kms.server.max-connections", "integer", "4096", "no", "Most client connections open at once.").at_start(),
     key("kms.server.max-connection-lifetime", "duration", "1h", "no", "After this long a connection is closed, between requests: the next response says Connection: close.").at_start(),
