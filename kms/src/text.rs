@@ -111,18 +111,25 @@ pub fn push_ascii(out: &mut String, bytes: &[u8]) {
 /// A client-controlled string for a log field: quoted, escaped, capped at
 /// [`LOG_CAP`]. Use as `tracing::warn!(subject = %text::untrusted(s), …)`.
 pub fn untrusted(s: &str) -> Untrusted<'_> {
-    Untrusted(s)
+    Untrusted(s, LOG_CAP)
+}
+
+/// As [`untrusted`], capped at `cap` bytes instead: for a value already cut
+/// (with its `…(N bytes)` mark) to a bound of its own a little above
+/// [`LOG_CAP`], which a second cut would mark with the wrong length.
+pub fn untrusted_capped(s: &str, cap: usize) -> Untrusted<'_> {
+    Untrusted(s, cap)
 }
 
 /// See [`untrusted`].
 #[derive(Clone, Copy)]
-pub struct Untrusted<'a>(&'a str);
+pub struct Untrusted<'a>(&'a str, usize);
 
 impl fmt::Display for Untrusted<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut out = String::with_capacity(self.0.len().min(LOG_CAP) + 16);
+        let mut out = String::with_capacity(self.0.len().min(self.1) + 16);
         out.push('"');
-        push_json_escaped(&mut out, self.0, LOG_CAP);
+        push_json_escaped(&mut out, self.0, self.1);
         out.push('"');
         f.write_str(&out)
     }
@@ -225,5 +232,14 @@ mod tests {
             let ip: std::net::IpAddr = a.parse().unwrap();
             assert_eq!(ip_text(ip), ip.to_string(), "{a}");
         }
+    }
+
+    #[test]
+    fn a_value_cut_once_is_not_cut_again_with_the_wrong_length() {
+        let cut = format!("{}…(2131 bytes)", "a".repeat(256));
+        let once = untrusted_capped(&cut, 256 + 32).to_string();
+        assert!(once.ends_with("…(2131 bytes)\""), "{once}");
+        let twice = untrusted(&cut).to_string();
+        assert!(!twice.ends_with("…(2131 bytes)\""), "{twice}");
     }
 }

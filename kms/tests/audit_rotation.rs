@@ -41,6 +41,14 @@ fn a_moved_audit_file_goes_on_in_a_new_one_after_a_reload() {
     // Until the reload, records go on in the file moved away.
     assert_eq!(d.post("/v1/workspace-keys/decrypt", &body).status, 200);
     assert!(!node.audit.exists());
+    // An empty file at the path is taken (logrotate's `create`), here one
+    // every user may write: taken, with a warning.
+    std::fs::write(&node.audit, "").unwrap();
+    std::fs::set_permissions(
+        &node.audit,
+        std::os::unix::fs::PermissionsExt::from_mode(0o666),
+    )
+    .unwrap();
 
     node.signal("HUP");
     wait_for(
@@ -58,6 +66,12 @@ fn a_moved_audit_file_goes_on_in_a_new_one_after_a_reload() {
     let old_text = std::fs::read_to_string(&old).unwrap();
     assert_eq!(old_text.lines().count(), 4, "three creations and a decrypt");
     assert!(node.log_text().contains("the audit file was moved away"));
+    assert!(
+        node.log_text()
+            .contains("can be read or written by every user"),
+        "{}",
+        node.log_text()
+    );
 
     let out = verify(&[&old, &node.audit]);
     let text = String::from_utf8_lossy(&out.stdout);

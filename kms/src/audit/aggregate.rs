@@ -252,7 +252,8 @@ fn write_all(
                 count = p.count,
                 aggregate = p.kind,
                 fingerprint = %crate::text::untrusted(&p.who.fingerprint),
-                subject = %crate::text::untrusted(&p.who.subject),
+                // Cut at SUBJECT_CAP with the real length already.
+                subject = %crate::text::untrusted_capped(&p.who.subject, SUBJECT_CAP + 32),
                 "refused or throttled client (audited)"
             ),
             Err(e) => tracing::error!(

@@ -178,12 +178,31 @@ pub enum AuditError {
 /// Open the audit file for appending, or create it with mode 0640: at start,
 /// and for the new file after a rotation ([`rotate`]).
 fn open_file(path: &Path) -> std::io::Result<std::fs::File> {
-    OpenOptions::new()
+    let file = OpenOptions::new()
         .create(true)
         .append(true)
         .read(true)
         .mode(0o640)
-        .open(path)
+        .open(path)?;
+    warn_if_open_to_all(path, &file);
+    Ok(file)
+}
+
+/// A trail every user may read (client identities) or write (forge or cut
+/// records) is worth a warning; the node itself creates it 0640.
+fn warn_if_open_to_all(path: &Path, file: &std::fs::File) {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(meta) = file.metadata() else {
+        return;
+    };
+    let mode = meta.permissions().mode() & 0o777;
+    if meta.is_file() && mode & 0o006 != 0 {
+        tracing::warn!(
+            path = %path.display(),
+            mode = format_args!("{mode:o}"),
+            "the audit file can be read or written by every user: chmod 640 it (and check the `create` mode of its logrotate configuration)"
+        );
+    }
 }
 
 /// Lock the audit file `file` just opened at `path` (`flock`, exclusive)
