@@ -15,7 +15,7 @@ use std::sync::atomic::Ordering;
 use arc_swap::ArcSwap;
 
 use super::Peer;
-use super::body::{ResponseBody, discard, read_limited};
+use super::body::{ResponseBody, read_limited};
 use super::error::ApiError;
 use super::lines::{LineBudget, client_line};
 use super::request::{CustomerReq, DecryptReq, Empty, WorkspaceReq, parse};
@@ -298,6 +298,11 @@ impl App {
             self.discard_body(req).await;
             return Err(ApiError::UnsupportedMediaType);
         }
+        self.read_whole(req).await
+    }
+
+    /// `req`'s whole body, at most `max_body` bytes, within `body_timeout`.
+    async fn read_whole(&self, req: Request<Incoming>) -> Result<bytes::Bytes, ApiError> {
         let settings = **self.settings.load();
         let declared = declared_length(&req);
         read_limited(
@@ -325,18 +330,13 @@ impl App {
         (resp, outcome)
     }
 
-    /// Read and drop `req`'s body within the body limit and timeout; `false`
-    /// if it could not be.
+    /// Read and drop `req`'s body within the body limit and timeout, so that
+    /// the connection stays usable (hyper closes a connection whose body was
+    /// left unread unless all of it had already arrived); `false` if it
+    /// could not be read.
     async fn discard_body(&self, req: Request<Incoming>) -> bool {
-        let settings = **self.settings.load();
-        let declared = declared_length(&req);
-        discard(
-            req.into_body(),
-            declared,
-            settings.max_body,
-            settings.body_timeout,
-        )
-        .await
+        use hyper::body::Body;
+        req.body().is_end_stream() || self.read_whole(req).await.is_ok()
     }
 
     async fn key_op(

@@ -62,18 +62,3 @@ pub async fn read_limited(
         )),
     }
 }
-
-/// Read and drop a request body the answer does not need (a request refused
-/// before its body was read), so that the connection stays usable: hyper
-/// closes a connection whose body was left unread unless all of it had
-/// already arrived. `false` when it cannot be read within `limit` bytes and
-/// `timeout`: the answer should then close the connection.
-pub async fn discard(
-    body: Incoming,
-    declared: Option<u64>,
-    limit: usize,
-    timeout: std::time::Duration,
-) -> bool {
-    use hyper::body::Body;
-    body.is_end_stream() || read_limited(body, declared, limit, timeout).await.is_ok()
-}
