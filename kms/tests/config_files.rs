@@ -14,6 +14,16 @@ use support::guide_pki::GuidePki;
 use support::node::{TestNode, free_port, output_text};
 use support::pki;
 
+/// A temporary folder with the guide's PKI and an empty `node` folder (the
+/// folder lives as long as the guard).
+fn node_folder() -> (tempfile::TempDir, GuidePki, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let pki = pki(tmp.path());
+    let dir = tmp.path().join("node");
+    std::fs::create_dir(&dir).unwrap();
+    (tmp, pki, dir)
+}
+
 /// A test node's kms.properties (soft backend, files in `dir`) with `edits`
 /// applied: each key's line replaced (or removed, for an empty value), or
 /// appended when the key is not there.
@@ -88,10 +98,7 @@ fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
 
 #[test]
 fn the_audit_file_is_checked_as_serve_opens_it_and_left_alone() {
-    let tmp = tempfile::tempdir().unwrap();
-    let pki = pki(tmp.path());
-    let dir = tmp.path().join("node");
-    std::fs::create_dir(&dir).unwrap();
+    let (_tmp, pki, dir) = node_folder();
     support::node::ensure_soft_key(&write_props(&pki, &dir, &[]), &[]);
     std::fs::create_dir(dir.join("run")).unwrap();
     std::fs::write(dir.join("notes.txt"), "the operator's notes\n").unwrap();
@@ -200,10 +207,7 @@ fn reachable_by_all(path: &Path) -> bool {
 }
 
 fn read_only_audit_file_as_a_user() {
-    let tmp = tempfile::tempdir().unwrap();
-    let pki = pki(tmp.path());
-    let dir = tmp.path().join("node");
-    std::fs::create_dir(&dir).unwrap();
+    let (_tmp, pki, dir) = node_folder();
     let path = write_props(&pki, &dir, &[]);
     support::node::ensure_soft_key(&path, &[]);
     std::fs::write(dir.join("audit.log"), "").unwrap();
@@ -219,10 +223,7 @@ fn read_only_audit_file_as_a_user() {
 
 #[test]
 fn serve_never_creates_the_soft_master_key() {
-    let tmp = tempfile::tempdir().unwrap();
-    let pki = pki(tmp.path());
-    let dir = tmp.path().join("node");
-    std::fs::create_dir(&dir).unwrap();
+    let (_tmp, pki, dir) = node_folder();
     let path = write_props(&pki, &dir, &[]);
     let key = dir.join("soft-master.key");
     let (check, serve) = both_refuse(&path);
@@ -262,10 +263,7 @@ fn serve_never_creates_the_soft_master_key() {
 
 #[test]
 fn every_problem_is_listed_at_its_line_and_key_with_the_next_step() {
-    let tmp = tempfile::tempdir().unwrap();
-    let pki = pki(tmp.path());
-    let dir = tmp.path().join("node");
-    std::fs::create_dir(&dir).unwrap();
+    let (_tmp, pki, dir) = node_folder();
     support::node::ensure_soft_key(&write_props(&pki, &dir, &[]), &[]);
 
     // An unknown key and a wrong keystore password: both, in one run.
@@ -313,10 +311,7 @@ fn every_problem_is_listed_at_its_line_and_key_with_the_next_step() {
 
 #[test]
 fn vault_ca_and_token_files_are_checked() {
-    let tmp = tempfile::tempdir().unwrap();
-    let pki = pki(tmp.path());
-    let dir = tmp.path().join("node");
-    std::fs::create_dir(&dir).unwrap();
+    let (_tmp, pki, dir) = node_folder();
     let token = dir.join("token");
     std::fs::write(&token, "s.0123456789\n").unwrap();
     std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();

@@ -10,29 +10,46 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::client::Client;
+use support::client::{Client, wait_ready};
 use support::guide_pki::{GuidePki, PkiOptions};
 use support::node::{TestNode, soft_node_in_process};
-use support::wait_for;
 
-#[test]
-fn readiness_tracks_the_backend_without_a_restart() {
+/// A folder, the guide's PKI in it, and a runtime for an in-process node.
+fn world() -> (tempfile::TempDir, GuidePki, tokio::runtime::Runtime) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("pki")).unwrap();
     let pki = GuidePki::generate(&dir.path().join("pki"), PkiOptions::default());
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let (node, soft) = soft_node_in_process(&rt, &pki, dir.path(), "", Duration::from_millis(100));
-    let addr = node.local_addr;
+    (dir, pki, tokio::runtime::Runtime::new().unwrap())
+}
+
+/// Run `node` until the sender is used (then await the handle), with a
+/// backend client of it.
+fn serve(
+    rt: &tokio::runtime::Runtime,
+    node: cmx_kms::Node,
+    pki: &GuidePki,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+    Client,
+) {
+    let client = Client::new(
+        node.local_addr,
+        &pki.ca.cert,
+        Some((&pki.cmx_backend.cert, &pki.cmx_backend.key)),
+    );
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let served = rt.spawn(node.run(async {
         let _ = stop_rx.await;
     }));
+    (stop_tx, served, client)
+}
 
-    let client = Client::new(
-        addr,
-        &pki.ca.cert,
-        Some((&pki.cmx_backend.cert, &pki.cmx_backend.key)),
-    );
+#[test]
+fn readiness_tracks_the_backend_without_a_restart() {
+    let (dir, pki, rt) = world();
+    let (node, soft) = soft_node_in_process(&rt, &pki, dir.path(), "", Duration::from_millis(100));
+    let (stop_tx, served, client) = serve(&rt, node, &pki);
     let state = || {
         let r = client.request("GET", "/v1/ready", None).unwrap();
         (r.status, r.json()["state"].as_str().unwrap().to_owned())
@@ -76,42 +93,20 @@ fn readiness_tracks_the_backend_without_a_restart() {
 
 #[test]
 fn the_canary_probes_the_backend_of_the_latest_reload() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("pki")).unwrap();
-    let pki = GuidePki::generate(&dir.path().join("pki"), PkiOptions::default());
-    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (dir, pki, rt) = world();
     let (node, soft) = soft_node_in_process(&rt, &pki, dir.path(), "", Duration::from_millis(100));
     // The file a reload reads: the same settings (a reload builds a new backend from them).
     let props = TestNode::properties(&pki, dir.path(), node.local_addr.port(), 0, "");
     std::fs::write(dir.path().join("kms.properties"), props).unwrap();
     let reloader = node.reloader();
-    let addr = node.local_addr;
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let served = rt.spawn(node.run(async {
-        let _ = stop_rx.await;
-    }));
-    let client = Client::new(
-        addr,
-        &pki.ca.cert,
-        Some((&pki.cmx_backend.cert, &pki.cmx_backend.key)),
-    );
-    let ready = |want: &str| {
-        wait_for(
-            &format!("readiness {want}"),
-            Duration::from_secs(10),
-            || {
-                let r = client.request("GET", "/v1/ready", None).unwrap();
-                r.json()["state"].as_str() == Some(want)
-            },
-        );
-    };
+    let (stop_tx, served, client) = serve(&rt, node, &pki);
     // The backend the node started with goes down; a reload replaces it.
     soft.set_unavailable(true);
-    ready("unavailable");
+    wait_ready(&client, "unavailable");
     rt.block_on(rt.spawn_blocking(move || reloader.reload()))
         .unwrap()
         .unwrap();
-    ready("ready");
+    wait_ready(&client, "ready");
     assert_eq!(client.post("/v1/customer-keys", &json!({})).status, 201);
 
     stop_tx.send(()).unwrap();
