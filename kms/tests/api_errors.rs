@@ -142,6 +142,19 @@ fn bad_requests() {
     assert_eq!((r.status, r.label().as_str()), (404, "not-found"));
     let r = b.request("GET", "/v1/customer-keys", None).unwrap();
     assert_eq!((r.status, r.label().as_str()), (405, "method-not-allowed"));
+    assert_eq!(
+        r.header("allow"),
+        Some("POST"),
+        "a 405 names what its path takes"
+    );
+    let r = b.request("POST", "/v1/health", Some(b"{}")).unwrap();
+    assert_eq!((r.status, r.header("allow")), (405, Some("GET, HEAD")));
+    // HEAD is GET's head without the body.
+    let get = b.request("GET", "/v1/health", None).unwrap();
+    let head = b.request("HEAD", "/v1/health", None).unwrap();
+    assert_eq!((get.status, head.status), (200, 200));
+    assert!(head.body.is_empty(), "HEAD sends no body");
+    assert_eq!(head.header("content-length"), get.header("content-length"));
     let r = b
         .request_with(
             "POST",

@@ -105,19 +105,20 @@ pub const ROUTES: &[(&str, &str, Operation)] = &[
 const UNKNOWN_OPERATION: &str = "unknown";
 
 fn route(method: &Method, path: &str) -> Result<Operation, ApiError> {
-    let mut path_known = false;
+    let mut allow = None;
     for (m, p, op) in ROUTES {
         if *p == path {
-            path_known = true;
-            if method.as_str() == *m {
+            // HEAD is GET without the body (hyper leaves the body out).
+            let get = *m == "GET";
+            if method.as_str() == *m || (get && *method == Method::HEAD) {
                 return Ok(*op);
             }
+            allow = Some(if get { "GET, HEAD" } else { *m });
         }
     }
-    Err(if path_known {
-        ApiError::MethodNotAllowed
-    } else {
-        ApiError::NotFound
+    Err(match allow {
+        Some(allow) => ApiError::MethodNotAllowed { allow },
+        None => ApiError::NotFound,
     })
 }
 

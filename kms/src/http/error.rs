@@ -20,7 +20,11 @@ pub enum ApiError {
     /// The client's role may not do this.
     Forbidden(String),
     NotFound,
-    MethodNotAllowed,
+    /// The path exists, not with this method; `allow` lists the ones it takes
+    /// (sent as the `Allow` header, as RFC 9110 asks of a 405).
+    MethodNotAllowed {
+        allow: &'static str,
+    },
     UnsupportedMediaType,
     PayloadTooLarge {
         limit: usize,
@@ -72,7 +76,9 @@ impl ApiError {
             }
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not-found"),
-            ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed"),
+            ApiError::MethodNotAllowed { .. } => {
+                (StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed")
+            }
             ApiError::UnsupportedMediaType => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type")
             }
@@ -98,7 +104,9 @@ impl ApiError {
             ApiError::BadRequest(m) | ApiError::Forbidden(m) => m.clone(),
             ApiError::InvalidWrappedKey => INVALID_WRAPPED_KEY_MESSAGE.into(),
             ApiError::NotFound => "no such endpoint; see the API reference".into(),
-            ApiError::MethodNotAllowed => "method not allowed on this endpoint".into(),
+            ApiError::MethodNotAllowed { allow } => {
+                format!("method not allowed on this endpoint; it takes {allow}")
+            }
             ApiError::UnsupportedMediaType => "send the body as application/json".into(),
             ApiError::PayloadTooLarge { limit } => format!("request body larger than {limit} bytes"),
             ApiError::RequestTimeout => "the request body did not arrive in time".into(),

@@ -35,9 +35,10 @@ pub const MAX_CONNECTIONS: usize = 32;
 /// Time a checker has to send its request.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The answer to a request: status and one-word body.
+/// The answer to a request: status and one-word body (HEAD gets the same
+/// head, without the body).
 pub fn answer(method: &Method, path: &str, readiness: &Readiness) -> (StatusCode, &'static str) {
-    if method != Method::GET || path != "/v1/ready" {
+    if !(method == Method::GET || method == Method::HEAD) || path != "/v1/ready" {
         return (StatusCode::NOT_FOUND, "");
     }
     if readiness.is_draining() {
@@ -101,6 +102,10 @@ mod tests {
         assert_eq!(
             answer(&Method::POST, "/v1/ready", &r).0,
             StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            answer(&Method::HEAD, "/v1/ready", &r).0,
+            StatusCode::SERVICE_UNAVAILABLE
         );
         r.set_draining();
         assert_eq!(

@@ -5,7 +5,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use hyper::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use hyper::{Response, StatusCode};
 use zeroize::Zeroizing;
 
@@ -108,13 +108,22 @@ pub(super) fn error_response(e: &ApiError) -> (Response<ResponseBody>, Outcome) 
     let (status, label) = e.status_and_label();
     let v = serde_json::json!({"error": label, "message": e.message()});
     (
-        respond(status, json(&v), e.retry_after()),
+        with_allow(respond(status, json(&v), e.retry_after()), e),
         Outcome {
             status,
             label,
             info: None,
         },
     )
+}
+
+/// A 405 names the methods its path takes.
+fn with_allow(mut resp: Response<ResponseBody>, e: &ApiError) -> Response<ResponseBody> {
+    if let ApiError::MethodNotAllowed { allow } = e {
+        resp.headers_mut()
+            .insert(ALLOW, HeaderValue::from_static(allow));
+    }
+    resp
 }
 
 pub(super) fn respond(

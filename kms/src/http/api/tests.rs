@@ -73,7 +73,7 @@ fn openapi_error_labels_match() {
         ApiError::InvalidWrappedKey,
         ApiError::Forbidden(String::new()),
         ApiError::NotFound,
-        ApiError::MethodNotAllowed,
+        ApiError::MethodNotAllowed { allow: "POST" },
         ApiError::UnsupportedMediaType,
         ApiError::PayloadTooLarge { limit: 1 },
         ApiError::RequestTimeout,
@@ -91,7 +91,7 @@ fn openapi_error_labels_match() {
     for e in samples {
         let (status, label) = e.status_and_label();
         assert!(LABELS.contains(&label), "{label}");
-        if !matches!(e, ApiError::NotFound | ApiError::MethodNotAllowed) {
+        if !matches!(e, ApiError::NotFound | ApiError::MethodNotAllowed { .. }) {
             let decrypt =
                 &doc["paths"]["/v1/workspace-keys/decrypt"]["post"]["responses"][status.as_str()];
             assert!(
