@@ -236,6 +236,29 @@ fn max_connection_lifetime_closes_between_requests() {
     );
 }
 
+/// A request hyper cannot parse gets hyper's own 400, which has no body:
+/// the node counts it and says why in its log, so an operator can tell a
+/// broken client from a network fault.
+#[test]
+fn a_malformed_request_is_counted_and_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki(dir.path());
+    let node = TestNode::start(&pki, &dir.path().join("node"), "");
+    let mut ka = node.client(&pki, &pki.cmx_device).keep_alive().unwrap();
+    ka.send_raw(b"GET /v1/health HTTP/1.1\r\nHost: x\r\nbad header line\r\n\r\n")
+        .unwrap();
+    let r = ka.read().unwrap();
+    assert_eq!(r.status, 400);
+    assert!(ka.read().is_err(), "closed after the 400");
+    let closed = "cmx_kms_connections_closed_total{reason=\"bad-http\"}";
+    wait_for("the count", Duration::from_secs(30), || {
+        metric(&node, closed) == Some(1.0)
+    });
+    wait_for("the log line", Duration::from_secs(30), || {
+        node.log_text().contains("malformed HTTP request")
+    });
+}
+
 /// A requested drain (`cmx-kms drain`) closes an idle keep-alive connection
 /// between requests, long before its idle timeout, while the node keeps
 /// serving new clients; resumed, a new keep-alive connection stays open

@@ -98,7 +98,7 @@ pub(super) async fn run(
         match event {
             Event::Ended(r) => {
                 if let Err(e) = r {
-                    tracing::debug!(peer = %addr, error = %e, "connection ended with an error");
+                    ended_with(&app, addr, &e);
                 }
                 return;
             }
@@ -120,6 +120,20 @@ pub(super) async fn run(
                 return;
             }
         }
+    }
+}
+
+/// Say why a connection ended with an error. A request hyper could not
+/// parse it answers itself (400, or 431 for a head over its buffer) and
+/// closes: counted and logged as the client's doing, since that answer has
+/// no body to tell the client why. (hyper's messages are its own fixed
+/// words, never the client's bytes.)
+fn ended_with(app: &App, addr: SocketAddr, e: &hyper::Error) {
+    if e.is_parse() || e.is_parse_too_large() {
+        app.metrics.connection_closed("bad-http");
+        client_line!(app.lines, INFO, peer = %addr, error = %e, "malformed HTTP request: answered with hyper's bodiless 400 (431 for a head too large) and closed the connection");
+    } else {
+        tracing::debug!(peer = %addr, error = %e, "connection ended with an error");
     }
 }
 
