@@ -127,11 +127,12 @@ fn server_certificate_findings(config: &Config, ks: &KeyStore, now: i64, f: &mut
 pub fn run(path: &Path) -> Result<(), CommandError> {
     let env: Vec<(String, String)> = std::env::vars().collect();
     let checked = config::load_all(path, &env);
-    for w in &checked.warnings {
-        tracing::warn!("{w}");
-    }
+    // The configuration's warnings, each with its file and line (or
+    // variable), are printed with the report's own, once each.
+    let config_warnings: Vec<String> = checked.warnings.iter().map(ToString::to_string).collect();
     let mut problems: Vec<String> = checked.errors.iter().map(ToString::to_string).collect();
     let Some(config) = checked.config else {
+        print_warnings(&config_warnings);
         return Err(CommandError::Problems(problems));
     };
     let wrong = |prefixes: &[&str]| {
@@ -158,6 +159,7 @@ pub fn run(path: &Path) -> Result<(), CommandError> {
     };
     let source = config.source.display().to_string();
     problems.extend(f.problems.iter().map(|p| format!("{source}: {p}")));
+    print_warnings(&config_warnings);
     report(&config, ks.as_ref(), &f, problems)
 }
 
@@ -195,6 +197,12 @@ fn file_problems(
     }
 }
 
+fn print_warnings(warnings: &[String]) {
+    for w in warnings {
+        println!("warning: {w}");
+    }
+}
+
 /// Print the warnings and the outcome: `configuration OK`, or every problem.
 fn report(
     config: &Config,
@@ -202,14 +210,7 @@ fn report(
     f: &Findings,
     problems: Vec<String>,
 ) -> Result<(), CommandError> {
-    if config.hsm.protocol == Protocol::Soft {
-        println!(
-            "warning: kms.hsm.protocol=soft is for development only: the master key is not in an HSM"
-        );
-    }
-    for w in &f.warnings {
-        println!("warning: {w}");
-    }
+    print_warnings(&f.warnings);
     let Some(ks) = ks.filter(|_| problems.is_empty()) else {
         return Err(CommandError::Problems(problems));
     };

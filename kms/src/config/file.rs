@@ -78,7 +78,18 @@ impl ConfigFile {
                 continue;
             }
             if entry.trailing_whitespace {
-                this.warn(origin, Some(&entry.key), Warning::TrailingWhitespace);
+                this.warn(
+                    origin.clone(),
+                    Some(&entry.key),
+                    Warning::TrailingWhitespace,
+                );
+            }
+            if let Some(line) = entry.swallowed_line {
+                let warning = Warning::Other(format!(
+                    "the line before line {line} ends with a backslash, which joins line {line} \
+                     (itself a setting) into this value; remove the backslash if it was not meant"
+                ));
+                this.warn(origin, Some(&entry.key), warning);
             }
             let value = FileValue {
                 value: entry.value,
@@ -90,7 +101,25 @@ impl ConfigFile {
         for (var, value) in env {
             this.add_env(var, value);
         }
+        this.warn_overridden_lines();
         this
+    }
+
+    /// An environment variable that overrides a line of the file: the line's
+    /// value is not used, which an operator editing the file should know.
+    fn warn_overridden_lines(&mut self) {
+        let overridden: Vec<(&'static str, String, usize)> = self
+            .env
+            .iter()
+            .filter_map(|(key, env)| Some((*key, env.var.clone(), self.file.get(*key)?.line)))
+            .collect();
+        for (key, var, line) in overridden {
+            let warning = Warning::Other(format!(
+                "overrides line {line} of {}, whose value is not used",
+                self.path.display()
+            ));
+            self.warn(Origin::Env { var }, Some(key), warning);
+        }
     }
 
     fn add_env(&mut self, var: &str, value: &str) {

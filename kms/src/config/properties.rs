@@ -51,6 +51,10 @@ pub struct Entry {
     /// The value had a malformed escape (reported in [`Lexed::errors`]); `value` then keeps
     /// the bad escape literally. Callers should not use such a value.
     pub malformed: bool,
+    /// A natural line that a continuation (a backslash at the end of the
+    /// line before) joined into the value although it reads like a setting
+    /// of its own (`kms.…=…`): most likely a stray backslash.
+    pub swallowed_line: Option<usize>,
 }
 
 impl fmt::Debug for Entry {
@@ -233,7 +237,25 @@ fn split_entry(logical: &Logical, out: &mut Lexed) {
         line,
         trailing_whitespace: ends_in_unescaped_blank(raw_value),
         malformed,
+        swallowed_line: swallowed_line(logical, value_start),
     });
+}
+
+/// The first natural line joined into the value (at or after byte
+/// `value_start` of the logical line) that reads like a setting of its own.
+fn swallowed_line(logical: &Logical, value_start: usize) -> Option<usize> {
+    logical.joined.iter().find_map(|&(line, at)| {
+        let text = logical.raw.get(at..).filter(|_| at >= value_start)?;
+        let key_len = text
+            .find(|c: char| c == '=' || c == ':' || is_blank(c))
+            .filter(|&n| n > 0)?;
+        let looks_like_key = ["kms.", "kmip."].iter().any(|p| text.starts_with(p))
+            && text.get(..key_len).is_some_and(|k| {
+                k.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+            });
+        looks_like_key.then_some(line)
+    })
 }
 
 /// True when `raw` ends in a blank that is not escaped by a backslash.

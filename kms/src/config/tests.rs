@@ -139,6 +139,26 @@ fn secrets_never_appear_in_errors() {
 }
 
 #[test]
+fn an_environment_variable_overriding_a_line_is_warned_about() {
+    let text = format!("{MINIMAL}kms.server.port=8443\n");
+    let env = [("CMX_KMS_SERVER_PORT".to_string(), "9440".to_string())];
+    let loaded = parse_str(&text, Path::new("/k/kms.properties"), &env).unwrap();
+    assert_eq!(loaded.config.server.port, 9440);
+    let shown: Vec<String> = loaded.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        shown,
+        vec![
+            "environment variable CMX_KMS_SERVER_PORT: kms.server.port: overrides line 4 of \
+             /k/kms.properties, whose value is not used"
+        ]
+    );
+    // A variable for a key the file does not set is no override.
+    let env = [("CMX_KMS_SERVER_ADDRESS".to_string(), "::1".to_string())];
+    let loaded = parse_str(MINIMAL, Path::new("/k/kms.properties"), &env).unwrap();
+    assert_eq!(loaded.warnings, vec![]);
+}
+
+#[test]
 fn empty_values_mean_the_default_and_empty_required_values_are_errors() {
     let c = parse(&format!(
         "{MINIMAL}kms.server.port=\nkms.hsm.vault.namespace="

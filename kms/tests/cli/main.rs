@@ -123,6 +123,25 @@ fn check_config_accepts_the_guide_and_names_line_and_key_of_each_mistake() {
         out.contains("kms.server.key.alias=tomcat") && out.contains("kmsserver"),
         "{out}"
     );
+
+    // Warnings, each once with its place: a stray backslash that joins the
+    // next setting into a value, and a variable that overrides a line.
+    let stray = good.replace(
+        "kms.cache.type=none\n",
+        "kms.cache.type=none\\\nkms.server.port=8443\n",
+    );
+    std::fs::write(&path, stray).unwrap();
+    let o = cmx(
+        &["check-config", "-c", path.to_str().unwrap()],
+        &[("CMX_KMS_KEYSTORE_ALIAS", "kmsClient")],
+    );
+    let out = output_text(&o);
+    let once = |what: &str| out.matches(what).count() == 1;
+    assert!(
+        once("which joins line 8 (itself a setting)")
+            && once("CMX_KMS_KEYSTORE_ALIAS: kms.keystore.alias: overrides line 3"),
+        "{out}"
+    );
 }
 
 #[test]

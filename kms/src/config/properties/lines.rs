@@ -18,6 +18,9 @@ pub(super) struct Logical {
     pub line: usize,
     /// Longer than [`MAX_LINE_CHARS`]: cut, and reported.
     pub too_long: bool,
+    /// Each natural line a continuation joined to it, with the byte offset in
+    /// `raw` where that line's text begins.
+    pub joined: Vec<(usize, usize)>,
 }
 
 /// Reads logical lines the way Java's `Properties.LineReader` does.
@@ -77,6 +80,7 @@ struct Pending {
     comment: bool,
     /// The line so far ends in an odd number of backslashes.
     backslash: bool,
+    joined: Vec<(usize, usize)>,
 }
 
 impl Pending {
@@ -91,6 +95,7 @@ impl Pending {
             new_line: true,
             comment: false,
             backslash: false,
+            joined: Vec::new(),
         }
     }
 
@@ -102,6 +107,9 @@ impl Pending {
                 return true;
             }
             self.skip_blank = false;
+            if self.after_continuation {
+                self.joined.push((here, self.raw.len()));
+            }
             self.after_continuation = false;
         }
         if self.new_line {
@@ -140,6 +148,7 @@ impl Pending {
             self.backslash = false;
             self.raw.clear();
             self.chars = 0;
+            self.joined.clear();
             return false;
         }
         if self.backslash {
@@ -170,6 +179,7 @@ impl Pending {
             raw: self.raw,
             line: self.start,
             too_long: self.too_long,
+            joined: self.joined,
         }
     }
 }

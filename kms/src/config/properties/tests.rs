@@ -97,6 +97,24 @@ fn continuation_joins_lines_and_drops_leading_blanks() {
 }
 
 #[test]
+fn a_continuation_that_swallows_a_setting_is_flagged() {
+    let swallowed = |text: &str| lex(text).entries.first().and_then(|e| e.swallowed_line);
+    // A stray backslash at the end of a value joins the next setting.
+    assert_eq!(swallowed("kms.a=b\\\nkms.server.port=8443\n"), Some(2));
+    assert_eq!(swallowed("\nkms.a=b\\\n  kmip.server.port 5696"), Some(3));
+    // A value continued on purpose is not.
+    assert_eq!(swallowed("kms.a=one,\\\n  two,\\\n  three"), None);
+    assert_eq!(
+        swallowed("kms.a=b\\\nkms.x"),
+        None,
+        "no separator: not a setting"
+    );
+    // Nor is a continued key.
+    assert_eq!(swallowed("kms.\\\nkms.a=b"), None);
+    assert_eq!(swallowed("kms.a=b"), None);
+}
+
+#[test]
 fn only_an_odd_number_of_backslashes_continues() {
     assert_eq!(entries("a=b\\\\\nc=d").len(), 2);
     assert_eq!(one("a=b\\\\\\\nc"), kv("a", "b\\c"));
