@@ -105,13 +105,18 @@ impl ConfigFile {
         this
     }
 
-    /// An environment variable that overrides a line of the file: the line's
-    /// value is not used, which an operator editing the file should know.
+    /// An environment variable that overrides a line of the file with a
+    /// value: that value is not used, which an operator editing the file
+    /// should know.
     fn warn_overridden_lines(&mut self) {
         let overridden: Vec<(&'static str, String, usize)> = self
             .env
             .iter()
-            .filter_map(|(key, env)| Some((*key, env.var.clone(), self.file.get(*key)?.line)))
+            .filter_map(|(key, env)| {
+                // An empty line is left for the environment to fill.
+                let line = self.file.get(*key).filter(|v| !v.value.is_empty())?;
+                Some((*key, env.var.clone(), line.line))
+            })
             .collect();
         for (key, var, line) in overridden {
             let warning = Warning::Other(format!(

@@ -152,9 +152,14 @@ fn an_environment_variable_overriding_a_line_is_warned_about() {
              /k/kms.properties, whose value is not used"
         ]
     );
-    // A variable for a key the file does not set is no override.
-    let env = [("CMX_KMS_SERVER_ADDRESS".to_string(), "::1".to_string())];
-    let loaded = parse_str(MINIMAL, Path::new("/k/kms.properties"), &env).unwrap();
+    // A variable for a key the file does not set, or leaves empty for the
+    // environment (as the shipped file does the password), is no override.
+    let env = [
+        ("CMX_KMS_SERVER_ADDRESS".to_string(), "::1".to_string()),
+        ("CMX_KMS_SERVER_PORT".to_string(), "9440".to_string()),
+    ];
+    let text = format!("{MINIMAL}kms.server.port=\n");
+    let loaded = parse_str(&text, Path::new("/k/kms.properties"), &env).unwrap();
     assert_eq!(loaded.warnings, vec![]);
 }
 
