@@ -307,6 +307,36 @@ fn every_problem_is_listed_at_its_line_and_key_with_the_next_step() {
     let (check, serve) = both_refuse(&path);
     let file = at(&path, "kms.keystore.file");
     both_say(&check, &serve, &file, "copy the keystore there");
+
+    // An alias that is not in the keystore: at the key that names it.
+    let path = write_props(&pki, &dir, &[("kms.server.key.alias", "tomcat")]);
+    let (check, serve) = both_refuse(&path);
+    let alias = at(&path, "kms.server.key.alias");
+    both_say(
+        &check,
+        &serve,
+        &alias,
+        "alias 'tomcat' is not in the keystore",
+    );
+}
+
+#[test]
+fn a_client_alias_that_matches_no_entry_is_warned_about_at_its_line() {
+    let (_tmp, pki, dir) = node_folder();
+    let edit = [("kms.clients.device.aliases", "cmxDevice*,cmxDevcie2")];
+    let path = write_props(&pki, &dir, &edit);
+    support::node::ensure_soft_key(&path, &[]);
+    let o = run("check-config", &path);
+    let out = output_text(&o);
+    assert_eq!(o.status.code(), Some(0), "a warning, not a problem: {out}");
+    let at = at(&path, "kms.clients.device.aliases");
+    let said = |out: &str| {
+        out.lines()
+            .filter(|l| l.contains(&at) && l.contains("'cmxDevcie2' matches no certificate entry"))
+            .count()
+    };
+    assert_eq!(said(&out), 1, "{out}");
+    assert!(!out.contains("'cmxDevice*' matches no"), "{out}");
 }
 
 #[test]

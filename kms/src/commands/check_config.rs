@@ -20,6 +20,8 @@ const EXPIRY_WARNING_DAYS: i64 = 30;
 pub struct Findings {
     /// What stops the node from starting or serving.
     pub problems: Vec<String>,
+    /// The same, already saying their file and line.
+    pub located: Vec<String>,
     /// What works now but needs an operator soon.
     pub warnings: Vec<String>,
     /// Facts worth a line in the report.
@@ -32,6 +34,12 @@ pub fn check_keystore(config: &Config, ks: &KeyStore) -> Findings {
     let mut f = Findings::default();
     let now = crate::time::unix_now();
     required_entries(config, ks, &mut f);
+    for (key, pattern) in node::unmatched_aliases(config, ks) {
+        f.warnings.push(format!(
+            "{}: {key}: '{pattern}' matches no certificate entry of the keystore, so it pins no client",
+            config.origins.of(key)
+        ));
+    }
     match node::pinned_clients(config, ks) {
         Ok(pins) => pinned_client_findings(&pins, now, &mut f),
         Err(e) => f.problems.push(e.to_string()),
@@ -48,7 +56,8 @@ fn required_entries(config: &Config, ks: &KeyStore, f: &mut Findings) {
             EntryKind::Certificate => ks.certificate(alias).map(|_| ()),
         };
         if let Err(e) = found {
-            f.problems.push(format!("{key}={alias}: {e}"));
+            let at = config.origins.error(key, format!("{key}={alias}: {e}"));
+            f.located.push(at.to_string());
         }
     };
     need(
@@ -158,6 +167,7 @@ pub fn run(path: &Path) -> Result<(), CommandError> {
         _ => Findings::default(),
     };
     let source = config.source.display().to_string();
+    problems.extend(f.located.iter().cloned());
     problems.extend(f.problems.iter().map(|p| format!("{source}: {p}")));
     print_warnings(&config_warnings);
     report(&config, ks.as_ref(), &f, problems)

@@ -1,7 +1,8 @@
-//! Where the keys that name files were set, kept in the [`Config`](super::Config)
-//! so that a problem found later with such a file (it is missing, a directory,
-//! not writable, the keystore password does not open it) is reported like a
-//! line-level error: `file:line: key: problem`.
+//! Where the keys that name files (or entries of the keystore) were set, kept
+//! in the [`Config`](super::Config) so that a problem found later with such a
+//! file (it is missing, a directory, not writable, the keystore password does
+//! not open it, an alias is not in it) is reported like a line-level error:
+//! `file:line: key: problem`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -9,8 +10,9 @@ use std::path::PathBuf;
 use super::error::{ConfigError, Origin, Problem};
 use super::file::ConfigFile;
 
-/// The keys whose value names a file, or opens one (the keystore password).
-pub const FILE_KEYS: [&str; 10] = [
+/// The keys whose value names a file, opens one (the keystore password), or
+/// names an entry of the keystore.
+pub const FILE_KEYS: [&str; 15] = [
     "kms.keystore.file",
     "kms.keystore.password",
     "kms.keystore.key-password",
@@ -21,6 +23,11 @@ pub const FILE_KEYS: [&str; 10] = [
     "kms.hsm.vault.token.file",
     "kms.hsm.vault.auth.approle.secret-id.file",
     "kms.distributed.cache.config.file",
+    "kms.server.key.alias",
+    "kms.keystore.alias",
+    "kms.hsm.ca.alias",
+    "kms.clients.backend.aliases",
+    "kms.clients.device.aliases",
 ];
 
 /// The origin of each of [`FILE_KEYS`]: a line of the file, an environment

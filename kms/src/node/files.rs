@@ -56,9 +56,28 @@ fn keystore_error(config: &Config, e: &KeystoreFileError) -> ConfigError {
             "kms.keystore.file",
             "; set kms.keystore.file to the JKS or PKCS#12 keystore",
         ),
+        KeystoreError::AliasMissing { alias, .. } | KeystoreError::WrongEntryType { alias, .. } => {
+            let key = alias_key(config, alias);
+            return config
+                .origins
+                .error(key, format!("{key}={alias}: {}", e.source));
+        }
         _ => ("kms.keystore.file", ""),
     };
     config.origins.error(key, format!("{e}{hint}"))
+}
+
+/// The key that names `alias` (aliases compare case-insensitively); the
+/// keystore file's when none does.
+pub fn alias_key(config: &Config, alias: &str) -> &'static str {
+    [
+        ("kms.server.key.alias", &config.server.key_alias),
+        ("kms.keystore.alias", &config.keystore.alias),
+        ("kms.hsm.ca.alias", &config.hsm.ca_alias),
+    ]
+    .into_iter()
+    .find(|(_, a)| a.eq_ignore_ascii_case(alias))
+    .map_or("kms.keystore.file", |(key, _)| key)
 }
 
 /// Check the files the configuration names; `ks` (when it opened) tells

@@ -37,7 +37,7 @@ mod reload;
 pub mod signals;
 
 use parts::{app_settings, cache_limits, cert_expiry, refusal_hook, serve_settings};
-pub use parts::{load_keystore, pinned_clients, tls_context};
+pub use parts::{load_keystore, pinned_clients, tls_context, unmatched_aliases};
 pub use reload::{Reloader, load_config};
 
 /// Why a node could not start (or reload). Each names what to fix.

@@ -70,6 +70,22 @@ pub fn pinned_clients(
     Ok(pins)
 }
 
+/// The client alias patterns (key, pattern) that match no certificate entry
+/// of the keystore: most likely a typo, which would leave a client out.
+pub fn unmatched_aliases(config: &Config, keystore: &KeyStore) -> Vec<(&'static str, String)> {
+    let c = &config.clients;
+    let lists = [
+        ("kms.clients.backend.aliases", &c.backend_aliases),
+        ("kms.clients.device.aliases", &c.device_aliases),
+    ];
+    lists
+        .into_iter()
+        .flat_map(|(key, patterns)| patterns.iter().map(move |p| (key, p)))
+        .filter(|(_, p)| !keystore.certificates().any(|e| p.matches(e.alias())))
+        .map(|(key, p)| (key, p.to_string()))
+        .collect()
+}
+
 /// The server's TLS context: identity `kms.server.key.alias`, pinned clients.
 pub fn tls_context(
     config: &Config,
@@ -80,6 +96,12 @@ pub fn tls_context(
         .private_key(&config.server.key_alias)
         .map_err(KeystoreFileError::at(&config.keystore.file))?;
     let pins = Arc::new(PinnedClients::new(pinned_clients(config, keystore)?));
+    for (key, pattern) in unmatched_aliases(config, keystore) {
+        let at = config.origins.of(key);
+        tracing::warn!(
+            "{at}: {key}: '{pattern}' matches no certificate entry of the keystore, so it pins no client; import the client's certificate under that alias, or correct the alias"
+        );
+    }
     let cfg = tls::server_config(
         server.chain().to_vec(),
         server.key_der(),
