@@ -320,6 +320,36 @@ fn every_problem_is_listed_at_its_line_and_key_with_the_next_step() {
     );
 }
 
+/// A cluster address that does not resolve on this host: check-config finds
+/// what serve refuses, at the key's line (the installer trusts check-config
+/// to say whether a node will start).
+#[test]
+fn an_unresolvable_cluster_address_is_refused_by_both_at_its_line() {
+    let (_tmp, pki, dir) = node_folder();
+    let jgroups = dir.join("jgroups.xml");
+    let port = free_port();
+    let xml = format!(
+        "<config xmlns=\"urn:org:jgroups\">\n  <TCP bind_port=\"{port}\"/>\n  \
+         <TCPPING initial_hosts=\"127.0.0.2[{port}]\" port_range=\"0\"/>\n</config>\n"
+    );
+    std::fs::write(&jgroups, xml).unwrap();
+    let edits = [
+        ("kms.cache.type", "distributed"),
+        (
+            "kms.distributed.cache.config.file",
+            &jgroups.display().to_string(),
+        ),
+        ("kms.cluster.address", "kms1.nowhere.invalid"),
+        ("kms.cluster.port", &port.to_string()),
+    ];
+    let path = write_props(&pki, &dir, &edits);
+    support::node::ensure_soft_key(&path, &[]);
+    let (check, serve) = both_refuse(&path);
+    let at = at(&path, "kms.cluster.address");
+    both_say(&check, &serve, &at, "give this node's IP address");
+    assert!(check.contains("1 problem(s) found"), "{check}");
+}
+
 #[test]
 fn a_client_alias_that_matches_no_entry_is_warned_about_at_its_line() {
     let (_tmp, pki, dir) = node_folder();

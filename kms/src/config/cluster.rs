@@ -279,20 +279,19 @@ fn cluster_address(
 
 impl ClusterSettings {
     /// Resolve the names (at start: membership is static). This node's
-    /// address must resolve; a member that does not is left out with a
+    /// address must resolve (the error is about `kms.cluster.address`, and
+    /// does not name it); a member that does not is left out with a
     /// warning in the result, so a DNS problem costs cache sharing, not service.
     pub fn resolve(&self) -> Result<(ClusterMembers, Vec<String>), String> {
         let own = resolve_host(&self.address, self.port).map_err(|reason| {
-            format!(
-                "kms.cluster.address: {reason}: give this node's IP address, or a name that resolves on this host"
-            )
+            format!("{reason}: give this node's IP address, or a name that resolves on this host")
         })?;
         let address = own
             .iter()
             .map(SocketAddr::ip)
             .find(IpAddr::is_ipv4)
             .or_else(|| own.first().map(SocketAddr::ip))
-            .ok_or("kms.cluster.address resolves to no address")?;
+            .ok_or("it resolves to no address")?;
         let local = SocketAddr::new(address, self.port);
         let (mut members, mut warnings) = (Vec::new(), Vec::new());
         for h in &self.hosts {

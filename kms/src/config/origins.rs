@@ -10,9 +10,10 @@ use std::path::PathBuf;
 use super::error::{ConfigError, Origin, Problem};
 use super::file::ConfigFile;
 
-/// The keys whose value names a file, opens one (the keystore password), or
-/// names an entry of the keystore.
-pub const FILE_KEYS: [&str; 15] = [
+/// The keys whose value names a file, opens one (the keystore password),
+/// names an entry of the keystore, or this node's cluster address (resolved
+/// at start).
+pub const FILE_KEYS: [&str; 16] = [
     "kms.keystore.file",
     "kms.keystore.password",
     "kms.keystore.key-password",
@@ -28,6 +29,7 @@ pub const FILE_KEYS: [&str; 15] = [
     "kms.hsm.ca.alias",
     "kms.clients.backend.aliases",
     "kms.clients.device.aliases",
+    "kms.cluster.address",
 ];
 
 /// The origin of each of [`FILE_KEYS`]: a line of the file, an environment

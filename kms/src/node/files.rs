@@ -85,6 +85,7 @@ pub fn alias_key(config: &Config, alias: &str) -> &'static str {
 pub fn check(config: &Config, ks: Option<&KeyStore>) -> Findings {
     let mut f = Findings::default();
     f.problems.extend(audit_file(config));
+    f.problems.extend(cluster_address(config));
     match config.hsm.protocol {
         Protocol::Soft => f.problems.extend(soft_key_file(config)),
         Protocol::Vault => {
@@ -287,6 +288,14 @@ fn vault_secret_file(config: &Config) -> Option<ConfigError> {
     Some(config.origins.error(key, detail))
 }
 
+/// This node's cluster address resolves here, as a start needs (a member
+/// that does not is only a warning at start, and left to it).
+fn cluster_address(config: &Config) -> Option<ConfigError> {
+    let settings = config.cache.cluster.as_ref()?;
+    let reason = settings.resolve().err()?;
+    Some(config.origins.error("kms.cluster.address", reason))
+}
+
 /// A start failure about a file the configuration names, at its line and key
 /// (what [`check`] cannot see without opening or unsealing the file).
 pub fn locate(config: &Config, e: &StartError) -> Option<ConfigError> {
@@ -294,6 +303,9 @@ pub fn locate(config: &Config, e: &StartError) -> Option<ConfigError> {
         StartError::Keystore(k) => Some(keystore_error(config, k)),
         StartError::Audit(a) => Some(config.origins.error("kms.audit.file", a.to_string())),
         StartError::Backend(BuildError::SoftKey(s)) => Some(soft_key_error(config, s)),
+        StartError::ClusterAddress(reason) => {
+            Some(config.origins.error("kms.cluster.address", reason.clone()))
+        }
         _ => None,
     }
 }

@@ -67,7 +67,7 @@ pub enum StartError {
     #[error("{0}")]
     Config(#[from] ConfigErrors),
     /// `kms.cluster.address` does not resolve to an address of this host.
-    #[error("{0}")]
+    #[error("kms.cluster.address: {0}")]
     ClusterAddress(String),
     /// The reload task panicked or was cancelled: a bug, not a configuration problem.
     #[error("reload task failed: {0}")]
