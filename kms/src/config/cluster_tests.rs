@@ -185,10 +185,7 @@ fn names_resolve_at_start_not_while_loading() {
     let settings = r.unwrap().config.cache.cluster.unwrap();
     assert_eq!(settings.address, "kms1.invalid");
     let e = settings.resolve().unwrap_err();
-    assert!(
-        e.starts_with("cannot resolve 'kms1.invalid'"),
-        "{e}"
-    );
+    assert!(e.starts_with("cannot resolve 'kms1.invalid'"), "{e}");
     let (_d, r) = with_jgroups(
         xml,
         "kms.cache.type=distributed\nkms.cluster.address=127.0.0.1\n",

@@ -20,7 +20,7 @@ use super::error::ApiError;
 use super::lines::{LineBudget, client_line};
 use super::request::{CustomerReq, DecryptReq, Empty, WorkspaceReq, parse};
 use super::respond::{
-    Outcome, error_response, json, ok, ready_response, respond, workspace_key_body,
+    Outcome, error_response, json, ok, ready_outcome, ready_response, respond, workspace_key_body,
 };
 use super::served::Finished;
 use crate::audit::AuditLog;
@@ -256,12 +256,13 @@ impl App {
         match op {
             Operation::Health => ok(StatusCode::OK, &serde_json::json!({"status": "ok"}), None),
             Operation::Ready => {
-                let (status, v) = ready_response(
-                    &self.readiness.current(),
-                    self.readiness.is_draining(),
-                    role == Role::Backend,
-                );
-                ok(status, &v, None)
+                let draining = self.readiness.is_draining();
+                let (status, v) =
+                    ready_response(&self.readiness.current(), draining, role == Role::Backend);
+                let (resp, mut outcome) = ok(status, &v, None);
+                // A 503 says why in the request log and metrics, not `ok`.
+                outcome.label = ready_outcome(status, draining);
+                (resp, outcome)
             }
             _ => match self.key_op(op, req, keys, request_id).await {
                 Ok((status, body, info)) => (

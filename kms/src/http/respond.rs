@@ -67,6 +67,16 @@ pub fn ready_response(
     (status, v)
 }
 
+/// The outcome label of a readiness answer for the request log and metrics:
+/// `ok`, or why it is a 503.
+pub(super) fn ready_outcome(status: StatusCode, draining: bool) -> &'static str {
+    match (status == StatusCode::OK, draining) {
+        (true, _) => "ok",
+        (false, true) => "draining",
+        (false, false) => "unavailable",
+    }
+}
+
 /// `{"workspace_key":"<base64>"}` in one zeroizing buffer sized up front (no
 /// reallocation leaves a copy of the key behind), the base64 written straight
 /// into it: no intermediate string.
@@ -184,6 +194,8 @@ mod tests {
             };
             let (s, v) = ready_response(&report, false, false);
             assert_eq!(s.as_u16(), status);
+            let outcome = if status == 200 { "ok" } else { "unavailable" };
+            assert_eq!(ready_outcome(s, false), outcome);
             assert_eq!(v, serde_json::json!({ "state": device_state }), "{state:?}");
             let (s, v) = ready_response(&report, false, true);
             assert_eq!(s.as_u16(), status);
@@ -195,6 +207,7 @@ mod tests {
             // the detailed report keeps the canary's state.
             let (s, v) = ready_response(&report, true, false);
             assert_eq!(s.as_u16(), 503);
+            assert_eq!(ready_outcome(s, true), "draining");
             assert_eq!(v, serde_json::json!({ "state": "draining" }), "{state:?}");
             let (s, v) = ready_response(&report, true, true);
             assert_eq!(s.as_u16(), 503);
