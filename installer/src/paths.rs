@@ -41,6 +41,9 @@ pub const BACKUP_DIR: &str = "/var/backups/cmx-kms";
 pub const UNIT_FILE: &str = "/usr/lib/systemd/system/cmx-kms.service";
 /// Runtime files of the direct-process service manager.
 pub const RUN_DIR: &str = "/run";
+/// The service's runtime directory (its control socket), which the unit's
+/// `RuntimeDirectory=` makes under systemd: `kms:kms 0750`.
+pub const RUNTIME_DIR: &str = "/run/cmx-kms";
 
 /// Tomcat of a legacy node.
 pub const TOMCAT_DIR: &str = "/usr/share/tomcat";

@@ -56,6 +56,7 @@ impl Direct {
 
     fn start_cmx_kms(&self, timeout: Duration) -> Result<(), InstallError> {
         let (uid, gid) = service_ids(&self.root)?;
+        self.runtime_dir(uid, gid)?;
         let (sock, guard) = self.notify_socket(uid, gid)?;
         let sock_path = &guard.0;
 
@@ -94,6 +95,33 @@ impl Direct {
         // The child runs on, detached (own process group); it is not waited for.
         drop(child);
         Ok(())
+    }
+
+    /// `/run/cmx-kms`, `kms:kms 0750`, as the unit's `RuntimeDirectory=`
+    /// makes it under systemd: the control socket (`cmx-kms cache flush`,
+    /// `cluster status`) lives there. Anything else found at that name (a
+    /// link, a file) is refused, not followed.
+    fn runtime_dir(&self, uid: u32, gid: u32) -> Result<(), InstallError> {
+        use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+        let dir = self.root.path(paths::RUNTIME_DIR);
+        match fs::symlink_metadata(&dir) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(InstallError::Service(format!(
+                    "{} exists but is not a directory: remove it and run the installer again",
+                    dir.display()
+                )));
+            }
+            Err(_) => fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o750)
+                .create(&dir)
+                .map_err(InstallError::io("create", &dir))?,
+        }
+        nix::unistd::chown(&dir, Some(uid.into()), Some(gid.into()))
+            .map_err(|e| InstallError::io("chown", &dir)(e.into()))?;
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o750))
+            .map_err(InstallError::io("set the mode of", &dir))
     }
 
     /// The socket cmx-kms sends `READY=1` to, in the run directory, which

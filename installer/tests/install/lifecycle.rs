@@ -101,6 +101,14 @@ fn fresh_install_configure_rerun_and_uninstall() {
     assert!(text(&out).contains("running and ready"), "{}", text(&out));
     let pid = root.service_pid().expect("running");
     assert!(root.listening(port));
+    // Without systemd the installer makes the runtime directory the unit's
+    // RuntimeDirectory= would: the control socket is there.
+    assert_eq!(root.stat("/run/cmx-kms"), (0o750, uid, gid));
+    assert!(
+        std::fs::symlink_metadata(root.p("/run/cmx-kms/control.sock")).is_ok(),
+        "{}",
+        std::fs::read_to_string(root.p("/var/log/kms/cmx-kms.out")).unwrap_or_default()
+    );
     // The server runs on the root's glibc (Debian 11: 2.31, older than the
     // build machine's and nearer RHEL 8's 2.28), not on the build machine's.
     let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
