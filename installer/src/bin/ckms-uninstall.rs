@@ -45,7 +45,12 @@ fn run(cli: Cli) -> Result<u8, InstallError> {
     }
     log.say("Plan: uninstall cmx-kms");
     let described = steps.iter().map(|s| s.describe());
-    ui::confirm_plan(&mut log, described, &[uninstall::kept_note()], cli.yes)?;
+    ui::confirm_plan(
+        &mut log,
+        described,
+        &[uninstall::kept_note(&steps)],
+        cli.yes,
+    )?;
     let mut ctx = Ctx {
         root: &root,
         rpm: &rpm,
