@@ -95,6 +95,8 @@ pub struct NodeFacts {
     pub needs_fixes: bool,
     /// Node path a new configuration backup would take.
     pub next_conf_backup: String,
+    /// Node path of the newest copy an uninstall kept (`.../uninstall-<time>`), if any.
+    pub kept_uninstall: Option<String>,
 }
 
 /// Gather the facts of the node under `opts.root`.
@@ -157,7 +159,20 @@ pub fn facts(
         port,
         needs_fixes: needs_fixes(root),
         next_conf_backup: fsops::next_conf_backup(root),
+        kept_uninstall: kept_uninstall(root),
     })
+}
+
+/// The newest `uninstall-<time>` folder of the backups that holds a copy of
+/// the configuration (the time stamps sort by name).
+fn kept_uninstall(root: &Root) -> Option<String> {
+    let rd = std::fs::read_dir(root.path(paths::BACKUP_DIR)).ok()?;
+    rd.flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("uninstall-"))
+        .map(|n| format!("{}/{n}", paths::BACKUP_DIR))
+        .filter(|node| root.path(&format!("{node}/conf")).is_dir())
+        .max()
 }
 
 fn rollback_facts(root: &Root, rpm: &Rpm, st: &State) -> Result<RollbackFacts, InstallError> {

@@ -21,3 +21,5 @@ mod packaging;
 mod refusals;
 #[path = "install/repo.rs"]
 mod repo;
+#[path = "install/uninstall.rs"]
+mod uninstall;

@@ -77,6 +77,35 @@ pub fn check_config(root: &Root) -> Result<cmd::Output, InstallError> {
     cmd::output(c, "cmx-kms check-config")
 }
 
+/// Before a migration changes anything: refuse (exit 1, nothing changed)
+/// when cmx-kms could not use the node's keystore with the migrated
+/// configuration ([`crate::legacy::precheck`]).
+pub fn preflight(root: &Root, plan: &Plan) -> Result<(), InstallError> {
+    let Some(m) = &plan.migration else {
+        return Ok(());
+    };
+    let Err(problems) = crate::legacy::precheck::keystore(root, &m.text) else {
+        return Ok(());
+    };
+    // Resuming an interrupted migration: Tomcat was retired by the first run.
+    let fresh = plan
+        .steps
+        .iter()
+        .any(|s| matches!(s, Step::BackupLegacy { .. }));
+    Err(InstallError::Refused(format!(
+        "cannot take over this Tomcat-based node: cmx-kms could not use its keystore:\n{}\n\
+         Fix the old node's keystore or settings (server.xml, {}) and run the installer again. \
+         Nothing was changed{}.",
+        cmd::indent(&problems.join("\n")),
+        paths::PROPERTIES,
+        if fresh {
+            ": Tomcat still serves the KMS"
+        } else {
+            " by this run"
+        }
+    )))
+}
+
 /// Prepare the log directory and start logging to the file.
 pub fn open_log(ctx: &mut Ctx<'_>) {
     let dir = ctx.root.path(paths::LOG_DIR);
@@ -119,6 +148,7 @@ pub fn apply(ctx: &mut Ctx<'_>, plan: &Plan) -> Outcome {
             }
             Ok(Flow::Guide(text)) => {
                 ctx.log.say(&text);
+                closing(ctx, plan);
                 return Outcome::NeedsConfig;
             }
             Err(e) => {
@@ -132,14 +162,36 @@ pub fn apply(ctx: &mut Ctx<'_>, plan: &Plan) -> Outcome {
                             i + 1,
                             paths::INSTALL_LOG
                         ));
+                        if let Some(hint) = &plan.failure_hint {
+                            ctx.log.say(hint);
+                        }
                         Outcome::Failed
                     }
                 };
             }
         }
     }
+    closing(ctx, plan);
     ctx.log.say("Done.");
     Outcome::Done
+}
+
+/// The last words of a run that did not fail: the plan's closing notes, and
+/// after a migration the package's default `jgroups.xml` that rpm set aside.
+fn closing(ctx: &mut Ctx<'_>, plan: &Plan) {
+    for note in &plan.closing {
+        ctx.log.say(&format!("Note: {note}"));
+    }
+    let rpmnew = format!("{}.rpmnew", paths::JGROUPS);
+    if plan.migration.is_some() && ctx.root.path(&rpmnew).exists() {
+        ctx.log.say(&format!(
+            "Note: {rpmnew} is the package's default jgroups.xml, which rpm set aside beside this node's own \
+             {} (restored from the Tomcat node; cmx-kms reads only that one). Compare them (diff {} {rpmnew}) \
+             and delete {rpmnew} when you no longer need it.",
+            paths::JGROUPS,
+            paths::JGROUPS
+        ));
+    }
 }
 
 /// Go back to `target` after a failed upgrade.

@@ -59,13 +59,8 @@ fn file_name(p: &Path) -> String {
         .unwrap_or_default()
 }
 
-/// Keep a copy of `file` in the package store, rpm it, and record it.
-pub(super) fn install_package(
-    ctx: &mut Ctx<'_>,
-    st: &mut State,
-    file: &Path,
-    kind: InstallKind,
-) -> Result<(), InstallError> {
+/// Keep a copy of `file` in the package store (for a rollback); its name there.
+fn keep_copy(ctx: &Ctx<'_>, file: &Path) -> Result<(String, std::path::PathBuf), InstallError> {
     let store = ctx.root.path(paths::PACKAGES_DIR);
     fsops::private_dir(&ctx.root.path(paths::STATE_DIR))?;
     fsops::private_dir(&store)?;
@@ -74,6 +69,17 @@ pub(super) fn install_package(
     if kept != file {
         fs::copy(file, &kept).map_err(InstallError::io("keep a copy of", file))?;
     }
+    Ok((name, kept))
+}
+
+/// Keep a copy of `file` in the package store, rpm it, and record it.
+pub(super) fn install_package(
+    ctx: &mut Ctx<'_>,
+    st: &mut State,
+    file: &Path,
+    kind: InstallKind,
+) -> Result<(), InstallError> {
+    let (name, kept) = keep_copy(ctx, file)?;
     let out = match kind {
         InstallKind::Downgrade => ctx.rpm.downgrade(&kept)?,
         InstallKind::Install | InstallKind::Upgrade => ctx.rpm.upgrade(&kept)?,
@@ -82,13 +88,25 @@ pub(super) fn install_package(
     if !text.is_empty() {
         ctx.log.say(&cmd::indent(&text));
     }
+    record_package(ctx, st, &name, kind)
+}
+
+/// Record `name` as the current package (the one before it as previous,
+/// except after a downgrade) and keep only those two in the store.
+fn record_package(
+    ctx: &Ctx<'_>,
+    st: &mut State,
+    name: &str,
+    kind: InstallKind,
+) -> Result<(), InstallError> {
+    let store = ctx.root.path(paths::PACKAGES_DIR);
     let old = st.get(state::key::CURRENT).map(str::to_owned);
     match kind {
         InstallKind::Downgrade => st.set(state::key::PREVIOUS, None),
-        _ if old.as_deref() != Some(name.as_str()) => st.set(state::key::PREVIOUS, old.as_deref()),
+        _ if old.as_deref() != Some(name) => st.set(state::key::PREVIOUS, old.as_deref()),
         _ => {}
     }
-    st.set(state::key::CURRENT, Some(&name));
+    st.set(state::key::CURRENT, Some(name));
     st.save(ctx.root)?;
     // Keep only the current and previous packages.
     if let Ok(rd) = fs::read_dir(&store) {
@@ -241,6 +259,10 @@ pub(super) fn run_step(
         }
         Step::BackupConf { dest } => backup_conf(ctx, plan, st, dest)?,
         Step::InstallPackage { file, kind, .. } => install_package(ctx, st, file, *kind)?,
+        Step::KeepPackage { file, .. } => {
+            let (name, _) = keep_copy(ctx, file)?;
+            record_package(ctx, st, &name, InstallKind::Install)?;
+        }
         Step::WriteMigratedConfig => write_migrated_config(root, plan)?,
         Step::RestoreFile { from, to } => {
             // From the private backup, not following a link; modes are set by FixPermissions.

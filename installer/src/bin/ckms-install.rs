@@ -39,7 +39,8 @@ struct Cli {
     /// Go back to the version installed before the current one, with its configuration.
     #[arg(long)]
     rollback: bool,
-    /// Install and configure, but do not start the service (nor check its port).
+    /// Install and configure, but do not start the service (nor check its
+    /// port); the configuration is still checked.
     #[arg(long)]
     no_start: bool,
     /// Pass --nodeps to rpm: only for scratch roots whose rpm database lists no packages.
@@ -65,6 +66,7 @@ fn run(cli: Cli) -> Result<u8, InstallError> {
     };
     let facts = detect::facts(&opts, &rpm, svc.as_ref())?;
     let plan = plan::build(&facts, &opts)?;
+    apply::preflight(&root, &plan)?;
     let mut log = Log::terminal("ckms-install", root.path(paths::INSTALL_LOG));
     log.say(&format!("Plan: {}", plan.summary));
     if plan.steps.is_empty() {

@@ -3,6 +3,7 @@
 //! writing the equivalent cmx-kms configuration ([`migrate`]).
 
 pub mod migrate;
+pub mod precheck;
 pub mod server_xml;
 pub mod setenv;
 

@@ -1,14 +1,13 @@
-//! The plan of each kind of node: fresh, a Tomcat-based node to take over,
-//! our own at the same version, at an older one (upgrade), and a rollback
-//! on demand. Pure: everything comes from the facts.
+//! The plan of each kind of node: fresh, our own at the same version, at an
+//! older one (upgrade), and a rollback on demand (a Tomcat-based node to take
+//! over: `takeover`). Pure: everything comes from the facts.
 
 use crate::InstallError;
-use crate::detect::{LegacyFacts, NodeFacts};
-use crate::legacy;
+use crate::detect::NodeFacts;
 use crate::paths;
 use crate::rpm::PackageInfo;
 
-use super::{InstallKind, OnFailure, Options, Plan, RollbackTarget, Step, TEMPLATE};
+use super::{InstallKind, OnFailure, Options, Plan, RollbackTarget, Step};
 
 /// Refuse if the service's port is held by something other than cmx-kms
 /// (or, when migrating, the Tomcat about to be stopped). No port facts
@@ -53,7 +52,12 @@ pub(super) fn check_port(facts: &NodeFacts, tomcat_ok: bool) -> Result<(), Insta
     )))
 }
 
-fn tail_steps(steps: &mut Vec<Step>, facts: &NodeFacts, on_failure: OnFailure, restart: bool) {
+pub(super) fn tail_steps(
+    steps: &mut Vec<Step>,
+    facts: &NodeFacts,
+    on_failure: OnFailure,
+    restart: bool,
+) {
     steps.push(Step::FixPermissions);
     if facts.service.manages_boot {
         steps.extend([Step::ReloadUnits, Step::Enable]);
@@ -68,7 +72,7 @@ fn tail_steps(steps: &mut Vec<Step>, facts: &NodeFacts, on_failure: OnFailure, r
 }
 
 /// A note for plans made without systemd.
-fn no_boot_note(facts: &NodeFacts, notes: &mut Vec<String>) {
+pub(super) fn no_boot_note(facts: &NodeFacts, notes: &mut Vec<String>) {
     if !facts.service.manages_boot {
         notes.push(format!(
             "No systemd here: {} runs as a plain process (pid file /run/{}.pid) and nothing starts it at boot.",
@@ -79,7 +83,9 @@ fn no_boot_note(facts: &NodeFacts, notes: &mut Vec<String>) {
 }
 
 /// The package to install; the caller has checked there is one.
-fn package(facts: &NodeFacts) -> Result<(std::path::PathBuf, PackageInfo), InstallError> {
+pub(super) fn package(
+    facts: &NodeFacts,
+) -> Result<(std::path::PathBuf, PackageInfo), InstallError> {
     facts
         .package
         .clone()
@@ -101,6 +107,12 @@ pub(super) fn fresh(facts: &NodeFacts, _opts: &Options) -> Result<Plan, InstallE
         paths::PROPERTIES
     )];
     no_boot_note(facts, &mut notes);
+    let closing: Vec<String> = facts
+        .kept_uninstall
+        .iter()
+        .map(|k| restore_hint(k))
+        .collect();
+    notes.extend(closing.iter().cloned());
     Ok(Plan {
         summary: format!(
             "New installation of {info} (service manager: {})",
@@ -110,111 +122,21 @@ pub(super) fn fresh(facts: &NodeFacts, _opts: &Options) -> Result<Plan, InstallE
         notes,
         migration: None,
         rollback: None,
+        closing,
+        failure_hint: None,
     })
 }
 
-/// A Tomcat-based Connected-KMS node (or a migration of one that was interrupted).
-pub(super) fn legacy(
-    facts: &NodeFacts,
-    l: &LegacyFacts,
-    opts: &Options,
-) -> Result<Plan, InstallError> {
-    let migration = legacy::migrate::migrate(&l.node, TEMPLATE, &l.migration_header)
-        .map_err(InstallError::Legacy)?;
-    check_port(facts, true)?;
-    let (file, info) = package(facts)?;
-    let backup = &l.backup;
-    let mut steps = Vec::new();
-    let mut notes = vec![format!(
-        "Settings are taken over from {} (connector on port {}), {}, {} and {}.",
-        paths::SERVER_XML,
-        l.node.connector.port,
-        paths::SETENV_SH,
-        paths::JGROUPS,
-        paths::PROPERTIES
-    )];
-    notes.extend(migration.notes.iter().cloned());
-    if l.resuming {
-        notes.push(format!(
-            "An earlier run was interrupted: the migration goes on from the backup in {backup}."
-        ));
-    } else {
-        steps.push(Step::BackupLegacy {
-            dest: backup.clone(),
-        });
-    }
-    retire_tomcat(l, &mut steps, &mut notes);
-    if !l.resuming && l.conf_dir {
-        steps.push(Step::BackupConf {
-            dest: facts.next_conf_backup.clone(),
-        });
-    }
-    let kind = if facts.installed_in_rpm.is_some() {
-        InstallKind::Upgrade
-    } else {
-        InstallKind::Install
-    };
-    steps.push(Step::InstallPackage {
-        file,
-        info: info.clone(),
-        kind,
-    });
-    steps.push(Step::WriteMigratedConfig);
-    if l.node.has_jgroups {
-        steps.push(Step::RestoreFile {
-            from: opts.root.path(&format!("{backup}{}", paths::JGROUPS)),
-            to: paths::JGROUPS.into(),
-        });
-    }
-    steps.push(Step::FinishMigration);
-    tail_steps(&mut steps, facts, OnFailure::Guide, false);
-    no_boot_note(facts, &mut notes);
-    Ok(Plan {
-        summary: format!(
-            "Take over this Tomcat-based Connected-KMS node with {info} (service manager: {})",
-            facts.service.manager
-        ),
-        steps,
-        notes,
-        migration: Some(migration),
-        rollback: None,
-    })
-}
-
-/// Take Tomcat out of serving the KMS: stop and disable its service, unlink
-/// `kms.war`, and remove Tomcat 7's packages (another Tomcat stays).
-fn retire_tomcat(l: &LegacyFacts, steps: &mut Vec<Step>, notes: &mut Vec<String>) {
-    if l.tomcat_active {
-        steps.push(Step::StopService {
-            unit: paths::TOMCAT_SERVICE.into(),
-        });
-    }
-    if l.tomcat_enabled {
-        steps.push(Step::DisableService {
-            unit: paths::TOMCAT_SERVICE.into(),
-        });
-    }
-    if l.war_present {
-        steps.push(Step::UnlinkWar);
-    }
-    // Tomcat 7's packages: tomcat, tomcat-lib, tomcat-el-2.2-api, ... (not
-    // look-alikes such as tomcatjss), all of version 7.x.
-    let tomcat7: Vec<&PackageInfo> = l
-        .tomcat_packages
-        .iter()
-        .filter(|p| {
-            (p.name == "tomcat" || p.name.starts_with("tomcat-")) && p.version.starts_with("7.")
-        })
-        .collect();
-    if tomcat7.iter().any(|p| p.name == "tomcat") {
-        steps.push(Step::EraseTomcat7 {
-            packages: tomcat7.iter().map(|p| p.name.clone()).collect(),
-        });
-    } else if l.tomcat_dir {
-        notes.push("Tomcat stays installed, but it no longer serves the KMS: kms.war is unlinked and the tomcat \
-                    service stopped and disabled (if it ran); cmx-kms answers on the KMS port."
-            .into());
-    }
+/// Where an earlier uninstall's copy is and how to use it (never restored by itself).
+fn restore_hint(kept: &str) -> String {
+    format!(
+        "ckms-uninstall kept the configuration of an earlier installation in {kept}/conf (and, in {kept}/files, \
+         if it exists, the files it named outside that folder, under their own paths). This installation does not \
+         use it. To use it: sudo cp -a {kept}/conf/. {}/ (and copy the files of {kept}/files back to their paths, \
+         owner {}), then run the installer again: it sets owners and modes, checks and starts the service.",
+        paths::CONF_DIR,
+        paths::SERVICE_USER
+    )
 }
 
 /// Our package, same version as the one here: repair what is not as it must be.
@@ -230,26 +152,37 @@ pub(super) fn same_version(
     if facts.service.manages_boot && !facts.service.enabled {
         steps.extend([Step::ReloadUnits, Step::Enable]);
     }
-    if !facts.service.active && !opts.no_start {
-        check_port(facts, false)?;
+    if !facts.service.active {
+        if !opts.no_start {
+            check_port(facts, false)?;
+        }
         steps.push(Step::CheckConfig {
             on_failure: OnFailure::Guide,
         });
-        steps.push(Step::Start {
-            restart: false,
-            on_failure: OnFailure::Report,
-        });
+        if !opts.no_start {
+            steps.push(Step::Start {
+                restart: false,
+                on_failure: OnFailure::Report,
+            });
+        }
     }
+    let summary = if steps.is_empty() {
+        format!("{cur} is installed, configured and running: nothing to do")
+    } else if !facts.service.active && opts.no_start {
+        format!(
+            "{cur} is installed and not running; --no-start: check its configuration, leave it stopped"
+        )
+    } else {
+        format!("{cur} is installed: finish setting it up")
+    };
     Ok(Plan {
-        summary: if steps.is_empty() {
-            format!("{cur} is installed, configured and running: nothing to do")
-        } else {
-            format!("{cur} is installed: finish setting it up")
-        },
+        summary,
         steps,
         notes: Vec::new(),
         migration: None,
         rollback: None,
+        closing: Vec::new(),
+        failure_hint: None,
     })
 }
 
@@ -298,6 +231,8 @@ pub(super) fn upgrade(
             info: cur.clone(),
             conf_backup: backup,
         }),
+        closing: Vec::new(),
+        failure_hint: None,
     })
 }
 
@@ -357,5 +292,7 @@ pub(super) fn rollback(facts: &NodeFacts, _opts: &Options) -> Result<Plan, Insta
         notes: vec!["The current configuration is backed up first, so nothing is lost.".into()],
         migration: None,
         rollback: None,
+        closing: Vec::new(),
+        failure_hint: None,
     })
 }

@@ -5,6 +5,7 @@
 //! facts of `test_facts.rs`).
 
 mod kinds;
+mod takeover;
 #[cfg(test)]
 mod test_facts;
 #[cfg(test)]
@@ -69,6 +70,12 @@ pub enum Step {
         info: PackageInfo,
         kind: InstallKind,
     },
+    /// The package is already at this version (an interrupted run installed
+    /// it): keep a copy of it for rollback and record it, without rpm.
+    KeepPackage {
+        file: PathBuf,
+        info: PackageInfo,
+    },
     WriteMigratedConfig,
     /// Copy a backed-up file (host path) to a node path.
     RestoreFile {
@@ -122,6 +129,9 @@ impl Step {
                     .map(|f| f.to_string_lossy().into_owned())
                     .unwrap_or_default()
             ),
+            Step::KeepPackage { info, .. } => format!(
+                "{info} is already installed (an earlier run got that far): keep a copy of its package for rollback"
+            ),
             Step::WriteMigratedConfig => format!(
                 "write {} from the Tomcat node's settings",
                 paths::PROPERTIES
@@ -169,6 +179,10 @@ pub struct Plan {
     pub notes: Vec<String>,
     pub migration: Option<Migration>,
     pub rollback: Option<RollbackTarget>,
+    /// Said again at the end of a run that did not fail (after the guidance, if any).
+    pub closing: Vec<String>,
+    /// Said after a failure, when going back needs more than a re-run.
+    pub failure_hint: Option<String>,
 }
 
 /// Decide the plan for a node from its facts.
@@ -185,7 +199,7 @@ pub fn build(facts: &NodeFacts, opts: &Options) -> Result<Plan, InstallError> {
         )));
     }
     let mut plan = if let Some(legacy) = &facts.legacy {
-        kinds::legacy(facts, legacy, opts)?
+        takeover::legacy(facts, legacy, opts)?
     } else {
         match &facts.installed {
             None => kinds::fresh(facts, opts)?,

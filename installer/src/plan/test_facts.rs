@@ -60,6 +60,7 @@ pub(super) fn facts() -> NodeFacts {
         }),
         needs_fixes: false,
         next_conf_backup: "/usr/share/kms/conf-orig".into(),
+        kept_uninstall: None,
     }
 }
 
@@ -148,6 +149,7 @@ pub(super) fn kinds(plan: &Plan) -> Vec<&'static str> {
                 InstallKind::Upgrade => "upgrade",
                 InstallKind::Downgrade => "downgrade",
             },
+            Step::KeepPackage { .. } => "keep-package",
             Step::WriteMigratedConfig => "write-config",
             Step::RestoreFile { .. } => "restore-file",
             Step::RestoreConf { .. } => "restore-conf",

@@ -114,7 +114,34 @@ fn each_kind_of_node_gets_its_steps() {
             .concat(),
         ),
         (
-            "resume an interrupted migration, our package already in rpm",
+            "resume an interrupted migration, the Java package still in rpm",
+            |f| {
+                legacy(f, &[]);
+                // The Java package (Epoch 0) below ours (Epoch 1, as shipped).
+                f.installed_in_rpm = Some(pkg("24.2.2", "17"));
+                if let Some((_, info)) = f.package.as_mut() {
+                    info.epoch = 1;
+                }
+                if let Some(l) = f.legacy.as_mut() {
+                    l.resuming = true;
+                    l.tomcat_active = false;
+                    l.tomcat_enabled = false;
+                    l.war_present = false;
+                }
+            },
+            [
+                &[
+                    "upgrade",
+                    "write-config",
+                    "restore-file",
+                    "finish-migration",
+                ][..],
+                &TAIL,
+            ]
+            .concat(),
+        ),
+        (
+            "resume a migration interrupted after rpm -U: our package already in rpm",
             |f| {
                 legacy(f, &[]);
                 f.installed_in_rpm = Some(pkg("0.2.0", "1"));
@@ -127,7 +154,7 @@ fn each_kind_of_node_gets_its_steps() {
             },
             [
                 &[
-                    "upgrade",
+                    "keep-package",
                     "write-config",
                     "restore-file",
                     "finish-migration",
@@ -310,4 +337,37 @@ fn no_start_leaves_the_service_stopped_and_says_how_to_start_it() {
         "{:?}",
         plan.notes
     );
+}
+
+#[test]
+fn no_start_on_a_stopped_node_checks_and_does_not_claim_it_runs() {
+    let mut f = facts();
+    installed(&mut f, "0.2.0");
+    f.service.enabled = true;
+    f.port = None;
+    let mut o = opts();
+    o.no_start = true;
+    let plan = build(&f, &o).unwrap();
+    assert_eq!(kinds(&plan), ["check-config"]);
+    assert!(
+        !plan.summary.contains("configured and running") && plan.summary.contains("not running"),
+        "{}",
+        plan.summary
+    );
+}
+
+#[test]
+fn a_fresh_install_points_at_the_copy_an_uninstall_kept() {
+    let mut f = facts();
+    f.kept_uninstall = Some("/var/backups/cmx-kms/uninstall-20261205T165731Z".into());
+    let plan = build(&f, &opts()).unwrap();
+    assert_eq!(kinds(&plan)[0], "install", "nothing restored by itself");
+    for text in [&plan.notes, &plan.closing] {
+        assert!(
+            text.iter().any(|n| n.contains(
+                "sudo cp -a /var/backups/cmx-kms/uninstall-20261205T165731Z/conf/. /usr/share/kms/conf/"
+            )),
+            "{text:?}"
+        );
+    }
 }

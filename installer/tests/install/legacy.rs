@@ -224,10 +224,30 @@ fn migrate(server_xml: &str, key_alias: &str) {
             .contains("migration=")
     );
 
-    // Idempotent: a second run has nothing to do.
+    // rpm set the package's default jgroups.xml aside: the final notes say so.
+    if root.p("/usr/share/kms/conf/jgroups.xml.rpmnew").exists() {
+        assert!(
+            t.contains(
+                "Note: /usr/share/kms/conf/jgroups.xml.rpmnew is the package's default jgroups.xml"
+            ),
+            "{t}"
+        );
+    }
+
+    // A second run with --no-start on the stopped node: it says so (not
+    // "running: nothing to do") and checks the configuration.
     let out = root.install(a, &["--no-start"]);
     expect_code(&out, 0, "second run");
-    assert!(text(&out).contains("nothing to do"), "{}", text(&out));
+    let t = text(&out);
+    assert!(!t.contains("running: nothing to do"), "{t}");
+    assert!(
+        t.contains("is installed and not running; --no-start"),
+        "{t}"
+    );
+    assert!(
+        t.contains("check the configuration") && t.contains("Done."),
+        "{t}"
+    );
 }
 
 #[test]
@@ -356,4 +376,133 @@ fn an_interrupted_migration_goes_on_from_its_backup() {
         root.p("/usr/share/kms/conf-orig").is_dir()
             && !root.p("/usr/share/kms/conf-orig.1").exists()
     );
+}
+
+/// `PATH` with a directory first whose `rpm` runs the real one and then,
+/// after an upgrade (`-U`), kills the program that ran it: an installer
+/// interrupted right after `rpm -U` succeeded.
+fn rpm_then_killed() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let rpm = dir.path().join("rpm");
+    std::fs::write(
+        &rpm,
+        "#!/bin/sh\n/usr/bin/rpm \"$@\"; rc=$?\n\
+         case \" $* \" in *\" -U\"*) [ $rc = 0 ] && kill -9 $PPID ;; esac\nexit $rc\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &rpm,
+        <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o755),
+    )
+    .unwrap();
+    dir
+}
+
+#[test]
+fn a_migration_interrupted_after_rpm_goes_on() {
+    let a = artifacts();
+    let root = legacy_root("attributes.xml", 8443);
+    let old = props(&root.p("/usr/share/kms/conf/kms.properties"));
+    let wrapper = rpm_then_killed();
+    let mut c = Command::new("sh");
+    c.arg(a.tarball_dir.join("CMX-KMS-Installer.sh"))
+        .args([
+            "--root",
+            &root.root_arg(),
+            "--yes",
+            "--rpm-nodeps",
+            "--no-start",
+        ])
+        .env(
+            "PATH",
+            format!(
+                "{}:{}",
+                wrapper.path().display(),
+                std::env::var("PATH").unwrap()
+            ),
+        );
+    let out = crate::support::run_with_stdin(c, "");
+    assert_ne!(out.status.code(), Some(0), "killed:\n{}", text(&out));
+    assert_eq!(
+        root.installed().as_deref(),
+        Some("0.1.0-2"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        std::fs::read_to_string(root.p("/var/lib/cmx-kms-installer/state"))
+            .unwrap()
+            .contains("migration=")
+    );
+
+    // The next run recognises the package as installed and goes on.
+    let out = root.install(a, &["--no-start"]);
+    expect_code(&out, 0, "re-run after rpm -U");
+    let t = text(&out);
+    assert!(t.contains("An earlier run was interrupted"), "{t}");
+    assert!(
+        t.contains("cmx-kms-server 0.1.0-2 is already installed (an earlier run got that far)"),
+        "{t}"
+    );
+    assert!(!t.contains("FAILED"), "{t}");
+    let new = props(&root.p("/usr/share/kms/conf/kms.properties"));
+    for (k, v) in &old {
+        assert_eq!(new.get(k), Some(v), "{k} not kept");
+    }
+    assert_eq!(
+        new.get("kms.server.key.alias").map(String::as_str),
+        Some("kmsserver"),
+        "server.xml's settings migrated"
+    );
+    let state = std::fs::read_to_string(root.p("/var/lib/cmx-kms-installer/state")).unwrap();
+    assert!(!state.contains("migration="), "{state}");
+    assert!(
+        state.contains("current=cmx-kms-server-0.1.0-2"),
+        "the package is kept for a later rollback:\n{state}"
+    );
+}
+
+#[test]
+fn a_keystore_cmx_kms_cannot_read_stops_the_migration_before_any_change() {
+    let a = artifacts();
+    let root = legacy_root("attributes.xml", 8443);
+    // JCEKS: the Java node read it, cmx-kms does not.
+    let ks = root.p("/usr/share/kms/conf/kmsKeystore.jks");
+    let jceks = root.p("/usr/share/kms/conf/ks.jceks");
+    must(
+        Command::new("keytool")
+            .args(["-importkeystore", "-noprompt", "-srckeystore"])
+            .arg(&ks)
+            .args(["-srcstorepass", FIXTURE_PASSWORD, "-destkeystore"])
+            .arg(&jceks)
+            .args([
+                "-deststoretype",
+                "JCEKS",
+                "-deststorepass",
+                FIXTURE_PASSWORD,
+                "-destkeypass",
+                FIXTURE_PASSWORD,
+            ]),
+    );
+    std::fs::rename(&jceks, &ks).unwrap();
+    let before = crate::support::snapshot(root.path(), &[]);
+    let out = root.install(a, &[]);
+    expect_code(&out, 1, "migration with a JCEKS keystore");
+    let t = text(&out);
+    assert!(
+        t.contains("cmx-kms could not use its keystore") && t.contains("JCEKS"),
+        "{t}"
+    );
+    assert!(
+        t.contains("Nothing was changed: Tomcat still serves the KMS"),
+        "{t}"
+    );
+    assert!(!t.contains(FIXTURE_PASSWORD), "{t}");
+    crate::support::assert_same(
+        &before,
+        &crate::support::snapshot(root.path(), &[]),
+        "a refused migration",
+    );
+    assert_eq!(root.installed(), None);
+    assert!(std::fs::symlink_metadata(root.p("/usr/share/tomcat/webapps/kms.war")).is_ok());
 }
