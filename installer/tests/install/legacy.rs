@@ -64,6 +64,13 @@ pub fn legacy_root(server_xml: &str, port: u16) -> ScratchRoot {
             .arg(&ks)
             .args(["-storepass", FIXTURE_PASSWORD]),
     );
+    // setenv.sh names this node kms1.AcmeXYZ.com (the guide's example), which
+    // becomes kms.cluster.address: a start (and so check-config) needs it to
+    // resolve on the node, as the node's DNS or /etc/hosts would make it.
+    let hosts = root.p("/etc/hosts");
+    let mut names = std::fs::read_to_string(&hosts).unwrap_or_default();
+    names.push_str("127.0.0.1 kms1.AcmeXYZ.com\n");
+    std::fs::write(&hosts, names).unwrap();
     std::fs::write(
         root.p("/usr/share/kms/kms.war"),
         b"PK\x03\x04 (the Java web application)",
