@@ -87,8 +87,16 @@ async fn check_names_each_problem() {
         "{report}"
     );
     assert!(failed_step(&report, "connect").contains("rejected the kmsClient certificate"));
-    let err = rogue.wrap(b"x", b"").await.expect_err("rogue wrap");
-    assert!(matches!(err, BackendError::Misconfigured(_)), "{err:?}");
+    assert!(report.config_problem, "a rejected certificate is configuration (exit 78)");
+    // The same class on every call, also once the breaker (2 failures) is open.
+    for _ in 0..4 {
+        let err = rogue.wrap(b"x", b"").await.expect_err("rogue wrap");
+        assert!(matches!(err, BackendError::Misconfigured(_)), "{err:?}");
+        assert!(
+            err.to_string().contains("rejected the kmsClient certificate"),
+            "{err}"
+        );
+    }
 
     // Unknown HSM CA (kmipSigningCA is not the CA that signed PyKMIP's certificate).
     let unknown = backend_with(
@@ -117,7 +125,13 @@ async fn check_names_each_problem() {
     let report = kmip::check(&other).await;
     println!("{report}");
     let detail = failed_step(&report, "locate master key");
-    assert!(detail.contains("owner or policy"), "{report}");
+    assert!(detail.contains("owner or operation policy"), "{report}");
+    // The multi-node explanation comes first; `hsm init` is not the first advice.
+    let identity = detail.find("same kmsClient identity").expect("identity advice");
+    let init_at = detail.find("hsm init").expect("init mentioned");
+    assert!(identity < init_at, "{detail}");
+    assert!(detail.contains("do NOT run `cmx-kms hsm init` here"), "{detail}");
+    assert!(report.config_problem, "exit 78, not 69");
     // Its unwrap is refused before the HSM is asked (the key is no version of
     // a master key this identity can see), as an operator problem that says
     // what to check, not as a bad blob.
@@ -126,7 +140,21 @@ async fn check_names_each_problem() {
         .await
         .expect_err("other identity");
     assert!(matches!(err, BackendError::KeyNotFound(_)), "{err:?}");
-    assert!(err.to_string().contains("owner or policy"), "{err}");
+    assert!(err.to_string().contains("same kmsClient identity"), "{err}");
+
+    // If the operator runs `hsm init` there anyway, the output says what it did.
+    let second = kmip::init(&other).await.expect("init as the other identity");
+    assert!(second.created, "{second}");
+    assert!(
+        second.to_string().contains("NEW master key")
+            && second.to_string().contains("cannot open"),
+        "{second}"
+    );
+    // Its blobs are client-facing refusals on the first node (422), with a
+    // WARN in the log naming the likely cause (see key_lookup.rs).
+    let theirs = other.wrap(b"x", b"").await.expect("other wrap");
+    let err = b.unwrap(&theirs, b"").await.expect_err("second master key");
+    assert!(matches!(err, BackendError::InvalidCiphertext(_)), "{err:?}");
 
     // A key under the shared operation policy is usable by the other identity.
     let mut shared = server.settings("shared-key");
@@ -161,9 +189,12 @@ async fn check_names_each_problem() {
     println!("{report}");
     let detail = failed_step(&report, "master key active");
     assert!(
-        detail.contains("none is active") && detail.contains("hsm rotate"),
+        detail.contains("none is active")
+            && detail.contains("cannot be activated again")
+            && detail.contains("hsm rotate"),
         "{report}"
     );
+    assert!(report.config_problem, "exit 78, not 69");
     let err = b.wrap(b"x", b"").await.expect_err("inactive");
     assert!(matches!(err, BackendError::KeyNotUsable(_)), "{err:?}");
 
@@ -178,6 +209,112 @@ async fn check_names_each_problem() {
     assert!(
         failed_step(&report, "connect").contains("check that the HSM runs"),
         "{report}"
+    );
+    assert!(!report.config_problem, "unreachable is exit 69");
+}
+
+/// Creates and activates a key at PyKMIP with PyKMIP's own client, as the
+/// `kmsClient` identity: what an operator (or an earlier tool) may have made.
+fn pykmip_create(pki: &Pki, server: &PyKmip, name: &str, algorithm: &str, bits: u32) -> String {
+    let python = pykmip::testbed_dir().join("venv-pykmip/bin/python");
+    let script = format!(
+        "from kmip.pie.client import ProxyKmipClient\n\
+         from kmip.core import enums\n\
+         c = ProxyKmipClient(hostname='127.0.0.1', port={port}, cert='{cert}', key='{key}', \
+         ca='{ca}', config_file='/dev/null')\n\
+         with c:\n    uid = c.create(enums.CryptographicAlgorithm.{algorithm}, {bits}, \
+         name='{name}')\n    c.activate(uid)\n    print(uid)\n",
+        port = server.port,
+        cert = pki.path("client.crt").display(),
+        key = pki.path("client.key").display(),
+        ca = pki.path("hsm-ca.crt").display(),
+    );
+    let out = std::process::Command::new(python)
+        .args(["-c", &script])
+        .output()
+        .expect("run PyKMIP's client");
+    assert!(
+        out.status.success(),
+        "PyKMIP client: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// A master key that is not AES-256 is refused by init, check and wraps,
+/// with its algorithm and length and what to do; a rotation adds an AES-256
+/// version, after which the old one is only warned about. A deactivated
+/// version: check warns, and an unwrap says what can and cannot help.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_kind_and_deactivated_master_key_versions() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let pki = Pki::generate(&tmp.path().join("pki"));
+    let server = PyKmip::start(&pki, &tmp.path().join("pykmip"), "server-ec");
+    let b128 = pykmip_create(&pki, &server, "k-aes128", "AES", 128);
+    pykmip_create(&pki, &server, "k-3des", "TRIPLE_DES", 192);
+    for (name, kind) in [("k-aes128", "AES-128"), ("k-3des", "TRIPLE_DES-192")] {
+        let b = backend_with(server.settings(name), pki.client_identity(), pki.trust());
+        let err = kmip::init(&b).await.expect_err("init must refuse");
+        println!("{err}");
+        assert!(matches!(err, BackendError::KeyNotUsable(_)), "{err:?}");
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!("{name:?} is {kind}"))
+                && text.contains("only under AES-256")
+                && text.contains("hsm rotate"),
+            "{text}"
+        );
+        let report = kmip::check(&b).await;
+        println!("{report}");
+        assert!(failed_step(&report, "master key active").contains(kind));
+        assert!(report.config_problem, "exit 78");
+        let err = b.wrap(b"x", b"").await.expect_err("wrap must refuse");
+        assert!(matches!(err, BackendError::KeyNotUsable(_)), "{err:?}");
+        assert!(b.probe().await.is_err());
+    }
+
+    // Rotation adds an AES-256 version: it is used, the old one warned about.
+    let b = backend_with(server.settings("k-aes128"), pki.client_identity(), pki.trust());
+    let rotated = kmip::rotate(&b).await.expect("rotate");
+    let w = b.wrap(b"x", b"").await.expect("wrap after rotate");
+    assert_eq!(w.key_id, rotated.uid);
+    let report = kmip::check(&b).await;
+    println!("{report}");
+    assert!(report.is_ok(), "{report}");
+    let text = report.to_string();
+    assert!(
+        text.contains(&format!("WARN   version {b128}: version {b128} is AES-128")),
+        "{text}"
+    );
+
+    // A deactivated version: its blobs do not open, and the advice says why.
+    let newer = kmip::rotate(&b).await.expect("rotate again");
+    kmip::admin::revoke_version(&b, &rotated.uid)
+        .await
+        .expect("revoke");
+    let err = b.unwrap(&w, b"").await.expect_err("deactivated version");
+    println!("{err}");
+    assert!(matches!(err, BackendError::KeyNotUsable(_)), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.contains("deactivated")
+            && text.contains("open only if the HSM allows Decrypt")
+            && !text.contains("activate it"),
+        "{text}"
+    );
+    let report = kmip::check(&b).await;
+    println!("{report}");
+    assert!(report.is_ok(), "{report}");
+    assert!(
+        report
+            .to_string()
+            .contains(&format!("WARN   version {}: version {} is deactivated", rotated.uid, rotated.uid)),
+        "{report}"
+    );
+    assert_eq!(
+        b.wrap(b"x", b"").await.expect("wrap").key_id,
+        newer.uid,
+        "new wraps use the newest active AES-256 version"
     );
 }
 

@@ -15,6 +15,10 @@ pub struct AdminReport {
     pub text: String,
     /// Whether the action did what was asked (for `check`: every step passed).
     pub passed: bool,
+    /// When it did not: whether the cause is configuration (certificates,
+    /// CA, identity, policy, the master key itself) that an operator must
+    /// fix, rather than a backend that cannot be reached. Sets the exit code.
+    pub config_problem: bool,
 }
 
 impl AdminReport {
@@ -23,6 +27,7 @@ impl AdminReport {
         Self {
             text: text.to_string(),
             passed: true,
+            config_problem: false,
         }
     }
 }

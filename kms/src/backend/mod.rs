@@ -14,6 +14,7 @@ use zeroize::Zeroizing;
 pub mod admin;
 pub mod build;
 pub mod gate;
+pub mod log_gate;
 // Not all public fields and variants documented yet: see the note in lib.rs.
 #[allow(missing_docs)]
 pub mod kmip;
@@ -155,6 +156,13 @@ impl BackendError {
         matches!(self, Self::Unavailable { .. })
     }
 
+    /// Whether an operator must change configuration, certificates, identity,
+    /// policy or the master key itself: everything but a backend that cannot
+    /// be reached now. `cmx-kms hsm ...` exits 78 for these, 69 otherwise.
+    pub fn is_config_class(&self) -> bool {
+        !matches!(self, Self::Unavailable { .. })
+    }
+
     /// Stable short label for logs, metrics and audit records.
     pub fn label(&self) -> &'static str {
         match self {
@@ -223,5 +231,12 @@ pub trait Backend: Send + Sync {
     /// that expires.
     fn credential_ttl(&self) -> Option<Duration> {
         None
+    }
+
+    /// The state of each endpoint as last seen, without a call: what
+    /// readiness shows when the canary itself failed. Empty where the
+    /// backend keeps no such state.
+    fn endpoint_states(&self) -> Vec<EndpointState> {
+        Vec::new()
     }
 }

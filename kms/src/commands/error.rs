@@ -133,6 +133,7 @@ impl CommandError {
             Self::Start(StartError::Bind { .. }) => Status::Unavailable,
             Self::Start(StartError::ReloadTask(_)) => Status::Software,
             Self::Start(_) => Status::Config,
+            Self::Backend(e) if e.is_config_class() => Status::Config,
             Self::Backend(_) | Self::Unavailable(_) => Status::Unavailable,
             Self::Dev(_) | Self::Io(_) => Status::Io,
             Self::Runtime(_) | Self::Software(_) => Status::Software,
@@ -189,6 +190,21 @@ mod tests {
             70
         );
         assert_eq!(CommandError::Usage(String::new()).status().code(), 64);
+        // A backend that cannot be reached is 69; one that refuses what
+        // kms.properties names (certificate, key, policy) is 78.
+        let down = crate::backend::BackendError::Unavailable {
+            reason: String::new(),
+            retry_after: std::time::Duration::from_secs(1),
+        };
+        assert_eq!(CommandError::Backend(down).status().code(), 69);
+        for e in [
+            crate::backend::BackendError::Misconfigured(String::new()),
+            crate::backend::BackendError::PermissionDenied(String::new()),
+            crate::backend::BackendError::KeyNotFound(String::new()),
+            crate::backend::BackendError::KeyNotUsable(String::new()),
+        ] {
+            assert_eq!(CommandError::Backend(e).status().code(), 78);
+        }
         assert_eq!(CommandError::Data(String::new()).status().code(), 65);
         assert_eq!(CommandError::Io(String::new()).status().code(), 74);
         assert_eq!(CommandError::NotAllowed(String::new()).status().code(), 77);

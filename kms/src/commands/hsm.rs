@@ -21,7 +21,9 @@ pub enum HsmCommand {
 }
 
 /// `cmx-kms hsm init|check|rotate -c PATH`: 0 when done (or every check
-/// step passed), 69 when the backend failed, 78 when the settings are wrong.
+/// step passed), 69 when the backend cannot be reached, 78 when the settings
+/// are wrong or the backend refused them (certificate, CA, identity or
+/// policy, master key missing, not usable or of the wrong type).
 pub fn run(path: &Path, cmd: HsmCommand) -> Result<(), CommandError> {
     let config = load_config(path)?;
     let ks = node::load_keystore(&config)?;
@@ -40,6 +42,8 @@ pub fn run(path: &Path, cmd: HsmCommand) -> Result<(), CommandError> {
         println!("{}", report.text);
         if report.passed {
             Ok(())
+        } else if report.config_problem {
+            Err(CommandError::Reported(Status::Config))
         } else {
             Err(CommandError::Reported(Status::Unavailable))
         }

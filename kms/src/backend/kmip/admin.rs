@@ -27,7 +27,11 @@ impl fmt::Display for InitReport {
         if self.created {
             write!(
                 f,
-                "created and activated master key {:?} at the HSM: unique identifier {}",
+                "created and activated master key {:?} at the HSM: unique identifier {}\n\
+                 note: this is a NEW master key. If other nodes already use a key of this name \
+                 (created by another kmsClient identity, which this node cannot see), they \
+                 cannot open what this node wraps, nor this node theirs: every node must use \
+                 the same kmsClient identity, and `hsm init` runs on the first node only",
                 self.key_name, self.uid
             )
         } else {
@@ -120,6 +124,8 @@ pub struct CheckStep {
     pub name: String,
     /// Whether it passed.
     pub ok: bool,
+    /// Whether it passed but needs the operator's attention (`WARN`).
+    pub warning: bool,
     /// What was found, or what is wrong and what to do about it.
     pub detail: String,
 }
@@ -131,6 +137,8 @@ pub struct CheckReport {
     pub steps: Vec<CheckStep>,
     /// The TLS problem found, if any, for callers that act on it.
     pub tls_problem: Option<TlsProblem>,
+    /// Whether a step failed for a configuration reason (see [`Self::is_config_problem`]).
+    pub config_problem: bool,
 }
 
 impl CheckReport {
@@ -144,16 +152,41 @@ impl CheckReport {
         self.steps.push(CheckStep {
             name: name.into(),
             ok,
+            warning: false,
             detail: result.unwrap_or_else(|e| e),
         });
         ok
+    }
+
+    fn failed(&mut self, name: impl Into<String>, e: &BackendError) {
+        self.config_problem |= e.is_config_class();
+        self.step(name, Err(e.to_string()));
+    }
+
+    fn warn(&mut self, name: impl Into<String>, detail: String) {
+        self.steps.push(CheckStep {
+            name: name.into(),
+            ok: true,
+            warning: true,
+            detail,
+        });
+    }
+
+    /// Whether a failed step is a configuration problem (the operator must
+    /// change something) rather than an HSM that cannot be reached.
+    pub fn is_config_problem(&self) -> bool {
+        self.config_problem
     }
 }
 
 impl fmt::Display for CheckReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for s in &self.steps {
-            let mark = if s.ok { "ok    " } else { "FAILED" };
+            let mark = match (s.ok, s.warning) {
+                (true, false) => "ok    ",
+                (true, true) => "WARN  ",
+                (false, _) => "FAILED",
+            };
             writeln!(f, "{mark} {}: {}", s.name, s.detail)?;
         }
         if self.is_ok() {
@@ -176,14 +209,19 @@ pub async fn check(backend: &KmipBackend) -> CheckReport {
                 let vendor = vendor.map_or(String::new(), |v| format!(", server {v:?}"));
                 Ok(format!("TLS and KMIP {version} negotiated{vendor}"))
             }
-            Err(ConnError::Tls { problem, message }) => {
-                report.tls_problem.get_or_insert(problem);
-                Err(message)
+            Err(e) => {
+                report.config_problem |= e.is_config();
+                match e {
+                    ConnError::Tls { problem, message } => {
+                        report.tls_problem.get_or_insert(problem);
+                        Err(message)
+                    }
+                    e @ (ConnError::Connect(_) | ConnError::ConnectTimeout(_)) => Err(format!(
+                        "{e}: check that the HSM runs and that kms.hsm.server.url/port point at it"
+                    )),
+                    e => Err(e.to_string()),
+                }
             }
-            Err(e @ (ConnError::Connect(_) | ConnError::ConnectTimeout(_))) => Err(format!(
-                "{e}: check that the HSM runs and that kms.hsm.server.url/port point at it"
-            )),
-            Err(e) => Err(e.to_string()),
         };
         report.step(format!("connect {}", ep.endpoint), result);
     }
@@ -194,48 +232,63 @@ pub async fn check(backend: &KmipBackend) -> CheckReport {
     let found = match backend.key_versions().await {
         Ok(found) => found,
         Err(e) => {
-            report.step("locate master key", Err(e.to_string()));
+            report.failed(format!("locate master key {name:?}"), &e);
             return report;
         }
     };
-    let located = master_key::choose_current(&name, &found).map_err(|e| e.to_string());
-    let located = match (found.is_empty(), located) {
-        (true, Err(e)) => {
-            report.step(format!("locate master key {name:?}"), Err(e));
-            return report;
-        }
-        (_, located) => {
-            let list: Vec<String> = found
-                .iter()
-                .map(|k| format!("{} ({})", k.uid, k.state_name()))
-                .collect();
-            report.step(
-                format!("locate master key {name:?}"),
-                Ok(format!("found {}", list.join(", "))),
-            );
-            located
-        }
-    };
-    let current = match located {
+    if found.is_empty() {
+        report.failed(
+            format!("locate master key {name:?}"),
+            &master_key::no_master_key(&name),
+        );
+        return report;
+    }
+    let list: Vec<String> = found.iter().map(master_key::KeyInfo::describe).collect();
+    report.step(
+        format!("locate master key {name:?}"),
+        Ok(format!("found {}", list.join(", "))),
+    );
+    let current = match master_key::choose_current(&name, &found) {
         Ok(k) => {
             report.step(
                 "master key active",
-                Ok(format!("current version {}", k.uid)),
+                Ok(format!("current version {} ({})", k.uid, k.kind_name())),
             );
             k.uid.clone()
         }
         Err(e) => {
-            report.step("master key active", Err(e));
+            report.failed("master key active", &e);
             return report;
         }
     };
+    // Versions other than the current one that deserve a look: a version
+    // that is not active (its blobs may no longer open), one of the wrong kind.
+    for k in found.iter().filter(|k| k.uid != current) {
+        if !k.is_active() {
+            let advice = master_key::state_advice(&k.uid, k.attributes.state, true);
+            report.warn(format!("version {}", k.uid), advice);
+        } else if !k.is_aes256() {
+            report.warn(
+                format!("version {}", k.uid),
+                format!(
+                    "version {} is {}: no new wraps use it; rewrap the blobs under it, then \
+                     revoke it",
+                    k.uid,
+                    k.kind_name()
+                ),
+            );
+        }
+    }
     backend.forget_current_key();
-    let canary = backend
-        .probe()
-        .await
-        .map(|_| format!("wrapped and unwrapped a test value under {current}"))
-        .map_err(|e| e.to_string());
-    report.step("encrypt/decrypt", canary);
+    match backend.probe().await {
+        Ok(_) => {
+            report.step(
+                "encrypt/decrypt",
+                Ok(format!("wrapped and unwrapped a test value under {current}")),
+            );
+        }
+        Err(e) => report.failed("encrypt/decrypt", &e),
+    }
     report
 }
 
@@ -266,6 +319,7 @@ impl MasterKeyAdmin for KmipBackend {
         Ok(AdminReport {
             passed: r.is_ok(),
             text: r.to_string(),
+            config_problem: r.config_problem,
         })
     }
 

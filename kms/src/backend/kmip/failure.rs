@@ -22,10 +22,11 @@ impl KmipBackend {
                 // is not active: look at the state before blaming the identity.
                 match master_key::attributes(&self.client, uid).await {
                     Ok(a) if a.state.is_some_and(|s| s != tags::state::ACTIVE) => {
+                        let decrypt = f.operation == op::DECRYPT;
+                        let what = if decrypt { "an unwrap" } else { "a wrap" };
                         BackendError::KeyNotUsable(format!(
-                            "master key {uid} is {} at the HSM: wraps need an active key \
-                             (activate it, or run `cmx-kms hsm rotate` for a new one)",
-                            tags::state::name(a.state.unwrap_or_default())
+                            "the HSM refused {what}: master key {}",
+                            master_key::state_advice(uid, a.state, decrypt)
                         ))
                     }
                     _ => self.classify(CallError::Kmip(f), uid),

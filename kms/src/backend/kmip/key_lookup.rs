@@ -8,6 +8,10 @@ use std::time::Instant;
 use super::backend::{KmipBackend, refused};
 use super::master_key::{self, KeyInfo};
 use crate::backend::BackendError;
+use crate::backend::log_gate::LogGate;
+
+/// Warnings about blobs naming a key that is no version of the master key.
+static FOREIGN_UID: LogGate = LogGate::new();
 
 impl KmipBackend {
     /// Forgets the cached current master key, so the next wrap looks it up.
@@ -76,9 +80,23 @@ impl KmipBackend {
             // (missing, or owned by another identity). Say so, as a wrap does.
             return Err(master_key::no_master_key(&self.settings().key_name));
         }
+        let name = &self.settings().key_name;
+        if let Some(held_back) = FOREIGN_UID.open() {
+            tracing::warn!(
+                key_id = %uid,
+                master_key = %name,
+                similar_refusals_not_logged = held_back,
+                "a wrapped key names HSM key {uid:?}, which is not a version of master key \
+                 {name:?} as this node's kmsClient identity sees it; the client got 422 \
+                 invalid-wrapped-key. If this repeats, the likely cause is an operator's: a \
+                 second master key of that name created by `cmx-kms hsm init` on a node with \
+                 another kmsClient identity (every node must use the same identity), the key \
+                 deleted and created again, or the version destroyed; compare \
+                 `cmx-kms hsm check` on every node (at most one such line a minute)"
+            );
+        }
         Err(refused(format!(
-            "the blob names HSM key {uid:?}, which is not a version of the master key {:?}",
-            self.settings().key_name
+            "the blob names HSM key {uid:?}, which is not a version of the master key {name:?}"
         )))
     }
 }

@@ -161,9 +161,14 @@ pub struct KeyAttributes {
     pub state: Option<u32>,
     pub initial_date: Option<i64>,
     pub activation_date: Option<i64>,
+    /// Cryptographic Algorithm (enumeration; AES is 3).
+    pub algorithm: Option<u32>,
+    /// Cryptographic Length in bits.
+    pub length: Option<i32>,
 }
 
-/// Get Attributes: State, Initial Date and Activation Date, where present.
+/// Get Attributes: State, Initial Date, Activation Date, Cryptographic
+/// Algorithm and Cryptographic Length, where present.
 pub fn get_attributes(payload: Option<&Item>) -> Result<KeyAttributes, MessageError> {
     let p = need(payload, "Get Attributes")?;
     let mut out = KeyAttributes::default();
@@ -174,6 +179,8 @@ pub fn get_attributes(payload: Option<&Item>) -> Result<KeyAttributes, MessageEr
             Some("State") => out.state = value.and_then(Item::as_enum),
             Some("Initial Date") => out.initial_date = value.and_then(Item::as_datetime),
             Some("Activation Date") => out.activation_date = value.and_then(Item::as_datetime),
+            Some("Cryptographic Algorithm") => out.algorithm = value.and_then(Item::as_enum),
+            Some("Cryptographic Length") => out.length = value.and_then(Item::as_int),
             _ => {}
         }
     }

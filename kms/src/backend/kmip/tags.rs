@@ -92,6 +92,23 @@ pub mod operation {
 
 pub const OBJECT_TYPE_SYMMETRIC_KEY: u32 = 0x02;
 pub const CRYPTOGRAPHIC_ALGORITHM_AES: u32 = 0x03;
+
+/// The name of a Cryptographic Algorithm enumeration value.
+pub fn algorithm_name(algorithm: u32) -> String {
+    match algorithm {
+        0x01 => "DES".into(),
+        0x02 => "TRIPLE_DES".into(),
+        CRYPTOGRAPHIC_ALGORITHM_AES => "AES".into(),
+        0x04 => "RSA".into(),
+        0x05 => "DSA".into(),
+        0x06 => "ECDSA".into(),
+        0x07..=0x0C => "HMAC".into(),
+        0x12 => "BLOWFISH".into(),
+        0x13 => "CAMELLIA".into(),
+        0x15 => "IDEA".into(),
+        other => format!("algorithm 0x{other:02X}"),
+    }
+}
 pub const BLOCK_CIPHER_MODE_CBC: u32 = 0x01;
 pub const BLOCK_CIPHER_MODE_GCM: u32 = 0x09;
 pub const PADDING_METHOD_NONE: u32 = 0x01;

@@ -66,6 +66,9 @@ pub struct CheckStep {
 pub struct CheckReport {
     /// The steps, in order.
     pub steps: Vec<CheckStep>,
+    /// Whether the failed step failed for a configuration reason (the
+    /// operator must change something) rather than Vault being unreachable.
+    pub config_problem: bool,
 }
 
 impl CheckReport {
@@ -162,7 +165,7 @@ impl VaultBackend {
     async fn check_reach(&self, r: &mut CheckReport) -> bool {
         match self.health().await {
             Ok(detail) => r.push(STEPS[0], StepOutcome::Ok, detail),
-            Err(e) => return failed(r, 0, hint(&e, &self.base)),
+            Err(e) => return failed(r, 0, &e, hint(&e, &self.base)),
         }
         true
     }
@@ -171,7 +174,7 @@ impl VaultBackend {
     async fn check_login(&self, r: &mut CheckReport) -> bool {
         let t = match self.auth.token().await {
             Ok(t) => t,
-            Err(e) => return failed(r, 1, hint(&e, &self.base)),
+            Err(e) => return failed(r, 1, &e, hint(&e, &self.base)),
         };
         let ttl = match t.expires_at {
             Some(e) => format!(
@@ -202,14 +205,17 @@ impl VaultBackend {
     async fn check_key(&self, r: &mut CheckReport) -> bool {
         let k = match self.read_key().await {
             Ok(k) => k,
-            Err(e) => return failed(r, 2, hint(&e, &self.base)),
+            Err(e) => return failed(r, 2, &e, hint(&e, &self.base)),
         };
         let facts = format!(
             "'{}' is {}, latest version {}, min_decryption_version {}",
             k.name, k.key_type, k.latest_version, k.min_decryption_version
         );
         match key_warnings(&k) {
-            Err(e) => return failed(r, 2, format!("{facts}: {e}")),
+            Err(e) => {
+                let detail = format!("{facts}: {e}");
+                return failed(r, 2, &e, detail);
+            }
             Ok(w) if w.is_empty() => r.push(STEPS[2], StepOutcome::Ok, facts),
             Ok(w) => r.push(
                 STEPS[2],
@@ -231,7 +237,10 @@ impl VaultBackend {
                     .unwrap_or_default();
                 r.push(STEPS[3], StepOutcome::Ok, detail);
             }
-            Err(e) => r.push(STEPS[3], StepOutcome::Failed, hint(&e, &self.base)),
+            Err(e) => {
+                r.config_problem |= e.is_config_class();
+                r.push(STEPS[3], StepOutcome::Failed, hint(&e, &self.base));
+            }
         }
     }
 
@@ -319,7 +328,8 @@ const STEPS: [&str; 4] = [
 
 /// Step `step` failed: say why, and skip the steps after it. Always false
 /// (the check goes no further).
-fn failed(r: &mut CheckReport, step: usize, detail: String) -> bool {
+fn failed(r: &mut CheckReport, step: usize, e: &BackendError, detail: String) -> bool {
+    r.config_problem |= e.is_config_class();
     r.push(STEPS[step], StepOutcome::Failed, detail);
     for n in STEPS.iter().skip(step + 1) {
         r.push(n, StepOutcome::Skipped, "an earlier step failed");
@@ -356,6 +366,7 @@ impl MasterKeyAdmin for VaultBackend {
         Ok(AdminReport {
             passed: r.passed(),
             text: r.to_string(),
+            config_problem: r.config_problem,
         })
     }
 
