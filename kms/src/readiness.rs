@@ -189,19 +189,21 @@ impl Readiness {
                     endpoints: p.endpoints.iter().map(Endpoint::from).collect(),
                 }
             }
+            // The endpoints as last seen: their detail is what an operator
+            // needs most when the canary fails.
             Ok(Err(e)) => Report {
                 state: State::Unavailable,
                 backend: label,
                 latency_ms: None,
                 detail: e.to_string(),
-                endpoints: Vec::new(),
+                endpoints: backend.endpoint_states().iter().map(Endpoint::from).collect(),
             },
             Err(_) => Report {
                 state: State::Unavailable,
                 backend: label,
                 latency_ms: None,
                 detail: format!("canary timed out after {} ms", settings.timeout.as_millis()),
-                endpoints: Vec::new(),
+                endpoints: backend.endpoint_states().iter().map(Endpoint::from).collect(),
             },
         };
         let report = self.with_audit_state(report).await;

@@ -66,18 +66,19 @@ async fn stopped_hung_and_restarted_hsm() {
     // Hung HSM (SIGSTOP): the pooled connection times out after the request
     // timeout, without a second wait on a retry. The error says which wait
     // ended the call: a retry would open a new connection to the hung HSM
-    // and end with "no connection within" instead.
+    // and end with "TLS handshake not completed within" instead.
     server.pause();
     let err = b.unwrap(&w, b"a").await.expect_err("hung HSM");
     assert_unavailable(&err);
     assert_ended_by(&err, &["no response within 2s"]);
-    // A new connection to a hung HSM: the handshake times out (connect timeout).
+    // A new connection to a hung HSM: the kernel accepts it, the handshake
+    // times out (connect timeout), and the error says which.
     let err = b
         .unwrap(&w, b"a")
         .await
         .expect_err("hung HSM, new connection");
     assert_unavailable(&err);
-    assert_ended_by(&err, &["no connection within 2s"]);
+    assert_ended_by(&err, &["TLS handshake not completed within 2s"]);
     server.resume();
 
     // Stopped HSM: never a timeout. The breaker may still be open from the
@@ -201,4 +202,149 @@ async fn idle_connections_survive_or_are_replaced() {
             .as_slice(),
         b"secret"
     );
+}
+
+/// A stand-in for a broken HSM endpoint on 127.0.0.1: `Hung` completes the
+/// TLS handshake with the HSM's certificate and then never answers; `Garbage`
+/// answers every connection with an HTTP error and random bytes (an HSM port
+/// behind a wrong NAT or load-balancer rule). Stops when dropped.
+enum Fake {
+    Hung,
+    Garbage,
+}
+
+struct FakeEndpoint {
+    port: u16,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FakeEndpoint {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn fake_endpoint(pki: &Pki, kind: Fake) -> FakeEndpoint {
+    use std::sync::Arc;
+    use tokio::io::AsyncWriteExt as _;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(pki.chain("server-ec", "hsm-ca"), pki.key("server-ec"))
+        .expect("server config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            match kind {
+                Fake::Hung => {
+                    if let Ok(tls) = acceptor.accept(sock).await {
+                        held.push(tls);
+                    }
+                }
+                Fake::Garbage => {
+                    let mut junk = b"HTTP/1.1 400 Bad Request\r\n\r\n".to_vec();
+                    junk.extend((0..512u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8));
+                    let _ = sock.write_all(&junk).await;
+                    let _ = sock.shutdown().await;
+                }
+            }
+        }
+    });
+    FakeEndpoint { port, task }
+}
+
+/// A hung first endpoint costs a request about one request timeout, not one
+/// per KMIP operation (Locate, Get Attributes, Encrypt): after it failed it is
+/// tried after the healthy one. The probe then reports it down and the other
+/// up, which readiness shows as `degraded`, not `unavailable`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hung_first_endpoint_costs_one_timeout_per_request() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let pki = Pki::generate(&tmp.path().join("pki"));
+    let server = PyKmip::start(&pki, &tmp.path().join("pykmip"), "server-ec");
+    let hung = fake_endpoint(&pki, Fake::Hung).await;
+    let mut settings = pykmip::test_settings(&[hung.port, server.port], "hung-first");
+    settings.request_timeout = Duration::from_secs(2);
+    settings.connect_timeout = Duration::from_secs(2);
+    // Keep the breaker out of it: the order of endpoints must do the work.
+    settings.breaker.failures = 100;
+    settings.breaker.cooldown = Duration::from_secs(60);
+    kmip::init(&backend(&pki, pykmip::test_settings(&[server.port], "hung-first")))
+        .await
+        .expect("init");
+
+    // A cold node: the wrap is Locate + Get Attributes + Encrypt.
+    let b = backend(&pki, settings);
+    let start = Instant::now();
+    let w = b.wrap(b"secret", b"x").await.expect("cold wrap");
+    let cold = start.elapsed();
+    println!("cold wrap took {cold:?}");
+    assert!(
+        cold >= Duration::from_secs(2) && cold < Duration::from_millis(3500),
+        "one timeout expected, took {cold:?}"
+    );
+    let start = Instant::now();
+    for _ in 0..3 {
+        let w = b.wrap(b"secret", b"x").await.expect("wrap");
+        assert_eq!(b.unwrap(&w, b"x").await.expect("unwrap").as_slice(), b"secret");
+    }
+    assert_eq!(b.unwrap(&w, b"x").await.expect("unwrap").as_slice(), b"secret");
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "the hung endpoint was tried again: {:?}",
+        start.elapsed()
+    );
+    let report = b.probe().await.expect("probe: the second endpoint answers");
+    println!("{report:?}");
+    assert!(!report.endpoints[0].up, "{report:?}");
+    assert!(
+        report.endpoints[0].detail.contains("no response within 2s"),
+        "{report:?}"
+    );
+    // One endpoint down, one up: readiness says `degraded` (readiness.rs).
+    assert!(report.endpoints[1].up, "{report:?}");
+}
+
+/// Garbage at the HSM port is a configuration fault (502, not retryable)
+/// on every call, also once the breaker is open, and the cause stays named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_persistent_configuration_fault_keeps_its_class_and_cause() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let pki = Pki::generate(&tmp.path().join("pki"));
+    let junk = fake_endpoint(&pki, Fake::Garbage).await;
+    let mut settings = pykmip::test_settings(&[junk.port], "garbage");
+    settings.breaker.failures = 2;
+    settings.breaker.cooldown = Duration::from_secs(60);
+    let b = backend(&pki, settings);
+    let mut saw_breaker = false;
+    for i in 0..5 {
+        let err = b.wrap(b"secret", b"x").await.expect_err("garbage");
+        println!("{i}: {err}");
+        assert!(matches!(err, BackendError::Misconfigured(_)), "{err:?}");
+        let text = err.to_string();
+        assert!(text.contains(&format!(":{}", junk.port)), "{text}");
+        if text.contains("circuit breaker open") {
+            saw_breaker = true;
+            assert!(text.contains("after: "), "{text}");
+        }
+    }
+    assert!(saw_breaker, "the breaker never opened");
+    let err = b.probe().await.expect_err("probe");
+    assert!(matches!(err, BackendError::Misconfigured(_)), "{err:?}");
+    // What readiness shows when the canary fails: the endpoint and its cause.
+    let states = b.endpoint_states();
+    println!("{states:?}");
+    assert_eq!(states.len(), 1, "{states:?}");
+    assert!(!states[0].up && states[0].detail.starts_with("down: "), "{states:?}");
+    assert!(states[0].detail.contains("circuit breaker open"), "{states:?}");
 }

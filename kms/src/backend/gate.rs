@@ -91,4 +91,8 @@ impl Backend for GatedBackend {
     fn credential_ttl(&self) -> Option<Duration> {
         self.inner.credential_ttl()
     }
+
+    fn endpoint_states(&self) -> Vec<super::EndpointState> {
+        self.inner.endpoint_states()
+    }
 }

@@ -216,7 +216,9 @@ pub async fn check(backend: &KmipBackend) -> CheckReport {
                         report.tls_problem.get_or_insert(problem);
                         Err(message)
                     }
-                    e @ (ConnError::Connect(_) | ConnError::ConnectTimeout(_)) => Err(format!(
+                    e @ (ConnError::Connect(_)
+                    | ConnError::ConnectTimeout(_)
+                    | ConnError::HandshakeTimeout(_)) => Err(format!(
                         "{e}: check that the HSM runs and that kms.hsm.server.url/port point at it"
                     )),
                     e => Err(e.to_string()),

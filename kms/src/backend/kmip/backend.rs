@@ -321,6 +321,10 @@ impl Backend for KmipBackend {
         self.wrap(&plain, aad).await
     }
 
+    fn endpoint_states(&self) -> Vec<crate::backend::EndpointState> {
+        self.client.endpoint_states()
+    }
+
     async fn probe(&self) -> Result<ProbeReport, BackendError> {
         let wrapped = self.wrap(CANARY, CANARY_AAD).await?;
         let plain = self.unwrap(&wrapped, CANARY_AAD).await?;

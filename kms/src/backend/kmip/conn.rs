@@ -18,7 +18,11 @@ use zeroize::Zeroizing;
 use super::messages::{self, MessageError, ProtocolVersion};
 use super::response::{Response, parse_response};
 use super::tls::{self, TlsProblem};
+use super::tags::RESPONSE_MESSAGE;
 use super::ttlv::{self, Item, TtlvError};
+
+/// The TTLV type of a structure: every KMIP message is one.
+const STRUCTURE: u8 = 0x01;
 
 /// Why talking to an endpoint failed at the transport level.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +31,16 @@ pub enum ConnError {
     Connect(io::Error),
     #[error("no connection within {0:?}")]
     ConnectTimeout(Duration),
+    #[error(
+        "TLS handshake not completed within {0:?} (the port accepted the connection, but \
+         nothing answered the handshake)"
+    )]
+    HandshakeTimeout(Duration),
+    #[error(
+        "not a KMIP response (it starts with {0}): is something other than the HSM listening \
+         at this port?"
+    )]
+    NotKmip(String),
     #[error("{message}")]
     Tls {
         problem: TlsProblem,
@@ -53,7 +67,7 @@ impl ConnError {
     pub fn is_config(&self) -> bool {
         matches!(
             self,
-            Self::Tls { .. } | Self::BadHost(_) | Self::Unsupported(_)
+            Self::Tls { .. } | Self::BadHost(_) | Self::Unsupported(_) | Self::NotKmip(_)
         )
     }
 }
@@ -76,27 +90,39 @@ pub async fn connect(
 ) -> Result<TlsStream<TcpStream>, ConnError> {
     let name =
         ServerName::try_from(host.to_owned()).map_err(|_| ConnError::BadHost(host.into()))?;
-    let attempt = async {
-        let tcp = TcpStream::connect((host, port))
-            .await
-            .map_err(ConnError::Connect)?;
-        let _ = tcp.set_nodelay(true);
-        TlsConnector::from(config)
-            .connect(name, tcp)
-            .await
-            .map_err(
-                |e| match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
-                    Some(tls_error) => {
-                        let (problem, message) = tls::describe(tls_error);
-                        ConnError::Tls { problem, message }
-                    }
-                    None => ConnError::Io(e),
-                },
-            )
-    };
-    tokio::time::timeout(timeout, attempt)
+    let deadline = tokio::time::Instant::now() + timeout;
+    let tcp = tokio::time::timeout_at(deadline, TcpStream::connect((host, port)))
         .await
         .map_err(|_| ConnError::ConnectTimeout(timeout))?
+        .map_err(ConnError::Connect)?;
+    let _ = tcp.set_nodelay(true);
+    let handshake = TlsConnector::from(config).connect(name, tcp);
+    tokio::time::timeout_at(deadline, handshake)
+        .await
+        .map_err(|_| ConnError::HandshakeTimeout(timeout))?
+        .map_err(
+            |e| match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+                Some(tls_error) => {
+                    let (problem, message) = tls::describe(tls_error);
+                    ConnError::Tls { problem, message }
+                }
+                None => io_error(e),
+            },
+        )
+}
+
+/// An I/O error in plain words: rustls' "peer closed connection without
+/// sending TLS close_notify" carries a documentation URL meant for
+/// developers, which an operator's log does not need.
+fn io_error(e: io::Error) -> ConnError {
+    let text = e.to_string();
+    match text.find(": https://") {
+        Some(at) => ConnError::Io(io::Error::new(
+            e.kind(),
+            text.get(..at).unwrap_or("connection closed").to_owned(),
+        )),
+        None => ConnError::Io(e),
+    }
 }
 
 impl Connection {
@@ -136,11 +162,8 @@ impl Connection {
         request: &[u8],
         max_bytes: u32,
     ) -> Result<Zeroizing<Vec<u8>>, ConnError> {
-        self.stream
-            .write_all(request)
-            .await
-            .map_err(ConnError::Io)?;
-        self.stream.flush().await.map_err(ConnError::Io)?;
+        self.stream.write_all(request).await.map_err(io_error)?;
+        self.stream.flush().await.map_err(io_error)?;
         read_message(&mut self.stream, max_bytes).await
     }
 
@@ -170,11 +193,13 @@ async fn read_message(
     max_bytes: u32,
 ) -> Result<Zeroizing<Vec<u8>>, ConnError> {
     let mut header = [0u8; ttlv::HEADER_LEN];
-    stream
-        .read_exact(&mut header)
-        .await
-        .map_err(ConnError::Io)?;
-    let (_, _, len) = ttlv::read_header(&header).ok_or(TtlvError::Truncated { offset: 0 })?;
+    stream.read_exact(&mut header).await.map_err(io_error)?;
+    let (tag, item_type, len) =
+        ttlv::read_header(&header).ok_or(TtlvError::Truncated { offset: 0 })?;
+    if tag != RESPONSE_MESSAGE || item_type != STRUCTURE {
+        let shown: Vec<String> = header.iter().map(|b| format!("{b:02X}")).collect();
+        return Err(ConnError::NotKmip(shown.join(" ")));
+    }
     let total = u64::from(len) + ttlv::HEADER_LEN as u64;
     if total > u64::from(max_bytes) {
         return Err(ConnError::TooLarge {
@@ -191,7 +216,7 @@ async fn read_message(
         head.copy_from_slice(&header);
     }
     if let Some(body) = buf.get_mut(ttlv::HEADER_LEN..) {
-        stream.read_exact(body).await.map_err(ConnError::Io)?;
+        stream.read_exact(body).await.map_err(io_error)?;
     }
     Ok(buf)
 }
@@ -285,6 +310,45 @@ mod tests {
         let (_, _, len) = ttlv::read_header(&header).unwrap();
         let mut body = vec![0u8; len as usize];
         server.read_exact(&mut body).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn bytes_that_are_no_kmip_message_are_named_so_not_a_size() {
+        let (mut conn, mut server) = pair().await;
+        let answer = async move {
+            let mut buf = [0u8; 256];
+            let _ = server.read(&mut buf).await;
+            server
+                .write_all(b"\xe7\xed\x19\x1fHTTP/1.1 400 Bad Request\r\n\r\n")
+                .await
+                .unwrap();
+            server.flush().await.unwrap();
+            server
+        };
+        let payload = Item::structure(tags::REQUEST_PAYLOAD, vec![]);
+        let (result, _server) = tokio::join!(
+            conn.exchange(
+                ProtocolVersion::new(1, 4),
+                tags::operation::QUERY,
+                payload,
+                DEFAULT_MAX_RESPONSE_BYTES,
+                Duration::from_secs(30),
+            ),
+            answer
+        );
+        let err = result.expect_err("garbage");
+        assert!(matches!(err, ConnError::NotKmip(_)), "{err:?}");
+        assert!(err.is_config(), "persistent: configuration class");
+        assert!(err.to_string().starts_with("not a KMIP response"), "{err}");
+        let url = io_error(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "peer closed connection without sending TLS close_notify: \
+             https://docs.rs/rustls/latest/rustls/manual/_03_howto/index.html#unexpected-eof",
+        ));
+        assert_eq!(
+            url.to_string(),
+            "connection broken: peer closed connection without sending TLS close_notify"
+        );
     }
 
     #[tokio::test]

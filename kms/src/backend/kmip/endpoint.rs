@@ -1,7 +1,10 @@
 //! One HSM endpoint of the KMIP client's pool: its idle connections, the
 //! permits that cap its open connections, and its health, which drives the
-//! circuit breaker (open after `breaker.failures` consecutive failures, for
-//! `breaker.cooldown`) and the state the backend's probe reports for it.
+//! order calls try endpoints in (an endpoint that just failed is *suspect*:
+//! tried after the healthy ones, and first again only for one trial call per
+//! `breaker.cooldown`), the circuit breaker (open after `breaker.failures`
+//! consecutive failures, for `breaker.cooldown`, keeping the cause) and the
+//! state the backend's probe reports for it.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -19,6 +22,11 @@ pub(super) struct Health {
     pub(super) consecutive_failures: u32,
     pub(super) open_until: Option<Instant>,
     pub(super) last_error: Option<String>,
+    /// Whether the last failure was a configuration problem (TLS, versions).
+    pub(super) last_config: bool,
+    pub(super) last_failure: Option<Instant>,
+    /// A trial call on the suspect endpoint is under way until then.
+    pub(super) trial_until: Option<Instant>,
     pub(super) last_ok: Option<Instant>,
     pub(super) version: Option<ProtocolVersion>,
 }
@@ -32,12 +40,51 @@ pub(super) struct Endpoint {
     pub(super) health: Mutex<Health>,
 }
 
+/// An open breaker: how long it stays open and the failure that opened it.
+pub(super) struct Open {
+    pub(super) remaining: Duration,
+    pub(super) cause: String,
+    /// Whether that failure was a configuration problem.
+    pub(super) config: bool,
+}
+
 impl Endpoint {
-    /// Remaining open time, when the breaker is open.
-    pub(super) fn breaker_open(&self) -> Option<Duration> {
+    /// The open breaker, if it is open.
+    pub(super) fn breaker_open(&self) -> Option<Open> {
         let health = lock(&self.health);
         let until = health.open_until?;
-        until.checked_duration_since(Instant::now())
+        let remaining = until.checked_duration_since(Instant::now())?;
+        Some(Open {
+            remaining,
+            cause: health
+                .last_error
+                .clone()
+                .unwrap_or_else(|| "repeated failures".to_owned()),
+            config: health.last_config,
+        })
+    }
+
+    /// Whether calls should try this endpoint in its configured place. An
+    /// endpoint whose last call failed is suspect: it goes after the healthy
+    /// ones, so a hung endpoint costs a request at most one timeout. Once per
+    /// `breaker.cooldown` one call (the trial) tries it in its place again,
+    /// so a recovered endpoint is used again.
+    pub(super) fn in_order(&self, settings: &KmipSettings) -> bool {
+        let mut h = lock(&self.health);
+        if h.consecutive_failures == 0 {
+            return true;
+        }
+        let now = Instant::now();
+        let rested = h
+            .last_failure
+            .is_none_or(|at| now.duration_since(at) >= settings.breaker.cooldown);
+        let trial_free = h.trial_until.is_none_or(|until| now >= until);
+        if rested && trial_free {
+            // Bounded, so a trial whose caller went away frees itself.
+            h.trial_until = Some(now + settings.connect_timeout + settings.request_timeout * 2);
+            return true;
+        }
+        false
     }
 
     pub(super) fn record_success(&self) {
@@ -45,6 +92,8 @@ impl Endpoint {
         h.consecutive_failures = 0;
         h.open_until = None;
         h.last_error = None;
+        h.last_config = false;
+        h.trial_until = None;
         h.last_ok = Some(Instant::now());
     }
 
@@ -54,6 +103,9 @@ impl Endpoint {
         let mut h = lock(&self.health);
         h.consecutive_failures = h.consecutive_failures.saturating_add(1);
         h.last_error = Some(error.to_string());
+        h.last_config = error.is_config();
+        h.last_failure = Some(Instant::now());
+        h.trial_until = None;
         if h.consecutive_failures >= settings.breaker.failures {
             h.open_until = Some(Instant::now() + settings.breaker.cooldown);
         }
@@ -68,7 +120,10 @@ impl Endpoint {
         let (up, detail) = match (&h.last_error, h.last_ok) {
             (Some(e), _) => {
                 let breaker = open.map_or(String::new(), |d| {
-                    format!("; circuit breaker open for {}s", d.as_secs().max(1))
+                    format!(
+                        "; circuit breaker open for {}s after this failure",
+                        d.as_secs().max(1)
+                    )
                 });
                 (false, format!("down: {e}{breaker}"))
             }

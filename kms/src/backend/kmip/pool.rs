@@ -127,17 +127,31 @@ impl Client {
         let mut problems = Vec::new();
         let mut all_config = true;
         let mut retry_after = self.settings.breaker.cooldown;
+        // Healthy endpoints in configured order, then the suspect ones (that
+        // failed last time): a hung endpoint costs a request one timeout,
+        // not one per KMIP operation of it.
+        let mut order = Vec::with_capacity(self.endpoints.len());
+        let mut suspect = Vec::new();
         for ep in &self.endpoints {
-            if let Some(remaining) = ep.breaker_open() {
+            if let Some(open) = ep.breaker_open() {
+                // Keep the cause and its class: a persistent configuration
+                // fault stays a configuration fault while the breaker is open.
                 problems.push(format!(
-                    "{}: circuit breaker open for {}s after repeated failures",
+                    "{}: circuit breaker open for {}s after: {}",
                     ep.label,
-                    remaining.as_secs().max(1)
+                    open.remaining.as_secs().max(1),
+                    open.cause
                 ));
-                retry_after = retry_after.min(remaining.max(Duration::from_secs(1)));
-                all_config = false;
-                continue;
+                retry_after = retry_after.min(open.remaining.max(Duration::from_secs(1)));
+                all_config &= open.config;
+            } else if ep.in_order(&self.settings) {
+                order.push(ep);
+            } else {
+                suspect.push(ep);
             }
+        }
+        order.append(&mut suspect);
+        for ep in order {
             match self.attempt(ep, operation, options, &build).await {
                 Attempt::Answered(resp, version) => {
                     ep.record_success();
