@@ -242,13 +242,16 @@ async fn https_with_vault_ca_and_client_certificate() {
     assert_eq!(backend.unwrap(&w, b"").await.unwrap().as_slice(), SECRET);
     assert!(backend.check().await.passed());
 
-    // Without the client certificate the listener refuses us: unavailable.
+    // Without the client certificate the listener refuses us: a
+    // configuration problem (502, not retryable), as with KMIP, every time.
     let mut no_client = settings.clone();
     no_client.client_identity = None;
     let (b2, _) = VaultBackend::new(no_client).unwrap();
-    let err = b2.wrap(SECRET, b"").await.unwrap_err();
-    println!("{err}");
-    assert!(matches!(err, BackendError::Unavailable { .. }), "{err}");
+    for _ in 0..2 {
+        let err = b2.wrap(SECRET, b"").await.unwrap_err();
+        println!("{err}");
+        assert!(matches!(err, BackendError::Misconfigured(_)), "{err}");
+    }
 
     // A CA that did not sign Vault's certificate: the check names TLS.
     let other = TestPki::generate();
@@ -262,6 +265,10 @@ async fn https_with_vault_ca_and_client_certificate() {
         report.steps[0].detail.contains("kms.hsm.vault.ca.file"),
         "{report}"
     );
+    assert!(report.config_problem, "a wrong CA is configuration (exit 78)");
+    let err = b3.wrap(SECRET, b"").await.unwrap_err();
+    assert!(matches!(err, BackendError::Misconfigured(_)), "{err}");
+    assert!(err.to_string().contains("kms.hsm.vault.ca.file"), "{err}");
 
     // https without any CA is a configuration error at construction.
     let mut no_ca = settings;
@@ -324,4 +331,51 @@ path "transit/decrypt/*" { capabilities = ["update"] }"#,
         backend.unwrap(&moved, b"").await.unwrap().as_slice(),
         SECRET
     );
+}
+
+/// A derived (or convergent) Transit key needs a `context` on every call,
+/// which cmx-kms never sends: `hsm init` and `hsm check` refuse it plainly
+/// instead of "already exists" and a cryptic wrap failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn derived_and_convergent_keys_are_refused_by_init_and_check() {
+    let bao = OpenBao::start().await;
+    bao.enable_transit(None).await;
+    for (name, body) in [
+        (
+            "k-derived",
+            json!({"type": "aes256-gcm96", "derived": true}),
+        ),
+        (
+            "k-convergent",
+            json!({"type": "aes256-gcm96", "derived": true, "convergent_encryption": true}),
+        ),
+    ] {
+        bao.api(
+            hyper::Method::POST,
+            &format!("transit/keys/{name}"),
+            None,
+            Some(body),
+        )
+        .await;
+        let token = policy_token(&bao, None, GUIDE_POLICY).await;
+        let (_f, auth) = token_file_auth(bao.dir(), "token", &token);
+        let (backend, _) = VaultBackend::new(test_settings(&bao.addr(), name, auth)).unwrap();
+        let err = backend.init().await.unwrap_err();
+        println!("{err}");
+        assert!(matches!(err, BackendError::KeyNotUsable(_)), "{err}");
+        assert!(
+            err.to_string().contains("derived key") && err.to_string().contains("context"),
+            "{err}"
+        );
+        let report = backend.check().await;
+        println!("{report}");
+        let key_step = report
+            .steps
+            .iter()
+            .find(|s| s.name == "read master key")
+            .unwrap();
+        assert_eq!(key_step.outcome, StepOutcome::Failed, "{report}");
+        assert!(key_step.detail.contains("derived key"), "{report}");
+        assert!(report.config_problem, "exit 78, not 69");
+    }
 }

@@ -297,6 +297,20 @@ fn usable(k: &KeyInfo) -> Result<(), BackendError> {
             k.name, k.key_type
         )));
     }
+    if k.derived || k.convergent_encryption {
+        let what = if k.convergent_encryption {
+            "a convergent, derived key"
+        } else {
+            "a derived key"
+        };
+        return Err(BackendError::KeyNotUsable(format!(
+            "Transit key '{}' is {what}: every encrypt and decrypt with it needs a `context`, \
+             which cmx-kms does not send, so it can never wrap; derivation cannot be turned off \
+             on an existing key: create a key of type {KEY_TYPE} without `derived` and set \
+             kms.hsm.key.name to it (or let `cmx-kms hsm init` create one under a new name)",
+            k.name
+        )));
+    }
     Ok(())
 }
 
@@ -341,7 +355,10 @@ fn failed(r: &mut CheckReport, step: usize, e: &BackendError, detail: String) ->
 fn hint(e: &BackendError, base: &str) -> String {
     let text = e.to_string();
     let lower = text.to_ascii_lowercase();
-    let extra = if lower.contains("certificate") || lower.contains("unknownissuer") {
+    let extra = if lower.contains("kms.hsm.vault.ca.file") {
+        // The error gives the TLS advice already.
+        ""
+    } else if lower.contains("certificate") || lower.contains("unknownissuer") {
         " (TLS: does kms.hsm.vault.ca.file hold the CA that signed Vault's certificate, and does \
          the certificate name the host in the Vault address?)"
     } else if lower.contains("connection refused") || lower.contains("cannot connect") {

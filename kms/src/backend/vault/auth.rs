@@ -339,7 +339,19 @@ impl Auth {
     }
 }
 
+/// A call that got no answer from Vault: `Unavailable` (503, retry later),
+/// except a TLS certificate problem, which persists until an operator fixes
+/// the CA, the certificate or the address: `Misconfigured` (502), as KMIP.
 pub(crate) fn unavailable(http: &VaultHttp, path: &str, why: &str) -> BackendError {
+    if super::error::is_tls_config_problem(why) {
+        return BackendError::Misconfigured(format!(
+            "Vault at {} did not answer {path}: {why}: the TLS handshake failed on a \
+             certificate: check that kms.hsm.vault.ca.file holds the CA that signed Vault's \
+             certificate, that the certificate names the host of kms.hsm.server.url, and, \
+             for a listener that wants a client certificate, the keystore's kmsClient entry",
+            http.base()
+        ));
+    }
     BackendError::Unavailable {
         reason: format!("Vault at {} did not answer {path}: {why}", http.base()),
         retry_after: DEFAULT_RETRY_AFTER,

@@ -57,8 +57,8 @@ impl VaultHttp {
         self.namespace.as_deref()
     }
 
-    /// One API call, retried on connection errors, timeouts and 429/502/503/504
-    /// within the retry policy. A retryable status that outlives the policy is
+    /// One API call, retried on connection errors and 429/502/503/504 within
+    /// the retry policy (never after a timeout, nor a TLS certificate problem). A retryable status that outlives the policy is
     /// returned as the final response.
     pub async fn call(
         &self,
@@ -82,6 +82,11 @@ impl VaultHttp {
                 Ok(resp) if is_retryable_status(resp.status) => Some(resp.retry_after),
                 Ok(_) => None,
                 Err(HttpError::TooLarge(_)) => None,
+                // A Vault that accepts and never answers must cost one
+                // request timeout, not two (as with KMIP).
+                Err(HttpError::Timeout(_)) => None,
+                // A certificate problem does not go away by itself.
+                Err(e) if super::error::is_tls_config_problem(&e.to_string()) => None,
                 Err(_) => Some(None),
             };
             let Some(retry_after) = hint else {

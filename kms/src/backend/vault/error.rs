@@ -55,6 +55,22 @@ fn bounded(s: &str) -> String {
     printable.trim().to_owned()
 }
 
+/// Whether a transport error's text is a TLS certificate or handshake
+/// problem (rustls' words): one that persists until an operator changes the
+/// CA, a certificate or the address, not a Vault that is down.
+pub(crate) fn is_tls_config_problem(why: &str) -> bool {
+    let lower = why.to_ascii_lowercase();
+    [
+        "invalid peer certificate",
+        "received fatal alert",
+        "peer is incompatible",
+        "no shared cipher",
+        "certificate required",
+    ]
+    .iter()
+    .any(|needle| lower.contains(needle))
+}
+
 /// What we were doing, for the operator-facing text.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Op {
@@ -193,6 +209,17 @@ pub(crate) fn is_retryable_status(status: StatusCode) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn certificate_problems_are_configuration_and_outages_are_not() {
+        use super::is_tls_config_problem as tls;
+        assert!(tls(
+            "cannot connect: client error (Connect): invalid peer certificate: UnknownIssuer"
+        ));
+        assert!(tls("received fatal alert: BadCertificate"));
+        assert!(!tls("cannot connect: Connection refused (os error 111)"));
+        assert!(!tls("no answer within 3s"));
+    }
+
     use super::*;
 
     fn ctx(op: Op) -> Ctx<'static> {

@@ -241,6 +241,9 @@ impl Drop for VaultBackend {
     }
 }
 
+/// Warnings about blobs under the configured key that Vault cannot decrypt.
+static UNDECRYPTABLE: crate::backend::log_gate::LogGate = crate::backend::log_gate::LogGate::new();
+
 #[async_trait]
 impl Backend for VaultBackend {
     fn kind(&self) -> BackendKind {
@@ -275,7 +278,23 @@ impl Backend for VaultBackend {
                 wrapped.key_id, self.key_name
             )));
         }
-        self.transit.decrypt(&wrapped.key_id, ct).await
+        let result = self.transit.decrypt(&wrapped.key_id, ct).await;
+        if let Err(BackendError::InvalidCiphertext(why)) = &result
+            && let Some(held_back) = UNDECRYPTABLE.open()
+        {
+            tracing::warn!(
+                key = %self.key_name,
+                cause = %why,
+                similar_refusals_not_logged = held_back,
+                "Vault cannot decrypt a wrapped key under the configured Transit key; the \
+                 client got 422 invalid-wrapped-key. If this repeats, the likely cause is an \
+                 operator's: the Transit key was deleted and created again (or another Vault \
+                 or namespace holds a key of that name), so blobs wrapped before cannot be \
+                 opened: restore the old key from a Vault backup; a single refusal may be a \
+                 damaged blob (at most one such line a minute)"
+            );
+        }
+        result
     }
 
     /// Native `transit/rewrap` when the blob is under the configured key and

@@ -28,6 +28,10 @@ pub struct KeyInfo {
     pub supports_decryption: bool,
     pub deletion_allowed: bool,
     pub exportable: bool,
+    /// Key derivation: every call needs a `context`, which cmx-kms never sends.
+    pub derived: bool,
+    /// Convergent encryption (implies derivation).
+    pub convergent_encryption: bool,
 }
 
 #[derive(Deserialize)]
@@ -56,6 +60,8 @@ struct KeyData {
     supports_decryption: Option<bool>,
     deletion_allowed: Option<bool>,
     exportable: Option<bool>,
+    derived: Option<bool>,
+    convergent_encryption: Option<bool>,
 }
 
 /// Transit on one mount.
@@ -146,6 +152,8 @@ impl Transit {
             supports_decryption: d.supports_decryption.unwrap_or(false),
             deletion_allowed: d.deletion_allowed.unwrap_or(false),
             exportable: d.exportable.unwrap_or(false),
+            derived: d.derived.unwrap_or(false),
+            convergent_encryption: d.convergent_encryption.unwrap_or(false),
         })
     }
 
