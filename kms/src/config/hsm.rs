@@ -285,11 +285,29 @@ impl HsmSettings {
                 Vec::new()
             }
             (Protocol::Soft, None) => Vec::new(),
-            (_, Some((key, raw))) => file
-                .check(key, raw, |text| {
-                    endpoint::parse_list(text, Some(protocol), port)
-                })
-                .unwrap_or_default(),
+            (_, Some((key, raw))) => {
+                let origin = raw.origin.clone();
+                let list = file
+                    .check(key, raw, |text| {
+                        endpoint::parse_list(text, Some(protocol), port)
+                    })
+                    .unwrap_or_default();
+                if protocol == Protocol::Vault && list.len() > 1 {
+                    // The Vault backend talks to one address (a Vault cluster
+                    // forwards to its active node itself): no failover.
+                    file.warn(
+                        origin,
+                        Some(key),
+                        Warning::Other(format!(
+                            "lists {} addresses, but Vault is reached at the first only (no \
+                             failover): put a load balancer or a DNS name that covers the Vault \
+                             cluster in front and name it alone",
+                            list.len()
+                        )),
+                    );
+                }
+                list
+            }
             (_, None) => {
                 let what = if protocol == Protocol::Vault {
                     "the Vault address, e.g. https://vault.example.com:8200 (required with kms.hsm.protocol=vault)"
@@ -316,12 +334,21 @@ fn key_name(text: &str) -> Result<String, String> {
     }
 }
 
+/// Keys only the KMIP backend uses (its TTLV, its connection pool and its
+/// circuit breaker; Vault's HTTP client has its own fixed pool and retries).
+const KMIP_ONLY: [&str; 3] = [
+    "kms.hsm.kmip.",
+    "kms.hsm.pool.",
+    "kms.hsm.circuit-breaker.",
+];
+
 /// Warns about KMIP keys set while another protocol is chosen.
 fn warn_unused(file: &mut ConfigFile, protocol: Protocol) {
     if protocol == Protocol::Kmip1 {
         return;
     }
-    for spec in KEYS.iter().filter(|k| k.name.starts_with("kms.hsm.kmip.")) {
+    let kmip_only = |name: &str| KMIP_ONLY.iter().any(|prefix| name.starts_with(prefix));
+    for spec in KEYS.iter().filter(|k| kmip_only(k.name)) {
         if file.is_set(spec.name) {
             let reason = format!("kms.hsm.protocol is {}", protocol.label());
             file.warn(
@@ -330,5 +357,57 @@ fn warn_unused(file: &mut ConfigFile, protocol: Protocol) {
                 Warning::Ignored { reason },
             );
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
+mod tests {
+    use std::path::Path;
+
+    use super::super::parse_str;
+
+    fn warnings(text: &str) -> Vec<String> {
+        match parse_str(text, Path::new("/etc/kms/kms.properties"), &[]) {
+            Ok(loaded) => loaded.warnings.iter().map(ToString::to_string).collect(),
+            Err(e) => panic!("{:?}", e.errors),
+        }
+    }
+
+    #[test]
+    fn vault_warns_about_a_list_and_about_kmip_pool_and_breaker_keys() {
+        let base = "kms.keystore.file=k\nkms.keystore.password=p\nkms.hsm.protocol=vault\n";
+        let shown = warnings(&format!(
+            "{base}kms.hsm.server.url=https://a:8200,https://b:8200\n\
+             kms.hsm.pool.max-connections=4\nkms.hsm.circuit-breaker.failures=3\n"
+        ));
+        let expected = [
+            "kms.properties:4: kms.hsm.server.url:", // the URL list: file, line, key
+            "kms.hsm.pool.max-connections",
+            "kms.hsm.circuit-breaker.failures",
+        ];
+        assert_eq!(shown.len(), 3, "{shown:#?}");
+        assert!(
+            shown[0].contains(expected[0])
+                && shown[0].contains("kms.hsm.server.url")
+                && shown[0].contains("first only"),
+            "{shown:#?}"
+        );
+        for key in &expected[1..] {
+            assert!(
+                shown
+                    .iter()
+                    .any(|w| w.contains(key) && w.contains("kms.hsm.protocol is vault")),
+                "{key}: {shown:#?}"
+            );
+        }
+        // One address, or KMIP with a list: nothing to say.
+        assert_eq!(
+            warnings(&format!("{base}kms.hsm.server.url=https://a:8200\n")),
+            Vec::<String>::new()
+        );
+        let kmip = "kms.keystore.file=k\nkms.keystore.password=p\n\
+                    kms.hsm.server.url=h1,h2\nkms.hsm.pool.max-connections=4\n";
+        assert_eq!(warnings(kmip), Vec::<String>::new());
     }
 }
