@@ -196,14 +196,22 @@ impl Readiness {
                 backend: label,
                 latency_ms: None,
                 detail: e.to_string(),
-                endpoints: backend.endpoint_states().iter().map(Endpoint::from).collect(),
+                endpoints: backend
+                    .endpoint_states()
+                    .iter()
+                    .map(Endpoint::from)
+                    .collect(),
             },
             Err(_) => Report {
                 state: State::Unavailable,
                 backend: label,
                 latency_ms: None,
                 detail: format!("canary timed out after {} ms", settings.timeout.as_millis()),
-                endpoints: backend.endpoint_states().iter().map(Endpoint::from).collect(),
+                endpoints: backend
+                    .endpoint_states()
+                    .iter()
+                    .map(Endpoint::from)
+                    .collect(),
             },
         };
         let report = self.with_audit_state(report).await;

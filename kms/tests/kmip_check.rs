@@ -87,13 +87,17 @@ async fn check_names_each_problem() {
         "{report}"
     );
     assert!(failed_step(&report, "connect").contains("rejected the kmsClient certificate"));
-    assert!(report.config_problem, "a rejected certificate is configuration (exit 78)");
+    assert!(
+        report.config_problem,
+        "a rejected certificate is configuration (exit 78)"
+    );
     // The same class on every call, also once the breaker (2 failures) is open.
     for _ in 0..4 {
         let err = rogue.wrap(b"x", b"").await.expect_err("rogue wrap");
         assert!(matches!(err, BackendError::Misconfigured(_)), "{err:?}");
         assert!(
-            err.to_string().contains("rejected the kmsClient certificate"),
+            err.to_string()
+                .contains("rejected the kmsClient certificate"),
             "{err}"
         );
     }
@@ -127,10 +131,15 @@ async fn check_names_each_problem() {
     let detail = failed_step(&report, "locate master key");
     assert!(detail.contains("owner or operation policy"), "{report}");
     // The multi-node explanation comes first; `hsm init` is not the first advice.
-    let identity = detail.find("same kmsClient identity").expect("identity advice");
+    let identity = detail
+        .find("same kmsClient identity")
+        .expect("identity advice");
     let init_at = detail.find("hsm init").expect("init mentioned");
     assert!(identity < init_at, "{detail}");
-    assert!(detail.contains("do NOT run `cmx-kms hsm init` here"), "{detail}");
+    assert!(
+        detail.contains("do NOT run `cmx-kms hsm init` here"),
+        "{detail}"
+    );
     assert!(report.config_problem, "exit 78, not 69");
     // Its unwrap is refused before the HSM is asked (the key is no version of
     // a master key this identity can see), as an operator problem that says
@@ -143,11 +152,12 @@ async fn check_names_each_problem() {
     assert!(err.to_string().contains("same kmsClient identity"), "{err}");
 
     // If the operator runs `hsm init` there anyway, the output says what it did.
-    let second = kmip::init(&other).await.expect("init as the other identity");
+    let second = kmip::init(&other)
+        .await
+        .expect("init as the other identity");
     assert!(second.created, "{second}");
     assert!(
-        second.to_string().contains("NEW master key")
-            && second.to_string().contains("cannot open"),
+        second.to_string().contains("NEW master key") && second.to_string().contains("cannot open"),
         "{second}"
     );
     // Its blobs are client-facing refusals on the first node (422), with a
@@ -274,7 +284,11 @@ async fn wrong_kind_and_deactivated_master_key_versions() {
     }
 
     // Rotation adds an AES-256 version: it is used, the old one warned about.
-    let b = backend_with(server.settings("k-aes128"), pki.client_identity(), pki.trust());
+    let b = backend_with(
+        server.settings("k-aes128"),
+        pki.client_identity(),
+        pki.trust(),
+    );
     let rotated = kmip::rotate(&b).await.expect("rotate");
     let w = b.wrap(b"x", b"").await.expect("wrap after rotate");
     assert_eq!(w.key_id, rotated.uid);
@@ -306,9 +320,10 @@ async fn wrong_kind_and_deactivated_master_key_versions() {
     println!("{report}");
     assert!(report.is_ok(), "{report}");
     assert!(
-        report
-            .to_string()
-            .contains(&format!("WARN   version {}: version {} is deactivated", rotated.uid, rotated.uid)),
+        report.to_string().contains(&format!(
+            "WARN   version {}: version {} is deactivated",
+            rotated.uid, rotated.uid
+        )),
         "{report}"
     );
     assert_eq!(

@@ -279,9 +279,12 @@ async fn hung_first_endpoint_costs_one_timeout_per_request() {
     // Keep the breaker out of it: the order of endpoints must do the work.
     settings.breaker.failures = 100;
     settings.breaker.cooldown = Duration::from_secs(60);
-    kmip::init(&backend(&pki, pykmip::test_settings(&[server.port], "hung-first")))
-        .await
-        .expect("init");
+    kmip::init(&backend(
+        &pki,
+        pykmip::test_settings(&[server.port], "hung-first"),
+    ))
+    .await
+    .expect("init");
 
     // A cold node: the wrap is Locate + Get Attributes + Encrypt.
     let b = backend(&pki, settings);
@@ -296,9 +299,15 @@ async fn hung_first_endpoint_costs_one_timeout_per_request() {
     let start = Instant::now();
     for _ in 0..3 {
         let w = b.wrap(b"secret", b"x").await.expect("wrap");
-        assert_eq!(b.unwrap(&w, b"x").await.expect("unwrap").as_slice(), b"secret");
+        assert_eq!(
+            b.unwrap(&w, b"x").await.expect("unwrap").as_slice(),
+            b"secret"
+        );
     }
-    assert_eq!(b.unwrap(&w, b"x").await.expect("unwrap").as_slice(), b"secret");
+    assert_eq!(
+        b.unwrap(&w, b"x").await.expect("unwrap").as_slice(),
+        b"secret"
+    );
     assert!(
         start.elapsed() < Duration::from_secs(2),
         "the hung endpoint was tried again: {:?}",
@@ -345,6 +354,12 @@ async fn a_persistent_configuration_fault_keeps_its_class_and_cause() {
     let states = b.endpoint_states();
     println!("{states:?}");
     assert_eq!(states.len(), 1, "{states:?}");
-    assert!(!states[0].up && states[0].detail.starts_with("down: "), "{states:?}");
-    assert!(states[0].detail.contains("circuit breaker open"), "{states:?}");
+    assert!(
+        !states[0].up && states[0].detail.starts_with("down: "),
+        "{states:?}"
+    );
+    assert!(
+        states[0].detail.contains("circuit breaker open"),
+        "{states:?}"
+    );
 }

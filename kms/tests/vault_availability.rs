@@ -178,6 +178,10 @@ async fn silent_vault_times_out() {
     assert!(err.to_string().contains("no answer within 700ms"), "{err}");
     // One request timeout, not one per attempt: a timeout is not retried.
     assert!(!err.to_string().contains("attempts"), "{err}");
-    assert!(t.elapsed() < Duration::from_millis(1200), "{:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_millis(1200),
+        "{:?}",
+        t.elapsed()
+    );
     hold.abort();
 }

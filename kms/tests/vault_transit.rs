@@ -265,7 +265,10 @@ async fn https_with_vault_ca_and_client_certificate() {
         report.steps[0].detail.contains("kms.hsm.vault.ca.file"),
         "{report}"
     );
-    assert!(report.config_problem, "a wrong CA is configuration (exit 78)");
+    assert!(
+        report.config_problem,
+        "a wrong CA is configuration (exit 78)"
+    );
     let err = b3.wrap(SECRET, b"").await.unwrap_err();
     assert!(matches!(err, BackendError::Misconfigured(_)), "{err}");
     assert!(err.to_string().contains("kms.hsm.vault.ca.file"), "{err}");

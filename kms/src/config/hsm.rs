@@ -336,11 +336,7 @@ fn key_name(text: &str) -> Result<String, String> {
 
 /// Keys only the KMIP backend uses (its TTLV, its connection pool and its
 /// circuit breaker; Vault's HTTP client has its own fixed pool and retries).
-const KMIP_ONLY: [&str; 3] = [
-    "kms.hsm.kmip.",
-    "kms.hsm.pool.",
-    "kms.hsm.circuit-breaker.",
-];
+const KMIP_ONLY: [&str; 3] = ["kms.hsm.kmip.", "kms.hsm.pool.", "kms.hsm.circuit-breaker."];
 
 /// Warns about KMIP keys set while another protocol is chosen.
 fn warn_unused(file: &mut ConfigFile, protocol: Protocol) {

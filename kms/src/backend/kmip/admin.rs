@@ -286,7 +286,9 @@ pub async fn check(backend: &KmipBackend) -> CheckReport {
         Ok(_) => {
             report.step(
                 "encrypt/decrypt",
-                Ok(format!("wrapped and unwrapped a test value under {current}")),
+                Ok(format!(
+                    "wrapped and unwrapped a test value under {current}"
+                )),
             );
         }
         Err(e) => report.failed("encrypt/decrypt", &e),

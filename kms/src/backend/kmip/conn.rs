@@ -17,8 +17,8 @@ use zeroize::Zeroizing;
 
 use super::messages::{self, MessageError, ProtocolVersion};
 use super::response::{Response, parse_response};
-use super::tls::{self, TlsProblem};
 use super::tags::RESPONSE_MESSAGE;
+use super::tls::{self, TlsProblem};
 use super::ttlv::{self, Item, TtlvError};
 
 /// The TTLV type of a structure: every KMIP message is one.
