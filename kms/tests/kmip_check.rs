@@ -24,6 +24,33 @@ fn backend_with(
     KmipBackend::new(settings, identity.0, identity.1, trust).expect("backend")
 }
 
+/// Log lines written while a test's subscriber is the default.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Self;
+    fn make_writer(&'a self) -> Self {
+        self.clone()
+    }
+}
+
 fn failed_step<'a>(report: &'a CheckReport, name: &str) -> &'a str {
     let step = report
         .steps
@@ -163,8 +190,30 @@ async fn check_names_each_problem() {
     // Its blobs are client-facing refusals on the first node (422), with a
     // WARN in the log naming the likely cause (see key_lookup.rs).
     let theirs = other.wrap(b"x", b"").await.expect("other wrap");
+    let log = Captured::default();
+    let guard = tracing::subscriber::set_default(
+        tracing_subscriber::fmt()
+            .with_writer(log.clone())
+            .with_ansi(false)
+            .finish(),
+    );
     let err = b.unwrap(&theirs, b"").await.expect_err("second master key");
     assert!(matches!(err, BackendError::InvalidCiphertext(_)), "{err:?}");
+    // Again at once: the WARN is rate limited (one a minute), the answer is not.
+    let again = b.unwrap(&theirs, b"").await.expect_err("second master key");
+    assert!(
+        matches!(again, BackendError::InvalidCiphertext(_)),
+        "{again:?}"
+    );
+    drop(guard);
+    let text = log.text();
+    println!("{text}");
+    let warns: Vec<&str> = text.lines().filter(|l| l.contains(" WARN ")).collect();
+    assert_eq!(warns.len(), 1, "{text}");
+    assert!(
+        warns[0].contains("second master key") && warns[0].contains("same identity"),
+        "{text}"
+    );
 
     // A key under the shared operation policy is usable by the other identity.
     let mut shared = server.settings("shared-key");

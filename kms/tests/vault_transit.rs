@@ -382,3 +382,76 @@ async fn derived_and_convergent_keys_are_refused_by_init_and_check() {
         assert!(report.config_problem, "exit 78, not 69");
     }
 }
+
+/// Log lines written while a test's subscriber is the default.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Self;
+    fn make_writer(&'a self) -> Self {
+        self.clone()
+    }
+}
+
+/// The Transit key deleted and created again: old blobs get the uniform
+/// client answer (invalid ciphertext), and the log says at WARN, once a
+/// minute, what the operator probably did.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recreated_transit_key_is_warned_about_once() {
+    let bao = OpenBao::start().await;
+    bao.enable_transit(None).await;
+    bao.create_key(None, KEY).await;
+    let token = policy_token(&bao, None, GUIDE_POLICY).await;
+    let (_f, auth) = token_file_auth(bao.dir(), "token", &token);
+    let (backend, _) = VaultBackend::new(test_settings(&bao.addr(), KEY, auth)).unwrap();
+    let old = backend.wrap(SECRET, b"").await.unwrap();
+    bao.rotate_key(None, KEY).await;
+    let old_v2 = backend.wrap(SECRET, b"").await.unwrap();
+    bao.api(
+        hyper::Method::POST,
+        &format!("transit/keys/{KEY}/config"),
+        None,
+        Some(json!({"deletion_allowed": true})),
+    )
+    .await;
+    bao.api(
+        hyper::Method::DELETE,
+        &format!("transit/keys/{KEY}"),
+        None,
+        None,
+    )
+    .await;
+    bao.create_key(None, KEY).await;
+
+    let log = Captured::default();
+    let guard = tracing::subscriber::set_default(
+        tracing_subscriber::fmt()
+            .with_writer(log.clone())
+            .with_ansi(false)
+            .finish(),
+    );
+    for blob in [&old, &old_v2, &old] {
+        let err = backend.unwrap(blob, b"").await.unwrap_err();
+        assert!(matches!(err, BackendError::InvalidCiphertext(_)), "{err}");
+    }
+    drop(guard);
+    let text = String::from_utf8_lossy(&log.0.lock().unwrap()).into_owned();
+    println!("{text}");
+    let warns: Vec<&str> = text.lines().filter(|l| l.contains(" WARN ")).collect();
+    assert_eq!(warns.len(), 1, "{text}");
+    assert!(
+        warns[0].contains("deleted and created again") && warns[0].contains("422"),
+        "{text}"
+    );
+}

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 /// Least time between two lines of one gate.
 pub const INTERVAL: Duration = Duration::from_secs(60);
 
-/// One gate per log site (a `static`).
+/// One gate per log site and backend instance.
 pub struct LogGate {
     last: Mutex<Option<Instant>>,
     held_back: AtomicU64,

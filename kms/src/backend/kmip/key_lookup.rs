@@ -8,10 +8,6 @@ use std::time::Instant;
 use super::backend::{KmipBackend, refused};
 use super::master_key::{self, KeyInfo};
 use crate::backend::BackendError;
-use crate::backend::log_gate::LogGate;
-
-/// Warnings about blobs naming a key that is no version of the master key.
-static FOREIGN_UID: LogGate = LogGate::new();
 
 impl KmipBackend {
     /// Forgets the cached current master key, so the next wrap looks it up.
@@ -81,12 +77,14 @@ impl KmipBackend {
             return Err(master_key::no_master_key(&self.settings().key_name));
         }
         let name = &self.settings().key_name;
-        if let Some(held_back) = FOREIGN_UID.open() {
+        if let Some(held_back) = self.versions.foreign.open() {
+            // The identifier comes from the client: quoted, escaped, capped.
+            let shown = crate::text::untrusted(uid);
             tracing::warn!(
-                key_id = %uid,
+                key_id = %shown,
                 master_key = %name,
                 similar_refusals_not_logged = held_back,
-                "a wrapped key names HSM key {uid:?}, which is not a version of master key \
+                "a wrapped key names HSM key {shown}, which is not a version of master key \
                  {name:?} as this node's kmsClient identity sees it; the client got 422 \
                  invalid-wrapped-key. If this repeats, the likely cause is an operator's: a \
                  second master key of that name created by `cmx-kms hsm init` on a node with \

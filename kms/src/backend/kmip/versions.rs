@@ -34,6 +34,8 @@ pub(super) struct Versions {
     pub(super) refresh: tokio::sync::Mutex<()>,
     /// One tag-key derivation at a time.
     pub(super) derive: tokio::sync::Mutex<()>,
+    /// Spaces the WARN lines about blobs that name no version.
+    pub(super) foreign: crate::backend::log_gate::LogGate,
 }
 
 impl Versions {

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::backend::log_gate::LogGate;
 use async_trait::async_trait;
 use zeroize::Zeroizing;
 
@@ -57,6 +58,8 @@ pub struct VaultBackend {
     /// Cleared when the policy refuses `transit/rewrap` (the guide's policy
     /// does not grant it): then rewrap is decrypt + encrypt.
     native_rewrap: AtomicBool,
+    /// Spaces the WARN lines about blobs Vault cannot decrypt.
+    undecryptable: LogGate,
 }
 
 impl std::fmt::Debug for VaultBackend {
@@ -140,6 +143,7 @@ impl VaultBackend {
                 transit,
                 maintenance: Mutex::new(None),
                 native_rewrap: AtomicBool::new(true),
+                undecryptable: LogGate::new(),
             },
             warning,
         ))
@@ -241,9 +245,6 @@ impl Drop for VaultBackend {
     }
 }
 
-/// Warnings about blobs under the configured key that Vault cannot decrypt.
-static UNDECRYPTABLE: crate::backend::log_gate::LogGate = crate::backend::log_gate::LogGate::new();
-
 #[async_trait]
 impl Backend for VaultBackend {
     fn kind(&self) -> BackendKind {
@@ -280,7 +281,7 @@ impl Backend for VaultBackend {
         }
         let result = self.transit.decrypt(&wrapped.key_id, ct).await;
         if let Err(BackendError::InvalidCiphertext(why)) = &result
-            && let Some(held_back) = UNDECRYPTABLE.open()
+            && let Some(held_back) = self.undecryptable.open()
         {
             tracing::warn!(
                 key = %self.key_name,
