@@ -277,8 +277,9 @@ async fn hung_first_endpoint_costs_one_timeout_per_request() {
     settings.request_timeout = Duration::from_secs(2);
     settings.connect_timeout = Duration::from_secs(2);
     // Keep the breaker out of it: the order of endpoints must do the work.
+    // The cooldown paces the background trials of the suspect endpoint.
     settings.breaker.failures = 100;
-    settings.breaker.cooldown = Duration::from_secs(60);
+    settings.breaker.cooldown = Duration::from_secs(1);
     kmip::init(&backend(
         &pki,
         pykmip::test_settings(&[server.port], "hung-first"),
@@ -311,6 +312,22 @@ async fn hung_first_endpoint_costs_one_timeout_per_request() {
     assert!(
         start.elapsed() < Duration::from_secs(2),
         "the hung endpoint was tried again: {:?}",
+        start.elapsed()
+    );
+    // Past the cooldown a trial of the hung endpoint runs in the background:
+    // no request waits for it (readiness's canary is one of them).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let start = Instant::now();
+    for _ in 0..3 {
+        let w = b.wrap(b"secret", b"x").await.expect("wrap");
+        assert_eq!(
+            b.unwrap(&w, b"x").await.expect("unwrap").as_slice(),
+            b"secret"
+        );
+    }
+    assert!(
+        start.elapsed() < Duration::from_millis(1500),
+        "a request waited for the trial: {:?}",
         start.elapsed()
     );
     let report = b.probe().await.expect("probe: the second endpoint answers");
@@ -361,5 +378,109 @@ async fn a_persistent_configuration_fault_keeps_its_class_and_cause() {
     assert!(
         states[0].detail.contains("circuit breaker open"),
         "{states:?}"
+    );
+}
+
+/// A TCP relay to the real PyKMIP that can be broken (every connection,
+/// open or new, is closed) and mended; counts the connections it relayed.
+struct Relay {
+    port: u16,
+    broken: tokio::sync::watch::Sender<bool>,
+    relayed: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn relay_to(target: u16) -> Relay {
+    use std::sync::atomic::Ordering;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let (broken, watch) = tokio::sync::watch::channel(false);
+    let relayed = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = relayed.clone();
+    let task = tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            if *watch.borrow() {
+                drop(inbound);
+                continue;
+            }
+            count.fetch_add(1, Ordering::SeqCst);
+            let mut watch = watch.clone();
+            tokio::spawn(async move {
+                let Ok(mut out) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await
+                else {
+                    return;
+                };
+                tokio::select! {
+                    _ = tokio::io::copy_bidirectional(&mut inbound, &mut out) => {}
+                    _ = watch.wait_for(|broken| *broken) => {}
+                }
+            });
+        }
+    });
+    Relay {
+        port,
+        broken,
+        relayed,
+        task,
+    }
+}
+
+/// A first endpoint that failed is used again once it answers: the
+/// background trial puts it back in its place, without a request paying.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recovered_first_endpoint_is_used_again() {
+    use std::sync::atomic::Ordering;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let pki = Pki::generate(&tmp.path().join("pki"));
+    let server = PyKmip::start(&pki, &tmp.path().join("pykmip"), "server-ec");
+    let relay = relay_to(server.port).await;
+    let mut settings = pykmip::test_settings(&[relay.port, server.port], "recovers");
+    settings.breaker.failures = 100;
+    settings.breaker.cooldown = Duration::from_millis(500);
+    let b = backend(&pki, settings);
+    kmip::init(&b).await.expect("init");
+    b.wrap(b"secret", b"x")
+        .await
+        .expect("wrap via the first endpoint");
+    assert!(relay.relayed.load(Ordering::SeqCst) > 0);
+
+    // Broken: its pooled connection is dropped too, so the next call fails
+    // on it once and goes on to the second endpoint.
+    relay.broken.send_replace(true);
+    for _ in 0..3 {
+        b.wrap(b"secret", b"x")
+            .await
+            .expect("wrap via the second endpoint");
+    }
+    let states = b.endpoint_states();
+    assert!(!states[0].up && states[1].up, "{states:?}");
+
+    // Mended: within a few cooldowns a trial finds it, and calls use it again.
+    relay.broken.send_replace(false);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !b.endpoint_states()[0].up {
+        assert!(
+            Instant::now() < deadline,
+            "the mended endpoint is not used again"
+        );
+        b.wrap(b"secret", b"x").await.expect("wrap");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let before = relay.relayed.load(Ordering::SeqCst);
+    b.forget_current_key();
+    b.wrap(b"secret", b"x").await.expect("wrap");
+    let states = b.endpoint_states();
+    assert!(states[0].up && states[1].up, "{states:?}");
+    assert!(
+        relay.relayed.load(Ordering::SeqCst) > before,
+        "calls go to the first endpoint again"
     );
 }

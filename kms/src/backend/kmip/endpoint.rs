@@ -1,8 +1,8 @@
 //! One HSM endpoint of the KMIP client's pool: its idle connections, the
 //! permits that cap its open connections, and its health, which drives the
 //! order calls try endpoints in (an endpoint that just failed is *suspect*:
-//! tried after the healthy ones, and first again only for one trial call per
-//! `breaker.cooldown`), the circuit breaker (open after `breaker.failures`
+//! tried after the healthy ones, while a background trial once per
+//! `breaker.cooldown` finds out when it is back), the circuit breaker (open after `breaker.failures`
 //! consecutive failures, for `breaker.cooldown`, keeping the cause) and the
 //! state the backend's probe reports for it.
 
@@ -64,23 +64,24 @@ impl Endpoint {
         })
     }
 
-    /// Whether calls should try this endpoint in its configured place. An
-    /// endpoint whose last call failed is suspect: it goes after the healthy
-    /// ones, so a hung endpoint costs a request at most one timeout. Once per
-    /// `breaker.cooldown` one call (the trial) tries it in its place again,
-    /// so a recovered endpoint is used again.
-    pub(super) fn in_order(&self, settings: &KmipSettings) -> bool {
+    /// Whether the last call on this endpoint failed: calls then try it
+    /// after the healthy ones, and a background trial finds out when it is
+    /// back (see `dial::spawn_trial`).
+    pub(super) fn is_suspect(&self) -> bool {
+        lock(&self.health).consecutive_failures > 0
+    }
+
+    /// Claims the trial of a suspect endpoint: true at most once per
+    /// `breaker.cooldown` after its last failure, and never while a trial
+    /// runs (a trial frees itself after its timeouts, whatever happens).
+    pub(super) fn claim_trial(&self, settings: &KmipSettings) -> bool {
         let mut h = lock(&self.health);
-        if h.consecutive_failures == 0 {
-            return true;
-        }
         let now = Instant::now();
         let rested = h
             .last_failure
             .is_none_or(|at| now.duration_since(at) >= settings.breaker.cooldown);
-        let trial_free = h.trial_until.is_none_or(|until| now >= until);
-        if rested && trial_free {
-            // Bounded, so a trial whose caller went away frees itself.
+        let free = h.trial_until.is_none_or(|until| now >= until);
+        if h.consecutive_failures > 0 && rested && free {
             h.trial_until = Some(now + settings.connect_timeout + settings.request_timeout * 2);
             return true;
         }

@@ -12,6 +12,7 @@
 pub mod admin;
 mod backend;
 mod conn;
+mod dial;
 mod endpoint;
 mod failure;
 mod key_lookup;

@@ -1,7 +1,7 @@
 //! The KMIP client: a pool of persistent TLS connections per endpoint,
-//! version negotiation per connection, one transparent retry on a broken
-//! pooled connection, failover in endpoint order, and a circuit breaker per
-//! endpoint.
+//! version negotiation per connection (`dial`), one transparent retry on a
+//! broken pooled connection, failover in endpoint order (healthy endpoints
+//! first), and a circuit breaker per endpoint.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -9,12 +9,13 @@ use std::time::Duration;
 use rustls::ClientConfig;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::conn::{self, ConnError, Connection};
+use super::conn::{ConnError, Connection};
+use super::dial;
 use super::endpoint::{Endpoint, Health};
-use super::messages::{self, ProtocolVersion};
+use super::messages::ProtocolVersion;
 use super::response::{self, Failure};
 use super::settings::KmipSettings;
-use super::tags::{self, operation as op};
+use super::tags::operation as op;
 use super::ttlv::Item;
 use crate::backend::{BackendError, EndpointState};
 use crate::sync::lock;
@@ -27,7 +28,7 @@ pub const OUR_VERSIONS: [ProtocolVersion; 3] = [
 ];
 
 /// The version in the header of a Discover Versions request.
-const DISCOVERY_HEADER_VERSION: ProtocolVersion = ProtocolVersion::V1_2;
+pub(super) const DISCOVERY_HEADER_VERSION: ProtocolVersion = ProtocolVersion::V1_2;
 
 /// A failed call: either the server answered with a KMIP failure, or we
 /// could not get an answer at all.
@@ -77,7 +78,7 @@ impl CallOptions {
 
 /// The KMIP client shared by every task of the backend.
 pub struct Client {
-    endpoints: Vec<Endpoint>,
+    endpoints: Vec<Arc<Endpoint>>,
     tls: Arc<ClientConfig>,
     settings: KmipSettings,
 }
@@ -94,13 +95,15 @@ impl Client {
         let endpoints = settings
             .endpoints
             .iter()
-            .map(|(host, port)| Endpoint {
-                host: host.clone(),
-                port: *port,
-                label: format!("{host}:{port}"),
-                idle: Mutex::new(Vec::new()),
-                permits: Arc::new(Semaphore::new(settings.pool.max_connections)),
-                health: Mutex::new(Health::default()),
+            .map(|(host, port)| {
+                Arc::new(Endpoint {
+                    host: host.clone(),
+                    port: *port,
+                    label: format!("{host}:{port}"),
+                    idle: Mutex::new(Vec::new()),
+                    permits: Arc::new(Semaphore::new(settings.pool.max_connections)),
+                    health: Mutex::new(Health::default()),
+                })
             })
             .collect();
         Self {
@@ -144,10 +147,20 @@ impl Client {
                 ));
                 retry_after = retry_after.min(open.remaining.max(Duration::from_secs(1)));
                 all_config &= open.config;
-            } else if ep.in_order(&self.settings) {
-                order.push(ep);
-            } else {
+            } else if ep.is_suspect() {
                 suspect.push(ep);
+            } else {
+                order.push(ep);
+            }
+        }
+        if !order.is_empty() {
+            // Requests do not wait for a suspect endpoint while another
+            // answers: a background trial (once per cooldown) finds out
+            // whether it is back.
+            for ep in &suspect {
+                if ep.claim_trial(&self.settings) {
+                    dial::spawn_trial(Arc::clone(ep), Arc::clone(&self.tls), &self.settings);
+                }
             }
         }
         order.append(&mut suspect);
@@ -225,7 +238,7 @@ impl Client {
                 }
             }
         }
-        let mut conn = match self.open(ep).await {
+        let mut conn = match dial::open(ep, &self.tls, &self.settings).await {
             Ok(conn) => conn,
             Err(e) => return Attempt::Failed(e),
         };
@@ -286,51 +299,12 @@ impl Client {
         drop(permit);
     }
 
-    /// Connects and settles the protocol version of the new connection.
-    async fn open(&self, ep: &Endpoint) -> Result<Connection, ConnError> {
-        let s = &self.settings;
-        let stream = conn::connect(&ep.host, ep.port, self.tls.clone(), s.connect_timeout).await?;
-        if let Some((major, minor)) = s.version {
-            let version = ProtocolVersion::new(major, minor);
-            lock(&ep.health).version = Some(version);
-            return Ok(Connection::new(stream, version));
-        }
-        let mut conn = Connection::new(stream, DISCOVERY_HEADER_VERSION);
-        let resp = conn
-            .exchange(
-                DISCOVERY_HEADER_VERSION,
-                op::DISCOVER_VERSIONS,
-                messages::discover_versions(&OUR_VERSIONS),
-                s.max_response_bytes,
-                s.request_timeout,
-            )
-            .await?;
-        let offered = match resp.result {
-            Ok(payload) => response::discover_versions(payload.as_ref())?,
-            Err(f) => {
-                return Err(ConnError::Unsupported(format!(
-                    "the HSM does not answer Discover Versions ({f}): pin the KMIP version \
-                     (1.2, 1.3 or 1.4) in the configuration"
-                )));
-            }
-        };
-        let Some(version) = offered.into_iter().find(|v| OUR_VERSIONS.contains(v)) else {
-            return Err(ConnError::Unsupported(
-                "the HSM speaks none of KMIP 1.2, 1.3 and 1.4 (Encrypt and Decrypt need 1.2 or later)"
-                    .into(),
-            ));
-        };
-        conn.version = version;
-        lock(&ep.health).version = Some(version);
-        Ok(conn)
-    }
-
     /// Connects to every endpoint on a fresh connection (bypassing the pool),
     /// negotiates the version and asks Query for the vendor, for `hsm check`.
     pub async fn check_endpoints(&self) -> Vec<EndpointCheck> {
         let mut out = Vec::with_capacity(self.endpoints.len());
         for ep in &self.endpoints {
-            let result = self.check_one(ep).await;
+            let result = dial::check(ep, &self.tls, &self.settings).await;
             match &result {
                 Ok(_) => ep.record_success(),
                 Err(e) => ep.record_failure(e, &self.settings),
@@ -343,30 +317,8 @@ impl Client {
         out
     }
 
-    async fn check_one(
-        &self,
-        ep: &Endpoint,
-    ) -> Result<(ProtocolVersion, Option<String>), ConnError> {
-        let s = &self.settings;
-        let mut conn = self.open(ep).await?;
-        let resp = conn
-            .exchange(
-                conn.version,
-                op::QUERY,
-                messages::query(&[tags::QUERY_OPERATIONS, tags::QUERY_SERVER_INFORMATION]),
-                s.max_response_bytes,
-                s.request_timeout,
-            )
-            .await?;
-        let vendor = match resp.result {
-            Ok(payload) => response::query(payload.as_ref())?.vendor,
-            Err(_) => None,
-        };
-        Ok((conn.version, vendor))
-    }
-
     /// The state of each endpoint as last seen, for readiness and `hsm check`.
     pub fn endpoint_states(&self) -> Vec<EndpointState> {
-        self.endpoints.iter().map(Endpoint::state).collect()
+        self.endpoints.iter().map(|ep| ep.state()).collect()
     }
 }
