@@ -202,6 +202,42 @@ impl KeyService {
         Ok((key, self.cache.remaining(&id).unwrap_or_default()))
     }
 
+    /// A customer key another member served is checked once with this
+    /// node's own backend before new material is wrapped under it
+    /// (`cluster::verify`): `Some(this node's key)` when the member's was
+    /// wrong (its copy is dropped from the cache), `None` when the cached
+    /// key stands.
+    async fn check_from_peer(
+        &self,
+        blob: &[u8],
+        cached: &Arc<SecretKey>,
+    ) -> Result<Option<Arc<SecretKey>>, KeyError> {
+        let Some(cluster) = &self.cluster else {
+            return Ok(None);
+        };
+        let id: [u8; 32] = Sha256::digest(blob).into();
+        let Some(peer) = cluster.unverified_from(&id) else {
+            return Ok(None);
+        };
+        let env =
+            Envelope::decode_customer(blob).map_err(KeyError::envelope("wrapped_customer_key"))?;
+        let plain = self
+            .backend
+            .unwrap(&env.master, &env.header.to_bytes())
+            .await?;
+        let own = SecretKey::from_slice(&plain).ok_or(KeyError::Envelope {
+            field: "wrapped_customer_key",
+            source: EnvelopeError::Authentication("customer key"),
+        })?;
+        match cluster.settle(&id, &peer, cached, own) {
+            crate::cluster::verify::Checked::Replaced(own) => {
+                self.cache.invalidate(Some(&id));
+                Ok(Some(Arc::new(own)))
+            }
+            _ => Ok(None),
+        }
+    }
+
     fn open_child(
         parent: &SecretKey,
         parent_id: KeyId,
@@ -231,6 +267,7 @@ impl KeyService {
     /// Generate a user key under a customer key.
     pub async fn create_user_key(&self, customer: &[u8]) -> Result<(Wrapped, OpInfo), KeyError> {
         let (cid, ck, lookup) = self.customer_key(customer).await?;
+        let ck = self.check_from_peer(customer, &ck).await?.unwrap_or(ck);
         let w = Self::new_child(&ck, cid, KeyType::User)?;
         Ok((
             w,
@@ -248,6 +285,7 @@ impl KeyService {
         user: &[u8],
     ) -> Result<(Wrapped, OpInfo), KeyError> {
         let (cid, ck, lookup) = self.customer_key(customer).await?;
+        let ck = self.check_from_peer(customer, &ck).await?.unwrap_or(ck);
         let (uid, uk) = Self::open_child(&ck, cid, user, KeyType::User, "wrapped_user_key")?;
         let w = Self::new_child(&uk, uid, KeyType::Workspace)?;
         Ok((
@@ -267,7 +305,16 @@ impl KeyService {
         workspace: &[u8],
     ) -> Result<(SecretKey, OpInfo), KeyError> {
         let (cid, ck, lookup) = self.customer_key(customer).await?;
-        let (uid, uk) = Self::open_child(&ck, cid, user, KeyType::User, "wrapped_user_key")?;
+        let (uid, uk) = match Self::open_child(&ck, cid, user, KeyType::User, "wrapped_user_key") {
+            Ok(v) => v,
+            // A wrong customer key a peer served fails here: check it once.
+            Err(e) => match self.check_from_peer(customer, &ck).await {
+                Ok(Some(own)) => {
+                    Self::open_child(&own, cid, user, KeyType::User, "wrapped_user_key")?
+                }
+                _ => return Err(e),
+            },
+        };
         let (_, wk) = Self::open_child(
             &uk,
             uid,

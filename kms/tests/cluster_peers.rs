@@ -81,7 +81,7 @@ fn hello_from(
     let hello = Frame::Hello {
         version: wire::VERSION,
         node: format!("{src}:{}", n.ports.cluster),
-        fingerprint: [0; 32],
+        fingerprint: cert_fingerprint(&id.cert),
     };
     tls.write_all(&hello.encode()).map_err(|e| e.to_string())?;
     let mut len = [0u8; 4];
@@ -89,6 +89,17 @@ fn hello_from(
     let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
     tls.read_exact(&mut body).map_err(|e| e.to_string())?;
     Frame::decode(&body).map_err(|e| e.to_string())
+}
+
+/// SHA-256 of the certificate in PEM file `cert`.
+fn cert_fingerprint(cert: &Path) -> [u8; 32] {
+    use rustls::pki_types::pem::PemObject as _;
+    let der = rustls::pki_types::CertificateDer::from_pem_file(cert).unwrap();
+    sha2::Digest::finalize(sha2::Digest::chain_update(
+        <sha2::Sha256 as sha2::Digest>::new(),
+        der.as_ref(),
+    ))
+    .into()
 }
 
 fn client(pki: &GuidePki, n: &ClusterNode, id: &Identity) -> Client {

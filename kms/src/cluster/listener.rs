@@ -119,9 +119,15 @@ async fn exchange_hellos(
 ) -> Result<(), &'static str> {
     let hello = tokio::time::timeout(HANDSHAKE_TIMEOUT, wire::read_frame(rd)).await;
     match hello {
-        Ok(Ok(Frame::Hello { version, node, .. }))
-            if version == VERSION
-                && node.parse::<SocketAddr>().map(|n| n.ip()) == Ok(from.ip()) => {}
+        // The fingerprint is the certificate the TLS pin already checked:
+        // a consistency check, not a defence (it is public).
+        Ok(Ok(Frame::Hello {
+            version,
+            node,
+            fingerprint,
+        })) if version == VERSION
+            && fingerprint == cluster.identity.fingerprint
+            && node.parse::<SocketAddr>().map(|n| n.ip()) == Ok(from.ip()) => {}
         _ => {
             let _ = cluster.count_refusal("hello");
             return Err("no valid Hello");

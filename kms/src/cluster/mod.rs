@@ -22,6 +22,7 @@ pub mod listener;
 pub mod peer;
 pub mod ring;
 pub mod tls;
+pub mod verify;
 pub mod wire;
 
 use std::collections::BTreeMap;
@@ -56,6 +57,7 @@ pub struct Cluster {
     unwraps: Mutex<BTreeMap<&'static str, u64>>,
     served: AtomicU64,
     fetched: AtomicU64,
+    unverified: verify::Unverified,
 }
 
 impl Cluster {
@@ -76,6 +78,7 @@ impl Cluster {
             unwraps: Mutex::default(),
             served: AtomicU64::new(0),
             fetched: AtomicU64::new(0),
+            unverified: verify::Unverified::default(),
         })
     }
 
@@ -157,6 +160,9 @@ impl Cluster {
             match tokio::time::timeout_at(deadline, peer.get(blob)).await {
                 Ok(Ok((key, ttl))) => {
                     self.fetched.fetch_add(1, Ordering::Relaxed);
+                    // Not to wrap new material under until this node's own
+                    // backend agrees (verify.rs).
+                    self.unverified.mark(*id, &peer.member.name, ttl);
                     return Ok((key, Some(ttl)));
                 }
                 // The owner's backend refused the blob: this node's backend

@@ -330,7 +330,20 @@ impl Peer {
             wire::read_frame(rd).await
         };
         let node = match tokio::time::timeout(CONNECT_TIMEOUT, theirs).await {
-            Ok(Ok(Frame::Hello { version, node, .. })) if version == VERSION => node,
+            Ok(Ok(Frame::Hello {
+                version,
+                node,
+                fingerprint,
+            })) if version == VERSION => {
+                // The TLS pin checked the certificate; a Hello naming
+                // another one is not a cmx-kms node of this cluster.
+                if fingerprint != self.identity.fingerprint {
+                    return Err(Status::Incompatible(format!(
+                        "{addr}: its Hello names another kmsserver certificate than the one it presented"
+                    )));
+                }
+                node
+            }
             Ok(Ok(Frame::Hello { version, .. })) => {
                 return Err(Status::Incompatible(format!(
                     "{addr}: speaks version {version}"
