@@ -20,7 +20,15 @@ use super::Cluster;
 use super::wire::{self, FailCode, Frame, Outbox, SecretKeyBytes, VERSION};
 use crate::envelope::SecretKey;
 
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest a connection may take from accept to the end of the Hellos (a
+/// member on a LAN needs milliseconds; the dialer gives up after 3 s too).
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
+/// Connections not past their Hello yet, in total and per source address:
+/// a member needs one or two (its dialer, a redial), a handful of members a
+/// few; idle connections from a member address must not exhaust the node's
+/// file descriptors (the client API shares them).
+const MAX_PENDING: usize = 64;
+const MAX_PENDING_PER_SOURCE: usize = 8;
 /// Most key requests one peer connection may have in flight.
 const MAX_IN_FLIGHT: usize = 256;
 
@@ -43,6 +51,7 @@ pub async fn serve(cluster: Arc<Cluster>, listener: TcpListener, owner: Arc<dyn 
             return;
         }
     };
+    let pending = super::slots::Slots::new(MAX_PENDING, MAX_PENDING_PER_SOURCE);
     loop {
         let Ok((tcp, from)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -55,10 +64,24 @@ pub async fn serve(cluster: Arc<Cluster>, listener: TcpListener, owner: Arc<dyn 
             drop(tcp);
             continue;
         }
+        let slot = match pending.enter(from.ip()) {
+            Ok(slot) => slot,
+            Err(full) => {
+                if cluster.count_refusal(full.label()) {
+                    tracing::warn!(
+                        source = %from, reason = full.label(),
+                        "cluster port: too many connections not past their handshake (at most \
+                         {MAX_PENDING_PER_SOURCE} per address, {MAX_PENDING} in all); closed (more in the next 10 s are only counted)"
+                    );
+                }
+                drop(tcp);
+                continue;
+            }
+        };
         let (cluster, acceptor, owner) =
             (Arc::clone(&cluster), acceptor.clone(), Arc::clone(&owner));
         tokio::spawn(async move {
-            if let Err(why) = session(&cluster, acceptor, tcp, from, owner).await {
+            if let Err(why) = session(&cluster, acceptor, tcp, from, owner, slot).await {
                 tracing::debug!(source = %from, reason = why, "cluster port: peer connection ended");
             }
         });
@@ -76,11 +99,15 @@ async fn session(
     tcp: TcpStream,
     from: SocketAddr,
     owner: Arc<dyn Owner>,
+    slot: super::slots::Slot,
 ) -> Result<(), &'static str> {
     let _ = tcp.set_nodelay(true);
-    let tls = accept_tls(cluster, acceptor, tcp, from).await?;
+    // One deadline for the handshake and the Hellos.
+    let deadline = tokio::time::Instant::now() + HANDSHAKE_TIMEOUT;
+    let tls = accept_tls(cluster, acceptor, tcp, from, deadline).await?;
     let (mut rd, mut wr) = tokio::io::split(tls);
-    exchange_hellos(cluster, &mut rd, &mut wr, from).await?;
+    exchange_hellos(cluster, &mut rd, &mut wr, from, deadline).await?;
+    drop(slot);
     let (tx, writer) = wire::spawn_writer(wr);
     let result = serve_requests(cluster, &mut rd, &tx, from, &owner).await;
     writer.abort();
@@ -93,8 +120,9 @@ async fn accept_tls(
     acceptor: tokio_rustls::TlsAcceptor,
     tcp: TcpStream,
     from: SocketAddr,
+    deadline: tokio::time::Instant,
 ) -> Result<PeerTls, &'static str> {
-    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+    match tokio::time::timeout_at(deadline, acceptor.accept(tcp)).await {
         Ok(Ok(t)) => Ok(t),
         Ok(Err(e)) => {
             if cluster.count_refusal("tls") {
@@ -103,7 +131,9 @@ async fn accept_tls(
             Err("tls")
         }
         Err(_) => {
-            let _ = cluster.count_refusal("tls-timeout");
+            if cluster.count_refusal("tls-timeout") {
+                tracing::warn!(source = %from, "cluster port: no TLS handshake from a member address in {} s; closed (more in the next 10 s are only counted)", HANDSHAKE_TIMEOUT.as_secs());
+            }
             Err("tls timeout")
         }
     }
@@ -116,8 +146,9 @@ async fn exchange_hellos(
     rd: &mut ReadHalf<PeerTls>,
     wr: &mut WriteHalf<PeerTls>,
     from: SocketAddr,
+    deadline: tokio::time::Instant,
 ) -> Result<(), &'static str> {
-    let hello = tokio::time::timeout(HANDSHAKE_TIMEOUT, wire::read_frame(rd)).await;
+    let hello = tokio::time::timeout_at(deadline, wire::read_frame(rd)).await;
     match hello {
         // The fingerprint is the certificate the TLS pin already checked:
         // a consistency check, not a defence (it is public).

@@ -21,6 +21,7 @@
 pub mod listener;
 pub mod peer;
 pub mod ring;
+pub mod slots;
 pub mod tls;
 pub mod verify;
 pub mod wire;
