@@ -11,13 +11,18 @@
 //!   serves), 503 `unavailable`, or 503 `draining` once the node is stopping;
 //! - anything else: 404, empty.
 //!
-//! Every answer closes its connection. Connections are bounded
-//! ([`MAX_CONNECTIONS`]) and must send their request within
-//! [`HEADER_TIMEOUT`], so the listener costs little if found by others.
+//! Every answer closes its connection. Connections are bounded in total
+//! ([`MAX_CONNECTIONS`]) and per source address ([`MAX_PER_SOURCE`], so that
+//! one host holding idle connections cannot fill every slot and take the
+//! node out of the balancer), and must send their request within
+//! [`HEADER_TIMEOUT`]. A connection over a bound is accepted and closed at
+//! once (a checker sees a failure, not a timeout). Whoever reaches this port
+//! from many addresses can still fill it: docs/haproxy.md says to firewall
+//! it to the balancers.
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -26,14 +31,18 @@ use hyper::service::service_fn;
 use hyper::{Method, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 
+use crate::cluster::slots::Slots;
 use crate::readiness::{Readiness, State};
 
-/// Most check connections open at once; more wait in the kernel's backlog.
-pub const MAX_CONNECTIONS: usize = 32;
-/// Time a checker has to send its request.
-pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most check connections open at once; more are closed at once.
+pub const MAX_CONNECTIONS: usize = 64;
+/// Most check connections from one address (a balancer has one check in
+/// flight per server).
+pub const MAX_PER_SOURCE: usize = 8;
+/// Time a checker has to send its request (a balancer sends it with the
+/// connection).
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The answer to a request: status and one-word body (HEAD gets the same
 /// head, without the body).
@@ -52,14 +61,28 @@ pub fn answer(method: &Method, path: &str, readiness: &Readiness) -> (StatusCode
 
 /// Serve the check forever.
 pub async fn serve(listener: TcpListener, readiness: Arc<Readiness>) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let slots = Slots::new(MAX_CONNECTIONS, MAX_PER_SOURCE);
+    let mut last_warn: Option<Instant> = None;
     loop {
-        let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
-            return;
-        };
-        let Ok((tcp, _)) = listener.accept().await else {
+        let Ok((tcp, from)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
+        };
+        let permit = match slots.enter(from.ip()) {
+            Ok(p) => p,
+            Err(full) => {
+                drop(tcp);
+                if last_warn.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+                    last_warn = Some(Instant::now());
+                    tracing::warn!(
+                        source = %from, reason = full.label(),
+                        "readiness check port: too many open connections (at most {MAX_PER_SOURCE} per address, \
+                         {MAX_CONNECTIONS} in all); closed. Only the load balancers should reach this port \
+                         (more in the next 10 s are not logged)"
+                    );
+                }
+                continue;
+            }
         };
         let readiness = Arc::clone(&readiness);
         tokio::spawn(async move {
