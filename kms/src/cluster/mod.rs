@@ -197,7 +197,13 @@ impl Cluster {
                 let name = p.member.name.clone();
                 let r = match tokio::time::timeout(FALLBACK_AFTER, p.flush(generation, key)).await {
                     Ok(Ok(n)) => Ok(n),
-                    Ok(Err(_)) | Err(_) => Err(p.status().describe()),
+                    Ok(Err(_)) => Err(p.status().describe()),
+                    // Its state here may still say up: the heartbeat has
+                    // not noticed yet.
+                    Err(_) => Err(format!(
+                        "no answer in {} s (hung?)",
+                        FALLBACK_AFTER.as_secs()
+                    )),
                 };
                 (name, r)
             });

@@ -306,8 +306,11 @@ impl Peer {
                     "{addr}: closed before TLS ({e}): does its jgroups.xml list this node's address?"
                 )),
             }),
-            Err(_) => Err(Status::Incompatible(format!(
-                "{addr}: TLS handshake timed out"
+            // Silence is a hung host or a filtered port, not another
+            // protocol: down, redialed at the normal pace.
+            Err(_) => Err(Status::Down(format!(
+                "{addr}: no answer to the TLS handshake in {} s: host hung or port filtered?",
+                CONNECT_TIMEOUT.as_secs()
             ))),
         }
     }

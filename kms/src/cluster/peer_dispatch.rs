@@ -74,7 +74,7 @@ impl Peer {
                             }
                         }
                         Some(Ok(_)) => return "unexpected frame".into(),
-                        Some(Err(e)) => return e.to_string(),
+                        Some(Err(e)) => return reason(&e),
                         None => return "connection closed".into(),
                     }
                 }
@@ -93,5 +93,37 @@ impl Peer {
                 }
             }
         }
+    }
+}
+
+/// Why a connection ended, for people: without the TLS library's URLs.
+fn reason(e: &wire::WireError) -> String {
+    let text = e.to_string();
+    if text.contains("close_notify") {
+        return "connection closed without TLS close_notify: the peer crashed or was killed".into();
+    }
+    match text.find(": http") {
+        Some(i) => text[..i].to_owned(),
+        None => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_carry_no_library_url() {
+        let eof = std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "peer closed connection without sending TLS close_notify: https://docs.rs/rustls/x",
+        );
+        let r = reason(&wire::WireError::Io(eof));
+        assert!(
+            !r.contains("https://") && r.contains("crashed or was killed"),
+            "{r}"
+        );
+        let other = std::io::Error::other("reset: https://example.invalid/x");
+        assert_eq!(reason(&wire::WireError::Io(other)), "connection: reset");
     }
 }
