@@ -172,6 +172,8 @@ impl Cluster {
                     reason = "fallback";
                     break;
                 }
+                // The owner's own backend is down: the next by rank, at once.
+                Ok(Err(PeerFail::Unavailable)) => reason = "owner_unavailable",
                 Ok(Err(_)) => reason = "owner_down",
                 Err(_) => {
                     reason = "owner_down";
@@ -284,7 +286,7 @@ impl Cluster {
             o,
             "cmx_kms_backend_unwraps_total",
             "counter",
-            "Backend unwraps of customer keys by why this node made them (cold, expired, flush, owner_down, fallback).",
+            "Backend unwraps of customer keys by why this node made them (cold, expired, flush, owner_down, owner_unavailable, fallback, verify).",
             "reason",
             &lock(&self.unwraps),
         );

@@ -56,6 +56,19 @@ struct AppOwner(Arc<App>);
 impl Owner for AppOwner {
     async fn unwrap_for_peer(&self, blob: &[u8]) -> Result<(Arc<SecretKey>, Duration), FailCode> {
         let keys = self.0.keys.load_full();
+        // This node's own HSM or Vault is known down: a key not cached here
+        // would wait on it (up to its connect timeout) while the asking node
+        // waits FALLBACK_AFTER. Say so at once; it unwraps elsewhere.
+        if self.0.readiness.current().state == crate::readiness::State::Unavailable {
+            let id: [u8; 32] = sha2::Digest::finalize(sha2::Digest::chain_update(
+                <sha2::Sha256 as sha2::Digest>::new(),
+                blob,
+            ))
+            .into();
+            if keys.cache().remaining(&id).is_none() {
+                return Err(FailCode::Unavailable);
+            }
+        }
         keys.unwrap_for_peer(blob).await
     }
 
