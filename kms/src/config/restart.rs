@@ -19,7 +19,14 @@ const STILL: &str = "still using";
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AtStart {
     values: Vec<(&'static KeySpec, String)>,
+    /// The members `jgroups.xml` names (`TCPPING initial_hosts` and
+    /// `port_range`): read at start only, like the keys, but from a file whose
+    /// path may stay the same while its content changes.
+    members: String,
 }
+
+/// What names the members in a [`RestartChange`] about `jgroups.xml`'s content.
+pub const MEMBERS: &str = "jgroups.xml's TCPPING initial_hosts";
 
 /// A restart-only key whose value differs in a newly loaded configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,7 +51,10 @@ impl AtStart {
             .filter(|k| k.restart)
             .filter_map(|k| value(k.name, config).map(|(v, _)| (k, v)))
             .collect();
-        Self { values }
+        Self {
+            values,
+            members: members(config),
+        }
     }
 
     /// Every restart-only key whose value in `config` differs from ours, in [`KEYS`] order.
@@ -64,8 +74,31 @@ impl AtStart {
                 });
             }
         }
+        let wanted = members(config);
+        if wanted != self.members {
+            out.push(RestartChange {
+                key: MEMBERS,
+                running: self.members.clone(),
+                wanted,
+                keeps: "the cluster still has the members",
+                secret: false,
+            });
+        }
         out
     }
+}
+
+/// The members of the cluster as `jgroups.xml` lists them, as text.
+fn members(c: &Config) -> String {
+    let Some(cluster) = c.cache.cluster.as_ref() else {
+        return "(no cluster)".into();
+    };
+    let hosts: Vec<String> = cluster
+        .hosts
+        .iter()
+        .map(|h| format!("{}[{}]", h.host.escape_debug(), h.port))
+        .collect();
+    format!("{} port_range={}", hosts.join(","), cluster.port_range)
 }
 
 /// One line: the key, both values (none for a secret) and what stays in force, e.g.

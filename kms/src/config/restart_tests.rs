@@ -99,3 +99,42 @@ fn a_path_cannot_break_the_line() {
     assert!(!line.contains('\n'), "{line}");
     assert!(line.contains("/srv/a\\nINFO forged.log"), "{line}");
 }
+
+#[test]
+fn a_changed_jgroups_member_list_needs_a_restart_though_its_path_stays() {
+    let dir = tempfile::tempdir().unwrap();
+    let jgroups = dir.path().join("jgroups.xml");
+    let write = |hosts: &str| {
+        let xml = format!(
+            "<config><TCP bind_port=\"7800\"/><TCPPING initial_hosts=\"{hosts}\" port_range=\"0\"/></config>"
+        );
+        std::fs::write(&jgroups, xml).unwrap();
+        let text = format!(
+            "{BASE}kms.cache.type=distributed\nkms.cluster.address=127.0.0.1\n\
+             kms.distributed.cache.config.file={}\n",
+            jgroups.display()
+        );
+        match parse_str(&text, &dir.path().join("kms.properties"), &[]) {
+            Ok(loaded) => loaded.config,
+            Err(e) => panic!("{e}"),
+        }
+    };
+    let running = AtStart::of(&write("127.0.0.2[7800],127.0.0.3[7800]"));
+    assert_eq!(
+        running.changes(&write("127.0.0.2[7800],127.0.0.3[7800]")),
+        vec![]
+    );
+    let lines: Vec<String> = running
+        .changes(&write("127.0.0.2[7800],127.0.0.3[7800],127.0.0.4[7800]"))
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "jgroups.xml's TCPPING initial_hosts changed (127.0.0.2[7800],127.0.0.3[7800] port_range=0 -> \
+             127.0.0.2[7800],127.0.0.3[7800],127.0.0.4[7800] port_range=0) but needs a restart: \
+             the cluster still has the members 127.0.0.2[7800],127.0.0.3[7800] port_range=0"
+        ]
+    );
+}
