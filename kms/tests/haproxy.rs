@@ -109,6 +109,27 @@ fn proxy_headers_only_from_the_trusted_balancer_and_always_from_it() {
     tcp.write_all(b"PROXY TCP4 127.0.0.77 127.0.0.1 4321 8443\r\n")
         .unwrap();
     assert!(health(tcp).is_err(), "a spoofed PROXY v1 line was accepted");
+    // Both counted under their own reason, and the first one warned about,
+    // naming the address and the setting (the second is held back).
+    wait_for("the untrusted headers counted", WAIT, || {
+        n1.metrics()
+            .contains("cmx_kms_connections_closed_total{reason=\"proxy-untrusted\"} 2")
+    });
+    let warned = |log: &str| {
+        log.lines()
+            .filter(|l| {
+                l.contains("WARN")
+                    && l.contains("PROXY protocol header from 127.0.0.9")
+                    && l.contains("add its address to kms.server.proxy-protocol.trusted")
+            })
+            .count()
+    };
+    assert_eq!(warned(&n1.log_text()), 1, "{}", n1.log_text());
+    assert!(
+        !n1.metrics()
+            .contains("cmx_kms_tls_handshake_failures_total{reason=\"protocol\"}"),
+        "not counted as a TLS failure"
+    );
 
     // The trusted address without a header: refused.
     let r = health(connect_from(SOURCE, n1.addr).unwrap());

@@ -12,6 +12,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::api::App;
 use super::lines::client_line;
+use super::proxy::untrusted;
 use super::session::Session;
 use super::{ServeSettings, TlsContext, pending, proxy};
 use crate::tls::{Refusal, pinning};
@@ -54,6 +55,23 @@ async fn proxied(
     }
 }
 
+/// Refuse a connection from `peer`, not a trusted balancer, that starts
+/// with a PROXY header of `version`: warn (once per address per 10 s, under
+/// the client-line budget) and count it.
+fn refuse_untrusted_header(peer: SocketAddr, version: u8, app: &App) {
+    app.metrics.connection_closed("proxy-untrusted");
+    let Some(held_back) = untrusted::WARNINGS.open(peer.ip()) else {
+        tracing::debug!(peer = %peer, "PROXY header from an untrusted address; refused");
+        return;
+    };
+    client_line!(app.lines, WARN, peer = %peer, proxy_version = version, held_back,
+        "refused a connection that starts with a PROXY protocol header from {}, which \
+         kms.server.proxy-protocol.trusted does not list: if it is your load balancer, add its \
+         address to kms.server.proxy-protocol.trusted and restart the node (until then every \
+         connection it sends here fails; held_back = the ones from this address not logged in \
+         the last 10 s)", peer.ip());
+}
+
 /// The TLS stream of a client connection.
 pub(super) type ClientTls = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
 
@@ -75,6 +93,12 @@ pub(super) async fn establish(
     let (addr, via, slot) = if trusted {
         proxied(&mut tcp, peer, slot, app, deadline).await?
     } else {
+        // On timeout the handshake below times out at once, as it would have.
+        let sniffed = tokio::time::timeout_at(deadline, untrusted::sniff(&tcp)).await;
+        if let Ok(untrusted::Start::Proxy(version)) = sniffed {
+            refuse_untrusted_header(peer, version, app);
+            return None;
+        }
         (peer, None, slot)
     };
     let ctx = tls.load_full();

@@ -7,8 +7,9 @@
 //! module reads it, strictly and within bounds:
 //!
 //! - only from a trusted address (anyone else could name any address); a
-//!   connection from elsewhere is plain TLS, so a header it sends is not a
-//!   ClientHello and its handshake fails;
+//!   connection from elsewhere is plain TLS; one that starts with a header
+//!   anyway is refused with a warning naming its address ([`untrusted`]:
+//!   most likely a balancer missing from the list);
 //! - a trusted connection *must* start with a valid header: one without is
 //!   closed, so a balancer misconfigured without `send-proxy-v2` is noticed
 //!   at once rather than every client counted as the balancer;
@@ -247,3 +248,4 @@ fn check_tlvs(mut rest: &[u8]) -> Result<(), Malformed> {
 
 #[cfg(test)]
 mod tests;
+pub mod untrusted;
