@@ -378,3 +378,81 @@ fn a_sigterm_during_start_stops_the_node_cleanly() {
         );
     }
 }
+
+/// A child process killed when the test ends, pass or fail.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn drain_finds_a_node_whose_binary_has_another_name() {
+    use std::process::{Command, Stdio};
+    use support::node::{cmx_with_config, ensure_soft_key, free_port, output_text};
+
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki(dir.path());
+    let node_dir = dir.path().join("node");
+    std::fs::create_dir_all(&node_dir).unwrap();
+    let (port, mport) = (free_port(), free_port());
+    let props = node_dir.join("kms.properties");
+    std::fs::write(
+        &props,
+        TestNode::properties(&pki, &node_dir, port, mport, ""),
+    )
+    .unwrap();
+    ensure_soft_key(&props, &[]);
+    // Started through a link of another name (a wrapper, a versioned path):
+    // its executable is this binary's file.
+    let link = dir.path().join("kms-node");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_cmx-kms"), &link).unwrap();
+    let log = node_dir.join("server.log");
+    let mut node = Killed(
+        Command::new(&link)
+            .arg("serve")
+            .arg("-c")
+            .arg(&props)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for("the node to listen", Duration::from_secs(60), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let out = cmx_with_config(&["drain"], &props);
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    assert!(
+        output_text(&out).contains("draining"),
+        "{}",
+        output_text(&out)
+    );
+    wait_for("the node to log the drain", Duration::from_secs(30), || {
+        std::fs::read_to_string(&log).is_ok_and(|l| l.contains("drain"))
+    });
+    let _ = node.0.kill();
+    let _ = node.0.wait();
+
+    // Another program running `serve` with that configuration is named,
+    // not signalled.
+    let other = Killed(
+        Command::new("sh")
+            .args(["-c", "sleep 60; :", "kms-wrapper", "serve", "-c"])
+            .arg(&props)
+            .spawn()
+            .unwrap(),
+    );
+    let out = cmx_with_config(&["drain"], &props);
+    assert_eq!(out.status.code(), Some(69), "{}", output_text(&out));
+    let text = output_text(&out);
+    let pid = other.0.id();
+    assert!(
+        text.contains(&format!("pid {pid} (")) && text.contains("another program name"),
+        "{text}"
+    );
+}

@@ -2,7 +2,10 @@
 //! load balancer without stopping it, and put it back.
 //!
 //! The command finds the `cmx-kms serve` process that runs with the same
-//! kms.properties (by its command line in `/proc`) and signals it: SIGUSR1
+//! kms.properties (by its command line in `/proc`; a cmx-kms is a process
+//! whose executable is this one's file, or whose program is named
+//! `cmx-kms*`; a `serve` of that configuration under another name is
+//! reported, not signalled) and signals it: SIGUSR1
 //! drains (every readiness check answers `draining`, and after
 //! `kms.server.drain-delay` open keep-alive connections close between
 //! requests, so clients reconnect through the balancer to other nodes; the
@@ -13,6 +16,7 @@
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt as _;
+use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
@@ -30,13 +34,9 @@ pub fn run(config: &Path, resume: bool) -> Result<(), CommandError> {
             config.display()
         )));
     };
-    let pids = serving(&wanted);
+    let Found { pids, others } = serving(&wanted);
     if pids.is_empty() {
-        return Err(CommandError::Unavailable(format!(
-            "cmx-kms drain: no running `cmx-kms serve` uses {}; is the node running? \
-             (systemctl status cmx-kms)",
-            wanted.display()
-        )));
+        return Err(CommandError::Unavailable(not_found(&wanted, &others)));
     }
     let (signal, what) = if resume {
         (
@@ -74,14 +74,50 @@ pub fn run(config: &Path, resume: bool) -> Result<(), CommandError> {
     }
 }
 
-/// The pids of `cmx-kms serve` processes whose configuration is `wanted`
-/// (canonical), this process excluded.
-fn serving(wanted: &Path) -> Vec<i32> {
+/// The `serve` processes whose configuration is `wanted`.
+#[derive(Debug, Default)]
+struct Found {
+    /// cmx-kms's (see [`is_cmx_kms`]).
+    pids: Vec<i32>,
+    /// Other programs' (pid, program), not signalled.
+    others: Vec<(i32, String)>,
+}
+
+/// The message when no cmx-kms serves `wanted`; `others` are programs of
+/// another name that run `serve` with it.
+fn not_found(wanted: &Path, others: &[(i32, String)]) -> String {
+    if others.is_empty() {
+        return format!(
+            "cmx-kms drain: no running `cmx-kms serve` uses {}; is the node running? \
+             (systemctl status cmx-kms)",
+            wanted.display()
+        );
+    }
+    let list: Vec<String> = others
+        .iter()
+        .map(|(pid, program)| format!("pid {pid} ({program})"))
+        .collect();
+    format!(
+        "cmx-kms drain: no cmx-kms process serves {}, but {} runs `serve` with it under another \
+         program name, so it was not signalled. If it is the node, signal it yourself: \
+         kill -USR1 PID drains, kill -USR2 PID resumes",
+        wanted.display(),
+        list.join(", ")
+    )
+}
+
+/// The `serve` processes whose configuration is `wanted` (canonical), this
+/// process excluded.
+fn serving(wanted: &Path) -> Found {
     let me = std::process::id();
+    let my_exe = std::env::current_exe()
+        .and_then(std::fs::metadata)
+        .ok()
+        .map(|m| (m.dev(), m.ino()));
+    let mut found = Found::default();
     let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
+        return found;
     };
-    let mut out = Vec::new();
     for entry in dir.flatten() {
         let Some(pid) = entry
             .file_name()
@@ -112,22 +148,48 @@ fn serving(wanted: &Path) -> Vec<i32> {
         } else {
             config
         };
-        if config.canonicalize().is_ok_and(|c| c == wanted)
-            && let Ok(pid) = i32::try_from(pid)
-        {
-            out.push(pid);
+        let Ok(pid) = i32::try_from(pid) else {
+            continue;
+        };
+        if !config.canonicalize().is_ok_and(|c| c == wanted) {
+            continue;
+        }
+        // Unreadable for another user's process (without root): the
+        // program name decides then.
+        let exe_link = entry.path().join("exe");
+        let exe = std::fs::read_link(&exe_link).ok();
+        let same = my_exe.is_some()
+            && std::fs::metadata(&exe_link)
+                .ok()
+                .map(|m| (m.dev(), m.ino()))
+                == my_exe;
+        let program = args.first().copied().unwrap_or_default();
+        if is_cmx_kms(program, exe.as_deref(), same) {
+            found.pids.push(pid);
+        } else {
+            let name = exe.unwrap_or_else(|| PathBuf::from(program));
+            found.others.push((pid, name.display().to_string()));
         }
     }
-    out
+    found
 }
 
-/// The configuration a `cmx-kms serve` command line runs with; `None` for
-/// any other command line.
+/// Whether a process is a cmx-kms: its executable is the same file as this
+/// one's (`same_file`), or its program (`argv0`) or executable (`exe`) is
+/// named `cmx-kms` or `cmx-kms` followed by anything (a versioned or
+/// renamed copy, `cmx-kms-0.2.0`).
+fn is_cmx_kms(argv0: &OsStr, exe: Option<&Path>, same_file: bool) -> bool {
+    let named = |p: &Path| {
+        p.file_name()
+            .is_some_and(|n| n.as_bytes().starts_with(b"cmx-kms"))
+    };
+    same_file || named(Path::new(argv0)) || exe.is_some_and(named)
+}
+
+/// The configuration a `serve` command line runs with (whatever its
+/// program: see [`is_cmx_kms`]); `None` for any other command line.
 fn serve_config(args: &[&OsStr]) -> Option<PathBuf> {
-    let (program, rest) = args.split_first()?;
-    if Path::new(program).file_name() != Some(OsStr::new("cmx-kms")) {
-        return None;
-    }
+    let (_program, rest) = args.split_first()?;
     let serve = rest.iter().position(|a| *a == "serve")?;
     let mut config = PathBuf::from(DEFAULT_CONFIG);
     let mut it = rest[serve + 1..].iter();
@@ -171,8 +233,46 @@ mod tests {
         );
         assert_eq!(parse(&["cmx-kms", "drain", "-c", "x"]), None);
         assert_eq!(parse(&["cmx-kms", "check-config"]), None);
-        assert_eq!(parse(&["/usr/bin/python3", "serve", "-c", "x"]), None);
+        assert_eq!(
+            parse(&["/opt/kms/cmx-kms-0.2.0", "serve", "-c", "x"]),
+            Some(PathBuf::from("x")),
+            "the program is judged apart"
+        );
         assert_eq!(parse(&["cmx-kms", "serve", "-c"]), None, "no value");
         assert_eq!(parse(&[]), None);
+    }
+
+    #[test]
+    fn a_cmx_kms_by_its_executable_or_a_name_starting_with_cmx_kms() {
+        let os = OsStr::new;
+        assert!(is_cmx_kms(os("/usr/share/kms/bin/cmx-kms"), None, false));
+        assert!(is_cmx_kms(os("/opt/cmx-kms-aed03dc"), None, false));
+        assert!(is_cmx_kms(os("cmx-kms.old"), None, false));
+        // A wrapper or a symlink of another name, onto this very binary.
+        assert!(is_cmx_kms(os("/usr/local/bin/kms-node"), None, true));
+        // argv[0] rewritten, the executable's name tells.
+        let exe = Path::new("/opt/kms/cmx-kms-0.2.0 (deleted)");
+        assert!(is_cmx_kms(os("kms"), Some(exe), false));
+        assert!(!is_cmx_kms(os("/usr/bin/python3"), None, false));
+        assert!(!is_cmx_kms(
+            os("node"),
+            Some(Path::new("/usr/bin/node")),
+            false
+        ));
+    }
+
+    #[test]
+    fn other_programs_serving_the_configuration_are_named() {
+        let wanted = Path::new("/etc/kms/kms.properties");
+        let none = not_found(wanted, &[]);
+        assert!(none.contains("is the node running?"), "{none}");
+        let other = not_found(wanted, &[(42, "/opt/kms/kms-node".into())]);
+        assert!(
+            other.contains(
+                "pid 42 (/opt/kms/kms-node) runs `serve` with it under another program name"
+            ),
+            "{other}"
+        );
+        assert!(other.contains("kill -USR1"), "{other}");
     }
 }
