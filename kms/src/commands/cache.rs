@@ -34,7 +34,12 @@ pub fn flush(config: &Path, key_id: Option<&str>) -> Result<(), CommandError> {
     for n in answer["nodes"].as_array().into_iter().flatten() {
         let name = n["node"].as_str().unwrap_or("?");
         if n["acked"] == true {
-            println!("  {name}: acknowledged ({} entries removed)", n["removed"]);
+            let noun = if n["removed"].as_u64() == Some(1) {
+                "entry"
+            } else {
+                "entries"
+            };
+            println!("  {name}: acknowledged ({} {noun} removed)", n["removed"]);
         } else {
             all = false;
             println!(

@@ -119,6 +119,7 @@ pub(super) fn take(
     let origin = |line| jgroups_origin(jgroups_file, line);
     let cluster_port = cluster_port(file, port_set, parsed.bind_port, origin);
     let address = cluster_address(file, address_text, parsed.bind_addr.clone(), origin)?;
+    port_clash(file, &address, cluster_port);
     if parsed.hosts.is_empty() {
         let warning = Warning::Other(format!(
             "kms.cache.type=distributed, but {} lists no other node (TCPPING initial_hosts): this node caches alone",
@@ -223,6 +224,59 @@ fn cluster_port(
         (Some(p), _) => p,
         (None, Some((b, _))) => b,
         (None, None) => d::CLUSTER_PORT,
+    }
+}
+
+/// The node's other listeners, as (port key, address key, default address,
+/// default port); the check listener's address defaults to the API's.
+const OTHER_LISTENERS: [(&str, &str, u16); 3] = [
+    ("kms.server.port", "kms.server.address", d::SERVER_PORT),
+    ("kms.health.port", "kms.health.address", 0),
+    ("kms.metrics.port", "kms.metrics.address", d::METRICS_PORT),
+];
+
+/// The cluster port equal to another listener's port on an overlapping
+/// address is an error at `kms.cluster.port` (the node would fail to bind
+/// its own port). Their values are only read here (taking a key twice is
+/// harmless); their own sections report them malformed.
+fn port_clash(file: &mut ConfigFile, cluster_address: &str, cluster_port: u16) {
+    let value = |file: &mut ConfigFile, key: &'static str| {
+        file.get(key).map(|raw| raw.value.trim().to_owned())
+    };
+    let server_address = value(file, "kms.server.address")
+        .and_then(|v| v.parse::<IpAddr>().ok())
+        .unwrap_or(d::SERVER_ADDRESS);
+    let cluster_ip = cluster_address.parse::<IpAddr>().ok();
+    for (port_key, address_key, default_port) in OTHER_LISTENERS {
+        let other_port = value(file, port_key)
+            .and_then(|v| v.parse::<u16>().ok())
+            .unwrap_or(default_port);
+        if other_port == 0 || other_port != cluster_port {
+            continue;
+        }
+        let default_address = if address_key == "kms.metrics.address" {
+            d::METRICS_ADDRESS
+        } else {
+            server_address
+        };
+        let other_ip = value(file, address_key)
+            .and_then(|v| v.parse::<IpAddr>().ok())
+            .unwrap_or(default_address);
+        // A host name is resolved later: only a wildcard is sure to overlap.
+        let overlap = other_ip.is_unspecified()
+            || cluster_ip.is_some_and(|c| c == other_ip || c.is_unspecified());
+        if overlap {
+            let detail = format!(
+                "{cluster_port} is also {port_key} on {other_ip}: the node \
+                 would fail to listen on its own port; give the cluster port another \
+                 (7800 is the usual one), the same on every node"
+            );
+            file.error(
+                file.origin_of("kms.cluster.port"),
+                Some("kms.cluster.port"),
+                Problem::Conflict { detail },
+            );
+        }
     }
 }
 

@@ -211,3 +211,40 @@ fn an_address_that_is_not_one_is_refused() {
         assert!(e[0].contains("kms.cluster.address:"), "{e:?}");
     }
 }
+
+#[test]
+fn a_cluster_port_that_is_another_listeners_port_is_an_error_at_its_line() {
+    for (other, clash) in [
+        (
+            "kms.server.address=127.0.0.4\nkms.server.port=24443\n",
+            "kms.server.port on 127.0.0.4",
+        ),
+        ("kms.health.port=24443\n", "kms.health.port on 0.0.0.0"),
+        (
+            "kms.metrics.address=127.0.0.4\nkms.metrics.port=24443\n",
+            "kms.metrics.port on 127.0.0.4",
+        ),
+    ] {
+        let (_d, r) = with_jgroups(
+            THREE,
+            &format!(
+                "kms.cache.type=distributed\nkms.cluster.address=127.0.0.4\nkms.cluster.port=24443\n{other}"
+            ),
+        );
+        let errors = error_lines(r);
+        assert!(
+            errors.iter().any(
+                |e| e.contains("kms.properties:7: kms.cluster.port: 24443 is also")
+                    && e.contains(clash)
+            ),
+            "{errors:?}"
+        );
+    }
+    // Another address, or another port: fine.
+    let (_d, r) = with_jgroups(
+        THREE,
+        "kms.cache.type=distributed\nkms.cluster.address=127.0.0.4\nkms.cluster.port=24443\n\
+         kms.server.address=127.0.0.5\nkms.server.port=24443\nkms.metrics.port=24443\n",
+    );
+    assert!(r.is_ok(), "{:?}", r.err().map(|e| e.to_string()));
+}

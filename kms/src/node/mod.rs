@@ -73,13 +73,26 @@ pub enum StartError {
     #[error("reload task failed: {0}")]
     ReloadTask(#[from] tokio::task::JoinError),
     /// A port cannot be bound.
-    #[error("cannot listen on {addr}: {source} (is another process using the port?)")]
+    #[error("cannot listen on {addr}: {source} ({})", bind_hint(.source))]
     Bind {
         /// The address.
         addr: SocketAddr,
         /// Why.
         source: std::io::Error,
     },
+}
+
+/// The next step after a failed bind, by its cause.
+fn bind_hint(e: &std::io::Error) -> &'static str {
+    match e.raw_os_error() {
+        Some(libc_errno) if libc_errno == nix::errno::Errno::EADDRNOTAVAIL as i32 => {
+            "this host has no such address: check the address setting, or `ip addr` on this host"
+        }
+        Some(libc_errno) if libc_errno == nix::errno::Errno::EACCES as i32 => {
+            "a port below 1024 needs root or CAP_NET_BIND_SERVICE"
+        }
+        _ => "is another process using the port?",
+    }
 }
 
 impl StartError {
@@ -357,5 +370,32 @@ impl Node {
         for t in tasks {
             t.abort();
         }
+    }
+}
+
+#[cfg(test)]
+mod bind_tests {
+    use super::StartError;
+
+    #[test]
+    fn a_bind_error_hints_at_its_cause() {
+        let text = |errno| {
+            StartError::Bind {
+                addr: ([10, 9, 9, 9], 24800).into(),
+                source: std::io::Error::from_raw_os_error(errno),
+            }
+            .to_string()
+        };
+        let missing = text(nix::errno::Errno::EADDRNOTAVAIL as i32);
+        assert!(
+            missing.contains("this host has no such address"),
+            "{missing}"
+        );
+        assert!(!missing.contains("another process"), "{missing}");
+        let busy = text(nix::errno::Errno::EADDRINUSE as i32);
+        assert!(
+            busy.contains("is another process using the port?"),
+            "{busy}"
+        );
     }
 }
