@@ -439,11 +439,12 @@ fn drain_finds_a_node_whose_binary_has_another_name() {
     let _ = node.0.wait();
 
     // Another program running `serve` with that configuration is named,
-    // not signalled.
+    // not signalled. (`read` is a builtin: killing the shell leaves no child.)
     let other = Killed(
         Command::new("sh")
-            .args(["-c", "sleep 60; :", "kms-wrapper", "serve", "-c"])
+            .args(["-c", "read x", "kms-wrapper", "serve", "-c"])
             .arg(&props)
+            .stdin(Stdio::piped())
             .spawn()
             .unwrap(),
     );
