@@ -146,6 +146,9 @@ pub struct App {
     pub ids: super::RequestIds,
     /// The cap on log lines clients can cause (`http/lines.rs`).
     pub lines: super::lines::LineBudget,
+    /// The warnings about PROXY headers from untrusted addresses, one per
+    /// address per interval.
+    pub proxy_warnings: super::proxy::untrusted::Warnings,
 }
 
 /// Decrements the in-flight gauge when a request ends, however it ends.

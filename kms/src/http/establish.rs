@@ -60,7 +60,7 @@ async fn proxied(
 /// the client-line budget) and count it.
 fn refuse_untrusted_header(peer: SocketAddr, version: u8, app: &App) {
     app.metrics.connection_closed("proxy-untrusted");
-    let Some(held_back) = untrusted::WARNINGS.open(peer.ip()) else {
+    let Some(held_back) = app.proxy_warnings.open(peer.ip()) else {
         tracing::debug!(peer = %peer, "PROXY header from an untrusted address; refused");
         return;
     };

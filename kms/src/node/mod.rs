@@ -207,6 +207,7 @@ impl Node {
             probes: crate::http::probing::ProbeWatch::default(),
             ids: crate::http::RequestIds::new(),
             lines: crate::http::LineBudget::default(),
+            proxy_warnings: crate::http::proxy::untrusted::Warnings::default(),
         });
         let addr = SocketAddr::new(config.server.address, config.server.port);
         let listener = TcpListener::bind(addr)

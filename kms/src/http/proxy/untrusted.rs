@@ -15,7 +15,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{LazyLock, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::V2_SIG;
@@ -82,10 +82,8 @@ pub async fn sniff(tcp: &tokio::net::TcpStream) -> Start {
     }
 }
 
-/// The node's warnings about untrusted PROXY headers.
-pub static WARNINGS: LazyLock<Warnings> = LazyLock::new(Warnings::default);
-
-/// One warning per address per [`INTERVAL`], with the number held back.
+/// One warning per address per [`INTERVAL`], with the number held back (one
+/// per node, in its [`App`](crate::http::api::App)).
 #[derive(Default)]
 pub struct Warnings {
     seen: Mutex<HashMap<IpAddr, (Instant, u64)>>,
