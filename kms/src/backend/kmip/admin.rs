@@ -201,6 +201,30 @@ impl fmt::Display for CheckReport {
 /// it is active and runs one encrypt/decrypt. Never fails: problems are steps.
 pub async fn check(backend: &KmipBackend) -> CheckReport {
     let mut report = CheckReport::default();
+    if check_endpoints(backend, &mut report).await == 0 {
+        return report;
+    }
+    let Some(current) = check_master_key(backend, &mut report).await else {
+        return report;
+    };
+    backend.forget_current_key();
+    match backend.probe().await {
+        Ok(_) => {
+            report.step(
+                "encrypt/decrypt",
+                Ok(format!(
+                    "wrapped and unwrapped a test value under {current}"
+                )),
+            );
+        }
+        Err(e) => report.failed("encrypt/decrypt", &e),
+    }
+    report
+}
+
+/// One step per endpoint: TLS and KMIP negotiated, or why not. How many
+/// answered.
+async fn check_endpoints(backend: &KmipBackend, report: &mut CheckReport) -> usize {
     let mut reachable = 0;
     for ep in backend.client.check_endpoints().await {
         let result = match ep.result {
@@ -227,15 +251,19 @@ pub async fn check(backend: &KmipBackend) -> CheckReport {
         };
         report.step(format!("connect {}", ep.endpoint), result);
     }
-    if reachable == 0 {
-        return report;
-    }
+    reachable
+}
+
+/// The master key's versions located, the current one active and of the
+/// right kind, a warning for each other version that deserves a look; the
+/// current version's id, or `None` after a failed step.
+async fn check_master_key(backend: &KmipBackend, report: &mut CheckReport) -> Option<String> {
     let name = backend.settings().key_name.clone();
     let found = match backend.key_versions().await {
         Ok(found) => found,
         Err(e) => {
             report.failed(format!("locate master key {name:?}"), &e);
-            return report;
+            return None;
         }
     };
     if found.is_empty() {
@@ -243,7 +271,7 @@ pub async fn check(backend: &KmipBackend) -> CheckReport {
             format!("locate master key {name:?}"),
             &master_key::no_master_key(&name),
         );
-        return report;
+        return None;
     }
     let list: Vec<String> = found.iter().map(master_key::KeyInfo::describe).collect();
     report.step(
@@ -260,7 +288,7 @@ pub async fn check(backend: &KmipBackend) -> CheckReport {
         }
         Err(e) => {
             report.failed("master key active", &e);
-            return report;
+            return None;
         }
     };
     // Versions other than the current one that deserve a look: a version
@@ -281,19 +309,7 @@ pub async fn check(backend: &KmipBackend) -> CheckReport {
             );
         }
     }
-    backend.forget_current_key();
-    match backend.probe().await {
-        Ok(_) => {
-            report.step(
-                "encrypt/decrypt",
-                Ok(format!(
-                    "wrapped and unwrapped a test value under {current}"
-                )),
-            );
-        }
-        Err(e) => report.failed("encrypt/decrypt", &e),
-    }
-    report
+    Some(current)
 }
 
 /// Revokes one master key version (reason: cessation of operation). Blobs
