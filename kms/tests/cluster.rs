@@ -33,7 +33,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use cluster_support::{ClusterNode, Ports, RoundRobin, cluster_props};
+use cluster_support::{ClusterNode, Ports, RoundRobin, cluster_props, ip};
 use support::client::{Client, chain, wait_ready};
 use support::node::{TestNode, cmx_with_config, output_text};
 use support::wait_for;
@@ -44,10 +44,6 @@ const EXTRA: &str = "kms.readiness.interval=1h\nkms.limits.device.rate=0\nkms.li
                      kms.server.max-pending-per-source=1000\n";
 const WAIT: Duration = Duration::from_secs(60);
 const DECRYPT: &str = "/v1/workspace-keys/decrypt";
-
-fn ip(n: u8) -> IpAddr {
-    IpAddr::from([127, 0, 0, n])
-}
 
 /// The owner of `body`'s customer key among `nodes` (`ip:cluster port`), as
 /// every node ranks them.

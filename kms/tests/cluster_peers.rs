@@ -23,38 +23,17 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use cluster_support::{ClusterNode, Ports, cluster_props};
+use cluster_support::{ClusterNode, Ports, ip, start_member};
 use std::sync::Arc;
 
 use cmx_kms::cluster::wire::{self, Frame};
 use rustls::pki_types::ServerName;
 use support::client::{Client, chain, client_config, connect_from};
 use support::guide_pki::{GuidePki, Identity};
-use support::node::TestNode;
 use support::{pki, wait_for};
 
 const WAIT: Duration = Duration::from_secs(60);
 const DECRYPT: &str = "/v1/workspace-keys/decrypt";
-
-fn ip(n: u8) -> IpAddr {
-    IpAddr::from([127, 0, 0, n])
-}
-
-fn node(pki: &GuidePki, dir: &Path, me: IpAddr, ports: Ports, others: &[IpAddr]) -> ClusterNode {
-    let base = TestNode::properties(
-        pki,
-        dir,
-        ports.api,
-        ports.metrics,
-        "kms.readiness.interval=1h\n",
-    )
-    .replace(
-        "kms.server.address=127.0.0.1",
-        &format!("kms.server.address={me}"),
-    );
-    let props = base + &cluster_props(dir, me, ports, others);
-    ClusterNode::start(dir, me, ports, &props)
-}
 
 fn refused(n: &ClusterNode, reason: &str) -> f64 {
     n.metric(&format!(
@@ -121,12 +100,12 @@ fn the_cluster_port_talks_only_to_listed_nodes_with_the_same_kmsserver() {
             let _ = s.write_all(b"JGRP\x00\x05\x00\x00not a TLS server hello");
         }
     });
-    let a = node(&pki1, &a_dir, ip(4), ports, &[ip(5), ip(6), ip(7)]);
+    let a = start_member(&pki1, &a_dir, ip(4), ports, &[ip(5), ip(6), ip(7)]);
     // B shares A's soft master key, as nodes share an HSM.
     std::fs::create_dir_all(&b_dir).unwrap();
     std::fs::copy(a_dir.join("soft-master.key"), b_dir.join("soft-master.key")).unwrap();
-    let b = node(&pki1, &b_dir, ip(5), ports, &[ip(4)]);
-    let c = node(&pki2, &dir.path().join("c"), ip(6), ports, &[ip(4)]);
+    let b = start_member(&pki1, &b_dir, ip(5), ports, &[ip(4)]);
+    let c = start_member(&pki2, &dir.path().join("c"), ip(6), ports, &[ip(4)]);
 
     wait_for(
         "A: B up, C a keystore mismatch, the Tomcat node incompatible",

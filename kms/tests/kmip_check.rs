@@ -8,6 +8,10 @@
     clippy::print_stdout
 )]
 
+#[path = "support/captured.rs"]
+mod captured;
+use captured::Captured;
+
 #[path = "support/pykmip.rs"]
 mod pykmip;
 
@@ -22,33 +26,6 @@ fn backend_with(
     trust: Vec<CertificateDer<'static>>,
 ) -> KmipBackend {
     KmipBackend::new(settings, identity.0, identity.1, trust).expect("backend")
-}
-
-/// Log lines written while a test's subscriber is the default.
-#[derive(Clone, Default)]
-struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-    type Writer = Self;
-    fn make_writer(&'a self) -> Self {
-        self.clone()
-    }
 }
 
 fn failed_step<'a>(report: &'a CheckReport, name: &str) -> &'a str {

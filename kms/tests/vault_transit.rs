@@ -8,6 +8,10 @@
     clippy::print_stdout
 )]
 
+#[path = "support/captured.rs"]
+mod captured;
+use captured::Captured;
+
 #[path = "support/openbao.rs"]
 mod openbao;
 
@@ -383,27 +387,6 @@ async fn derived_and_convergent_keys_are_refused_by_init_and_check() {
     }
 }
 
-/// Log lines written while a test's subscriber is the default.
-#[derive(Clone, Default)]
-struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-    type Writer = Self;
-    fn make_writer(&'a self) -> Self {
-        self.clone()
-    }
-}
-
 /// The Transit key deleted and created again: old blobs get the uniform
 /// client answer (invalid ciphertext), and the log says at WARN, once a
 /// minute, what the operator probably did.
@@ -446,7 +429,7 @@ async fn a_recreated_transit_key_is_warned_about_once() {
         assert!(matches!(err, BackendError::InvalidCiphertext(_)), "{err}");
     }
     drop(guard);
-    let text = String::from_utf8_lossy(&log.0.lock().unwrap()).into_owned();
+    let text = log.text();
     println!("{text}");
     let warns: Vec<&str> = text.lines().filter(|l| l.contains(" WARN ")).collect();
     assert_eq!(warns.len(), 1, "{text}");

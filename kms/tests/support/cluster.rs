@@ -12,8 +12,38 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::guide_pki::GuidePki;
 use crate::support::haproxy::{SOURCE, Server};
-use crate::support::node::free_port;
+use crate::support::node::{TestNode, free_port};
+
+/// 127.0.0.`n`: each node of a test cluster has an address of its own.
+pub fn ip(n: u8) -> IpAddr {
+    IpAddr::from([127, 0, 0, n])
+}
+
+/// Start a member on `me` with `ports`, listing `others`, its canary off
+/// (`kms.readiness.interval=1h`: its HSM calls would blur counts).
+pub fn start_member(
+    pki: &GuidePki,
+    dir: &Path,
+    me: IpAddr,
+    ports: Ports,
+    others: &[IpAddr],
+) -> ClusterNode {
+    let base = TestNode::properties(
+        pki,
+        dir,
+        ports.api,
+        ports.metrics,
+        "kms.readiness.interval=1h\n",
+    )
+    .replace(
+        "kms.server.address=127.0.0.1",
+        &format!("kms.server.address={me}"),
+    );
+    let props = base + &cluster_props(dir, me, ports, others);
+    ClusterNode::start(dir, me, ports, &props)
+}
 
 /// The ports every node of a test cluster uses, each on its own address.
 #[derive(Clone, Copy, Debug)]

@@ -5,49 +5,22 @@
 //!   are fetched from it. A must not wrap new user or workspace keys under
 //!   the rogue's bytes: every chain made on A opens on B (127.0.0.23, the
 //!   same master key, no cluster), and A says which member lied.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-#[path = "support/cluster.rs"]
-mod cluster_support;
-mod support;
 
 use std::io::Write as _;
-use std::net::{IpAddr, SocketAddr, TcpListener};
-use std::path::Path;
+use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use cluster_support::{ClusterNode, Ports, cluster_props};
+use crate::cluster_support::{Ports, ip, start_member};
+use crate::support::client::Client;
+use crate::support::guide_pki::GuidePki;
+use crate::support::{pki, wait_for};
 use cmx_kms::cluster::wire::{self, Frame, SecretKeyBytes};
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use support::client::Client;
-use support::guide_pki::GuidePki;
-use support::node::TestNode;
-use support::{pki, wait_for};
 
 const WAIT: Duration = Duration::from_secs(60);
-
-fn ip(n: u8) -> IpAddr {
-    IpAddr::from([127, 0, 0, n])
-}
-
-fn node(pki: &GuidePki, dir: &Path, me: IpAddr, ports: Ports, others: &[IpAddr]) -> ClusterNode {
-    let base = TestNode::properties(
-        pki,
-        dir,
-        ports.api,
-        ports.metrics,
-        "kms.readiness.interval=1h\n",
-    )
-    .replace(
-        "kms.server.address=127.0.0.1",
-        &format!("kms.server.address={me}"),
-    );
-    let props = base + &cluster_props(dir, me, ports, others);
-    ClusterNode::start(dir, me, ports, &props)
-}
 
 fn read_frame(s: &mut impl std::io::Read) -> Option<Frame> {
     let mut len = [0u8; 4];
@@ -125,10 +98,10 @@ fn a_key_served_by_a_rogue_member_is_never_used_to_wrap_new_keys() {
         Arc::clone(&gets),
     );
     let (a_dir, b_dir) = (dir.path().join("a"), dir.path().join("b"));
-    let a = node(&pki, &a_dir, ip(21), ports, &[ip(22)]);
+    let a = start_member(&pki, &a_dir, ip(21), ports, &[ip(22)]);
     std::fs::create_dir_all(&b_dir).unwrap();
     std::fs::copy(a_dir.join("soft-master.key"), b_dir.join("soft-master.key")).unwrap();
-    let b = node(&pki, &b_dir, ip(23), ports, &[]);
+    let b = start_member(&pki, &b_dir, ip(23), ports, &[]);
     wait_for("A sees the rogue up", WAIT, || {
         a.metric("cmx_kms_cluster_peers{state=\"up\"}") == Some(1.0)
     });

@@ -3,44 +3,15 @@
 //! few of them (per source and in total), closes the ones it keeps after the
 //! short handshake timeout, counts the refusals, keeps its file descriptors,
 //! and keeps serving its clients and its real peer B (127.0.0.32).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-#[path = "support/cluster.rs"]
-mod cluster_support;
-mod support;
 
 use std::io::Read as _;
-use std::net::IpAddr;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use cluster_support::{ClusterNode, Ports, cluster_props};
-use support::client::{Client, chain, connect_from};
-use support::guide_pki::GuidePki;
-use support::node::TestNode;
-use support::{pki, wait_for};
+use crate::cluster_support::{ClusterNode, Ports, ip, start_member};
+use crate::support::client::{Client, chain, connect_from};
+use crate::support::{pki, wait_for};
 
 const WAIT: Duration = Duration::from_secs(60);
-
-fn ip(n: u8) -> IpAddr {
-    IpAddr::from([127, 0, 0, n])
-}
-
-fn node(pki: &GuidePki, dir: &Path, me: IpAddr, ports: Ports, others: &[IpAddr]) -> ClusterNode {
-    let base = TestNode::properties(
-        pki,
-        dir,
-        ports.api,
-        ports.metrics,
-        "kms.readiness.interval=1h\n",
-    )
-    .replace(
-        "kms.server.address=127.0.0.1",
-        &format!("kms.server.address={me}"),
-    );
-    let props = base + &cluster_props(dir, me, ports, others);
-    ClusterNode::start(dir, me, ports, &props)
-}
 
 fn fds(n: &ClusterNode) -> usize {
     std::fs::read_dir(format!("/proc/{}/fd", n.child.id()))
@@ -54,10 +25,10 @@ fn idle_connections_from_a_member_address_cannot_exhaust_the_cluster_port() {
     let pki = pki(&dir.path().join("pki"));
     let ports = Ports::pick();
     let (a_dir, b_dir) = (dir.path().join("a"), dir.path().join("b"));
-    let a = node(&pki, &a_dir, ip(31), ports, &[ip(32), ip(33)]);
+    let a = start_member(&pki, &a_dir, ip(31), ports, &[ip(32), ip(33)]);
     std::fs::create_dir_all(&b_dir).unwrap();
     std::fs::copy(a_dir.join("soft-master.key"), b_dir.join("soft-master.key")).unwrap();
-    let b = node(&pki, &b_dir, ip(32), ports, &[ip(31)]);
+    let b = start_member(&pki, &b_dir, ip(32), ports, &[ip(31)]);
     wait_for("A sees B up", WAIT, || {
         a.metric("cmx_kms_cluster_peers{state=\"up\"}") == Some(1.0)
     });
