@@ -176,12 +176,8 @@ async fn silent_vault_times_out() {
     println!("{err} ({:?})", t.elapsed());
     assert!(matches!(err, BackendError::Unavailable { .. }), "{err}");
     assert!(err.to_string().contains("no answer within 700ms"), "{err}");
-    // One request timeout, not one per attempt: a timeout is not retried.
+    // A timeout is not retried (the message would count the attempts). No
+    // bound on the elapsed time here: timing targets live in benchmarks.
     assert!(!err.to_string().contains("attempts"), "{err}");
-    assert!(
-        t.elapsed() < Duration::from_millis(1200),
-        "{:?}",
-        t.elapsed()
-    );
     hold.abort();
 }

@@ -55,6 +55,11 @@ pub(crate) struct Auth {
     current: Mutex<Option<Arc<Token>>>,
     /// Serialises logins, reloads and renewals (single flight).
     refresh: tokio::sync::Mutex<()>,
+    /// The last attempt to obtain a token that failed, and when it ended:
+    /// callers that waited for it get its answer instead of trying again, so
+    /// a Vault that does not answer costs each request one timeout, not one
+    /// per caller ahead of it in line (the renewal loop is one of them).
+    failed: Mutex<Option<(Instant, BackendError)>>,
     generation: AtomicU64,
     /// Woken when the token changed, so the renewal loop re-plans.
     pub changed: Notify,
@@ -74,6 +79,7 @@ impl Auth {
             renew_before,
             current: Mutex::new(None),
             refresh: tokio::sync::Mutex::new(()),
+            failed: Mutex::new(None),
             generation: AtomicU64::new(0),
             changed: Notify::new(),
         }
@@ -111,9 +117,15 @@ impl Auth {
         if let Some(t) = self.peek().filter(|t| !t.is_expired()) {
             return Ok(t);
         }
+        let asked = Instant::now();
         let _g = self.refresh.lock().await;
         if let Some(t) = self.peek().filter(|t| !t.is_expired()) {
             return Ok(t);
+        }
+        if let Some((ended, e)) = crate::sync::lock(&self.failed).as_ref()
+            && *ended >= asked
+        {
+            return Err(e.clone());
         }
         let held = self.peek();
         self.obtain(held.as_deref()).await
@@ -197,11 +209,17 @@ impl Auth {
             .generation
             .fetch_add(1, Ordering::SeqCst)
             .saturating_add(1);
-        let token = match &self.method {
-            VaultAuth::Token(src) => self.load_static(src, old, generation).await?,
-            _ => self.login(generation).await?,
+        let got = match &self.method {
+            VaultAuth::Token(src) => self.load_static(src, old, generation).await,
+            _ => self.login(generation).await,
         };
-        let token = Arc::new(token);
+        let token = match got {
+            Ok(token) => Arc::new(token),
+            Err(e) => {
+                *crate::sync::lock(&self.failed) = Some((Instant::now(), e.clone()));
+                return Err(e);
+            }
+        };
         self.store(Some(token.clone()));
         Ok(token)
     }
