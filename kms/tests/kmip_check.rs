@@ -167,13 +167,7 @@ async fn check_names_each_problem() {
     // Its blobs are client-facing refusals on the first node (422), with a
     // WARN in the log naming the likely cause (see key_lookup.rs).
     let theirs = other.wrap(b"x", b"").await.expect("other wrap");
-    let log = Captured::default();
-    let guard = tracing::subscriber::set_default(
-        tracing_subscriber::fmt()
-            .with_writer(log.clone())
-            .with_ansi(false)
-            .finish(),
-    );
+    let (log, guard) = Captured::install();
     let err = b.unwrap(&theirs, b"").await.expect_err("second master key");
     assert!(matches!(err, BackendError::InvalidCiphertext(_)), "{err:?}");
     // Again at once: the WARN is rate limited (one a minute), the answer is not.
@@ -185,7 +179,7 @@ async fn check_names_each_problem() {
     drop(guard);
     let text = log.text();
     println!("{text}");
-    let warns: Vec<&str> = text.lines().filter(|l| l.contains(" WARN ")).collect();
+    let warns = log.warn_lines();
     assert_eq!(warns.len(), 1, "{text}");
     assert!(
         warns[0].contains("second master key") && warns[0].contains("same identity"),

@@ -417,13 +417,7 @@ async fn a_recreated_transit_key_is_warned_about_once() {
     .await;
     bao.create_key(None, KEY).await;
 
-    let log = Captured::default();
-    let guard = tracing::subscriber::set_default(
-        tracing_subscriber::fmt()
-            .with_writer(log.clone())
-            .with_ansi(false)
-            .finish(),
-    );
+    let (log, guard) = Captured::install();
     for blob in [&old, &old_v2, &old] {
         let err = backend.unwrap(blob, b"").await.unwrap_err();
         assert!(matches!(err, BackendError::InvalidCiphertext(_)), "{err}");
@@ -431,7 +425,7 @@ async fn a_recreated_transit_key_is_warned_about_once() {
     drop(guard);
     let text = log.text();
     println!("{text}");
-    let warns: Vec<&str> = text.lines().filter(|l| l.contains(" WARN ")).collect();
+    let warns = log.warn_lines();
     assert_eq!(warns.len(), 1, "{text}");
     assert!(
         warns[0].contains("deleted and created again") && warns[0].contains("422"),

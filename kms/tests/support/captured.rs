@@ -8,8 +8,30 @@
 pub struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
 
 impl Captured {
+    /// Capture this thread's log lines (plain text, no colours) until the
+    /// guard is dropped.
+    pub fn install() -> (Captured, tracing::subscriber::DefaultGuard) {
+        let log = Captured::default();
+        let guard = tracing::subscriber::set_default(
+            tracing_subscriber::fmt()
+                .with_writer(log.clone())
+                .with_ansi(false)
+                .finish(),
+        );
+        (log, guard)
+    }
+
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+
+    /// The WARN lines captured so far.
+    pub fn warn_lines(&self) -> Vec<String> {
+        self.text()
+            .lines()
+            .filter(|l| l.contains(" WARN "))
+            .map(str::to_owned)
+            .collect()
     }
 }
 
