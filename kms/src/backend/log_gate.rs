@@ -12,19 +12,26 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-/// Least time between two lines of one gate.
+/// Least time between two lines of one gate, unless it says otherwise.
 pub const INTERVAL: Duration = Duration::from_secs(60);
 
-/// One gate per log site and backend instance.
+/// One gate per log site and backend instance (or listener).
 pub struct LogGate {
+    interval: Duration,
     last: Mutex<Option<Instant>>,
     held_back: AtomicU64,
 }
 
 impl LogGate {
-    /// A gate that lets its first line through.
+    /// A gate that lets its first line through, then one per [`INTERVAL`].
     pub const fn new() -> Self {
+        Self::every(INTERVAL)
+    }
+
+    /// A gate that lets its first line through, then one per `interval`.
+    pub const fn every(interval: Duration) -> Self {
         Self {
+            interval,
             last: Mutex::new(None),
             held_back: AtomicU64::new(0),
         }
@@ -41,7 +48,7 @@ impl LogGate {
             .last
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if last.is_some_and(|at| now.saturating_duration_since(at) < INTERVAL) {
+        if last.is_some_and(|at| now.saturating_duration_since(at) < self.interval) {
             self.held_back.fetch_add(1, Ordering::Relaxed);
             return None;
         }
@@ -69,5 +76,9 @@ mod tests {
         assert_eq!(gate.open_at(t0 + Duration::from_secs(59)), None);
         assert_eq!(gate.open_at(t0 + INTERVAL), Some(2));
         assert_eq!(gate.open_at(t0 + INTERVAL), None);
+        let short = LogGate::every(Duration::from_secs(10));
+        assert_eq!(short.open_at(t0), Some(0));
+        assert_eq!(short.open_at(t0 + Duration::from_secs(9)), None);
+        assert_eq!(short.open_at(t0 + Duration::from_secs(10)), Some(1));
     }
 }

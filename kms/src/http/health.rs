@@ -22,7 +22,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -32,6 +32,7 @@ use hyper::{Method, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
+use crate::backend::log_gate::LogGate;
 use crate::cluster::slots::Slots;
 use crate::readiness::{Readiness, State};
 
@@ -62,7 +63,7 @@ pub fn answer(method: &Method, path: &str, readiness: &Readiness) -> (StatusCode
 /// Serve the check forever.
 pub async fn serve(listener: TcpListener, readiness: Arc<Readiness>) {
     let slots = Slots::new(MAX_CONNECTIONS, MAX_PER_SOURCE);
-    let mut last_warn: Option<Instant> = None;
+    let warnings = LogGate::every(Duration::from_secs(10));
     loop {
         let Ok((tcp, from)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -72,10 +73,9 @@ pub async fn serve(listener: TcpListener, readiness: Arc<Readiness>) {
             Ok(p) => p,
             Err(full) => {
                 drop(tcp);
-                if last_warn.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
-                    last_warn = Some(Instant::now());
+                if let Some(held_back) = warnings.open() {
                     tracing::warn!(
-                        source = %from, reason = full.label(),
+                        source = %from, reason = full.label(), held_back,
                         "readiness check port: too many open connections (at most {MAX_PER_SOURCE} per address, \
                          {MAX_CONNECTIONS} in all); closed. Only the load balancers should reach this port \
                          (more in the next 10 s are not logged)"
